@@ -1,0 +1,154 @@
+import {Command, Flags, type Interfaces} from '@oclif/core'
+
+import {resolveConnection, scrubSecrets, type ConnectionTarget} from '../lib/connection.js'
+import {Database} from '../lib/db.js'
+import {EXIT_CODES, type BackfillError} from '../lib/errors.js'
+import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifiers.js'
+import {errorEnvelope, toBackfillError} from './errors.js'
+import {Output} from './output.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type DbFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof DbCommand)['baseFlags'] & T['flags']>
+export type Args<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/**
+ * Every command: --json, --quiet, --no-color; errors rendered once (human text on stderr,
+ * or the JSON error envelope on stdout) with the exit code of the error's class.
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override enableJsonFlag = true
+  static override baseFlags = {
+    quiet: Flags.boolean({char: 'q', helpGroup: 'GLOBAL', summary: 'Hide progress and informational messages (stderr).'}),
+    'no-color': Flags.boolean({helpGroup: 'GLOBAL', summary: 'Disable colour (also off when NO_COLOR is set or output is not a terminal).'}),
+  }
+
+  protected flags!: BaseFlags<T>
+  protected args!: Args<T>
+  protected out!: Output
+  /** Fired by the first SIGINT/SIGTERM for commands that stop gracefully. */
+  protected readonly interrupt = new AbortController()
+  /** Commands that finish their current step on SIGINT set this; others exit 130 at once. */
+  protected handlesInterrupt = false
+  /** Secrets to scrub from anything printed (filled by DbCommand). */
+  protected secrets: readonly string[] = []
+  private signalHandler: ((signal: NodeJS.Signals) => void) | undefined
+
+  override async init(): Promise<void> {
+    await super.init()
+    // Output exists before parsing so that parse errors render through it too.
+    this.out = new Output({json: this.jsonEnabled(), quiet: false, noColor: this.argv.includes('--no-color')})
+    const {args, flags} = await this.parse({
+      args: this.ctor.args,
+      baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      flags: this.ctor.flags,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as Args<T>
+    this.out = new Output({json: this.jsonEnabled(), quiet: Boolean(flags.quiet), noColor: Boolean(flags['no-color'])})
+    this.installSignalHandlers()
+  }
+
+  private installSignalHandlers(): void {
+    let count = 0
+    this.signalHandler = (signal) => {
+      count += 1
+      if (this.handlesInterrupt && count === 1) {
+        this.out.info(`received ${signal}: finishing the current step (press Ctrl-C again to stop now)`)
+        this.interrupt.abort(new Error(signal))
+        return
+      }
+      process.stderr.write(`\ninterrupted by ${signal}\n`)
+      process.exit(EXIT_CODES.interrupted)
+    }
+    process.on('SIGINT', this.signalHandler)
+    process.on('SIGTERM', this.signalHandler)
+  }
+
+  protected override async catch(raw: Error & {exitCode?: number}): Promise<void> {
+    const error = toBackfillError(raw)
+    process.exitCode = error.exitCode
+    if (this.jsonEnabled()) {
+      process.stdout.write(`${JSON.stringify(errorEnvelope(error, this.secrets), null, 2)}\n`)
+    } else {
+      this.renderError(error)
+    }
+    if (process.env.DEBUG?.includes('backfill')) process.stderr.write(`${scrubSecrets(String(raw?.stack ?? raw), this.secrets)}\n`)
+  }
+
+  private renderError(error: BackfillError): void {
+    const color = this.out?.errColor
+    const label = color ? color.red.bold('Error:') : 'Error:'
+    process.stderr.write(`${label} ${scrubSecrets(error.message, this.secrets)}\n`)
+    for (const suggestion of error.suggestions) {
+      process.stderr.write(`  ${color ? color.dim('→') : '→'} ${scrubSecrets(suggestion, this.secrets)}\n`)
+    }
+  }
+
+  protected override async finally(error: Error | undefined): Promise<unknown> {
+    if (this.signalHandler) {
+      process.off('SIGINT', this.signalHandler)
+      process.off('SIGTERM', this.signalHandler)
+    }
+    return super.finally(error)
+  }
+}
+
+/**
+ * Commands that talk to a database: --database-url (DATABASE_URL, else PG* variables),
+ * --schema (GRAPHILE_WORKER_SCHEMA), a validated schema name and one pool per run.
+ */
+export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T> {
+  static override baseFlags = {
+    ...BaseCommand.baseFlags,
+    'database-url': Flags.string({
+      env: 'DATABASE_URL',
+      helpGroup: 'DATABASE',
+      summary: 'PostgreSQL connection URL (default: DATABASE_URL, else the libpq PG* variables).',
+    }),
+    schema: Flags.string({
+      env: 'GRAPHILE_WORKER_SCHEMA',
+      default: DEFAULT_SCHEMA,
+      helpGroup: 'DATABASE',
+      summary: 'graphile-worker schema name.',
+    }),
+  }
+
+  declare protected flags: DbFlags<T>
+  protected schema!: SchemaName
+  private target: ConnectionTarget | undefined
+  private database: Database | undefined
+
+  override async init(): Promise<void> {
+    await super.init()
+    this.schema = parseSchemaName(this.flags.schema)
+  }
+
+  /** Where this command connects; resolves (and validates) the configuration once. */
+  protected connectionTarget(): ConnectionTarget {
+    if (!this.target) {
+      this.target = resolveConnection({databaseUrl: this.flags['database-url'], env: process.env})
+      this.secrets = this.target.secrets
+    }
+    return this.target
+  }
+
+  /** The command's database handle (pool created on first use, closed in finally). */
+  protected db(options: {max?: number} = {}): Database {
+    if (!this.database) {
+      this.database = Database.connect({
+        target: this.connectionTarget(),
+        schema: this.schema,
+        applicationName: `backfill ${this.id ?? ''}`.trim(),
+        max: options.max ?? 4,
+      })
+    }
+    return this.database
+  }
+
+  protected override async finally(error: Error | undefined): Promise<unknown> {
+    await this.database?.end().catch(() => undefined)
+    return super.finally(error)
+  }
+}

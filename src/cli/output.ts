@@ -1,0 +1,96 @@
+import {Chalk, type ChalkInstance} from 'chalk'
+
+export interface OutputOptions {
+  json: boolean
+  quiet: boolean
+  /** --no-color was given. */
+  noColor?: boolean
+}
+
+/**
+ * Colour is decided here once: off when NO_COLOR is set, with --no-color, or when the
+ * stream is not a terminal (FORCE_COLOR overrides the terminal test). chalk's own
+ * detection ignores NO_COLOR, so its level is always set explicitly.
+ */
+export function colorLevel(stream: NodeJS.WriteStream, noColor = false, env: NodeJS.ProcessEnv = process.env): 0 | 1 {
+  if (noColor || (env.NO_COLOR !== undefined && env.NO_COLOR !== '')) return 0
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0' && env.FORCE_COLOR !== 'false') return 1
+  return stream.isTTY ? 1 : 0
+}
+
+export interface Column<R> {
+  header: string
+  get: (row: R) => string
+  align?: 'left' | 'right'
+  /** Truncate cells to this many characters. */
+  max?: number
+}
+
+/**
+ * Where command output goes: results to stdout (suppressed under --json, where the
+ * returned object is the document), everything for people to stderr.
+ */
+export class Output {
+  readonly json: boolean
+  readonly quiet: boolean
+  /** Styles for stdout. */
+  readonly color: ChalkInstance
+  /** Styles for stderr. */
+  readonly errColor: ChalkInstance
+
+  constructor(options: OutputOptions) {
+    this.json = options.json
+    this.quiet = options.quiet
+    this.color = new Chalk({level: colorLevel(process.stdout, options.noColor)})
+    this.errColor = new Chalk({level: colorLevel(process.stderr, options.noColor)})
+  }
+
+  /** A line of the human result (stdout); nothing under --json. */
+  result(text: string): void {
+    if (!this.json) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`)
+  }
+
+  /** Informational text for people (stderr); hidden by --quiet. */
+  info(text: string): void {
+    if (!this.quiet) process.stderr.write(`${text}\n`)
+  }
+
+  success(text: string): void {
+    if (!this.quiet) process.stderr.write(`${this.errColor.green('✔')} ${text}\n`)
+  }
+
+  warn(text: string): void {
+    process.stderr.write(`${this.errColor.yellow('Warning:')} ${text}\n`)
+  }
+
+  /** A borderless, two-space separated table on stdout (easy to read and to awk). */
+  table<R>(rows: readonly R[], columns: readonly Column<R>[], empty?: string): void {
+    if (this.json) return
+    if (rows.length === 0) {
+      if (empty) this.info(empty)
+      return
+    }
+    this.result(renderTable(rows, columns, this.color))
+  }
+}
+
+export function renderTable<R>(rows: readonly R[], columns: readonly Column<R>[], color: ChalkInstance): string {
+  const cells = rows.map((row) => columns.map((c) => truncate(oneLine(c.get(row)), c.max)))
+  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => (r[i] ?? '').length)))
+  const pad = (text: string, i: number): string => {
+    const width = widths[i] ?? 0
+    return columns[i]?.align === 'right' ? text.padStart(width) : text.padEnd(width)
+  }
+  const header = columns.map((c, i) => color.bold(pad(c.header, i))).join('  ').trimEnd()
+  const body = cells.map((r) => r.map((cell, i) => pad(cell, i)).join('  ').trimEnd())
+  return [header, ...body].join('\n')
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ⏎ ')
+}
+
+export function truncate(text: string, max?: number): string {
+  if (max === undefined || text.length <= max) return text
+  return `${text.slice(0, Math.max(0, max - 1))}…`
+}

@@ -1,0 +1,191 @@
+import pg from 'pg'
+
+import type {ConnectionTarget} from './connection.js'
+import {mapPgError} from './pg-errors.js'
+import {quoteIdent, type SchemaName} from './identifiers.js'
+import type {ColumnSpec, ParamSpec, ParamsOf, RowOf, Statement} from './sql/statement.js'
+
+export interface PoolOptions {
+  applicationName?: string
+  /** Maximum connections in the pool (pg's default is 10). */
+  max?: number
+  connectionTimeoutMillis?: number
+}
+
+/** Creates a pg pool for a target; idle-client errors are reported, never thrown at the process. */
+export function createPool(target: ConnectionTarget, options: PoolOptions = {}, onError?: (error: Error) => void): pg.Pool {
+  const config: pg.PoolConfig = {
+    application_name: options.applicationName ?? 'backfill',
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000,
+  }
+  if (target.connectionString !== undefined) config.connectionString = target.connectionString
+  const pool = new pg.Pool(config)
+  // Without these listeners an idle or checked-out client's error (server restart,
+  // terminated backend) would crash the process instead of failing one query.
+  pool.on('error', (error) => onError?.(error))
+  pool.on('connect', (client) => {
+    client.on('error', (error) => onError?.(error))
+  })
+  return pool
+}
+
+type Executor = pg.Pool | pg.PoolClient
+
+export interface DatabaseOptions {
+  target: ConnectionTarget
+  schema: SchemaName
+  /** Use named prepared statements (off for PgBouncer in transaction mode). */
+  preparedStatements?: boolean
+}
+
+/**
+ * The library's handle on one graphile-worker schema: typed statements, transactions,
+ * and PostgreSQL errors translated into typed errors.
+ */
+export class Database {
+  readonly schema: SchemaName
+  readonly quotedSchema: string
+  readonly target: ConnectionTarget
+  readonly preparedStatements: boolean
+  private readonly executor: Executor
+  private readonly rootPool: pg.Pool
+  private readonly ownsPool: boolean
+  private readonly textCache: Map<string, string>
+
+  private constructor(executor: Executor, rootPool: pg.Pool, options: DatabaseOptions, ownsPool: boolean, textCache = new Map<string, string>()) {
+    this.executor = executor
+    this.rootPool = rootPool
+    this.schema = options.schema
+    this.quotedSchema = quoteIdent(options.schema)
+    this.target = options.target
+    this.preparedStatements = options.preparedStatements ?? true
+    this.ownsPool = ownsPool
+    this.textCache = textCache
+  }
+
+  /** Opens a pool of its own; end() closes it. */
+  static connect(options: DatabaseOptions & PoolOptions, onPoolError?: (error: Error) => void): Database {
+    const pool = createPool(options.target, options, onPoolError)
+    return new Database(pool, pool, options, true)
+  }
+
+  /** Uses the caller's pool; end() leaves it open. */
+  static fromPool(pool: pg.Pool, options: DatabaseOptions): Database {
+    return new Database(pool, pool, options, false)
+  }
+
+  /** The pool behind this handle (also for a handle bound to one client). */
+  get pool(): pg.Pool {
+    return this.rootPool
+  }
+
+  /** True when this handle is bound to one connection (inside withClient/transaction). */
+  get isClientBound(): boolean {
+    return this.executor !== this.rootPool
+  }
+
+  /** The same connection and pool, addressing another schema. */
+  withSchema(schema: SchemaName): Database {
+    return new Database(this.executor, this.rootPool, {target: this.target, schema, preparedStatements: this.preparedStatements}, false)
+  }
+
+  sqlFor(statement: Statement<ParamSpec, ColumnSpec>): string {
+    let text = this.textCache.get(statement.id)
+    if (text === undefined) {
+      text = statement.sql(this.quotedSchema)
+      this.textCache.set(statement.id, text)
+    }
+    return text
+  }
+
+  async rows<P extends ParamSpec, C extends ColumnSpec>(statement: Statement<P, C>, params: ParamsOf<P>): Promise<RowOf<C>[]> {
+    const result = await this.run(statement, params)
+    return result.rows as RowOf<C>[]
+  }
+
+  async one<P extends ParamSpec, C extends ColumnSpec>(statement: Statement<P, C>, params: ParamsOf<P>): Promise<RowOf<C>> {
+    const rows = await this.rows(statement, params)
+    if (rows.length !== 1) throw new Error(`statement ${statement.id} returned ${rows.length} rows, expected exactly one`)
+    return rows[0] as RowOf<C>
+  }
+
+  async maybeOne<P extends ParamSpec, C extends ColumnSpec>(statement: Statement<P, C>, params: ParamsOf<P>): Promise<RowOf<C> | undefined> {
+    const rows = await this.rows(statement, params)
+    return rows[0]
+  }
+
+  /** Runs a statement and returns the affected row count. */
+  async exec<P extends ParamSpec, C extends ColumnSpec>(statement: Statement<P, C>, params: ParamsOf<P>): Promise<number> {
+    const result = await this.run(statement, params)
+    return result.rowCount ?? 0
+  }
+
+  /** Raw SQL for the schema installer only (DDL text built from validated identifiers). */
+  async execScript(text: string): Promise<void> {
+    try {
+      await this.executor.query(text)
+    } catch (error) {
+      throw mapPgError(error, {target: this.target, schema: this.quotedSchema})
+    }
+  }
+
+  /** Runs fn in one transaction on one connection; rolls back on any error. */
+  async transaction<T>(fn: (tx: Database) => Promise<T>): Promise<T> {
+    return this.withClient(async (tx) => {
+      await tx.execScript('begin')
+      try {
+        const result = await fn(tx)
+        await tx.execScript('commit')
+        return result
+      } catch (error) {
+        await tx.executor.query('rollback').catch(() => undefined)
+        throw error
+      }
+    })
+  }
+
+  /** Borrows one connection for fn (session-level state such as advisory locks). */
+  async withClient<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+    if (!(this.executor instanceof pg.Pool)) return fn(this)
+    let client: pg.PoolClient
+    try {
+      client = await this.executor.connect()
+    } catch (error) {
+      throw mapPgError(error, {target: this.target, schema: this.quotedSchema})
+    }
+    let broken: Error | undefined
+    try {
+      const bound = new Database(client, this.rootPool, {target: this.target, schema: this.schema, preparedStatements: this.preparedStatements}, false, this.textCache)
+      return await fn(bound)
+    } catch (error) {
+      // A connection-level failure must not go back into the pool.
+      if (isConnectionFailure(error)) broken = error as Error
+      throw error
+    } finally {
+      client.release(broken)
+    }
+  }
+
+  async end(): Promise<void> {
+    if (this.ownsPool && this.executor instanceof pg.Pool && !this.executor.ending) await this.executor.end()
+  }
+
+  private async run(statement: Statement<ParamSpec, ColumnSpec>, params: readonly unknown[]): Promise<pg.QueryResult> {
+    const text = this.sqlFor(statement)
+    const values = params.map((value) => (value === undefined ? null : value))
+    const config: pg.QueryConfig = this.preparedStatements && statement.prepare
+      ? {name: `${statement.id}/${this.schema}`, text, values}
+      : {text, values}
+    try {
+      return await this.executor.query(config)
+    } catch (error) {
+      throw mapPgError(error, {target: this.target, schema: this.quotedSchema})
+    }
+  }
+}
+
+function isConnectionFailure(error: unknown): boolean {
+  const code = (error as {code?: string})?.code
+  return code === 'E_CONNECTION' || code === 'E_SERVER_UNAVAILABLE'
+}

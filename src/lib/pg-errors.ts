@@ -1,0 +1,138 @@
+import type {ConnectionTarget} from './connection.js'
+import {scrubSecrets} from './connection.js'
+import {
+  BackfillError,
+  ConnectionError,
+  InternalError,
+  NotMigratedError,
+  PermissionError,
+  PreconditionError,
+} from './errors.js'
+
+/** The fields of a node-postgres error (DatabaseError) or a Node system error we look at. */
+interface PgLikeError {
+  code?: string
+  message?: string
+  errno?: number
+  syscall?: string
+  address?: string
+  detail?: string
+  hint?: string
+  routine?: string
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN', 'ENOENT', 'EPIPE'])
+
+export interface PgErrorContext {
+  target: ConnectionTarget
+  /** Quoted or plain schema name, for "not migrated" messages. */
+  schema?: string
+}
+
+/**
+ * Turns node-postgres / socket errors into typed errors with a next step.
+ * Unknown database errors stay InternalError but keep PostgreSQL's own message.
+ */
+export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
+  if (raw instanceof BackfillError) return raw
+  const error = (raw ?? {}) as PgLikeError
+  const code = error.code ?? ''
+  const message = scrubSecrets(String(error.message ?? raw), ctx.target.secrets)
+  const {target} = ctx
+  const where = target.display
+  const pgIsReady = target.host.startsWith('/')
+    ? `pg_isready -h ${target.host} -p ${target.port}`
+    : `pg_isready -h ${target.host} -p ${target.port}`
+
+  if (NETWORK_CODES.has(code) || /timeout expired|Connection terminated/i.test(message)) {
+    return new ConnectionError(`cannot connect to ${where}: ${describeNetwork(code, message)}`, {
+      code: 'E_CONNECTION',
+      cause: raw,
+      suggestions: [`is PostgreSQL running and reachable? try: ${pgIsReady}`, 'check --database-url / DATABASE_URL (host, port)'],
+    })
+  }
+  switch (code) {
+    case '28P01':
+    case '28000':
+      return new ConnectionError(`authentication failed for user "${target.user}" at ${where}`, {
+        code: 'E_AUTH',
+        cause: raw,
+        suggestions: ['check the user name and password in --database-url / DATABASE_URL (or PGUSER/PGPASSWORD)'],
+      })
+    case '3D000':
+      return new ConnectionError(`database "${target.database}" does not exist at ${where}`, {
+        code: 'E_NO_SUCH_DATABASE',
+        cause: raw,
+        suggestions: [`create it: createdb -h ${target.host} -p ${target.port} ${target.database}`, 'or point --database-url at an existing database'],
+      })
+    case '42501':
+      return new PermissionError(`permission denied for role "${target.user}": ${message}`, {
+        cause: raw,
+        suggestions: [
+          `grant the privilege, e.g. GRANT CREATE ON DATABASE ${quoteForHint(target.database)} TO ${quoteForHint(target.user)};`,
+          ctx.schema ? `or GRANT USAGE, CREATE ON SCHEMA ${ctx.schema} TO ${quoteForHint(target.user)}; (run as the schema owner)` : 'or run the command as the schema owner',
+        ],
+      })
+    case '42P01':
+    case '3F000':
+      return new NotMigratedError(
+        `the job queue schema${ctx.schema ? ` ${ctx.schema}` : ''} is not installed (${message})`,
+        {cause: raw, suggestions: [`run: backfill migrate${ctx.schema ? ` --schema ${unquote(ctx.schema)}` : ''}`]},
+      )
+    case '53300':
+    case '53400':
+      return new ConnectionError(`the server at ${where} refused the connection: ${message}`, {
+        code: 'E_TOO_MANY_CONNECTIONS',
+        cause: raw,
+        suggestions: ['lower --concurrency / pool size, or raise max_connections'],
+      })
+    case '57P01':
+    case '57P02':
+    case '57P03':
+      return new ConnectionError(`the server at ${where} is shutting down or starting: ${message}`, {
+        code: 'E_SERVER_UNAVAILABLE',
+        cause: raw,
+        suggestions: [`retry when the server is up: ${pgIsReady}`],
+      })
+    case '25006':
+      return new PreconditionError(`the server at ${where} is read-only: ${message}`, {
+        code: 'E_READ_ONLY',
+        cause: raw,
+        suggestions: ['connect to the primary, not a replica'],
+      })
+    default:
+      break
+  }
+  if (code.startsWith('08')) {
+    return new ConnectionError(`connection to ${where} failed: ${message}`, {cause: raw, suggestions: [`try: ${pgIsReady}`]})
+  }
+  const detail = [error.detail, error.hint].filter(Boolean).join('; ')
+  return new InternalError(`database error${code ? ` ${code}` : ''}: ${message}${detail ? ` (${scrubSecrets(detail, target.secrets)})` : ''}`, {
+    cause: raw,
+    details: code ? {sqlstate: code} : undefined,
+  })
+}
+
+function describeNetwork(code: string, message: string): string {
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused'
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'host not found'
+    case 'ETIMEDOUT':
+      return 'connection timed out'
+    case 'ENOENT':
+      return 'no server socket at that path'
+    default:
+      return message
+  }
+}
+
+function quoteForHint(name: string): string {
+  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`
+}
+
+function unquote(name: string): string {
+  return name.replace(/^"(.*)"$/, '$1')
+}

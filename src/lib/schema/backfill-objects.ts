@@ -1,0 +1,141 @@
+/**
+ * The database objects backfill owns beside graphile-worker's tables. Each object has an
+ * idempotent "ensure" statement and a presence test against the catalog, so `migrate`,
+ * `init-dlq` and `schema print` share one definition, a Rust-created `backfill_dlq` is
+ * completed rather than replaced, and a dry run can say exactly what is missing.
+ */
+
+/** What the catalog says about the schema's backfill_* relations. */
+export interface BackfillCatalog {
+  readonly schemaExists: boolean
+  /** Names of tables, indexes and sequences in the schema. */
+  readonly relations: ReadonlySet<string>
+  /** "table.column" → formatted type, for backfill_* tables only. */
+  readonly columns: ReadonlyMap<string, string>
+}
+
+export interface BackfillObject {
+  readonly kind: 'schema' | 'table' | 'column' | 'index' | 'function' | 'row'
+  readonly name: string
+  readonly present: (catalog: BackfillCatalog) => boolean
+  readonly ensureSql: (quotedSchema: string, schema: string) => string
+}
+
+/** Bumped whenever an object is added; stored in backfill_meta. */
+export const BACKFILL_SCHEMA_VERSION = 1
+
+/**
+ * The Rust crate's 17 columns, in its order. TEXT where the crate used VARCHAR(n): graphile
+ * allows job keys up to 512 and queue/task names up to 128 characters, so VARCHAR(100/200)
+ * would make moving such a job fail.
+ */
+export const DLQ_COLUMNS: readonly {name: string; type: string; clause: string; addable: boolean}[] = [
+  {name: 'id', type: 'bigint', clause: 'bigserial primary key', addable: false},
+  {name: 'original_job_id', type: 'bigint', clause: 'bigint', addable: true},
+  {name: 'task_identifier', type: 'text', clause: 'text not null', addable: false},
+  {name: 'payload', type: 'jsonb', clause: 'jsonb not null', addable: false},
+  {name: 'queue_name', type: 'text', clause: "text not null default 'default'", addable: true},
+  {name: 'priority', type: 'integer', clause: 'integer not null default 0', addable: true},
+  {name: 'job_key', type: 'text', clause: 'text', addable: true},
+  {name: 'max_attempts', type: 'integer', clause: 'integer', addable: true},
+  {name: 'failure_reason', type: 'text', clause: 'text not null', addable: false},
+  {name: 'failure_count', type: 'integer', clause: 'integer not null default 1', addable: true},
+  {name: 'last_error', type: 'jsonb', clause: 'jsonb', addable: true},
+  {name: 'original_created_at', type: 'timestamp with time zone', clause: 'timestamptz', addable: true},
+  {name: 'original_run_at', type: 'timestamp with time zone', clause: 'timestamptz', addable: true},
+  {name: 'failed_at', type: 'timestamp with time zone', clause: 'timestamptz not null default now()', addable: true},
+  {name: 'requeued_count', type: 'integer', clause: 'integer not null default 0', addable: true},
+  {name: 'last_requeued_at', type: 'timestamp with time zone', clause: 'timestamptz', addable: true},
+  {name: 'notes', type: 'text', clause: 'text', addable: true},
+]
+
+/** Columns the Rust crate declares VARCHAR(n); we widen them to TEXT in place (no rewrite). */
+const WIDENED_COLUMNS = ['task_identifier', 'queue_name', 'job_key'] as const
+
+function index(name: string, definition: (q: string) => string): BackfillObject {
+  return {
+    kind: 'index',
+    name,
+    present: (c) => c.relations.has(name),
+    ensureSql: (q) => `create ${definition(q)};\n`,
+  }
+}
+
+export const BACKFILL_OBJECTS: readonly BackfillObject[] = [
+  {
+    kind: 'schema',
+    name: 'schema',
+    present: (c) => c.schemaExists,
+    ensureSql: (q) => `create schema if not exists ${q};\n`,
+  },
+  {
+    kind: 'table',
+    name: 'backfill_dlq',
+    present: (c) => c.relations.has('backfill_dlq'),
+    ensureSql: (q) =>
+      `create table if not exists ${q}.backfill_dlq (\n${DLQ_COLUMNS.map((col) => `  ${col.name} ${col.clause}`).join(',\n')}\n);\n`,
+  },
+  ...DLQ_COLUMNS.filter((col) => col.addable).map(
+    (col): BackfillObject => ({
+      kind: 'column',
+      name: `backfill_dlq.${col.name}`,
+      present: (c) => !c.relations.has('backfill_dlq') || c.columns.has(`backfill_dlq.${col.name}`),
+      ensureSql: (q) => `alter table ${q}.backfill_dlq add column if not exists ${col.name} ${col.clause};\n`,
+    }),
+  ),
+  ...WIDENED_COLUMNS.map(
+    (column): BackfillObject => ({
+      kind: 'column',
+      name: `backfill_dlq.${column} as text`,
+      present: (c) => {
+        const type = c.columns.get(`backfill_dlq.${column}`)
+        return type === undefined || !type.startsWith('character varying')
+      },
+      // varchar → text is binary compatible: PostgreSQL changes the catalog only.
+      ensureSql: (q, schema) => `do $backfill$ begin
+  if exists (select 1 from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+             where n.nspname = '${schema}' and c.relname = 'backfill_dlq' and a.attname = '${column}'
+               and a.atttypid = 'varchar'::regtype) then
+    alter table ${q}.backfill_dlq alter column ${column} type text;
+  end if;
+end $backfill$;\n`,
+    }),
+  ),
+  // The crate's five indexes, same names; the unique partial index backs every ON CONFLICT (job_key) upsert.
+  index('idx_backfill_dlq_task_identifier', (q) => `index if not exists idx_backfill_dlq_task_identifier on ${q}.backfill_dlq (task_identifier)`),
+  index('idx_backfill_dlq_failed_at', (q) => `index if not exists idx_backfill_dlq_failed_at on ${q}.backfill_dlq (failed_at desc)`),
+  index('idx_backfill_dlq_queue_name', (q) => `index if not exists idx_backfill_dlq_queue_name on ${q}.backfill_dlq (queue_name)`),
+  index('idx_backfill_dlq_job_key', (q) => `index if not exists idx_backfill_dlq_job_key on ${q}.backfill_dlq (job_key) where job_key is not null`),
+  index(
+    'idx_backfill_dlq_job_key_unique',
+    (q) => `unique index if not exists idx_backfill_dlq_job_key_unique on ${q}.backfill_dlq (job_key) where job_key is not null`,
+  ),
+  // Ours: keyset pagination (newest first, id as tie-breaker) without a sort.
+  index('idx_backfill_dlq_failed_at_id', (q) => `index if not exists idx_backfill_dlq_failed_at_id on ${q}.backfill_dlq (failed_at desc, id desc)`),
+  {
+    kind: 'table',
+    name: 'backfill_meta',
+    present: (c) => c.relations.has('backfill_meta'),
+    ensureSql: (q) => `create table if not exists ${q}.backfill_meta (
+  key text primary key,
+  value text not null,
+  updated_at timestamptz not null default now()
+);\n`,
+  },
+]
+
+/** The statement recording which version of our objects is installed (run after the objects). */
+export function metaVersionSql(quotedSchema: string): string {
+  return `insert into ${quotedSchema}.backfill_meta (key, value) values ('schema_version', '${BACKFILL_SCHEMA_VERSION}')
+  on conflict (key) do update set value = excluded.value, updated_at = now()
+  where ${quotedSchema}.backfill_meta.value::int < excluded.value::int;\n`
+}
+
+export function missingObjects(catalog: BackfillCatalog): BackfillObject[] {
+  return BACKFILL_OBJECTS.filter((object) => !object.present(catalog))
+}
+
+/** Idempotent DDL creating every backfill object (what `schema print` emits). */
+export function backfillDdl(quotedSchema: string, schema: string): string {
+  return `begin;\n${BACKFILL_OBJECTS.map((o) => o.ensureSql(quotedSchema, schema)).join('')}${metaVersionSql(quotedSchema)}commit;\n`
+}

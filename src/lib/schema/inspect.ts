@@ -1,0 +1,112 @@
+import type {Database} from '../db.js'
+import {NotMigratedError} from '../errors.js'
+import {inspectCatalog, legacyMigrationRows, migrationRows} from '../sql/schema.js'
+import {type BackfillCatalog, missingObjects} from './backfill-objects.js'
+import {graphilePackage} from './graphile-migrations.js'
+
+export interface MigrationRow {
+  id: number
+  breaking: boolean
+  ts: Date
+}
+
+/** What is installed in one schema, read from the catalog only (never writes). */
+export interface SchemaInspection {
+  schema: string
+  schemaExists: boolean
+  graphile: {
+    /** graphile-worker's job table exists (the schema is usable for jobs). */
+    installed: boolean
+    migrationsTable: boolean
+    /** The ledger has graphile ≥ 0.16's breaking column. */
+    breakingColumn: boolean
+    /** Highest applied migration id, null when none. */
+    revision: number | null
+    latestBreaking: number | null
+    migrations: MigrationRow[]
+    /** Version of the graphile-worker package bundled with backfill, and its highest migration. */
+    packageVersion: string
+    highestKnown: number
+    /** Known migrations graphile would still apply (ids above the revision). */
+    pending: number[]
+    /** Applied ids this graphile-worker does not know (e.g. the Rust port's 20). */
+    unknown: number[]
+    /** The Rust port's migration 20 objects. */
+    rustWorkersTable: boolean
+    functions: string[]
+  }
+  backfill: {
+    catalog: BackfillCatalog
+    dlqExists: boolean
+    /** Objects `init-dlq` would create or complete. */
+    missing: string[]
+  }
+}
+
+export async function inspectSchema(db: Database): Promise<SchemaInspection> {
+  const row = await db.one(inspectCatalog, [db.schema])
+  const relations = new Set(row.relations)
+  const columnList = (row.columns ?? []) as {table: string; column: string; type: string}[]
+  const columns = new Map(columnList.map((c) => [`${c.table}.${c.column}`, c.type]))
+  const catalog: BackfillCatalog = {schemaExists: row.schema_exists, relations, columns}
+  const migrationsTable = relations.has('migrations')
+  const breakingColumn = columns.has('migrations.breaking')
+  let migrations: MigrationRow[] = []
+  if (migrationsTable) migrations = await db.rows(breakingColumn ? migrationRows : legacyMigrationRows, [])
+  const pkg = graphilePackage()
+  const revision = migrations.length > 0 ? Math.max(...migrations.map((m) => m.id)) : null
+  const breakingIds = migrations.filter((m) => m.breaking).map((m) => m.id)
+  const latestBreaking = breakingIds.length > 0 ? Math.max(...breakingIds) : null
+  return {
+    schema: db.schema,
+    schemaExists: row.schema_exists,
+    graphile: {
+      installed: relations.has('_private_jobs'),
+      migrationsTable,
+      breakingColumn,
+      revision,
+      latestBreaking,
+      migrations,
+      packageVersion: pkg.version,
+      highestKnown: pkg.highest,
+      // graphile applies every known migration above max(id); gaps are never filled.
+      pending: pkg.migrations.filter((m) => revision === null || m.id > revision).map((m) => m.id),
+      unknown: migrations.filter((m) => m.id > pkg.highest).map((m) => m.id),
+      rustWorkersTable: relations.has('_private_workers'),
+      functions: row.functions,
+    },
+    backfill: {
+      catalog,
+      dlqExists: relations.has('backfill_dlq'),
+      missing: missingObjects(catalog).map((o) => o.name),
+    },
+  }
+}
+
+export interface RequireOptions {
+  /** Also require the DLQ table. */
+  dlq?: boolean
+}
+
+/**
+ * Precondition for commands that read or operate on jobs: refuses (without creating
+ * anything) when graphile-worker's schema, or the DLQ when asked, is missing.
+ */
+export async function requireMigrated(db: Database, options: RequireOptions = {}): Promise<SchemaInspection> {
+  const inspection = await inspectSchema(db)
+  const flag = db.schema === 'graphile_worker' ? '' : ` --schema ${db.schema}`
+  if (!inspection.graphile.installed) {
+    throw new NotMigratedError(
+      inspection.schemaExists
+        ? `schema "${db.schema}" exists but graphile-worker is not installed in it`
+        : `schema "${db.schema}" does not exist in database "${db.target.database}"`,
+      {suggestions: [`run: backfill migrate${flag}`, 'or check --schema / GRAPHILE_WORKER_SCHEMA and --database-url']},
+    )
+  }
+  if (options.dlq && !inspection.backfill.dlqExists) {
+    throw new NotMigratedError(`the dead letter queue table "${db.schema}".backfill_dlq does not exist`, {
+      suggestions: [`run: backfill init-dlq${flag} (or backfill migrate${flag})`],
+    })
+  }
+  return inspection
+}

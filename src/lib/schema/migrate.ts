@@ -1,0 +1,230 @@
+import type {Database} from '../db.js'
+import {PreconditionError, isBackfillError} from '../errors.js'
+import {mapPgError} from '../pg-errors.js'
+import {advisoryLock, advisoryUnlock, duplicateDlqJobKeys} from '../sql/schema.js'
+import {BACKFILL_OBJECTS, type BackfillObject, metaVersionSql, missingObjects} from './backfill-objects.js'
+import {graphileBootstrapSql, graphileMigrationSql, graphilePackage} from './graphile-migrations.js'
+import {inspectSchema, type SchemaInspection} from './inspect.js'
+
+export interface InitDlqResult {
+  schema: string
+  dryRun: boolean
+  /** The table existed before (ours, or created by the Rust crate or its SQL file). */
+  tableExisted: boolean
+  /** Objects created or completed (or, with dryRun, that would be). */
+  created: string[]
+  upToDate: boolean
+  /** SQL that was (or would be) run. */
+  sql: string
+}
+
+export interface MigrateResult {
+  schema: string
+  dryRun: boolean
+  graphileWorkerVersion: string
+  revisionBefore: number | null
+  revisionAfter: number | null
+  highestKnown: number
+  /** graphile-worker migrations applied (or, with dryRun, pending). */
+  applied: number[]
+  /** Applied migration ids graphile-worker does not know, e.g. the Rust port's 20. */
+  unknownMigrations: number[]
+  /** What we found that an operator should know (foreign runtimes, warnings). */
+  notes: string[]
+  dlq: InitDlqResult
+  upToDate: boolean
+  /** Pending SQL (dryRun only): graphile migrations then backfill objects. */
+  sql?: string
+}
+
+export interface MigrateOptions {
+  dryRun?: boolean
+  /** Called with progress lines (human text). */
+  onProgress?: (message: string) => void
+}
+
+const LOCK_PREFIX = 'backfill:migrate:'
+
+/**
+ * Installs or upgrades graphile-worker's schema with graphile-worker's own migrator, then
+ * creates or completes the DLQ objects. Concurrent runs are serialised by an advisory lock,
+ * so two installers on an empty database both succeed and leave one schema.
+ */
+export async function migrate(db: Database, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const before = await inspectSchema(db)
+  checkCompatible(before)
+  const notes = describeForeignState(before)
+  if (options.dryRun) {
+    const pkg = graphilePackage()
+    const pending = pkg.migrations.filter((m) => before.graphile.pending.includes(m.id))
+    const dlq = planDlq(db, before, true)
+    const graphileSql = pending.length > 0
+      ? (before.graphile.migrationsTable && before.graphile.breakingColumn ? '' : graphileBootstrapSql(db.quotedSchema)) +
+        pending.map((m) => graphileMigrationSql(db.quotedSchema, m)).join('')
+      : ''
+    return {
+      schema: db.schema,
+      dryRun: true,
+      graphileWorkerVersion: before.graphile.packageVersion,
+      revisionBefore: before.graphile.revision,
+      revisionAfter: before.graphile.revision,
+      highestKnown: before.graphile.highestKnown,
+      applied: before.graphile.pending,
+      unknownMigrations: before.graphile.unknown,
+      notes,
+      dlq,
+      upToDate: before.graphile.pending.length === 0 && dlq.upToDate,
+      sql: graphileSql + dlq.sql,
+    }
+  }
+
+  return withInstallLock(db, async (locked) => {
+    // Re-read under the lock: another installer may have finished meanwhile.
+    const current = await inspectSchema(locked)
+    checkCompatible(current)
+    if (current.graphile.pending.length > 0) {
+      options.onProgress?.(`applying graphile-worker migrations ${rangeText(current.graphile.pending)} to schema "${db.schema}"`)
+      await runGraphileMigrations(locked, notes)
+    }
+    const after = await inspectSchema(locked)
+    const dlq = await applyDlq(locked, after, options)
+    const applied = after.graphile.migrations.map((m) => m.id).filter((id) => !current.graphile.migrations.some((m) => m.id === id))
+    return {
+      schema: db.schema,
+      dryRun: false,
+      graphileWorkerVersion: after.graphile.packageVersion,
+      revisionBefore: before.graphile.revision,
+      revisionAfter: after.graphile.revision,
+      highestKnown: after.graphile.highestKnown,
+      applied,
+      unknownMigrations: after.graphile.unknown,
+      notes,
+      dlq,
+      upToDate: applied.length === 0 && dlq.upToDate,
+    }
+  })
+}
+
+/** Creates `<schema>.backfill_dlq` (and the schema) or completes an existing one. */
+export async function initDlq(db: Database, options: MigrateOptions = {}): Promise<InitDlqResult> {
+  const before = await inspectSchema(db)
+  if (options.dryRun) return planDlq(db, before, true)
+  return withInstallLock(db, async (locked) => applyDlq(locked, await inspectSchema(locked), options))
+}
+
+function planDlq(db: Database, inspection: SchemaInspection, dryRun: boolean): InitDlqResult {
+  const missing = missingObjects(inspection.backfill.catalog)
+  return {
+    schema: db.schema,
+    dryRun,
+    tableExisted: inspection.backfill.dlqExists,
+    created: missing.map((o) => o.name),
+    upToDate: missing.length === 0,
+    sql: missing.length > 0 ? dlqSql(db, missing) : '',
+  }
+}
+
+function dlqSql(db: Database, objects: readonly BackfillObject[]): string {
+  return `begin;\n${objects.map((o) => o.ensureSql(db.quotedSchema, db.schema)).join('')}${metaVersionSql(db.quotedSchema)}commit;\n`
+}
+
+async function applyDlq(db: Database, inspection: SchemaInspection, options: MigrateOptions): Promise<InitDlqResult> {
+  const plan = planDlq(db, inspection, false)
+  if (plan.upToDate) return plan
+  try {
+    await db.execScript(plan.sql)
+  } catch (error) {
+    await db.execScript('rollback').catch(() => undefined)
+    if ((error as {cause?: {code?: string}}).cause?.code === '23505' && plan.created.includes('idx_backfill_dlq_job_key_unique')) {
+      const duplicates = await db.rows(duplicateDlqJobKeys, [])
+      throw new PreconditionError(
+        `cannot add the unique index on backfill_dlq.job_key: ${duplicates.length > 0 ? duplicates.map((d) => `"${d.job_key}" ×${d.count}`).join(', ') : 'duplicate job keys'} (the table was probably created from the crate's docs/dlq_schema.sql, which lacks the index)`,
+        {
+          code: 'E_DLQ_DUPLICATE_KEYS',
+          cause: error,
+          suggestions: [
+            `keep the newest row per key: delete from "${db.schema}".backfill_dlq d using "${db.schema}".backfill_dlq n where d.job_key = n.job_key and d.id < n.id;`,
+            'then rerun: backfill init-dlq',
+          ],
+        },
+      )
+    }
+    throw error
+  }
+  return plan
+}
+
+async function runGraphileMigrations(db: Database, notes: string[]): Promise<void> {
+  const {runMigrations, Logger} = await import('graphile-worker')
+  const logger = new Logger(() => (level: string, message: string) => {
+    if (level === 'warning' || level === 'error') notes.push(message)
+  })
+  try {
+    await runMigrations({pgPool: db.pool, schema: db.schema, logger})
+  } catch (error) {
+    if (isBackfillError(error)) throw error
+    const message = (error as Error)?.message ?? String(error)
+    if (/migration 11 cannot complete/.test(message)) {
+      throw new PreconditionError(`graphile-worker migration 11 refuses to run while jobs are locked: ${message}`, {
+        code: 'E_LOCKED_JOBS',
+        cause: error,
+        suggestions: ['stop every worker, then release the locks: backfill locks clean', 'then rerun: backfill migrate'],
+      })
+    }
+    throw mapPgError(error, {target: db.target, schema: db.quotedSchema})
+  }
+}
+
+async function withInstallLock<T>(db: Database, fn: (locked: Database) => Promise<T>): Promise<T> {
+  return db.withClient(async (client) => {
+    const key = `${LOCK_PREFIX}${db.schema}`
+    await client.rows(advisoryLock, [key])
+    try {
+      // graphile's migrator borrows its own pool connection; the session lock above still serialises installers.
+      return await fn(client)
+    } finally {
+      await client.rows(advisoryUnlock, [key]).catch(() => undefined)
+    }
+  })
+}
+
+function checkCompatible(inspection: SchemaInspection): void {
+  const {latestBreaking, highestKnown, revision, packageVersion, functions} = inspection.graphile
+  if (latestBreaking !== null && latestBreaking > highestKnown) {
+    throw new PreconditionError(
+      `schema "${inspection.schema}" is at revision ${revision} with breaking migration ${latestBreaking}, but the bundled graphile-worker ${packageVersion} only knows up to ${highestKnown}; refusing to touch it`,
+      {code: 'E_SCHEMA_TOO_NEW', suggestions: ['upgrade backfill (and every Node worker) to a graphile-worker that knows this revision']},
+    )
+  }
+  if (revision !== null && revision >= 11 && revision <= 15 && !functions.includes('permanently_fail_jobs')) {
+    throw new PreconditionError(
+      `schema "${inspection.schema}" was built by the Rust graphile_worker at revision ${revision} without permanently_fail_jobs; graphile-worker's migration 16 would fail on it`,
+      {
+        code: 'E_RUST_REVISION_GAP',
+        suggestions: ['let a Rust graphile_worker (>= 0.4) migrate it past revision 16 first, then rerun backfill migrate'],
+      },
+    )
+  }
+}
+
+function describeForeignState(inspection: SchemaInspection): string[] {
+  const notes: string[] = []
+  const {unknown, rustWorkersTable, highestKnown, packageVersion, migrations} = inspection.graphile
+  if (unknown.length > 0) {
+    const rust = rustWorkersTable ? ' (the Rust graphile_worker crate\'s worker-recovery migration: _private_workers exists)' : ''
+    notes.push(
+      `schema has migration${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} unknown to graphile-worker ${packageVersion} (knows up to ${highestKnown})${rust}; none is breaking, so it is left as is`,
+    )
+  }
+  const m19 = migrations.find((m) => m.id === 19)
+  if (m19 && !m19.breaking) notes.push('migration 19 was applied by the Rust graphile_worker (recorded as non-breaking)')
+  return notes
+}
+
+function rangeText(ids: number[]): string {
+  if (ids.length === 0) return 'none'
+  return ids.length === 1 ? `${ids[0]}` : `${ids[0]}..${ids[ids.length - 1]}`
+}
+
+/** Everything BACKFILL_OBJECTS would create, for reference by callers. */
+export const BACKFILL_OBJECT_NAMES = BACKFILL_OBJECTS.map((o) => o.name)

@@ -1,0 +1,71 @@
+import {statement} from './statement.js'
+
+/** Catalog facts about one schema: relations, backfill_* columns, functions. Read-only. */
+export const inspectCatalog = statement({
+  id: 'schema.inspect_catalog',
+  params: ['text'],
+  columns: {schema_exists: 'bool', relations: '_text', columns: 'json', functions: '_text'},
+  sql: () => `select
+  exists (select 1 from pg_namespace where nspname = $1::text) as schema_exists,
+  array(select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1::text order by 1) as relations,
+  coalesce((select json_agg(json_build_object('table', c.relname, 'column', a.attname,
+                                              'type', format_type(a.atttypid, a.atttypmod)) order by c.relname, a.attnum)
+            from pg_attribute a
+            join pg_class c on c.oid = a.attrelid
+            join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = $1::text and c.relkind in ('r', 'p')
+              and (c.relname like 'backfill\\_%' or c.relname = 'migrations')
+              and a.attnum > 0 and not a.attisdropped), '[]'::json) as columns,
+  array(select distinct p.proname::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = $1::text order by 1) as functions`,
+})
+
+/** graphile-worker's migration ledger (Node ≥ 0.16 and Rust both have the breaking column). */
+export const migrationRows = statement({
+  id: 'schema.migration_rows',
+  params: [],
+  columns: {id: 'int4', breaking: 'bool', ts: 'timestamptz'},
+  sql: (s) => `select id, breaking, ts from ${s}.migrations order by id`,
+})
+
+/** The ledger as Node ≤ 0.15 and the archimedes crates wrote it (no breaking column). */
+export const legacyMigrationRows = statement({
+  id: 'schema.legacy_migration_rows',
+  params: [],
+  columns: {id: 'int4', breaking: 'bool', ts: 'timestamptz'},
+  sql: (s) => `select id, false as breaking, ts from ${s}.migrations order by id`,
+  prepare: false,
+})
+
+/** Serialises schema installers (ours) across processes; released on unlock or disconnect. */
+export const advisoryLock = statement({
+  id: 'schema.advisory_lock',
+  params: ['text'],
+  columns: {locked: 'void'},
+  sql: () => `select pg_advisory_lock(hashtextextended($1::text, 0)) as locked`,
+})
+
+export const advisoryUnlock = statement({
+  id: 'schema.advisory_unlock',
+  params: ['text'],
+  columns: {unlocked: 'bool'},
+  sql: () => `select pg_advisory_unlock(hashtextextended($1::text, 0)) as unlocked`,
+})
+
+/** Duplicate job keys that would block the crate's unique index on a table made from its SQL file. */
+export const duplicateDlqJobKeys = statement({
+  id: 'schema.duplicate_dlq_job_keys',
+  params: [],
+  columns: {job_key: 'text', count: 'int4'},
+  sql: (s) => `select job_key::text, count(*)::int as count from ${s}.backfill_dlq
+where job_key is not null group by job_key having count(*) > 1 order by count(*) desc, job_key limit 5`,
+  prepare: false,
+})
+
+export const backfillMeta = statement({
+  id: 'schema.backfill_meta',
+  params: [],
+  columns: {key: 'text', value: 'text', updated_at: 'timestamptz'},
+  sql: (s) => `select key, value, updated_at from ${s}.backfill_meta order by key`,
+})
