@@ -113,6 +113,77 @@ end $backfill$;\n`,
   // Ours: keyset pagination (newest first, id as tie-breaker) without a sort.
   index('idx_backfill_dlq_failed_at_id', (q) => `index if not exists idx_backfill_dlq_failed_at_id on ${q}.backfill_dlq (failed_at desc, id desc)`),
   {
+    // Retried jobs still in the jobs table, so a recapture carries the retry count, touch
+    // count and notes forward (the crate's table has no room for them on the job itself).
+    kind: 'table',
+    name: 'backfill_dlq_retried_jobs',
+    present: (c) => c.relations.has('backfill_dlq_retried_jobs'),
+    ensureSql: (q) => `create table if not exists ${q}.backfill_dlq_retried_jobs (
+  job_id bigint primary key,
+  case_id bigint not null,
+  requeued_count integer not null,
+  failure_count integer not null,
+  notes text,
+  retried_at timestamptz not null default now()
+);\n`,
+  },
+  {
+    // History of DLQ entries across retries: case_id is the id of the first DLQ entry of a job's story.
+    kind: 'table',
+    name: 'backfill_dlq_events',
+    present: (c) => c.relations.has('backfill_dlq_events'),
+    ensureSql: (q) => `create table if not exists ${q}.backfill_dlq_events (
+  id bigserial primary key,
+  case_id bigint not null,
+  dlq_id bigint,
+  job_id bigint,
+  event text not null,
+  at timestamptz not null default now(),
+  audit_id bigint,
+  details jsonb
+);
+create index if not exists idx_backfill_dlq_events_case on ${q}.backfill_dlq_events (case_id, id);
+create index if not exists idx_backfill_dlq_events_dlq on ${q}.backfill_dlq_events (dlq_id);\n`,
+  },
+  {
+    // Who did what to the DLQ: every retry, purge and capture run.
+    kind: 'table',
+    name: 'backfill_dlq_audit',
+    present: (c) => c.relations.has('backfill_dlq_audit'),
+    ensureSql: (q) => `create table if not exists ${q}.backfill_dlq_audit (
+  id bigserial primary key,
+  at timestamptz not null default now(),
+  action text not null,
+  os_user text,
+  db_user text not null default current_user,
+  hostname text,
+  reason text,
+  selection jsonb,
+  count integer not null default 0,
+  dlq_ids bigint[],
+  job_ids bigint[],
+  details jsonb
+);
+create index if not exists idx_backfill_dlq_audit_at on ${q}.backfill_dlq_audit (at desc);\n`,
+  },
+  {
+    // Liveness of backfill workers: graphile's pool id (the locked_by value) with heartbeats.
+    kind: 'table',
+    name: 'backfill_workers',
+    present: (c) => c.relations.has('backfill_workers'),
+    ensureSql: (q) => `create table if not exists ${q}.backfill_workers (
+  pool_id text primary key,
+  hostname text not null,
+  pid integer not null,
+  started_at timestamptz not null default now(),
+  last_heartbeat_at timestamptz not null default now(),
+  stopped_at timestamptz,
+  version text,
+  metadata jsonb
+);
+create index if not exists idx_backfill_workers_heartbeat on ${q}.backfill_workers (last_heartbeat_at);\n`,
+  },
+  {
     kind: 'table',
     name: 'backfill_meta',
     present: (c) => c.relations.has('backfill_meta'),

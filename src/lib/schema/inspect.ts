@@ -84,7 +84,7 @@ export async function inspectSchema(db: Database): Promise<SchemaInspection> {
 }
 
 export interface RequireOptions {
-  /** Also require the DLQ table. */
+  /** Also require the DLQ table and backfill's bookkeeping tables. */
   dlq?: boolean
 }
 
@@ -103,10 +103,11 @@ export async function requireMigrated(db: Database, options: RequireOptions = {}
       {suggestions: [`run: backfill migrate${flag}`, 'or check --schema / GRAPHILE_WORKER_SCHEMA and --database-url']},
     )
   }
-  if (options.dlq && !inspection.backfill.dlqExists) {
-    throw new NotMigratedError(`the dead letter queue table "${db.schema}".backfill_dlq does not exist`, {
-      suggestions: [`run: backfill init-dlq${flag} (or backfill migrate${flag})`],
-    })
+  if (options.dlq && inspection.backfill.missing.length > 0) {
+    const what = inspection.backfill.dlqExists
+      ? `backfill's DLQ objects are incomplete in schema "${db.schema}" (missing: ${inspection.backfill.missing.join(', ')})`
+      : `the dead letter queue table "${db.schema}".backfill_dlq does not exist`
+    throw new NotMigratedError(what, {suggestions: [`run: backfill init-dlq${flag} (or backfill migrate${flag})`]})
   }
   return inspection
 }

@@ -1,0 +1,79 @@
+import type {Database} from '../db.js'
+import {captureExhaustedJobs, countExhaustedJobs, pruneRetriedJobLineage} from '../sql/dlq-capture.js'
+
+export interface CaptureOptions {
+  /** Rows per statement (each statement is one atomic move). */
+  batchSize?: number
+  /** Stop after this many jobs in total (default: until none are left). */
+  limit?: number
+  /** Checked between batches; a batch in progress always completes or rolls back. */
+  signal?: AbortSignal
+  onBatch?: (moved: number, total: number) => void
+}
+
+export interface CapturedJob {
+  dlqId: string
+  jobId: string
+  taskIdentifier: string
+  /** '' for parallel jobs, the serial queue name otherwise. */
+  queueName: string
+  /** The job had been retried from the DLQ before. */
+  recaptured: boolean
+}
+
+export interface CaptureResult {
+  captured: number
+  batches: number
+  /** Per task, for logs and metrics (bounded by the number of task identifiers). */
+  byTask: Record<string, number>
+  /** The first jobs moved (at most 100), for logs. */
+  sample: CapturedJob[]
+  durationMs: number
+}
+
+export const DEFAULT_CAPTURE_BATCH = 2000
+
+/**
+ * Moves every exhausted, unlocked job into the DLQ, batch by batch. Each batch is a single
+ * statement, so a crash or a lost connection leaves each job either where it was or in the
+ * DLQ. Safe to run from several processes at once (skip locked).
+ */
+export async function captureExhausted(db: Database, options: CaptureOptions = {}): Promise<CaptureResult> {
+  const started = performance.now()
+  const batchSize = Math.max(1, options.batchSize ?? DEFAULT_CAPTURE_BATCH)
+  const result: CaptureResult = {captured: 0, batches: 0, byTask: {}, sample: [], durationMs: 0}
+  for (;;) {
+    if (options.signal?.aborted) break
+    const want = options.limit === undefined ? batchSize : Math.min(batchSize, options.limit - result.captured)
+    if (want <= 0) break
+    const rows = await db.rows(captureExhaustedJobs, [want])
+    result.batches += 1
+    result.captured += rows.length
+    for (const row of rows) {
+      result.byTask[row.task_identifier] = (result.byTask[row.task_identifier] ?? 0) + 1
+      if (result.sample.length < 100) {
+        result.sample.push({dlqId: row.dlq_id, jobId: row.job_id, taskIdentifier: row.task_identifier, queueName: row.queue_name, recaptured: row.recaptured})
+      }
+    }
+    options.onBatch?.(rows.length, result.captured)
+    // Fewer than asked: nothing left that we could lock (others may hold the rest).
+    if (rows.length < want) break
+  }
+  if (result.captured > 0) await db.exec(pruneRetriedJobLineage, [])
+  result.durationMs = performance.now() - started
+  return result
+}
+
+export interface UncapturedSummary {
+  total: number
+  groups: {taskIdentifier: string; queueName: string; count: number; oldest: Date | null}[]
+}
+
+/** Exhausted jobs still in the jobs table (read-only). */
+export async function countUncaptured(db: Database): Promise<UncapturedSummary> {
+  const rows = await db.rows(countExhaustedJobs, [])
+  return {
+    total: rows.reduce((sum, r) => sum + r.count, 0),
+    groups: rows.map((r) => ({taskIdentifier: r.task_identifier, queueName: r.queue_name, count: r.count, oldest: r.oldest})),
+  }
+}

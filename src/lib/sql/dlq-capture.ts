@@ -1,0 +1,107 @@
+import {statement} from './statement.js'
+
+/**
+ * Moves up to $1 exhausted, unlocked jobs into backfill_dlq in ONE statement: the delete
+ * from _private_jobs feeds the insert, so a job is either still in the jobs table or in the
+ * DLQ, never both and never neither (the statement commits or rolls back as a whole).
+ * `for update skip locked` lets several capturers run at once without waiting or doubling.
+ *
+ * Rows are written as the Rust crate writes them: queue_name '' for parallel jobs (the
+ * serial queue's name otherwise), last_error as a JSON string, an upsert on job_key that
+ * bumps failure_count. Unlike the crate, the upsert also refreshes the payload and spec,
+ * so the DLQ holds the job that failed last rather than a stale one. A retried job's
+ * retry count, touch count and notes are carried over from backfill_dlq_retried_jobs.
+ */
+export const captureExhaustedJobs = statement({
+  id: 'dlq.capture_exhausted_jobs',
+  params: ['int4'],
+  columns: {dlq_id: 'int8', job_id: 'int8', task_identifier: 'text', queue_name: 'text', recaptured: 'bool'},
+  prepare: true,
+  sql: (s) => `with candidates as (
+  select id from ${s}._private_jobs
+  where attempts >= max_attempts and locked_at is null
+  order by id
+  limit $1::int
+  for update skip locked
+), moved as (
+  delete from ${s}._private_jobs j using candidates c
+  where j.id = c.id
+  returning j.id, j.task_id, j.job_queue_id, j.payload, j.priority, j.key, j.attempts, j.max_attempts,
+            j.last_error, j.created_at, j.run_at
+), lineage as (
+  delete from ${s}.backfill_dlq_retried_jobs r using moved m
+  where r.job_id = m.id
+  returning r.job_id, r.case_id, r.requeued_count, r.failure_count, r.notes, r.retried_at
+), inserted as (
+  insert into ${s}.backfill_dlq as d (
+    original_job_id, task_identifier, payload, queue_name, priority, job_key, max_attempts, failure_reason,
+    failure_count, last_error, original_created_at, original_run_at, requeued_count, last_requeued_at, notes)
+  select m.id,
+         coalesce(t.identifier, '(unknown task ' || m.task_id || ')'),
+         m.payload::jsonb,
+         coalesce(q.queue_name, ''),
+         m.priority,
+         m.key,
+         m.max_attempts,
+         case when m.last_error like 'Permanent failure%'
+              then 'Permanent failure (attempt ' || m.attempts || '/' || m.max_attempts || ')'
+              else 'Job exceeded maximum retry attempts (' || m.attempts || '/' || m.max_attempts || ')' end,
+         coalesce(l.failure_count, 0) + 1,
+         to_jsonb(m.last_error),
+         m.created_at,
+         m.run_at,
+         coalesce(l.requeued_count, 0),
+         l.retried_at,
+         l.notes
+  from moved m
+  left join ${s}._private_tasks t on t.id = m.task_id
+  left join ${s}._private_job_queues q on q.id = m.job_queue_id
+  left join lineage l on l.job_id = m.id
+  on conflict (job_key) where job_key is not null do update set
+    original_job_id = excluded.original_job_id,
+    task_identifier = excluded.task_identifier,
+    payload = excluded.payload,
+    queue_name = excluded.queue_name,
+    priority = excluded.priority,
+    max_attempts = excluded.max_attempts,
+    failure_reason = excluded.failure_reason,
+    failure_count = d.failure_count + 1,
+    last_error = excluded.last_error,
+    original_created_at = excluded.original_created_at,
+    original_run_at = excluded.original_run_at,
+    failed_at = now()
+  returning d.id, d.original_job_id, d.task_identifier, d.queue_name
+), events as (
+  insert into ${s}.backfill_dlq_events (case_id, dlq_id, job_id, event)
+  select l.case_id, i.id, i.original_job_id, 'recaptured'
+  from inserted i join lineage l on l.job_id = i.original_job_id
+)
+select i.id as dlq_id, i.original_job_id as job_id, i.task_identifier::text as task_identifier,
+       i.queue_name::text as queue_name, exists (select 1 from lineage l where l.job_id = i.original_job_id) as recaptured
+from inserted i`,
+})
+
+/** How many exhausted, unlocked jobs wait for capture (read-only; dry runs and status). */
+export const countExhaustedJobs = statement({
+  id: 'dlq.count_exhausted_jobs',
+  params: [],
+  columns: {task_identifier: 'text', queue_name: 'text', count: 'int4', oldest: 'timestamptz?'},
+  prepare: false,
+  sql: (s) => `select coalesce(t.identifier, '(unknown task ' || j.task_id || ')') as task_identifier,
+       coalesce(q.queue_name, '') as queue_name, count(*)::int as count, min(j.updated_at) as oldest
+from ${s}._private_jobs j
+left join ${s}._private_tasks t on t.id = j.task_id
+left join ${s}._private_job_queues q on q.id = j.job_queue_id
+where j.attempts >= j.max_attempts and j.locked_at is null
+group by 1, 2
+order by 3 desc, 1, 2`,
+})
+
+/** Lineage rows whose job is gone (it succeeded): nothing will recapture them. */
+export const pruneRetriedJobLineage = statement({
+  id: 'dlq.prune_retried_job_lineage',
+  params: [],
+  columns: {},
+  sql: (s) => `delete from ${s}.backfill_dlq_retried_jobs r
+where not exists (select 1 from ${s}._private_jobs j where j.id = r.job_id)`,
+})
