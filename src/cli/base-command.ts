@@ -59,11 +59,16 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
         this.interrupt.abort(new Error(signal))
         return
       }
-      process.stderr.write(`\ninterrupted by ${signal}\n`)
-      process.exit(EXIT_CODES.interrupted)
+      this.onRepeatedInterrupt(signal)
     }
     process.on('SIGINT', this.signalHandler)
     process.on('SIGTERM', this.signalHandler)
+  }
+
+  /** A second signal (or the first, for commands that do not handle it): exit 130 now. */
+  protected onRepeatedInterrupt(signal: NodeJS.Signals): void {
+    process.stderr.write(`\ninterrupted by ${signal}\n`)
+    process.exit(EXIT_CODES.interrupted)
   }
 
   protected override async catch(raw: Error & {exitCode?: number}): Promise<void> {

@@ -10,7 +10,7 @@ export function toBackfillError(error: unknown): BackfillError {
     const exit = (error as Errors.CLIError).oclif?.exit
     // oclif's parser errors (unknown flag, missing argument, bad option value) are usage errors.
     if (exit === 2 || exit === undefined || isParseError(error)) {
-      return new UsageError(firstLine(error.message), {code: 'E_USAGE', suggestions: ['see --help for the accepted flags and values']})
+      return new UsageError(oneLine(error.message), {code: 'E_USAGE', suggestions: ['see --help for the accepted flags and values']})
     }
   }
   const message = error instanceof Error ? error.message : String(error)
@@ -24,8 +24,13 @@ function isParseError(error: Error): boolean {
   return /Nonexistent flag|Unexpected argument|Missing required|Expected .* to be one of|Parsing --|flag .* expects/i.test(error.message)
 }
 
-function firstLine(text: string): string {
-  return text.split('\n').find((line) => line.trim() !== '')?.trim() ?? text
+/** oclif's parse errors span lines ("Parsing --x\n\tExpected …\nSee more help with --help"). */
+function oneLine(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !/^See more help with/.test(line))
+  return lines.join(': ').replace(/\s+:/g, ':') || text
 }
 
 export interface ErrorEnvelope {

@@ -44,7 +44,7 @@ export const captureExhaustedJobs = statement({
          m.key,
          m.max_attempts,
          case when m.last_error like 'Permanent failure%'
-              then 'Permanent failure (attempt ' || m.attempts || '/' || m.max_attempts || ')'
+              then 'Permanent failure (non-retryable error)'
               else 'Job exceeded maximum retry attempts (' || m.attempts || '/' || m.max_attempts || ')' end,
          coalesce(l.failure_count, 0) + 1,
          to_jsonb(m.last_error),

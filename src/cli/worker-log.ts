@@ -1,0 +1,70 @@
+import type {ChalkInstance} from 'chalk'
+
+import {formatDuration} from '../lib/duration.js'
+import type {WorkerEvent} from '../lib/worker/events.js'
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
+const ORDER: Record<LogLevel, number> = {debug: 0, info: 1, warn: 2, error: 3}
+
+export function levelOf(event: WorkerEvent): LogLevel {
+  switch (event.type) {
+    case 'job:start':
+      return 'debug'
+    case 'job:failure':
+      return event.outcome === 'retry' ? 'warn' : 'error'
+    case 'error':
+      return 'error'
+    case 'log':
+      return event.level === 'warning' ? 'warn' : event.level
+    default:
+      return 'info'
+  }
+}
+
+export function shouldLog(event: WorkerEvent, threshold: LogLevel): boolean {
+  return ORDER[levelOf(event)] >= ORDER[threshold]
+}
+
+/** One NDJSON object per event: stable keys for log pipelines. */
+export function formatJson(event: WorkerEvent, now = new Date()): string {
+  const {type, ...rest} = event
+  return JSON.stringify({time: now.toISOString(), level: levelOf(event), event: type, ...rest})
+}
+
+/** One human line per event. */
+export function formatText(event: WorkerEvent, color: ChalkInstance, now = new Date()): string {
+  const level = levelOf(event)
+  const tag = {debug: color.dim('debug'), info: color.cyan('info '), warn: color.yellow('warn '), error: color.red('error')}[level]
+  return `${color.dim(now.toISOString())} ${tag} ${describeEvent(event, color)}`
+}
+
+function describeEvent(event: WorkerEvent, color: ChalkInstance): string {
+  switch (event.type) {
+    case 'worker:start': {
+      const pools = event.pools
+        .map((p) => `${p.role} ${p.poolId} (concurrency ${p.concurrency}${p.localQueueSize > 0 ? `, local queue ${p.localQueueSize}` : ''}${p.forbiddenFlags ? `, skips ${p.forbiddenFlags.join(',')}` : ''})`)
+        .join('; ')
+      return `worker ${event.once ? 'running once' : 'started'}: schema ${event.schema} on ${event.database}; tasks: ${event.tasks.join(', ')}; pools: ${pools}; DLQ capture ${event.dlq ? 'on' : 'off'}`
+    }
+    case 'job:start':
+      return `${event.task}#${event.jobId} started (attempt ${event.attempt}/${event.maxAttempts}, ${event.pool})`
+    case 'job:success':
+      return `${event.task}#${event.jobId} ${color.green('completed')} in ${formatDuration(event.durationMs)} (attempt ${event.attempt}/${event.maxAttempts})`
+    case 'job:failure': {
+      const what = {retry: 'failed, will retry', exhausted: 'failed, attempts exhausted → DLQ', permanent: 'failed permanently → DLQ'}[event.outcome]
+      return `${event.task}#${event.jobId} ${color.red(what)} after ${formatDuration(event.durationMs)} (attempt ${event.attempt}/${event.maxAttempts}): ${event.error}`
+    }
+    case 'dlq:capture':
+      return `moved ${event.captured} exhausted job(s) to the DLQ in ${formatDuration(event.durationMs)} (${event.reason}): ${Object.entries(event.byTask).map(([t, n]) => `${t} ×${n}`).join(', ')}`
+    case 'locks:cleanup':
+      return `lock cleanup (${event.reason}): released ${event.jobLocks} job lock(s), ${event.queueLocks} queue lock(s)`
+    case 'worker:stopping':
+      return `${event.force ? 'aborting running jobs' : 'stopping: finishing running jobs'} (${event.reason})`
+    case 'worker:stop':
+      return `worker stopped in ${formatDuration(event.durationMs)}${event.forced ? ' (jobs were aborted)' : ''}; locks released on exit: ${event.releasedJobLocks} job, ${event.releasedQueueLocks} queue; still locked by this worker: ${event.lockedAfter}`
+    case 'error':
+      return `${event.where}: ${event.error}`
+    case 'log':
+      return event.message
+  }
+}

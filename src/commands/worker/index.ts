@@ -1,0 +1,137 @@
+import {Flags} from '@oclif/core'
+
+import {DbCommand} from '../../cli/base-command.js'
+import {formatJson, formatText, type LogLevel, shouldLog} from '../../cli/worker-log.js'
+import {parseDuration} from '../../lib/duration.js'
+import {UsageError} from '../../lib/errors.js'
+import type {WorkerConfigInput} from '../../lib/worker/config.js'
+import type {WorkerEvent} from '../../lib/worker/events.js'
+import type {WorkerHandle, WorkerSummary} from '../../lib/worker/runner.js'
+
+export default class Worker extends DbCommand<typeof Worker> {
+  static override summary = 'Run task handlers: graphile-worker with DLQ capture, permanent failures, reserved fast capacity and a clean shutdown.'
+
+  static override description =
+    'Loads tasks from a directory (file name = task identifier) or a module, installs the schema if needed, captures exhausted jobs into the DLQ (at startup, every --dlq-interval and soon after a job exhausts its attempts), and processes jobs until SIGINT/SIGTERM. On the first signal it stops fetching, hands back prefetched jobs, lets running jobs finish within --shutdown-timeout and exits 0 with no job left locked; a second signal (or the timeout) aborts the running jobs (they are retried elsewhere), still releases this worker\'s locks, and exits 130. Logs one line per job event on stdout (stderr with --json, which prints a summary document at exit).'
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --concurrency 10',
+    '<%= config.bin %> <%= command.id %> --tasks ./dist/tasks --fast-concurrency 4 --bulk-concurrency 8 --metrics-port 9464',
+    '<%= config.bin %> <%= command.id %> --once --json',
+    'DATABASE_URL=postgres://app@db/app CONCURRENCY=20 <%= config.bin %> <%= command.id %> --log-format json',
+  ]
+
+  static override flags = {
+    tasks: Flags.string({env: 'BACKFILL_TASKS', summary: 'Directory of task files (.js/.cjs/.mjs; file name = task identifier). Default: ./tasks', exclusive: ['task-module']}),
+    'task-module': Flags.string({env: 'BACKFILL_TASK_MODULE', summary: 'Module exporting a task list (default export or `tasks`).', exclusive: ['tasks']}),
+    crontab: Flags.string({env: 'BACKFILL_CRONTAB', summary: "graphile-worker crontab file for recurring jobs."}),
+    concurrency: Flags.integer({env: 'CONCURRENCY', min: 1, max: 1000, summary: 'Jobs run at once, one shared pool (default 10).'}),
+    'fast-concurrency': Flags.integer({
+      env: 'FAST_QUEUE_CONCURRENCY',
+      min: 1,
+      max: 1000,
+      summary: 'Slots reserved for fast jobs (priority < 0); with --bulk-concurrency replaces --concurrency (default 10 when either is set).',
+    }),
+    'bulk-concurrency': Flags.integer({
+      env: 'BULK_QUEUE_CONCURRENCY',
+      min: 1,
+      max: 1000,
+      summary: 'Slots for any job, including bulk (priority >= 0) (default 5 when either is set).',
+    }),
+    'poll-interval': Flags.string({env: 'POLL_INTERVAL_MS', summary: 'How often idle workers look for scheduled/retried jobs (bare number = ms; default 200).'}),
+    'dlq-interval': Flags.string({env: 'DLQ_PROCESSOR_INTERVAL_SECS', summary: 'DLQ capture interval (bare number = seconds; default 60; 0 turns the DLQ off).'}),
+    dlq: Flags.boolean({default: true, allowNo: true, summary: 'Capture exhausted jobs into backfill_dlq (--no-dlq leaves them in the jobs table).'}),
+    'shutdown-timeout': Flags.string({env: 'SHUTDOWN_TIMEOUT_SECS', summary: 'Time running jobs get to finish after SIGINT/SIGTERM (bare number = seconds; default 30).'}),
+    'prepared-statements': Flags.boolean({default: true, allowNo: true, summary: 'Use prepared statements (--no-prepared-statements for PgBouncer in transaction mode).'}),
+    'local-queue-size': Flags.integer({env: 'BACKFILL_LOCAL_QUEUE_SIZE', min: 0, max: 10_000, summary: 'Jobs fetched per query into a local queue (0 = off; default 5 × concurrency, 50..500).'}),
+    'batch-delay': Flags.integer({env: 'BACKFILL_BATCH_DELAY_MS', min: -1, max: 60_000, summary: 'Batch completion/failure writes within this many ms (-1 = write each at once; default 0 = same tick).'}),
+    'heartbeat-interval': Flags.string({env: 'BACKFILL_HEARTBEAT_INTERVAL', summary: 'Registry heartbeat interval proving this worker is alive (bare number = seconds; default 10).'}),
+    migrate: Flags.boolean({default: true, allowNo: true, summary: 'Install or upgrade the schema and DLQ at start (--no-migrate: require them, for least-privilege roles).'}),
+    once: Flags.boolean({summary: 'Capture, run every job that is runnable now, capture again, then exit.'}),
+    'log-format': Flags.option({options: ['text', 'json'] as const, env: 'BACKFILL_LOG_FORMAT', default: 'text', summary: 'Log lines as text or NDJSON.'})(),
+    'log-level': Flags.option({options: ['debug', 'info', 'warn', 'error'] as const, env: 'BACKFILL_LOG_LEVEL', default: 'info', summary: 'Least severe events to log (job starts are debug, completions info).'})(),
+    'metrics-port': Flags.integer({env: 'BACKFILL_METRICS_PORT', min: 0, max: 65_535, summary: 'Serve Prometheus metrics on this port (0 = any free port).'}),
+    'metrics-host': Flags.string({env: 'BACKFILL_METRICS_HOST', default: '127.0.0.1', summary: 'Address for the metrics server (loopback by default).'}),
+  }
+
+  private handle: WorkerHandle | undefined
+  private forceRequested = false
+
+  async run(): Promise<WorkerSummary> {
+    this.handlesInterrupt = true
+    const {flags} = this
+    const config = this.workerConfig()
+    const [{loadTasks, loadCrontab}, {WorkerRunner, requiredPoolSize}, {serveMetrics}] = await Promise.all([
+      import('../../lib/worker/tasks.js'),
+      import('../../lib/worker/runner.js'),
+      import('../../lib/worker/metrics-server.js'),
+    ])
+    const cron = flags.crontab ? await loadCrontab(flags.crontab) : undefined
+    const loaded = await loadTasks({directory: flags.tasks, module: flags['task-module']})
+    const db = this.db({max: requiredPoolSize(config)})
+    const log = this.logger(flags['log-format'], flags['log-level'])
+    const runner = new WorkerRunner({db, tasks: loaded.tasks, config, ...(cron ? {cron} : {}), onEvent: log})
+    const metrics = flags['metrics-port'] === undefined ? undefined : await serveMetrics(runner.metrics.registry, {port: flags['metrics-port'], host: flags['metrics-host']})
+    if (metrics) log({type: 'log', level: 'info', message: `metrics at ${metrics.url}`})
+    try {
+      if (flags.once) return await runner.runOnce()
+      this.handle = await runner.start()
+      const onSignal = (): void => void this.handle?.stop({reason: 'signal'}).catch(() => undefined)
+      if (this.interrupt.signal.aborted) onSignal()
+      else this.interrupt.signal.addEventListener('abort', onSignal, {once: true})
+      const summary = await this.handle.done
+      if (summary.forced) process.exitCode = 130
+      return summary
+    } finally {
+      await metrics?.close()
+      await loaded.release()
+    }
+  }
+
+  /** Second SIGINT/SIGTERM: abort running jobs but still release our locks, then exit. */
+  protected override onRepeatedInterrupt(signal: NodeJS.Signals): void {
+    if (!this.handle || this.forceRequested) return super.onRepeatedInterrupt(signal)
+    this.forceRequested = true
+    process.stderr.write(`received ${signal} again: aborting running jobs\n`)
+    void this.handle.stop({force: true, reason: `second ${signal}`}).catch(() => undefined)
+    // If even the forced stop hangs (database gone), leave anyway.
+    setTimeout(() => process.exit(130), 15_000).unref()
+  }
+
+  private workerConfig(): WorkerConfigInput {
+    const {flags} = this
+    const explicitConcurrency = this.argv.some((a) => a === '--concurrency' || a.startsWith('--concurrency='))
+    const split = flags['fast-concurrency'] !== undefined || flags['bulk-concurrency'] !== undefined
+    if (split && explicitConcurrency) {
+      throw new UsageError('--concurrency cannot be combined with --fast-concurrency/--bulk-concurrency', {
+        code: 'E_CONCURRENCY_FLAGS',
+        suggestions: ['use --concurrency N for one shared pool, or --fast-concurrency F --bulk-concurrency B for reserved fast capacity (F + B slots in all)'],
+      })
+    }
+    const seconds = (value: string | undefined, name: string): number | undefined => (value === undefined ? undefined : parseDuration(value, {defaultUnit: 's', name}))
+    const dlqIntervalMs = flags.dlq ? seconds(flags['dlq-interval'], '--dlq-interval') : null
+    const config: WorkerConfigInput = {
+      ...(flags.concurrency === undefined ? {} : {concurrency: flags.concurrency}),
+      ...(split ? {fastConcurrency: flags['fast-concurrency'] ?? null, bulkConcurrency: flags['bulk-concurrency'] ?? null} : {}),
+      ...(flags['poll-interval'] === undefined ? {} : {pollIntervalMs: parseDuration(flags['poll-interval'], {defaultUnit: 'ms', name: '--poll-interval'})}),
+      ...(dlqIntervalMs === undefined ? {} : {dlqIntervalMs}),
+      ...(flags['shutdown-timeout'] === undefined ? {} : {shutdownTimeoutMs: seconds(flags['shutdown-timeout'], '--shutdown-timeout')}),
+      ...(flags['heartbeat-interval'] === undefined ? {} : {heartbeatIntervalMs: seconds(flags['heartbeat-interval'], '--heartbeat-interval')}),
+      ...(flags['local-queue-size'] === undefined ? {} : {localQueueSize: flags['local-queue-size']}),
+      ...(flags['batch-delay'] === undefined ? {} : {completeBatchDelayMs: flags['batch-delay'], failBatchDelayMs: flags['batch-delay']}),
+      preparedStatements: flags['prepared-statements'],
+      migrate: flags.migrate,
+    }
+    return config
+  }
+
+  private logger(format: 'text' | 'json', level: LogLevel): (event: WorkerEvent) => void {
+    // Logs are the output of a streaming command; under --json they move to stderr.
+    const stream = this.jsonEnabled() ? process.stderr : process.stdout
+    const color = this.jsonEnabled() ? this.out.errColor : this.out.color
+    return (event) => {
+      if (!shouldLog(event, level)) return
+      stream.write(`${format === 'json' ? formatJson(event) : formatText(event, color)}\n`)
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import {statement} from './statement.js'
+
+/**
+ * A task threw a permanent error: use up the job's attempts while we still hold its lock,
+ * so graphile's own failure write leaves it exhausted and the next capture moves it.
+ */
+export const exhaustLockedJob = statement({
+  id: 'worker.exhaust_locked_job',
+  params: ['int8', 'text'],
+  columns: {},
+  sql: (s) => `update ${s}._private_jobs set attempts = max_attempts
+where id = $1::bigint and locked_by = $2::text and attempts < max_attempts`,
+})
+
+/** Registers (or re-registers) a worker pool in the registry; heartbeat = now. */
+export const registerWorker = statement({
+  id: 'worker.register',
+  params: ['text', 'text', 'int4', 'text', 'jsonb'],
+  columns: {},
+  sql: (s) => `insert into ${s}.backfill_workers (pool_id, hostname, pid, version, metadata)
+values ($1::text, $2::text, $3::int, $4::text, $5::jsonb)
+on conflict (pool_id) do update set hostname = excluded.hostname, pid = excluded.pid, version = excluded.version,
+  metadata = excluded.metadata, last_heartbeat_at = now(), stopped_at = null`,
+})
+
+export const heartbeatWorker = statement({
+  id: 'worker.heartbeat',
+  params: ['text'],
+  columns: {},
+  sql: (s) => `update ${s}.backfill_workers set last_heartbeat_at = now() where pool_id = $1::text`,
+})
+
+export const stopWorker = statement({
+  id: 'worker.stop',
+  params: ['text'],
+  columns: {},
+  sql: (s) => `update ${s}.backfill_workers set stopped_at = now(), last_heartbeat_at = now() where pool_id = $1::text`,
+})
+
+/** Forget workers that stopped (or went silent) long ago, so the registry stays small. */
+export const pruneWorkers = statement({
+  id: 'worker.prune',
+  params: ['int4'],
+  columns: {},
+  sql: (s) => `delete from ${s}.backfill_workers w
+where w.last_heartbeat_at < now() - make_interval(secs => $1::int)
+  and not exists (select 1 from ${s}._private_jobs j where j.locked_by = w.pool_id)
+  and not exists (select 1 from ${s}._private_job_queues q where q.locked_by = w.pool_id)`,
+})
+
+/**
+ * On the way out: whatever this pool still holds after its jobs were completed or failed
+ * (an aborted job whose failure write was lost) becomes runnable again now instead of
+ * after graphile's 4-hour expiry. Same effect as graphile's force_unlock_workers, for one id.
+ */
+export const releaseOwnLocks = statement({
+  id: 'worker.release_own_locks',
+  params: ['text'],
+  columns: {jobs: 'int4', queues: 'int4'},
+  sql: (s) => `with j as (
+  update ${s}._private_jobs set locked_at = null, locked_by = null, run_at = greatest(run_at, now())
+  where locked_by = $1::text returning 1
+), q as (
+  update ${s}._private_job_queues set locked_at = null, locked_by = null where locked_by = $1::text returning 1
+)
+select (select count(*)::int from j) as jobs, (select count(*)::int from q) as queues`,
+})
+
+/** Jobs still locked by one pool (shutdown checks). */
+export const countLockedBy = statement({
+  id: 'worker.count_locked_by',
+  params: ['text'],
+  columns: {count: 'int4'},
+  sql: (s) => `select count(*)::int as count from ${s}._private_jobs where locked_by = $1::text`,
+})
+
+export const dlqSize = statement({
+  id: 'worker.dlq_size',
+  params: [],
+  columns: {count: 'int8'},
+  sql: (s) => `select count(*) as count from ${s}.backfill_dlq`,
+})

@@ -1,0 +1,138 @@
+import {UsageError} from '../errors.js'
+
+/**
+ * Mirrors the Rust crate's WorkerConfig (schema, concurrency, poll interval, DLQ processor
+ * interval, stale-lock cleanup interval and timeouts), plus what graphile-worker's Node
+ * runtime adds (local queue, batched completions) and reserved fast capacity.
+ */
+export interface WorkerConfig {
+  /** One shared pool of this many slots (ignored when fast/bulk concurrency is set). */
+  concurrency: number
+  /**
+   * Reserved capacity: with either of these set the worker runs two graphile pools. The fast
+   * pool (fastConcurrency slots) never takes jobs carrying the bulk flag (priority >= 0); the
+   * bulk pool (bulkConcurrency slots) takes any job. So a flood of bulk jobs can fill at most
+   * the bulk slots, while fast jobs may use both.
+   */
+  fastConcurrency: number | null
+  bulkConcurrency: number | null
+  /** How often idle workers look for scheduled/retried jobs (new jobs arrive by LISTEN/NOTIFY). */
+  pollIntervalMs: number
+  /** DLQ capture interval; null turns the DLQ off (exhausted jobs then stay in the jobs table). */
+  dlqIntervalMs: number | null
+  /** Stale-lock cleanup interval; null turns the periodic cleanup off. */
+  lockCleanupIntervalMs: number | null
+  staleQueueLockTimeoutMs: number
+  staleJobLockTimeoutMs: number
+  /** How often the worker proves it is alive (registry heartbeat). */
+  heartbeatIntervalMs: number
+  /** Graceful shutdown: how long running jobs may take to finish before they are aborted. */
+  shutdownTimeoutMs: number
+  /** Off for PgBouncer in transaction mode. */
+  preparedStatements: boolean
+  /** Jobs fetched per query into a local queue; 0 turns the local queue off. */
+  localQueueSize: number
+  /** Completion/failure writes batched within this window (ms); -1 writes each at once. */
+  completeBatchDelayMs: number
+  failBatchDelayMs: number
+  /** Install/upgrade the schema and DLQ objects at start (app-managed). */
+  migrate: boolean
+}
+
+export const WORKER_DEFAULTS = {
+  concurrency: 10,
+  fastConcurrency: 10,
+  bulkConcurrency: 5,
+  pollIntervalMs: 200,
+  dlqIntervalMs: 60_000,
+  lockCleanupIntervalMs: 60_000,
+  staleQueueLockTimeoutMs: 5 * 60_000,
+  staleJobLockTimeoutMs: 30 * 60_000,
+  heartbeatIntervalMs: 10_000,
+  shutdownTimeoutMs: 30_000,
+  completeBatchDelayMs: 0,
+  failBatchDelayMs: 0,
+} as const
+
+/** Default local queue: enough jobs per fetch to amortise the query, bounded for fairness. */
+export function defaultLocalQueueSize(concurrency: number): number {
+  return Math.min(500, Math.max(concurrency * 5, 50))
+}
+
+export type WorkerConfigInput = Partial<WorkerConfig>
+
+export function resolveWorkerConfig(input: WorkerConfigInput = {}): WorkerConfig {
+  const concurrency = input.concurrency ?? WORKER_DEFAULTS.concurrency
+  const split = input.fastConcurrency != null || input.bulkConcurrency != null
+  const config: WorkerConfig = {
+    concurrency,
+    fastConcurrency: split ? (input.fastConcurrency ?? WORKER_DEFAULTS.fastConcurrency) : null,
+    bulkConcurrency: split ? (input.bulkConcurrency ?? WORKER_DEFAULTS.bulkConcurrency) : null,
+    pollIntervalMs: input.pollIntervalMs ?? WORKER_DEFAULTS.pollIntervalMs,
+    dlqIntervalMs: input.dlqIntervalMs === undefined ? WORKER_DEFAULTS.dlqIntervalMs : input.dlqIntervalMs,
+    lockCleanupIntervalMs: input.lockCleanupIntervalMs === undefined ? WORKER_DEFAULTS.lockCleanupIntervalMs : input.lockCleanupIntervalMs,
+    staleQueueLockTimeoutMs: input.staleQueueLockTimeoutMs ?? WORKER_DEFAULTS.staleQueueLockTimeoutMs,
+    staleJobLockTimeoutMs: input.staleJobLockTimeoutMs ?? WORKER_DEFAULTS.staleJobLockTimeoutMs,
+    heartbeatIntervalMs: input.heartbeatIntervalMs ?? WORKER_DEFAULTS.heartbeatIntervalMs,
+    shutdownTimeoutMs: input.shutdownTimeoutMs ?? WORKER_DEFAULTS.shutdownTimeoutMs,
+    preparedStatements: input.preparedStatements ?? true,
+    localQueueSize: input.localQueueSize ?? defaultLocalQueueSize(concurrency),
+    completeBatchDelayMs: input.completeBatchDelayMs ?? WORKER_DEFAULTS.completeBatchDelayMs,
+    failBatchDelayMs: input.failBatchDelayMs ?? WORKER_DEFAULTS.failBatchDelayMs,
+    migrate: input.migrate ?? true,
+  }
+  // 0 means "off" for the periodic loops, never "as fast as possible".
+  if (config.dlqIntervalMs === 0) config.dlqIntervalMs = null
+  if (config.lockCleanupIntervalMs === 0) config.lockCleanupIntervalMs = null
+  validate(config)
+  return config
+}
+
+function validate(config: WorkerConfig): void {
+  const intRange = (name: string, value: number | null, min: number, max: number): void => {
+    if (value === null) return
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new UsageError(`${name} must be an integer from ${min} to ${max} (got ${value})`, {code: 'E_INVALID_WORKER_CONFIG'})
+    }
+  }
+  intRange('concurrency', config.concurrency, 1, 1000)
+  intRange('fast concurrency', config.fastConcurrency, 1, 1000)
+  intRange('bulk concurrency', config.bulkConcurrency, 1, 1000)
+  intRange('poll interval (ms)', config.pollIntervalMs, 10, 3_600_000)
+  intRange('DLQ interval (ms)', config.dlqIntervalMs, 100, 86_400_000)
+  intRange('lock cleanup interval (ms)', config.lockCleanupIntervalMs, 100, 86_400_000)
+  intRange('stale queue lock timeout (ms)', config.staleQueueLockTimeoutMs, 1000, 7 * 86_400_000)
+  intRange('stale job lock timeout (ms)', config.staleJobLockTimeoutMs, 1000, 7 * 86_400_000)
+  intRange('heartbeat interval (ms)', config.heartbeatIntervalMs, 100, 3_600_000)
+  intRange('shutdown timeout (ms)', config.shutdownTimeoutMs, 0, 86_400_000)
+  intRange('local queue size', config.localQueueSize, 0, 10_000)
+  intRange('complete batch delay (ms)', config.completeBatchDelayMs, -1, 60_000)
+  intRange('fail batch delay (ms)', config.failBatchDelayMs, -1, 60_000)
+}
+
+export interface PoolPlan {
+  /** Bounded label for metrics and logs. */
+  role: 'shared' | 'fast' | 'bulk'
+  concurrency: number
+  forbiddenFlags: string[] | null
+  localQueueSize: number
+}
+
+/** The graphile pools this configuration runs. */
+export function planPools(config: WorkerConfig, bulkFlag: string): PoolPlan[] {
+  if (config.fastConcurrency === null || config.bulkConcurrency === null) {
+    return [{role: 'shared', concurrency: config.concurrency, forbiddenFlags: null, localQueueSize: config.localQueueSize}]
+  }
+  // Neither pool uses a local queue. graphile-worker cannot batch fetches when a pool has
+  // forbidden flags (its local queue then fetches job by job, and in 0.17.3 stalls), and
+  // the bulk pool takes fast jobs too: one parked in its local queue behind slow bulk jobs
+  // would wait while fast slots sit idle. Completions are still batched.
+  return [
+    {role: 'fast', concurrency: config.fastConcurrency, forbiddenFlags: [bulkFlag], localQueueSize: 0},
+    {role: 'bulk', concurrency: config.bulkConcurrency, forbiddenFlags: null, localQueueSize: 0},
+  ]
+}
+
+export function totalConcurrency(pools: readonly PoolPlan[]): number {
+  return pools.reduce((sum, p) => sum + p.concurrency, 0)
+}

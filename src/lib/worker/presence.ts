@@ -1,0 +1,76 @@
+import os from 'node:os'
+
+import pg from 'pg'
+
+import type {Database} from '../db.js'
+import {heartbeatWorker, registerWorker, stopWorker} from '../sql/worker.js'
+
+/** application_name prefix of a worker pool's presence session (`backfill-worker:<pool id>`). */
+export const PRESENCE_APPLICATION_PREFIX = 'backfill-worker:'
+
+export interface PresenceOptions {
+  poolId: string
+  heartbeatIntervalMs: number
+  version: string
+  metadata: Record<string, unknown>
+  onError: (error: Error) => void
+}
+
+/**
+ * Makes one graphile pool id provably alive: a registry row in backfill_workers refreshed by
+ * heartbeats, and a dedicated session named after the pool id that lasts exactly as long
+ * as the process (its disappearance from pg_stat_activity proves the worker is gone).
+ * TCP keepalives on that session make a dead host's session vanish within ~30 s.
+ */
+export class WorkerPresence {
+  private readonly db: Database
+  private readonly options: PresenceOptions
+  private client: pg.Client | undefined
+  private timer: NodeJS.Timeout | undefined
+  private beating: Promise<void> | undefined
+
+  constructor(db: Database, options: PresenceOptions) {
+    this.db = db
+    this.options = options
+  }
+
+  async start(): Promise<void> {
+    const {poolId} = this.options
+    const config: pg.ClientConfig = {
+      application_name: `${PRESENCE_APPLICATION_PREFIX}${poolId}`.slice(0, 63),
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      connectionTimeoutMillis: 10_000,
+    }
+    if (this.db.target.connectionString !== undefined) config.connectionString = this.db.target.connectionString
+    const client = new pg.Client(config)
+    client.on('error', (error) => this.options.onError(error))
+    await client.connect()
+    this.client = client
+    // Server-side keepalives: the backend notices a vanished host and ends the session.
+    await client.query('set tcp_keepalives_idle = 10; set tcp_keepalives_interval = 5; set tcp_keepalives_count = 3').catch(() => undefined)
+    await this.db.exec(registerWorker, [
+      poolId,
+      os.hostname(),
+      process.pid,
+      this.options.version,
+      JSON.stringify({...this.options.metadata, heartbeatIntervalMs: this.options.heartbeatIntervalMs}),
+    ])
+    this.timer = setInterval(() => {
+      this.beating ??= this.db
+        .exec(heartbeatWorker, [poolId])
+        .then(() => undefined, (error: Error) => this.options.onError(error))
+        .finally(() => (this.beating = undefined))
+    }, this.options.heartbeatIntervalMs)
+    this.timer.unref()
+  }
+
+  /** Marks the worker stopped (clean shutdown) and closes the presence session. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer)
+    await this.beating
+    await this.db.exec(stopWorker, [this.options.poolId]).catch((error: Error) => this.options.onError(error))
+    await this.client?.end().catch(() => undefined)
+    this.client = undefined
+  }
+}

@@ -1,0 +1,508 @@
+import {EventEmitter} from 'node:events'
+
+import type {Job, JobHelpers, ParsedCronItem, Runner, Task, TaskList, WorkerPool} from 'graphile-worker'
+
+import type {Database} from '../db.js'
+import {captureExhausted} from '../dlq/capture.js'
+import {BULK_FLAG} from '../jobs/priority.js'
+import {requireMigrated} from '../schema/inspect.js'
+import {migrate} from '../schema/migrate.js'
+import {countLockedBy, dlqSize, exhaustLockedJob, pruneWorkers, releaseOwnLocks} from '../sql/worker.js'
+import {BACKFILL_VERSION} from '../version.js'
+import {planPools, type PoolPlan, resolveWorkerConfig, totalConcurrency, type WorkerConfig, type WorkerConfigInput} from './config.js'
+import type {PoolRole, WorkerEvent} from './events.js'
+import {createWorkerMetrics, type WorkerMetrics} from './metrics.js'
+import {isPermanentError, PERMANENT_FAILURE_PREFIX} from './permanent-error.js'
+import {WorkerPresence} from './presence.js'
+
+export interface WorkerRunnerOptions {
+  /** The schema and connection; its pool must allow totalConcurrency + 6 connections (see requiredPoolSize). */
+  db: Database
+  tasks: TaskList
+  config?: WorkerConfigInput
+  cron?: ParsedCronItem[]
+  /** Receives every event (job lines, captures, shutdown); the CLI turns them into logs. */
+  onEvent?: (event: WorkerEvent) => void
+  metrics?: WorkerMetrics
+  /**
+   * Stale-lock cleanup run at startup and every lockCleanupIntervalMs (the locks module
+   * provides it); it reports how many queue and job locks it released.
+   */
+  cleanLocks?: (db: Database, config: WorkerConfig) => Promise<{queueLocks: number; jobLocks: number; details?: unknown}>
+}
+
+export interface WorkerSummary {
+  poolIds: string[]
+  jobs: {started: number; succeeded: number; failed: number; permanent: number}
+  dlqCaptured: number
+  forced: boolean
+  /** Locks this worker still held when its pools had stopped, released on the way out. */
+  releasedJobLocks: number
+  releasedQueueLocks: number
+  durationMs: number
+}
+
+export interface WorkerHandle {
+  readonly poolIds: readonly string[]
+  /** Graceful: stop fetching, finish running jobs (aborted after shutdownTimeoutMs), release everything. */
+  stop(options?: {force?: boolean; reason?: string}): Promise<WorkerSummary>
+  /** Settles when the worker has stopped (by stop() or because a pool failed). */
+  readonly done: Promise<WorkerSummary>
+}
+
+interface RunningPool {
+  plan: PoolPlan
+  runner: Runner
+  workerPool: WorkerPool
+  presence: WorkerPresence | undefined
+}
+
+/** Connections the pg pool needs for a configuration: jobs, LISTEN + fetch per pool, capture, registry. */
+export function requiredPoolSize(config: WorkerConfigInput = {}): number {
+  const resolved = resolveWorkerConfig(config)
+  const pools = planPools(resolved, BULK_FLAG)
+  return totalConcurrency(pools) + pools.length * 2 + 4
+}
+
+/**
+ * Runs task handlers with graphile-worker, plus what the crate's WorkerRunner promised:
+ * DLQ capture (at startup before anything else, on every interval, and soon after a job
+ * exhausts its attempts), permanent failures, reserved fast capacity, stale-lock cleanup,
+ * and a shutdown that leaves no job locked by this worker.
+ */
+export class WorkerRunner {
+  readonly config: WorkerConfig
+  readonly metrics: WorkerMetrics
+  private readonly db: Database
+  private readonly tasks: TaskList
+  private readonly cron: ParsedCronItem[] | undefined
+  private readonly emitter = new EventEmitter()
+  private readonly cleanLocks: WorkerRunnerOptions['cleanLocks']
+  private readonly counts = {started: 0, succeeded: 0, failed: 0, permanent: 0, dlqCaptured: 0}
+  private captureState: {running: Promise<void> | undefined; again: boolean; timer: NodeJS.Timeout | undefined} = {running: undefined, again: false, timer: undefined}
+  private stopping = false
+  private forced = false
+
+  constructor(options: WorkerRunnerOptions) {
+    this.db = options.db
+    this.tasks = options.tasks
+    this.cron = options.cron
+    this.cleanLocks = options.cleanLocks
+    this.config = resolveWorkerConfig(options.config)
+    this.metrics = options.metrics ?? createWorkerMetrics()
+    if (options.onEvent) this.emitter.on('event', options.onEvent)
+  }
+
+  /** The crate's run_until_cancelled: runs until the signal fires, then drains and resolves. */
+  async run(signal: AbortSignal): Promise<WorkerSummary> {
+    const handle = await this.start()
+    const onAbort = (): void => void handle.stop({reason: String(signal.reason ?? 'aborted')})
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, {once: true})
+    try {
+      return await handle.done
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** The crate's spawn_background: starts and returns a handle with stop(). */
+  async start(): Promise<WorkerHandle> {
+    const started = performance.now()
+    await this.prepare()
+    const pools: RunningPool[] = []
+    const plans = planPools(this.config, BULK_FLAG)
+    try {
+      for (const [index, plan] of plans.entries()) {
+        // Cron runs in one pool only, or every scheduled item would be enqueued twice.
+        pools.push(await this.startPool(plan, index === plans.length - 1 ? this.cron : undefined))
+      }
+    } catch (error) {
+      await Promise.allSettled(pools.map(async (p) => p.runner.stop()))
+      throw error
+    }
+    this.emit({
+      type: 'worker:start',
+      schema: this.db.schema,
+      database: this.db.target.display,
+      tasks: Object.keys(this.tasks).sort(),
+      pools: pools.map((p) => ({...p.plan, poolId: p.workerPool.id})),
+      dlq: this.config.dlqIntervalMs !== null,
+      once: false,
+    })
+    const timers = this.startTimers()
+    let stopPromise: Promise<WorkerSummary> | undefined
+    let settle!: (summary: WorkerSummary) => void
+    let fail!: (error: unknown) => void
+    const done = new Promise<WorkerSummary>((resolve, reject) => {
+      settle = resolve
+      fail = reject
+    })
+    const stop = (options: {force?: boolean; reason?: string} = {}): Promise<WorkerSummary> => {
+      if (options.force) this.forced = true
+      if (stopPromise && options.force) this.forceAll(pools, options.reason ?? 'forced stop')
+      stopPromise ??= this.shutdown(pools, timers, started, options).then(
+        (summary) => {
+          settle(summary)
+          return summary
+        },
+        (error: unknown) => {
+          fail(error)
+          throw error
+        },
+      )
+      return stopPromise
+    }
+    // A pool that dies on its own (e.g. a breaking migration elsewhere) stops the whole worker.
+    for (const pool of pools) {
+      pool.runner.promise.then(
+        () => {
+          if (!this.stopping) void stop({reason: `pool ${pool.workerPool.id} exited`}).catch(() => undefined)
+        },
+        (error: unknown) => {
+          this.emit({type: 'error', where: `pool ${pool.workerPool.id}`, error: describe(error)})
+          if (!this.stopping) void stop({reason: `pool ${pool.workerPool.id} failed: ${describe(error)}`}).catch(() => undefined)
+        },
+      )
+    }
+    return {poolIds: pools.map((p) => p.workerPool.id), stop, done}
+  }
+
+  /** The crate's process_available_jobs, done properly: capture, run what is runnable now, capture again. */
+  async runOnce(): Promise<WorkerSummary> {
+    const started = performance.now()
+    await this.prepare()
+    const {runOnce} = await import('graphile-worker')
+    const plan: PoolPlan = {role: 'shared', concurrency: this.config.concurrency, forbiddenFlags: null, localQueueSize: this.config.localQueueSize}
+    const events = new EventEmitter()
+    const poolIds: string[] = []
+    const presences: Promise<WorkerPresence | undefined>[] = []
+    events.on('pool:create', ({workerPool}: {workerPool: WorkerPool}) => {
+      poolIds.push(workerPool.id)
+      presences.push(this.startPresence(workerPool.id, plan))
+      this.emit({type: 'worker:start', schema: this.db.schema, database: this.db.target.display, tasks: Object.keys(this.tasks).sort(), pools: [{...plan, poolId: workerPool.id}], dlq: this.config.dlqIntervalMs !== null, once: true})
+    })
+    try {
+      await runOnce(await this.graphileOptions(plan, events), this.wrapTasks(plan.role))
+    } finally {
+      for (const presence of await Promise.all(presences)) await presence?.stop()
+    }
+    if (this.config.dlqIntervalMs !== null) await this.capture('once')
+    let releasedJobLocks = 0
+    let releasedQueueLocks = 0
+    for (const poolId of poolIds) {
+      const released = await this.db.one(releaseOwnLocks, [poolId])
+      releasedJobLocks += released.jobs
+      releasedQueueLocks += released.queues
+    }
+    return {
+      poolIds,
+      jobs: {started: this.counts.started, succeeded: this.counts.succeeded, failed: this.counts.failed, permanent: this.counts.permanent},
+      dlqCaptured: this.counts.dlqCaptured,
+      forced: false,
+      releasedJobLocks,
+      releasedQueueLocks,
+      durationMs: performance.now() - started,
+    }
+  }
+
+  on(listener: (event: WorkerEvent) => void): () => void {
+    this.emitter.on('event', listener)
+    return () => this.emitter.off('event', listener)
+  }
+
+  private emit(event: WorkerEvent): void {
+    this.emitter.emit('event', event)
+  }
+
+  /** Schema, then the startup capture and cleanup, before any graphile pool touches a job. */
+  private async prepare(): Promise<void> {
+    const dlq = this.config.dlqIntervalMs !== null
+    if (this.config.migrate) await migrate(this.db)
+    else await requireMigrated(this.db, {dlq: true})
+    if (dlq) await this.capture('startup')
+    if (this.cleanLocks) await this.runLockCleanup('startup')
+    await this.db.exec(pruneWorkers, [7 * 86_400]).catch((error: unknown) => this.emit({type: 'error', where: 'registry prune', error: describe(error)}))
+  }
+
+  private async startPool(plan: PoolPlan, cron: ParsedCronItem[] | undefined): Promise<RunningPool> {
+    const {run} = await import('graphile-worker')
+    const events = new EventEmitter()
+    let workerPool: WorkerPool | undefined
+    events.on('pool:create', (event: {workerPool: WorkerPool}) => {
+      workerPool = event.workerPool
+    })
+    const runner = await run({...(await this.graphileOptions(plan, events)), parsedCronItems: cron ?? []}, this.wrapTasks(plan.role))
+    if (!workerPool) {
+      await runner.stop()
+      throw new Error('graphile-worker did not report its pool')
+    }
+    const presence = await this.startPresence(workerPool.id, plan)
+    this.metrics.workerActive.set({pool: plan.role}, 1)
+    return {plan, runner, workerPool, presence}
+  }
+
+  private async startPresence(poolId: string, plan: PoolPlan): Promise<WorkerPresence | undefined> {
+    const presence = new WorkerPresence(this.db, {
+      poolId,
+      heartbeatIntervalMs: this.config.heartbeatIntervalMs,
+      version: BACKFILL_VERSION,
+      metadata: {role: plan.role, concurrency: plan.concurrency, tasks: Object.keys(this.tasks).sort()},
+      onError: (error) => this.emit({type: 'error', where: `presence ${poolId}`, error: describe(error)}),
+    })
+    try {
+      await presence.start()
+      return presence
+    } catch (error) {
+      // Without presence the worker still works; its locks only count as "unknown" for cleanup.
+      this.emit({type: 'error', where: `presence ${poolId}`, error: describe(error)})
+      await presence.stop().catch(() => undefined)
+      return undefined
+    }
+  }
+
+  private async graphileOptions(plan: PoolPlan, events: EventEmitter) {
+    const {Logger} = await import('graphile-worker')
+    return {
+      pgPool: this.db.pool,
+      schema: this.db.schema,
+      concurrency: plan.concurrency,
+      pollInterval: this.config.pollIntervalMs,
+      noHandleSignals: true,
+      noPreparedStatements: !this.config.preparedStatements,
+      forbiddenFlags: plan.forbiddenFlags,
+      events: events as never,
+      logger: new Logger(() => (level: string, message: string) => this.graphileLog(level, message)),
+      preset: {
+        worker: {
+          ...(plan.localQueueSize > 0 ? {localQueue: {size: plan.localQueueSize}} : {}),
+          completeJobBatchDelay: this.config.completeBatchDelayMs,
+          failJobBatchDelay: this.config.failBatchDelayMs,
+          // Tasks see helpers.abortSignal shortly before the shutdown timeout aborts them.
+          gracefulShutdownAbortTimeout: Math.max(0, Math.floor(this.config.shutdownTimeoutMs * 0.8)),
+        },
+      },
+    }
+  }
+
+  private graphileLog(level: string, message: string): void {
+    // graphile's per-job success/failure lines duplicate our own job events.
+    if (/^(Completed|Failed) task /.test(message)) return
+    const mapped = level === 'error' || level === 'warning' || level === 'info' ? level : 'debug'
+    this.emit({type: 'log', level: mapped, message})
+  }
+
+  private wrapTasks(role: PoolRole): TaskList {
+    const wrapped: TaskList = {}
+    for (const [name, task] of Object.entries(this.tasks)) wrapped[name] = this.wrapTask(name, task as Task, role)
+    return wrapped
+  }
+
+  private wrapTask(name: string, task: Task, role: PoolRole): Task {
+    return async (payload: unknown, helpers: JobHelpers) => {
+      const {job} = helpers
+      const ref = {pool: role, task: name, jobId: String(job.id), attempt: job.attempts, maxAttempts: job.max_attempts}
+      const started = performance.now()
+      this.counts.started += 1
+      this.metrics.jobsStarted.inc({task: name})
+      this.emit({type: 'job:start', ...ref})
+      try {
+        const result = await task(payload, helpers)
+        const durationMs = performance.now() - started
+        this.counts.succeeded += 1
+        this.metrics.jobsCompleted.inc({task: name})
+        this.metrics.jobDuration.observe({task: name, result: 'success'}, durationMs / 1000)
+        this.emit({type: 'job:success', durationMs, ...ref})
+        return result
+      } catch (error) {
+        const durationMs = performance.now() - started
+        const permanent = isPermanentError(error)
+        const outcome = permanent ? 'permanent' : job.attempts >= job.max_attempts ? 'exhausted' : 'retry'
+        this.counts.failed += 1
+        if (permanent) this.counts.permanent += 1
+        this.metrics.jobsFailed.inc({task: name, outcome})
+        this.metrics.jobDuration.observe({task: name, result: 'failure'}, durationMs / 1000)
+        this.emit({type: 'job:failure', durationMs, error: describe(error), outcome, ...ref})
+        if (permanent) {
+          await this.exhaust(job)
+          if (this.config.dlqIntervalMs !== null) this.scheduleCapture()
+          throw permanentFailure(error)
+        }
+        if (outcome === 'exhausted' && this.config.dlqIntervalMs !== null) this.scheduleCapture()
+        throw error
+      }
+    }
+  }
+
+  /** Uses up the attempts of a job we hold, so graphile's failure write leaves it exhausted. */
+  private async exhaust(job: Job): Promise<void> {
+    const owner = (job as Job & {locked_by?: string | null}).locked_by
+    if (!owner) return
+    try {
+      await this.db.exec(exhaustLockedJob, [String(job.id), owner])
+    } catch (error) {
+      this.emit({type: 'error', where: `permanent failure of job ${job.id}`, error: describe(error)})
+    }
+  }
+
+  /** Capture soon after a job exhausts its attempts (after graphile's batched failure write lands). */
+  private scheduleCapture(): void {
+    if (this.stopping || this.captureState.timer) return
+    const delay = Math.max(200, this.config.failBatchDelayMs + 200)
+    this.captureState.timer = setTimeout(() => {
+      this.captureState.timer = undefined
+      void this.capture('failure')
+    }, delay)
+    this.captureState.timer.unref()
+  }
+
+  /** One capture at a time per process; a request during a run triggers one more run. */
+  private capture(reason: 'startup' | 'interval' | 'failure' | 'shutdown' | 'once'): Promise<void> {
+    if (this.captureState.running) {
+      this.captureState.again = true
+      return this.captureState.running
+    }
+    const runOne = async (): Promise<void> => {
+      const endTimer = this.metrics.dlqCaptureDuration.startTimer()
+      try {
+        const result = await captureExhausted(this.db)
+        endTimer()
+        this.counts.dlqCaptured += result.captured
+        this.metrics.dlqLastCapture.set(Date.now() / 1000)
+        for (const [task, count] of Object.entries(result.byTask)) this.metrics.dlqJobsAdded.inc({task}, count)
+        if (result.captured > 0 || reason === 'startup' || reason === 'interval') {
+          const size = await this.db.one(dlqSize, [])
+          this.metrics.dlqSize.set(Number(size.count))
+        }
+        if (result.captured > 0) this.emit({type: 'dlq:capture', captured: result.captured, byTask: result.byTask, durationMs: result.durationMs, reason})
+      } catch (error) {
+        endTimer()
+        this.metrics.dlqCaptureFailures.inc()
+        this.emit({type: 'error', where: 'dlq capture', error: describe(error)})
+        if (reason === 'startup') throw error
+      }
+    }
+    this.captureState.running = (async () => {
+      try {
+        do {
+          this.captureState.again = false
+          await runOne()
+        } while (this.captureState.again && !this.stopping)
+      } finally {
+        this.captureState.running = undefined
+      }
+    })()
+    return this.captureState.running
+  }
+
+  private async runLockCleanup(reason: 'startup' | 'interval'): Promise<void> {
+    if (!this.cleanLocks) return
+    const started = performance.now()
+    try {
+      const result = await this.cleanLocks(this.db, this.config)
+      this.metrics.cleanupQueueLocksReleased.inc(result.queueLocks)
+      this.metrics.cleanupJobLocksReleased.inc(result.jobLocks)
+      if (result.queueLocks > 0) this.metrics.cleanupQueueLocksLastReleased.set(result.queueLocks)
+      if (result.jobLocks > 0) this.metrics.cleanupJobLocksLastReleased.set(result.jobLocks)
+      this.metrics.cleanupLastSuccess.set(Date.now() / 1000)
+      if (result.queueLocks + result.jobLocks > 0 || reason === 'startup') {
+        this.emit({type: 'locks:cleanup', queueLocks: result.queueLocks, jobLocks: result.jobLocks, durationMs: performance.now() - started, reason, details: result.details})
+      }
+    } catch (error) {
+      this.metrics.cleanupFailures.inc({operation: 'locks'})
+      this.emit({type: 'error', where: 'lock cleanup', error: describe(error)})
+    }
+  }
+
+  private startTimers(): NodeJS.Timeout[] {
+    const timers: NodeJS.Timeout[] = []
+    if (this.config.dlqIntervalMs !== null) timers.push(setInterval(() => void this.capture('interval'), this.config.dlqIntervalMs))
+    if (this.cleanLocks && this.config.lockCleanupIntervalMs !== null) {
+      timers.push(setInterval(() => void this.runLockCleanup('interval'), this.config.lockCleanupIntervalMs))
+    }
+    for (const timer of timers) timer.unref()
+    return timers
+  }
+
+  private forceAll(pools: RunningPool[], reason: string): void {
+    for (const pool of pools) {
+      // graphile fails the running jobs (normal backoff) so they run again elsewhere.
+      void Promise.resolve()
+        .then(() => pool.workerPool.forcefulShutdown(`backfill worker: ${reason}`))
+        .catch(() => undefined)
+    }
+  }
+
+  private async shutdown(pools: RunningPool[], timers: NodeJS.Timeout[], started: number, options: {force?: boolean; reason?: string}): Promise<WorkerSummary> {
+    this.stopping = true
+    for (const timer of timers) clearInterval(timer)
+    if (this.captureState.timer) clearTimeout(this.captureState.timer)
+    this.emit({type: 'worker:stopping', reason: options.reason ?? 'stop requested', force: this.forced})
+    if (this.forced) this.forceAll(pools, options.reason ?? 'forced stop')
+    // Graceful: stop fetching, hand back local-queue jobs, wait for running jobs, flush batches.
+    const graceful = Promise.allSettled(pools.map(async (p) => p.runner.stop()))
+    const timedOut = await Promise.race([graceful.then(() => false), sleep(this.config.shutdownTimeoutMs).then(() => true)])
+    if (timedOut) {
+      this.forced = true
+      this.emit({type: 'worker:stopping', reason: `jobs still running after ${this.config.shutdownTimeoutMs} ms`, force: true})
+      this.forceAll(pools, 'shutdown timeout')
+      await Promise.race([graceful, sleep(5000)])
+    }
+    await Promise.race([Promise.allSettled(pools.map(async (p) => p.runner.promise)), sleep(5000)])
+    const forced = this.forced
+    // graphile does not await its last completion writes; wait until nothing is checked out.
+    await this.waitForIdlePool(5000)
+    await this.captureState.running?.catch(() => undefined)
+    let releasedJobLocks = 0
+    let releasedQueueLocks = 0
+    let lockedAfter = 0
+    try {
+      if (this.config.dlqIntervalMs !== null) await this.capture('shutdown')
+      for (const pool of pools) {
+        const released = await this.db.one(releaseOwnLocks, [pool.workerPool.id])
+        releasedJobLocks += released.jobs
+        releasedQueueLocks += released.queues
+        lockedAfter += (await this.db.one(countLockedBy, [pool.workerPool.id])).count
+      }
+      this.metrics.shutdownLocksReleased.inc(releasedJobLocks + releasedQueueLocks)
+    } catch (error) {
+      this.emit({type: 'error', where: 'shutdown lock release', error: describe(error)})
+    }
+    for (const pool of pools) {
+      await pool.presence?.stop()
+      this.metrics.workerActive.set({pool: pool.plan.role}, 0)
+    }
+    const summary: WorkerSummary = {
+      poolIds: pools.map((p) => p.workerPool.id),
+      jobs: {started: this.counts.started, succeeded: this.counts.succeeded, failed: this.counts.failed, permanent: this.counts.permanent},
+      dlqCaptured: this.counts.dlqCaptured,
+      forced,
+      releasedJobLocks,
+      releasedQueueLocks,
+      durationMs: performance.now() - started,
+    }
+    this.emit({type: 'worker:stop', durationMs: summary.durationMs, forced, releasedJobLocks, releasedQueueLocks, lockedAfter})
+    return summary
+  }
+
+  private async waitForIdlePool(limitMs: number): Promise<void> {
+    const pool = this.db.pool
+    const deadline = Date.now() + limitMs
+    while (pool.totalCount - pool.idleCount > 0 && Date.now() < deadline) await sleep(10)
+  }
+}
+
+function permanentFailure(error: unknown): Error {
+  const message = error instanceof Error ? error.message : String(error)
+  const wrapped = new Error(`${PERMANENT_FAILURE_PREFIX}${message}`)
+  if (error instanceof Error && error.stack) wrapped.stack = `${wrapped.message}\n${error.stack.split('\n').slice(1).join('\n')}`
+  return wrapped
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref())
+}

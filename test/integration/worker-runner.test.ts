@@ -1,0 +1,95 @@
+import {expect} from 'chai'
+import type {JobHelpers} from 'graphile-worker'
+
+import {PermanentError} from '../../src/lib/worker/permanent-error.js'
+import {requiredPoolSize, WorkerRunner} from '../../src/lib/worker/runner.js'
+import type {WorkerEvent} from '../../src/lib/worker/events.js'
+import {TestSchema} from '../support/db.js'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+describe('WorkerRunner (library, in process)', function () {
+  this.timeout(60_000)
+  let t: TestSchema
+  beforeEach(async () => {
+    t = await TestSchema.create({migrated: true, prefix: 'wr'})
+  })
+  afterEach(async () => {
+    await t.drop()
+  })
+
+  it('run(signal) processes jobs until the signal fires, then drains and resolves', async () => {
+    const seen: string[] = []
+    const events: WorkerEvent[] = []
+    const runner = new WorkerRunner({
+      db: t.db,
+      tasks: {hello: async (payload) => void seen.push((payload as {n: number}).n.toString())},
+      config: {concurrency: 2, pollIntervalMs: 50},
+      onEvent: (e) => events.push(e),
+    })
+    const controller = new AbortController()
+    const done = runner.run(controller.signal)
+    await t.query(`select ${t.quoted}.add_job('hello', json_build_object('n', i)) from generate_series(1, 5) i`)
+    for (let i = 0; i < 100 && seen.length < 5; i++) await sleep(50)
+    controller.abort()
+    const summary = await done
+    expect(seen.sort()).to.deep.equal(['1', '2', '3', '4', '5'])
+    expect(summary.jobs.succeeded).to.equal(5)
+    expect(summary.forced).to.equal(false)
+    expect(events.map((e) => e.type)).to.include.members(['worker:start', 'job:start', 'job:success', 'worker:stopping', 'worker:stop'])
+    const registry = await t.query(`select pool_id, stopped_at is not null as stopped from ${t.quoted}.backfill_workers`)
+    expect(registry).to.deep.equal([{pool_id: summary.poolIds[0], stopped: true}])
+  })
+
+  it('start() returns a handle; while running, the pool id has a presence session and a fresh heartbeat', async () => {
+    const runner = new WorkerRunner({db: t.db, tasks: {noop: async () => undefined}, config: {heartbeatIntervalMs: 200}})
+    const handle = await runner.start()
+    try {
+      const [poolId] = handle.poolIds
+      expect(poolId).to.match(/^pool-[0-9a-f]{18}$/)
+      const sessions = await t.query(`select 1 from pg_stat_activity where application_name = $1`, [`backfill-worker:${poolId}`])
+      expect(sessions).to.have.length(1)
+      const [first] = await t.query<{at: Date}>(`select last_heartbeat_at as at from ${t.quoted}.backfill_workers where pool_id = $1`, [poolId])
+      await sleep(600)
+      const [second] = await t.query<{at: Date}>(`select last_heartbeat_at as at from ${t.quoted}.backfill_workers where pool_id = $1`, [poolId])
+      expect(second!.at.getTime()).to.be.greaterThan(first!.at.getTime())
+    } finally {
+      await handle.stop()
+    }
+    const gone = await t.query(`select 1 from pg_stat_activity where application_name like 'backfill-worker:%' and datname = current_database() and application_name = $1`, [`backfill-worker:${handle.poolIds[0]}`])
+    expect(gone).to.have.length(0)
+  })
+
+  it('runOnce() captures, runs what is runnable, captures the new failures, and reports', async () => {
+    await t.query(`select ${t.quoted}.add_job('ok', '{}')`)
+    await t.query(`select ${t.quoted}.add_job('bad', '{}', max_attempts => 3)`)
+    const runner = new WorkerRunner({
+      db: t.db,
+      tasks: {
+        ok: async () => undefined,
+        bad: async () => {
+          throw new PermanentError('card declined')
+        },
+      },
+    })
+    const summary = await runner.runOnce()
+    expect(summary.jobs).to.deep.equal({started: 2, succeeded: 1, failed: 1, permanent: 1})
+    expect(summary.dlqCaptured).to.equal(1)
+    const rows = await t.query(`select task_identifier, last_error from ${t.quoted}.backfill_dlq`)
+    expect(rows).to.deep.equal([{task_identifier: 'bad', last_error: 'Permanent failure (non-retryable error): card declined'}])
+    expect(await t.query(`select 1 from ${t.quoted}._private_jobs`)).to.have.length(0)
+  })
+
+  it('exposes a Prometheus registry an application can serve itself', async () => {
+    await t.query(`select ${t.quoted}.add_job('ok', '{}')`)
+    const runner = new WorkerRunner({db: t.db, tasks: {ok: async (_p: unknown, _h: JobHelpers) => undefined}})
+    await runner.runOnce()
+    const text = await runner.metrics.registry.metrics()
+    expect(text).to.contain('backfill_jobs_completed_total{task="ok"} 1')
+  })
+
+  it('sizes the pool for jobs plus its own connections', () => {
+    expect(requiredPoolSize({concurrency: 10})).to.equal(16)
+    expect(requiredPoolSize({fastConcurrency: 2, bulkConcurrency: 3})).to.equal(13)
+  })
+})

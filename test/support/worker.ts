@@ -1,0 +1,64 @@
+import {type ChildProcessWithoutNullStreams, spawn} from 'node:child_process'
+
+import {BIN, cleanEnv, ROOT} from './cli.js'
+import {testUrl, type TestSchema} from './db.js'
+
+export const TASKS_DIR = `${ROOT}/test/fixtures/tasks`
+
+/** A running `backfill worker` process with its output collected line by line. */
+export class WorkerProcess {
+  readonly child: ChildProcessWithoutNullStreams
+  stdout = ''
+  stderr = ''
+  readonly exited: Promise<{code: number | null; signal: NodeJS.Signals | null}>
+
+  constructor(args: string[], env: Record<string, string | undefined> = {}) {
+    this.child = spawn(process.execPath, [BIN, 'worker', ...args], {
+      cwd: ROOT,
+      env: cleanEnv({DATABASE_URL: testUrl(), ...env}),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    this.child.stdout.setEncoding('utf8').on('data', (d: string) => (this.stdout += d))
+    this.child.stderr.setEncoding('utf8').on('data', (d: string) => (this.stderr += d))
+    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({code, signal})))
+  }
+
+  /** Resolves when stdout+stderr match, rejects after timeoutMs (with the output so far). */
+  async waitFor(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const match = (this.stdout + this.stderr).match(pattern)
+      if (match) return match
+      if (this.child.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`worker output never matched ${pattern} (exit ${this.child.exitCode}):\n${this.stdout}\n${this.stderr}`)
+      }
+      await new Promise((r) => setTimeout(r, 25))
+    }
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal)
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) {
+      this.child.kill('SIGTERM')
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 20_000)
+      await this.exited
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** A ledger table the test task writes to (one row per run). */
+export async function createLedger(t: TestSchema): Promise<string> {
+  await t.query(`create table ${t.quoted}.test_ledger (job_id bigint not null, attempt int not null, task text, pid int, started_at timestamptz not null default clock_timestamp(), done_at timestamptz)`)
+  return `${t.quoted}.test_ledger`
+}
+
+export async function addJobs(t: TestSchema, count: number, options: {task?: string; payload?: Record<string, unknown>; priority?: number; queue?: string; maxAttempts?: number; flags?: string[]} = {}): Promise<void> {
+  await t.query(
+    `select ${t.quoted}.add_jobs(array(select row($1::text, $2::json, $3::text, null, $4::smallint, null, $5::smallint, $6::text[])::${t.quoted}.job_spec from generate_series(1, $7::int)))`,
+    [options.task ?? 'work', JSON.stringify(options.payload ?? {}), options.queue ?? null, options.maxAttempts ?? 8, options.priority ?? 0, options.flags ?? null, count],
+  )
+}
