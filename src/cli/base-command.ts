@@ -2,7 +2,7 @@ import {Command, Flags, type Interfaces} from '@oclif/core'
 
 import {resolveConnection, scrubSecrets, type ConnectionTarget} from '../lib/connection.js'
 import {Database} from '../lib/db.js'
-import {EXIT_CODES, type BackfillError} from '../lib/errors.js'
+import {EXIT_CODES, UsageError, type BackfillError} from '../lib/errors.js'
 import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifiers.js'
 import {errorEnvelope, toBackfillError} from './errors.js'
 import {Output} from './output.js'
@@ -112,6 +112,11 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
       helpGroup: 'DATABASE',
       summary: 'PostgreSQL connection URL (default: DATABASE_URL, else the libpq PG* variables).',
     }),
+    embedded: Flags.boolean({
+      env: 'BACKFILL_EMBEDDED',
+      helpGroup: 'DATABASE',
+      summary: "Use the project's embedded development PostgreSQL, starting it if needed (see `backfill dev`).",
+    }),
     schema: Flags.string({
       env: 'GRAPHILE_WORKER_SCHEMA',
       default: DEFAULT_SCHEMA,
@@ -125,15 +130,27 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
   private target: ConnectionTarget | undefined
   private database: Database | undefined
 
+  private embeddedUrl: string | undefined
+
   override async init(): Promise<void> {
     await super.init()
     this.schema = parseSchemaName(this.flags.schema)
+    if (this.flags.embedded) {
+      if (this.argv.some((a) => a === '--database-url' || a.startsWith('--database-url='))) {
+        throw new UsageError('--embedded and --database-url are alternatives; pass one of them', {code: 'E_USAGE'})
+      }
+      const {embeddedUrl} = await import('../lib/embedded/dev.js')
+      this.embeddedUrl = await embeddedUrl()
+    }
   }
 
   /** Where this command connects; resolves (and validates) the configuration once. */
   protected connectionTarget(): ConnectionTarget {
     if (!this.target) {
-      this.target = resolveConnection({databaseUrl: this.flags['database-url'], env: process.env})
+      // An explicit --embedded beats a DATABASE_URL inherited from the environment.
+      this.target = this.embeddedUrl
+        ? resolveConnection({embeddedUrl: this.embeddedUrl, env: process.env})
+        : resolveConnection({databaseUrl: this.flags['database-url'], env: process.env})
       this.secrets = this.target.secrets
     }
     return this.target

@@ -12,10 +12,11 @@ export class WorkerProcess {
   stderr = ''
   readonly exited: Promise<{code: number | null; signal: NodeJS.Signals | null}>
 
-  constructor(args: string[], env: Record<string, string | undefined> = {}) {
+  constructor(args: string[], env: Record<string, string | undefined> = {}, options: {cwd?: string; databaseUrl?: string | null} = {}) {
+    const databaseUrl = options.databaseUrl === undefined ? testUrl() : options.databaseUrl
     this.child = spawn(process.execPath, [BIN, 'worker', ...args], {
-      cwd: ROOT,
-      env: cleanEnv({DATABASE_URL: testUrl(), ...env}),
+      cwd: options.cwd ?? ROOT,
+      env: cleanEnv({...(databaseUrl === null ? {} : {DATABASE_URL: databaseUrl}), ...env}),
       stdio: ['pipe', 'pipe', 'pipe'],
     })
     this.child.stdout.setEncoding('utf8').on('data', (d: string) => (this.stdout += d))

@@ -145,6 +145,7 @@ export class EmbeddedPostgres {
   }
 
   async status(): Promise<EmbeddedStatus> {
+    this.binaries ??= await locatePostgresBinaries().catch(() => undefined)
     const pid = this.livePostmasterPid()
     return {
       running: pid !== null,

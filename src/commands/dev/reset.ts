@@ -1,0 +1,26 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../cli/base-command.js'
+import {confirmDestructive} from '../../cli/confirm.js'
+import {devServer, devServerLocation} from '../../lib/embedded/dev.js'
+
+export default class DevReset extends BaseCommand<typeof DevReset> {
+  static override summary = "Stop the development PostgreSQL and delete its data (every job, schema and DLQ entry in it)."
+  static override examples = ['<%= config.bin %> <%= command.id %> --yes', '<%= config.bin %> <%= command.id %> --dry-run']
+  static override flags = {
+    yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.'}),
+    'dry-run': Flags.boolean({summary: 'Show what would be deleted; change nothing.'}),
+  }
+
+  async run(): Promise<{deleted: string | null; dryRun: boolean}> {
+    const location = devServerLocation()
+    if (this.flags['dry-run']) {
+      this.out.info(`would stop the server and delete ${location.dir}`)
+      return {deleted: location.dir, dryRun: true}
+    }
+    await confirmDestructive({yes: this.flags.yes, json: this.jsonEnabled(), message: `Delete the development database in ${location.dir}?`, action: 'delete the development database'})
+    await devServer(location).destroy()
+    this.out.success(`deleted ${location.dir}`)
+    return {deleted: location.dir, dryRun: false}
+  }
+}
