@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {DbCommand} from '../../cli/base-command.js'
 import {formatJson, formatText, type LogLevel, shouldLog} from '../../cli/worker-log.js'
 import {parseDuration} from '../../lib/duration.js'
-import {UsageError} from '../../lib/errors.js'
+import {InternalError, UsageError} from '../../lib/errors.js'
 import type {WorkerConfigInput} from '../../lib/worker/config.js'
 import type {WorkerEvent} from '../../lib/worker/events.js'
 import type {WorkerHandle, WorkerSummary} from '../../lib/worker/runner.js'
@@ -73,6 +73,16 @@ export default class Worker extends DbCommand<typeof Worker> {
     const runner = new WorkerRunner({db, tasks: loaded.tasks, config, ...(cron ? {cron} : {}), onEvent: log})
     const metrics = flags['metrics-port'] === undefined ? undefined : await serveMetrics(runner.metrics.registry, {port: flags['metrics-port'], host: flags['metrics-host']})
     if (metrics) log({type: 'log', level: 'info', message: `metrics at ${metrics.url}`})
+    // graphile-worker 0.17.3 can reject a promise nobody awaits when the database goes away
+    // mid-batch (returning its local queue fails); stop cleanly instead of crashing.
+    let unhandled: string | undefined
+    const onUnhandled = (reason: unknown): void => {
+      log({type: 'error', where: 'unhandled rejection', error: reason instanceof Error ? reason.message : String(reason)})
+      unhandled = reason instanceof Error ? reason.message : String(reason)
+      if (this.handle) void this.handle.stop({force: true, reason: 'unhandled error'}).catch(() => undefined)
+      setTimeout(() => process.exit(1), 15_000).unref()
+    }
+    process.on('unhandledRejection', onUnhandled)
     try {
       if (flags.once) return await runner.runOnce()
       this.handle = await runner.start()
@@ -80,9 +90,16 @@ export default class Worker extends DbCommand<typeof Worker> {
       if (this.interrupt.signal.aborted) onSignal()
       else this.interrupt.signal.addEventListener('abort', onSignal, {once: true})
       const summary = await this.handle.done
+      const failure = summary.failure ?? unhandled
+      if (failure) {
+        throw new InternalError(`worker stopped: ${failure}`, {
+          suggestions: ['check the database connection and the log above; a supervisor should restart the worker'],
+        })
+      }
       if (summary.forced) process.exitCode = 130
       return summary
     } finally {
+      process.off('unhandledRejection', onUnhandled)
       await metrics?.close()
       await loaded.release()
     }

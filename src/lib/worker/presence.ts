@@ -27,7 +27,9 @@ export class WorkerPresence {
   private readonly options: PresenceOptions
   private client: pg.Client | undefined
   private timer: NodeJS.Timeout | undefined
+  private reconnectTimer: NodeJS.Timeout | undefined
   private beating: Promise<void> | undefined
+  private stopped = false
 
   constructor(db: Database, options: PresenceOptions) {
     this.db = db
@@ -35,42 +37,74 @@ export class WorkerPresence {
   }
 
   async start(): Promise<void> {
-    const {poolId} = this.options
-    const config: pg.ClientConfig = {
-      application_name: `${PRESENCE_APPLICATION_PREFIX}${poolId}`.slice(0, 63),
-      keepAlive: true,
-      keepAliveInitialDelayMillis: 10_000,
-      connectionTimeoutMillis: 10_000,
-    }
-    if (this.db.target.connectionString !== undefined) config.connectionString = this.db.target.connectionString
-    const client = new pg.Client(config)
-    client.on('error', (error) => this.options.onError(error))
-    await client.connect()
-    this.client = client
-    // Server-side keepalives: the backend notices a vanished host and ends the session.
-    await client.query('set tcp_keepalives_idle = 10; set tcp_keepalives_interval = 5; set tcp_keepalives_count = 3').catch(() => undefined)
-    await this.db.exec(registerWorker, [
-      poolId,
-      os.hostname(),
-      process.pid,
-      this.options.version,
-      JSON.stringify({...this.options.metadata, heartbeatIntervalMs: this.options.heartbeatIntervalMs}),
-    ])
+    await this.connect()
+    await this.register()
     this.timer = setInterval(() => {
       this.beating ??= this.db
-        .exec(heartbeatWorker, [poolId])
+        .exec(heartbeatWorker, [this.options.poolId])
         .then(() => undefined, (error: Error) => this.options.onError(error))
         .finally(() => (this.beating = undefined))
     }, this.options.heartbeatIntervalMs)
     this.timer.unref()
   }
 
+  private async register(): Promise<void> {
+    await this.db.exec(registerWorker, [
+      this.options.poolId,
+      os.hostname(),
+      process.pid,
+      this.options.version,
+      JSON.stringify({...this.options.metadata, heartbeatIntervalMs: this.options.heartbeatIntervalMs}),
+    ])
+  }
+
+  /** Opens the named session; if the server drops it (restart, failover), opens it again. */
+  private async connect(): Promise<void> {
+    const config: pg.ClientConfig = {
+      application_name: `${PRESENCE_APPLICATION_PREFIX}${this.options.poolId}`.slice(0, 63),
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      connectionTimeoutMillis: 10_000,
+    }
+    if (this.db.target.connectionString !== undefined) config.connectionString = this.db.target.connectionString
+    const client = new pg.Client(config)
+    const lost = (error?: Error): void => {
+      if (this.client !== client) return
+      this.client = undefined
+      if (error) this.options.onError(error)
+      if (!this.stopped) this.scheduleReconnect()
+    }
+    client.on('error', lost)
+    client.on('end', () => lost())
+    await client.connect()
+    this.client = client
+    // Server-side keepalives: the backend notices a vanished host and ends the session.
+    await client.query('set tcp_keepalives_idle = 10; set tcp_keepalives_interval = 5; set tcp_keepalives_count = 3').catch(() => undefined)
+  }
+
+  private scheduleReconnect(delayMs = 1000): void {
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined
+      if (this.stopped) return
+      this.connect()
+        .then(() => this.register())
+        .catch((error: Error) => {
+          this.options.onError(error)
+          this.scheduleReconnect(Math.min(delayMs * 2, 30_000))
+        })
+    }, delayMs)
+    this.reconnectTimer.unref()
+  }
+
   /** Marks the worker stopped (clean shutdown) and closes the presence session. */
   async stop(): Promise<void> {
+    this.stopped = true
     if (this.timer) clearInterval(this.timer)
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
     await this.beating
     await this.db.exec(stopWorker, [this.options.poolId]).catch((error: Error) => this.options.onError(error))
-    await this.client?.end().catch(() => undefined)
+    const client = this.client
     this.client = undefined
+    await client?.end().catch(() => undefined)
   }
 }

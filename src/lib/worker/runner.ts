@@ -40,6 +40,8 @@ export interface WorkerSummary {
   releasedJobLocks: number
   releasedQueueLocks: number
   durationMs: number
+  /** Set when the worker stopped because a pool failed, not because it was asked to. */
+  failure?: string
 }
 
 export interface WorkerHandle {
@@ -82,6 +84,7 @@ export class WorkerRunner {
   private captureState: {running: Promise<void> | undefined; again: boolean; timer: NodeJS.Timeout | undefined} = {running: undefined, again: false, timer: undefined}
   private stopping = false
   private forced = false
+  private failure: string | undefined
 
   constructor(options: WorkerRunnerOptions) {
     this.db = options.db
@@ -157,11 +160,18 @@ export class WorkerRunner {
     for (const pool of pools) {
       pool.runner.promise.then(
         () => {
-          if (!this.stopping) void stop({reason: `pool ${pool.workerPool.id} exited`}).catch(() => undefined)
+          if (!this.stopping) {
+            // graphile shuts a pool down by itself after a fatal error (e.g. a lost batch write).
+            this.failure ??= `pool ${pool.workerPool.id} stopped on its own`
+            void stop({reason: this.failure}).catch(() => undefined)
+          }
         },
         (error: unknown) => {
           this.emit({type: 'error', where: `pool ${pool.workerPool.id}`, error: describe(error)})
-          if (!this.stopping) void stop({reason: `pool ${pool.workerPool.id} failed: ${describe(error)}`}).catch(() => undefined)
+          if (!this.stopping) {
+            this.failure ??= `pool ${pool.workerPool.id} failed: ${describe(error)}`
+            void stop({reason: this.failure}).catch(() => undefined)
+          }
         },
       )
     }
@@ -480,6 +490,7 @@ export class WorkerRunner {
       releasedJobLocks,
       releasedQueueLocks,
       durationMs: performance.now() - started,
+      ...(this.failure ? {failure: this.failure} : {}),
     }
     this.emit({type: 'worker:stop', durationMs: summary.durationMs, forced, releasedJobLocks, releasedQueueLocks, lockedAfter})
     return summary
