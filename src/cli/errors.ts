@@ -25,7 +25,9 @@ function isParseError(error: Error): boolean {
 }
 
 function firstLine(text: string): string {
-  return text.split('\n').find((line) => line.trim() !== '')?.trim() ?? text
+  // oclif's flag-relationship errors start with a header line ("The following error occurred:").
+  const lines = text.split('\n').map((line) => line.trim())
+  return lines.find((line) => line !== '' && !/^The following errors? occurred:?$/i.test(line) && !/^See more help with/i.test(line)) ?? text
 }
 
 export interface ErrorEnvelope {

@@ -11,3 +11,51 @@ export {migrate, initDlq, type MigrateOptions, type MigrateResult, type InitDlqR
 export {inspectSchema, requireMigrated, type SchemaInspection} from './schema/inspect.js'
 export {printSchemaSql, type PrintSchemaOptions} from './schema/print.js'
 export {EmbeddedPostgres, locatePostgresBinaries, type EmbeddedPostgresOptions, type EmbeddedStatus} from './embedded/postgres.js'
+export {DEFAULT_MAX_ATTEMPTS, BULK_FLAG, Priority, flagsForPriority, isBulkPriority, priorityBand} from './jobs/priority.js'
+export {
+  BackfillClient,
+  type BackfillClientOptions,
+  type EnqueueOutcome,
+  type EnqueueManyOptions,
+  type EnqueueManyResult,
+  type RemoveJobOutcome,
+} from './client/client.js'
+export type {Job} from './client/job.js'
+export {
+  JOB_KEY_MODES,
+  MAX_JOB_KEY_LENGTH,
+  MAX_QUEUE_LENGTH,
+  MAX_TASK_LENGTH,
+  PRIORITY_NAMES,
+  parseDuration,
+  parsePayloadJson,
+  parsePriority,
+  parseRunAt,
+  prepareJob,
+  type JobInput,
+  type JobKeyMode,
+  type JobSpec,
+  type PreparedJob,
+} from './client/spec.js'
+export {
+  RetryAttempts,
+  enqueueBulk,
+  enqueueBulkWithRetries,
+  enqueueCritical,
+  enqueueEmergency,
+  enqueueFast,
+  enqueueFastWithRetries,
+  enqueueSerial,
+  serialFor,
+} from './client/helpers.js'
+export {
+  enqueueNdjson,
+  validateNdjson,
+  parseNdjsonLine,
+  MAX_LINE_BYTES,
+  type NdjsonDefaults,
+  type NdjsonOptions,
+  type NdjsonProgress,
+  type NdjsonResult,
+  type SkippedLine,
+} from './client/ndjson.js'
