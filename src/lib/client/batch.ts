@@ -1,5 +1,6 @@
 import type {Database} from '../db.js'
-import {addJob, addJobsCount, addJobsReturning} from '../sql/jobs.js'
+import {addJob, addJobsCount, addJobsReturning, taskAndQueueNames} from '../sql/jobs.js'
+import type {RowOf} from '../sql/statement.js'
 import {rowToJob, type Job} from './job.js'
 import type {PreparedJob} from './spec.js'
 
@@ -142,8 +143,8 @@ export class JobBatchWriter {
     this.preserveRunAt = false
     await this.settle()
     const sent = this.returnJobs
-      ? this.db.rows(addJobsReturning, [json, preserve]).then((rows) => {
-          const jobs = rows.map((row) => rowToJob(row)).filter((j): j is Job => j !== undefined)
+      ? this.db.rows(addJobsReturning, [json, preserve]).then(async (rows) => {
+          const jobs = await this.named(rows)
           this.wrote(jobs)
           this.missing(keys, jobs.map((j) => j.key))
         })
@@ -166,6 +167,18 @@ export class JobBatchWriter {
       this.inflight = undefined
     }
     if (this.failure) throw this.failure.error
+  }
+
+  /** Adds task and queue names, read in a statement of their own (add_jobs may just have created them). */
+  private async named(rows: RowOf<(typeof addJobsReturning)['columns']>[]): Promise<Job[]> {
+    const taskIds = [...new Set(rows.map((r) => r.task_id).filter((id): id is number => id !== null))]
+    const queueIds = [...new Set(rows.map((r) => r.job_queue_id).filter((id): id is number => id !== null))]
+    const names = await this.db.rows(taskAndQueueNames, [taskIds, queueIds])
+    const tasks = new Map(names.filter((n) => n.kind === 'task').map((n) => [n.id, n.name]))
+    const queues = new Map(names.filter((n) => n.kind === 'queue').map((n) => [n.id, n.name]))
+    return rows
+      .map((row) => rowToJob({...row, task_identifier: tasks.get(row.task_id ?? -1) ?? null, queue_name: row.job_queue_id === null ? null : (queues.get(row.job_queue_id) ?? null)}))
+      .filter((job): job is Job => job !== undefined)
   }
 
   private wrote(jobs: Job[]): void {

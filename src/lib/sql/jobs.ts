@@ -7,7 +7,7 @@ import {statement} from './statement.js'
  */
 
 /** A job row as returned to callers: _private_jobs plus task and queue names. */
-const jobSelect = (s: string, j: string): string => `select ${j}.id, t.identifier::text as task_identifier, q.queue_name::text as queue_name,
+const jobSelect = (s: string, j: string, names = {task: 't.identifier', queue: 'q.queue_name'}): string => `select ${j}.id, ${names.task}::text as task_identifier, ${names.queue}::text as queue_name,
        ${j}.payload, ${j}.priority, ${j}.run_at, ${j}.attempts, ${j}.max_attempts, ${j}.last_error,
        ${j}.created_at, ${j}.updated_at, ${j}.key, ${j}.locked_at, ${j}.locked_by, ${j}.revision, ${j}.flags
 from`
@@ -38,12 +38,15 @@ const jobColumns = {
 /**
  * One job through graphile's add_job (named arguments, as graphile-worker's addJob). A row of
  * nulls means add_job wrote nothing: the keyed job was locked by a worker at that instant.
+ * The statement's snapshot predates add_job's own inserts, so a task or queue that add_job
+ * just created is not visible to the joins: the names then come from the arguments (a row
+ * pointing at a task or queue that did not exist before this call must be ours).
  */
 export const addJob = statement({
   id: 'jobs.add_job',
   params: ['text', 'json', 'text?', 'timestamptz?', 'int4', 'text?', 'int4', '_text?', 'text'],
   columns: jobColumns,
-  sql: (s) => `${jobSelect(s, 'j')} ${s}.add_job(
+  sql: (s) => `${jobSelect(s, 'j', {task: 'coalesce(t.identifier, $1::text)', queue: 'case when j.job_queue_id is null then null else coalesce(q.queue_name, $3::text) end'})} ${s}.add_job(
   identifier => $1::text,
   payload => $2::json,
   queue_name => $3::text,
@@ -72,13 +75,27 @@ export const addJobsCount = statement({
 select count(*)::int as count, coalesce(array_agg(key) filter (where key is not null), '{}')::text[] as keys from added`,
 })
 
-/** As addJobsCount, returning the written jobs. */
+/**
+ * As addJobsCount, returning the written jobs with their task and queue ids (names of tasks
+ * and queues add_jobs just created are invisible to this statement: see taskAndQueueNames).
+ */
 export const addJobsReturning = statement({
   id: 'jobs.add_jobs_returning',
   params: ['json', 'bool'],
-  columns: jobColumns,
-  sql: (s) => `${jobSelect(s, 'j')} ${s}.add_jobs(array(select json_populate_recordset(null::${s}.job_spec, $1::json)), $2::bool) j
-${jobJoins(s, 'j')}`,
+  columns: {...jobColumns, task_id: 'int4?', job_queue_id: 'int4?'},
+  sql: (s) => `select j.id, null::text as task_identifier, null::text as queue_name, j.payload, j.priority, j.run_at, j.attempts, j.max_attempts,
+       j.last_error, j.created_at, j.updated_at, j.key, j.locked_at, j.locked_by, j.revision, j.flags, j.task_id, j.job_queue_id
+from ${s}.add_jobs(array(select json_populate_recordset(null::${s}.job_spec, $1::json)), $2::bool) j`,
+})
+
+/** Task identifiers and queue names by id (read after add_jobs, in a later statement that sees them). */
+export const taskAndQueueNames = statement({
+  id: 'jobs.task_and_queue_names',
+  params: ['_int4', '_int4'],
+  columns: {kind: 'text', id: 'int4', name: 'text'},
+  sql: (s) => `select 'task'::text as kind, id, identifier::text as name from ${s}._private_tasks where id = any($1::int[])
+union all
+select 'queue'::text as kind, id, queue_name::text as name from ${s}._private_job_queues where id = any($2::int[])`,
 })
 
 /**
