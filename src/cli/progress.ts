@@ -39,7 +39,7 @@ export class ProgressLine {
       bar = `[${'#'.repeat(filled)}${'.'.repeat(WIDTH - filled)}] ${String(Math.floor(fraction * 100)).padStart(3)}%  `
     }
     const text = `${bar}${state.count.toLocaleString('en-US')} ${this.unit}  ${rate.toLocaleString('en-US')} ${this.unit}/s  ${seconds.toFixed(1)} s${state.note ? `  ${state.note}` : ''}`
-    const columns = this.stream.columns ?? 80
+    const columns = this.stream.columns || 80
     this.stream.write(`\r${text.slice(0, Math.max(10, columns - 1))}\u001B[K`)
     this.drawn = true
   }
