@@ -29,7 +29,7 @@ async function writeNdjson(file: string, count: number): Promise<void> {
   for (let start = 0; start < count; start += chunk) {
     let text = ''
     for (let i = start; i < Math.min(count, start + chunk); i += 1) text += `{"task":"${TASK}","payload":{"id":${i}}}\n`
-    if (!out.write(text)) await new Promise((resolve) => out.once('drain', resolve))
+    if (!out.write(text)) await new Promise<void>((resolve) => out.once('drain', () => resolve()))
   }
   await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())))
 }
@@ -91,7 +91,7 @@ async function library(url: string, schema: string, count: number): Promise<numb
 }
 
 async function cli(url: string, schema: string, file: string): Promise<{ms: number; rssMb: number | null}> {
-  const env = {...process.env, DATABASE_URL: url}
+  const env: NodeJS.ProcessEnv = {...process.env, DATABASE_URL: url}
   delete env.GRAPHILE_WORKER_SCHEMA
   const run = await timedRun(process.execPath, [BIN, 'enqueue', '--ndjson', file, '--schema', schema, '--quiet'], {env, cwd: ROOT})
   if (run.code !== 0) throw new Error(`backfill enqueue exited ${run.code}: ${run.stderr.slice(0, 500)}`)
