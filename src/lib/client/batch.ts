@@ -32,13 +32,25 @@ export function addJobParams(job: PreparedJob) {
   ]
 }
 
+// Bulk inputs repeat a handful of tasks, queues and flag sets: their JSON is computed once.
+const jsonCache = new Map<string, string>()
+function cachedJson(key: string, value: unknown): string {
+  let text = jsonCache.get(key)
+  if (text === undefined) {
+    if (jsonCache.size >= 10_000) jsonCache.clear()
+    text = JSON.stringify(value)
+    jsonCache.set(key, text)
+  }
+  return text
+}
+
 /** One job as a graphile job_spec JSON object (null fields left out: json_populate_recordset makes them NULL). */
 function specJson(job: PreparedJob): string {
-  let text = `{"identifier":${JSON.stringify(job.task)},"payload":${job.payload},"max_attempts":${job.maxAttempts},"priority":${job.priority}`
-  if (job.queue !== null) text += `,"queue_name":${JSON.stringify(job.queue)}`
+  let text = `{"identifier":${cachedJson(`t${job.task}`, job.task)},"payload":${job.payload},"max_attempts":${job.maxAttempts},"priority":${job.priority}`
+  if (job.queue !== null) text += `,"queue_name":${cachedJson(`q${job.queue}`, job.queue)}`
   if (job.runAt !== null) text += `,"run_at":"${job.runAt.toISOString()}"`
   if (job.jobKey !== null) text += `,"job_key":${JSON.stringify(job.jobKey)}`
-  if (job.flags !== null) text += `,"flags":${JSON.stringify(job.flags)}`
+  if (job.flags !== null) text += `,"flags":${cachedJson(`f${job.flags.join('\u0000')}`, job.flags)}`
   return `${text}}`
 }
 

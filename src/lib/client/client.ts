@@ -137,23 +137,37 @@ export class BackfillClient {
     return this.db.transaction(async (tx) => {
       const writer = new JobBatchWriter(tx, {batchSize: options.batchSize, returnJobs: options.returnJobs})
       let count = 0
+      const add = (input: JobInput): Promise<void> | undefined => {
+        let job: PreparedJob
+        try {
+          job = prepareJob(input?.task, input?.payload, input ?? {})
+        } catch (error) {
+          if (!isBackfillError(error)) throw error
+          throw new UsageError(`job at index ${count}: ${error.message}; nothing was enqueued`, {
+            code: error.code,
+            details: {index: count},
+            suggestions: error.suggestions,
+          })
+        }
+        count += 1
+        return writer.add(job)
+      }
       try {
-        for await (const input of jobs) {
-          options.signal?.throwIfAborted()
-          let job: PreparedJob
-          try {
-            job = prepareJob(input?.task, input?.payload, input ?? {})
-          } catch (error) {
-            if (!isBackfillError(error)) throw error
-            throw new UsageError(`job at index ${count}: ${error.message}; nothing was enqueued`, {
-              code: error.code,
-              details: {index: count},
-              suggestions: error.suggestions,
-            })
+        // A plain loop for arrays and other sync iterables: for await costs a promise per job.
+        if (Symbol.iterator in jobs) {
+          for (const input of jobs) {
+            const pending = add(input)
+            if (pending) {
+              await pending
+              options.signal?.throwIfAborted()
+            }
           }
-          count += 1
-          const pending = writer.add(job)
-          if (pending) await pending
+        } else {
+          for await (const input of jobs) {
+            options.signal?.throwIfAborted()
+            const pending = add(input)
+            if (pending) await pending
+          }
         }
       } catch (error) {
         await writer.abandon()

@@ -84,7 +84,8 @@ function invalid(message: string, suggestions: string[] = [], code = 'E_INVALID_
 export function validateTask(task: unknown, label = 'task'): string {
   if (typeof task !== 'string') throw invalid(`${label} must be a string, got ${describe(task)}`)
   if (task.trim() === '') throw invalid(`${label} is empty`, ['give the task identifier your workers register, e.g. send_email'])
-  const length = charLength(task)
+  // UTF-16 length bounds the character count from above: only long strings need counting.
+  const length = task.length <= MAX_TASK_LENGTH ? task.length : charLength(task)
   if (length > MAX_TASK_LENGTH) throw invalid(`${label} is ${length} characters long; graphile-worker allows at most ${MAX_TASK_LENGTH}`)
   return task
 }
@@ -94,7 +95,8 @@ export function validateQueue(queue: unknown, label = 'queue'): string | null {
   if (typeof queue !== 'string') throw invalid(`${label} must be a string, got ${describe(queue)}`)
   // '' is how the crate's DLQ spells "parallel"; as a graphile queue it would serialise jobs.
   if (queue === '') throw invalid(`${label} is empty`, ['leave it out for parallel jobs; give a name for a serial queue, e.g. user:42'])
-  const length = charLength(queue)
+  // UTF-16 length bounds the character count from above: only long strings need counting.
+  const length = queue.length <= MAX_QUEUE_LENGTH ? queue.length : charLength(queue)
   if (length > MAX_QUEUE_LENGTH) throw invalid(`${label} is ${length} characters long; graphile-worker allows at most ${MAX_QUEUE_LENGTH}`)
   return queue
 }
@@ -103,7 +105,8 @@ export function validateJobKey(key: unknown, label = 'job key'): string | null {
   if (key === undefined || key === null) return null
   if (typeof key !== 'string') throw invalid(`${label} must be a string, got ${describe(key)}`)
   if (key === '') throw invalid(`${label} is empty`, ['leave it out, or give a key unique across all tasks, e.g. send_email:user-42'])
-  const length = charLength(key)
+  // UTF-16 length bounds the character count from above: only long strings need counting.
+  const length = key.length <= MAX_JOB_KEY_LENGTH ? key.length : charLength(key)
   if (length > MAX_JOB_KEY_LENGTH) throw invalid(`${label} is ${length} characters long; graphile-worker allows at most ${MAX_JOB_KEY_LENGTH}`)
   return key
 }
@@ -204,7 +207,7 @@ export function payloadText(payload: unknown, label = 'payload'): string {
     throw invalid(`${label} cannot be serialised as JSON: ${(error as Error).message}`)
   }
   if (text === undefined) throw invalid(`${label} cannot be serialised as JSON (${typeof payload})`)
-  if (NUL_ESCAPE.test(text)) throw invalid(`${label} contains the character U+0000, which PostgreSQL jsonb cannot store (the DLQ keeps payloads as jsonb)`, ['remove or escape the NUL character'])
+  if (text.includes('\\u0000') && NUL_ESCAPE.test(text)) throw invalid(`${label} contains the character U+0000, which PostgreSQL jsonb cannot store (the DLQ keeps payloads as jsonb)`, ['remove or escape the NUL character'])
   return text
 }
 
