@@ -50,24 +50,25 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
   }
 
   static override flags = {
-    payload: Flags.string({summary: 'Job payload as JSON (default {}).', exclusive: ['payload-file', 'ndjson']}),
-    'payload-file': Flags.string({summary: 'Read the payload JSON from FILE (- for stdin).', exclusive: ['payload', 'ndjson']}),
+    payload: Flags.string({helpValue: 'JSON', summary: 'Job payload as JSON (default {}).', exclusive: ['payload-file', 'ndjson']}),
+    'payload-file': Flags.string({helpValue: 'FILE|-', summary: 'Read the payload JSON from FILE (- for stdin).', exclusive: ['payload', 'ndjson']}),
     priority: Flags.string({
+      helpValue: 'NAME|INT',
       summary: 'emergency (-20), critical (-10), fast (-5), bulk (0), bulk-low (5), bulk-lowest (10), or an integer; lower runs first (default bulk).',
     }),
-    queue: Flags.string({summary: 'Serial queue name: one job at a time per name (default: parallel, no queue).'}),
-    'run-at': Flags.string({summary: 'Run at or after this ISO 8601 date-time with a time zone, e.g. 2030-01-31T09:00:00Z.', exclusive: ['delay']}),
-    delay: Flags.string({summary: 'Run after this delay from now, e.g. 30s, 10m, 2h, 1h30m.', exclusive: ['run-at']}),
-    'job-key': Flags.string({summary: 'Unique key (at most 512 characters): an unlocked job with the same key is replaced.', exclusive: ['ndjson']}),
+    queue: Flags.string({helpValue: 'NAME', summary: 'Serial queue name: one job at a time per name (default: parallel, no queue).'}),
+    'run-at': Flags.string({helpValue: 'ISO8601', summary: 'Run at or after this ISO 8601 date-time with a time zone, e.g. 2030-01-31T09:00:00Z.', exclusive: ['delay']}),
+    delay: Flags.string({helpValue: 'DURATION', summary: 'Run after this delay from now, e.g. 30s, 10m, 2h, 1h30m.', exclusive: ['run-at']}),
+    'job-key': Flags.string({helpValue: 'KEY', summary: 'Unique key (at most 512 characters): an unlocked job with the same key is replaced.', exclusive: ['ndjson']}),
     'job-key-mode': Flags.option({
       options: JOB_KEY_MODES,
       summary: 'replace (default), preserve_run_at (keep the existing run time), or unsafe_dedupe (keep the existing job).',
     })(),
-    'max-attempts': Flags.string({summary: 'Attempts before the job counts as failed, 1..32767 (default 8).'}),
-    flag: Flags.string({multiple: true, summary: 'A graphile-worker job flag (repeatable).'}),
-    ndjson: Flags.string({summary: 'Bulk: read one job per line from FILE (- for stdin).'}),
+    'max-attempts': Flags.string({helpValue: 'N', summary: 'Attempts before the job counts as failed, 1..32767 (default 8).'}),
+    flag: Flags.string({helpValue: 'FLAG', multiple: true, summary: 'A graphile-worker job flag (repeatable).'}),
+    ndjson: Flags.string({helpValue: 'FILE|-', summary: 'Bulk: read one job per line from FILE (- for stdin).'}),
     'skip-invalid': Flags.boolean({summary: 'With --ndjson: enqueue the valid lines and report the invalid ones, instead of enqueuing nothing.', dependsOn: ['ndjson']}),
-    'batch-size': Flags.integer({summary: `With --ndjson: jobs per add_jobs call (default ${DEFAULT_BATCH_SIZE}).`, min: 1, max: 100_000, dependsOn: ['ndjson']}),
+    'batch-size': Flags.integer({helpValue: 'N', summary: `With --ndjson: jobs per add_jobs call (default ${DEFAULT_BATCH_SIZE}).`, min: 1, max: 100_000, dependsOn: ['ndjson']}),
     'dry-run': Flags.boolean({summary: 'Validate the input and show what would be enqueued; the database is not touched.'}),
   }
 
@@ -80,7 +81,7 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
   }
 
   /** Every flag checked before connecting: bad input is exit 2 and never reaches the database. */
-  private spec(): Required<Pick<JobSpec, 'flags'>> & JobSpec {
+  private spec(): JobSpec & {flags: string[]} {
     const {flags} = this
     if (flags['job-key-mode'] !== undefined && flags['job-key'] === undefined && flags.ndjson === undefined) {
       throw new UsageError('--job-key-mode needs --job-key', {suggestions: ['add --job-key KEY, or leave out --job-key-mode']})

@@ -84,11 +84,6 @@ export class JobBatchWriter {
     if (this.returnJobs) this.totals.jobs = []
   }
 
-  /** Jobs accepted so far and not yet sent. */
-  get pending(): number {
-    return this.parts.length
-  }
-
   get enqueued(): number {
     return this.totals.enqueued
   }
@@ -99,26 +94,26 @@ export class JobBatchWriter {
    * keeps the per-job cost of a million-line input low.
    */
   add(job: PreparedJob): Promise<void> | undefined {
-    if (job.jobKey !== null) return this.addKeyed(job, job.jobKey)
+    const key = job.jobKey
+    if (key !== null) {
+      if (job.jobKeyMode === 'unsafe_dedupe') return this.addDeduplicated(job, key)
+      const preserve = job.jobKeyMode === 'preserve_run_at'
+      // After the flush the batch holds no keys, so the retry cannot come back here.
+      if (this.keys.size > 0 && (preserve !== this.preserveRunAt || this.keys.has(key))) return this.flush().then(() => this.add(job))
+      if (this.keys.size === 0) this.preserveRunAt = preserve
+      this.keys.add(key)
+    }
     this.push(job)
     return this.full() ? this.flush() : undefined
   }
 
-  private async addKeyed(job: PreparedJob, key: string): Promise<void> {
-    if (job.jobKeyMode === 'unsafe_dedupe') {
-      await this.flush()
-      await this.settle()
-      const written = rowToJob(await this.db.maybeOne(addJob, addJobParams(job)))
-      if (written) this.wrote([written])
-      else this.inProgress([key])
-      return
-    }
-    const preserve = job.jobKeyMode === 'preserve_run_at'
-    if (this.keys.size > 0 && (preserve !== this.preserveRunAt || this.keys.has(key))) await this.flush()
-    if (this.keys.size === 0) this.preserveRunAt = preserve
-    this.keys.add(key)
-    this.push(job)
-    if (this.full()) await this.flush()
+  /** unsafe_dedupe exists only in add_job: everything before it is written first, then this one job. */
+  private async addDeduplicated(job: PreparedJob, key: string): Promise<void> {
+    await this.flush()
+    await this.settle()
+    const written = rowToJob(await this.db.maybeOne(addJob, addJobParams(job)))
+    if (written) this.wrote([written])
+    else this.inProgress([key])
   }
 
   private push(job: PreparedJob): void {
