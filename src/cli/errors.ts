@@ -24,12 +24,15 @@ function isParseError(error: Error): boolean {
   return /Nonexistent flag|Unexpected argument|Missing required|Expected .* to be one of|Parsing --|flag .* expects/i.test(error.message)
 }
 
-/** oclif's parse errors span lines ("Parsing --x\n\tExpected …\nSee more help with --help"). */
+/**
+ * oclif's errors span lines: parse errors ("Parsing --x\n\tExpected …\nSee more help with --help")
+ * and flag-relationship errors ("The following error occurred:\n  --a cannot also be provided …").
+ */
 function oneLine(text: string): string {
   const lines = text
     .split('\n')
     .map((line) => line.trim())
-    .filter((line) => line !== '' && !/^See more help with/.test(line))
+    .filter((line) => line !== '' && !/^See more help with/i.test(line) && !/^The following errors? occurred:?$/i.test(line))
   return lines.join(': ').replace(/\s+:/g, ':') || text
 }
 

@@ -14,7 +14,7 @@ export interface ConnectionTarget {
   readonly user: string
   /** Literal secrets to scrub from any text we print. */
   readonly secrets: readonly string[]
-  readonly source: 'flag-or-env' | 'pg-env' | 'embedded'
+  readonly source: 'flag-or-env' | 'pg-env' | 'embedded' | 'pool'
 }
 
 const PG_ENV_VARS = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGSERVICE'] as const

@@ -1,24 +1,36 @@
 import {UsageError} from './errors.js'
 
 const UNITS: Record<string, number> = {ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000}
+const HELP = 'use a number with a unit (ms, s, m, h, d, w), e.g. 30s, 10m, 2h, 1h30m'
+const MAX_MS = 100 * 365 * 86_400_000
+
+export interface DurationOptions {
+  /** Unit of a bare number (POLL_INTERVAL_MS=200 is ms, DLQ_PROCESSOR_INTERVAL_SECS=60 is s); without it a unit is required. */
+  defaultUnit?: keyof typeof UNITS
+  /** Flag or field name for messages, e.g. "--delay". */
+  name?: string
+}
 
 /**
- * Parses durations like "250ms", "10s", "5m", "1h30m", "7d". A bare number takes
- * `defaultUnit` (so POLL_INTERVAL_MS=200 and DLQ_PROCESSOR_INTERVAL_SECS=60 keep the
- * crate's meanings). Returns milliseconds.
+ * The one duration parser of the project: "250ms", "10s", "5m", "1h30m", "7d" → milliseconds.
+ * A bare number is accepted only when the caller names its unit.
  */
-export function parseDuration(input: string, options: {defaultUnit?: keyof typeof UNITS; name?: string} = {}): number {
+export function parseDuration(input: string, options: DurationOptions | string = {}): number {
+  const {defaultUnit, name = 'duration'} = typeof options === 'string' ? {name: options} : options
   const text = input.trim().toLowerCase()
-  const name = options.name ? `${options.name} ` : ''
-  if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * (UNITS[options.defaultUnit ?? 'ms'] ?? 1))
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)]
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) {
-    throw new UsageError(`invalid ${name}duration ${JSON.stringify(input)}`, {
-      code: 'E_INVALID_DURATION',
-      suggestions: ['use a number with a unit: 250ms, 10s, 5m, 2h, 7d, 1h30m'],
-    })
+  const fail = (why: string): never => {
+    throw new UsageError(`${name} ${JSON.stringify(input)} ${why}`, {code: 'E_INVALID_DURATION', suggestions: [HELP]})
   }
-  return Math.round(parts.reduce((sum, p) => sum + Number(p[1]) * (UNITS[p[2] as string] ?? 0), 0))
+  let total: number
+  if (/^\d+(\.\d+)?$/.test(text)) {
+    if (defaultUnit === undefined) return fail('is not a duration (a unit is required)')
+    total = Number(text) * (UNITS[defaultUnit] ?? 1)
+  } else {
+    if (!/^(\d+(\.\d+)?(ms|s|m|h|d|w))+$/.test(text)) return fail('is not a duration')
+    total = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)].reduce((sum, p) => sum + Number(p[1]) * (UNITS[p[2] as string] ?? 0), 0)
+  }
+  if (!Number.isFinite(total) || total > MAX_MS) return fail('is too long')
+  return Math.round(total)
 }
 
 /** "1h 2m", "3.2s", "45ms" for people. */

@@ -22,3 +22,49 @@ export {createWorkerMetrics, type WorkerMetrics} from './worker/metrics.js'
 export {serveMetrics, type MetricsServer} from './worker/metrics-server.js'
 export type {WorkerEvent, JobRef} from './worker/events.js'
 export {BACKFILL_VERSION} from './version.js'
+export {
+  BackfillClient,
+  type BackfillClientOptions,
+  type EnqueueOutcome,
+  type EnqueueManyOptions,
+  type EnqueueManyResult,
+  type RemoveJobOutcome,
+} from './client/client.js'
+export type {Job} from './client/job.js'
+export {
+  JOB_KEY_MODES,
+  MAX_JOB_KEY_LENGTH,
+  MAX_QUEUE_LENGTH,
+  MAX_TASK_LENGTH,
+  PRIORITY_NAMES,
+  parsePayloadJson,
+  parsePriority,
+  parseRunAt,
+  prepareJob,
+  type JobInput,
+  type JobKeyMode,
+  type JobSpec,
+  type PreparedJob,
+} from './client/spec.js'
+export {
+  RetryAttempts,
+  enqueueBulk,
+  enqueueBulkWithRetries,
+  enqueueCritical,
+  enqueueEmergency,
+  enqueueFast,
+  enqueueFastWithRetries,
+  enqueueSerial,
+  serialFor,
+} from './client/helpers.js'
+export {
+  enqueueNdjson,
+  validateNdjson,
+  parseNdjsonLine,
+  MAX_LINE_BYTES,
+  type NdjsonDefaults,
+  type NdjsonOptions,
+  type NdjsonProgress,
+  type NdjsonResult,
+  type SkippedLine,
+} from './client/ndjson.js'

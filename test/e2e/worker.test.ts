@@ -218,7 +218,7 @@ describe('backfill worker (real binary, real signals)', function () {
   describe('bad flags and task sources: a clear error, a documented exit code', () => {
     const cases: [string[], number, RegExp][] = [
       [['--concurrency', '0'], 2, /Expected an integer greater than or equal to 1/],
-      [['--poll-interval', 'soon'], 2, /invalid --poll-interval duration/],
+      [['--poll-interval', 'soon'], 2, /--poll-interval "soon" is not a duration/],
       [['--concurrency', '4', '--fast-concurrency', '2'], 2, /--concurrency cannot be combined/],
       [['--log-format', 'xml'], 2, /Expected --log-format=xml to be one of: text, json/],
     ]
