@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {DbCommand} from '../cli/base-command.js'
+import {livenessFlags, livenessOptions} from '../cli/liveness-flags.js'
 import {EXIT_CODES} from '../lib/errors.js'
 import {runChecks, type CheckResult, type CheckThresholds} from '../lib/health/check.js'
 import {parseDuration} from '../lib/health/duration.js'
@@ -26,11 +27,13 @@ export default class Check extends DbCommand<typeof Check> {
     'stale-job-lock-timeout': Flags.string({summary: 'Job lock age that counts as stale for --max-stale-locks.', default: '30m'}),
     'min-workers': Flags.integer({summary: 'Fail when fewer workers than this are live (backfill workers, Rust workers with heartbeats).', min: 0}),
     'require-migrated': Flags.boolean({summary: 'Fail unless graphile-worker is installed with no pending migration and backfill\'s objects exist.'}),
+    ...livenessFlags,
   }
 
   async run(): Promise<CheckResult> {
     const {flags} = this
     const thresholds: CheckThresholds = {
+      ...livenessOptions(flags),
       maxReadyAgeMs: flags['max-ready-age'] === undefined ? undefined : parseDuration(flags['max-ready-age'], {name: '--max-ready-age'}),
       maxReady: flags['max-ready'],
       maxDlq: flags['max-dlq'],

@@ -2,12 +2,13 @@ import {Flags} from '@oclif/core'
 import type {ChalkInstance} from 'chalk'
 
 import {DbCommand} from '../cli/base-command.js'
+import {livenessFlags, livenessOptions} from '../cli/liveness-flags.js'
 import {renderTable, type Column} from '../cli/output.js'
 import {toBackfillError} from '../cli/errors.js'
 import {scrubSecrets} from '../lib/connection.js'
 import {UsageError} from '../lib/errors.js'
 import {formatDuration, parseDuration} from '../lib/health/duration.js'
-import {DEFAULT_QUEUE_LIMIT, queueStatus, type JobStateCounts, type StatusResult} from '../lib/health/status.js'
+import {DEFAULT_QUEUE_LIMIT, queueStatus, type JobStateCounts, type StatusOptions, type StatusResult} from '../lib/health/status.js'
 
 const DEFAULT_WATCH = '2s'
 const DURATION_LIKE = /^(\d+(\.\d+)?(ms|s|m|h|d|w)?)+$/i
@@ -28,6 +29,7 @@ export default class Status extends DbCommand<typeof Status> {
   static override flags = {
     watch: Flags.string({summary: 'Refresh every interval (default 2s) until Ctrl-C.', helpValue: '[interval]'}),
     queues: Flags.integer({summary: 'Serial queues listed individually (the busiest first).', default: DEFAULT_QUEUE_LIMIT, min: 0}),
+    ...livenessFlags,
   }
 
   override async init(): Promise<void> {
@@ -40,7 +42,7 @@ export default class Status extends DbCommand<typeof Status> {
 
   async run(): Promise<StatusResult | undefined> {
     const db = this.db()
-    const options = {queueLimit: this.flags.queues}
+    const options = {...livenessOptions(this.flags), queueLimit: this.flags.queues}
     if (this.flags.watch === undefined) {
       const result = await queueStatus(db, options)
       this.out.result(this.frame(result, this.out.color))
@@ -53,7 +55,7 @@ export default class Status extends DbCommand<typeof Status> {
     return this.watch(interval, options)
   }
 
-  private async watch(intervalMs: number, options: {queueLimit: number}): Promise<undefined> {
+  private async watch(intervalMs: number, options: StatusOptions): Promise<undefined> {
     this.handlesInterrupt = true
     const db = this.db()
     const json = this.jsonEnabled()

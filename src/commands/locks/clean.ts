@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {DbCommand} from '../../cli/base-command.js'
 import {confirmDestructive} from '../../cli/confirm.js'
+import {livenessFlags, livenessOptions} from '../../cli/liveness-flags.js'
 import {formatDuration, parseDuration} from '../../lib/health/duration.js'
 import {cleanLocks, type CleanLocksOptions, type CleanLocksResult, type PlannedLock} from '../../lib/locks/clean.js'
 
@@ -25,11 +26,13 @@ Released jobs become runnable at once and keep their attempt count (the interrup
     force: Flags.boolean({summary: 'Also release live owners\' locks and unknown owners\' locks of any age (the jobs may run twice).'}),
     'dry-run': Flags.boolean({summary: 'Show what would be released; change nothing.'}),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.'}),
+    ...livenessFlags,
   }
 
   async run(): Promise<CleanLocksResult> {
     const {flags} = this
     const options: CleanLocksOptions = {
+      ...livenessOptions(flags),
       staleQueueLockTimeoutMs: parseDuration(flags['stale-queue-lock-timeout'], {name: '--stale-queue-lock-timeout'}),
       staleJobLockTimeoutMs: parseDuration(flags['stale-job-lock-timeout'], {name: '--stale-job-lock-timeout'}),
       force: flags.force,

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {DbCommand} from '../../cli/base-command.js'
+import {livenessFlags, livenessOptions} from '../../cli/liveness-flags.js'
 import {formatDuration} from '../../lib/health/duration.js'
 import {listLocks, type LockEntry, type LockOwner, type WorkerSeen} from '../../lib/locks/list.js'
 import type {Liveness} from '../../lib/locks/owners.js'
@@ -33,10 +34,11 @@ export default class LocksList extends DbCommand<typeof LocksList> {
     owner: Flags.string({summary: 'Only locks of this owner (locked_by); repeatable.', multiple: true}),
     liveness: Flags.string({summary: 'Only locks whose owner has this liveness; repeatable.', options: ['live', 'dead', 'unknown'], multiple: true}),
     limit: Flags.integer({summary: 'Show at most this many locks (oldest first).', default: 100, min: 1}),
+    ...livenessFlags,
   }
 
   async run(): Promise<LocksListResult> {
-    const listing = await listLocks(this.db(), {owners: this.flags.owner})
+    const listing = await listLocks(this.db(), {...livenessOptions(this.flags), owners: this.flags.owner})
     const wanted = this.flags.liveness ? new Set(this.flags.liveness) : undefined
     const matching = listing.locks.filter((l) => !wanted || wanted.has(l.liveness))
     const locks = matching.slice(0, this.flags.limit)
