@@ -94,8 +94,8 @@ export default class Status extends DbCommand<typeof Status> {
       {header: 'SCHEDULED', get: (x) => n(x.scheduled), align: 'right'},
       {header: 'RUNNING', get: (x) => n(x.running), align: 'right'},
       {header: 'RETRYING', get: (x) => n(x.retrying), align: 'right'},
-      {header: 'EXHAUSTED', get: (x) => (x.exhausted > 0 ? color.yellow(n(x.exhausted)) : '0'), align: 'right'},
-      {header: 'DLQ', get: (x) => (x.dlq > 0 ? color.red(n(x.dlq)) : '0'), align: 'right'},
+      {header: 'EXHAUSTED', get: (x) => n(x.exhausted), align: 'right'},
+      {header: 'DLQ', get: (x) => n(x.dlq), align: 'right'},
       {header: 'OLDEST READY', get: (x) => formatDuration(x.oldestReadyAgeMs), align: 'right'},
     ]
     if (r.tasks.length > 0) {
@@ -132,7 +132,7 @@ export default class Status extends DbCommand<typeof Status> {
             {header: 'WORKER', get: (w) => w.id},
             {header: 'RUNTIME', get: (w) => w.runtime},
             {header: 'HOST', get: (w) => (w.hostname ? `${w.hostname}:${w.pid}` : '')},
-            {header: 'STATE', get: (w) => (w.state === 'dead' ? color.red(w.state) : w.state === 'live' ? color.green(w.state) : w.state)},
+            {header: 'STATE', get: (w) => w.state},
             {header: 'HEARTBEAT', get: (w) => `${formatDuration(w.heartbeatAgeMs)} ago`, align: 'right'},
             {header: 'JOBS', get: (w) => String(w.jobLocks), align: 'right'},
           ],

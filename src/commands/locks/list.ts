@@ -60,7 +60,6 @@ export default class LocksList extends DbCommand<typeof LocksList> {
 
   private render(result: LocksListResult): void {
     const {out} = this
-    const paint = (liveness: Liveness): string => (liveness === 'dead' ? out.color.red(liveness) : liveness === 'live' ? out.color.green(liveness) : out.color.yellow(liveness))
     if (result.locks.length === 0 && result.totals.jobs + result.totals.queues === 0) {
       out.success(`no locks in schema "${result.schema}"`)
       return
@@ -70,7 +69,7 @@ export default class LocksList extends DbCommand<typeof LocksList> {
       [
         {header: 'OWNER', get: (o) => o.owner ?? '(none)'},
         {header: 'RUNTIME', get: (o) => o.family},
-        {header: 'LIVENESS', get: (o) => paint(o.liveness)},
+        {header: 'LIVENESS', get: (o) => o.liveness},
         {header: 'JOBS', get: (o) => String(o.jobLocks), align: 'right'},
         {header: 'QUEUES', get: (o) => String(o.queueLocks), align: 'right'},
         {header: 'OLDEST', get: (o) => formatDuration(o.oldestLockAgeMs), align: 'right'},
@@ -85,13 +84,13 @@ export default class LocksList extends DbCommand<typeof LocksList> {
         {header: 'QUEUE', get: (l) => l.queueName ?? '-', max: 40},
         {header: 'TASK', get: (l) => l.taskIdentifier ?? '-', max: 40},
         {header: 'OWNER', get: (l) => l.owner ?? '(none)'},
-        {header: 'LIVENESS', get: (l) => paint(l.liveness)},
+        {header: 'LIVENESS', get: (l) => l.liveness},
         {header: 'AGE', get: (l) => formatDuration(l.ageMs), align: 'right'},
         {header: 'ATTEMPT', get: (l) => (l.attempts === null ? '' : `${l.attempts}/${l.maxAttempts}`), align: 'right'},
       ])
     }
     const {byLiveness, jobs, queues} = result.totals
-    out.info(`${jobs} job locks, ${queues} queue locks: ${byLiveness.dead} dead, ${byLiveness.unknown} unknown, ${byLiveness.live} live${result.omitted > 0 ? ` (${result.omitted} not shown)` : ''}`)
+    out.info(`${jobs + queues} locks (${jobs} job, ${queues} queue): ${byLiveness.dead} held by dead owners, ${byLiveness.unknown} by owners without liveness information, ${byLiveness.live} by live owners${result.omitted > 0 ? ` (${result.omitted} not shown)` : ''}`)
     if (byLiveness.dead > 0) out.info(`release the dead owners' locks now: backfill locks clean${this.schemaFlag()}`)
     if (!result.evidence.registry) out.info(`no backfill_workers table in this schema: backfill workers' liveness cannot be proven (run backfill migrate${this.schemaFlag()})`)
   }
