@@ -189,6 +189,15 @@ describe('locks: owner liveness and release', function () {
       expect(custom.warnings).to.deep.equal([])
     })
 
+    it('a hand-made lock without an owner id is unknown and released past the timeout too', async () => {
+      const t = await fresh()
+      const id = await lockedJob(t, {owner: null, lockedAgo: '31 minutes'})
+      const listing = await listLocks(t.db, L)
+      expect(listing.owners[0]).to.include({owner: null, family: 'other', liveness: 'unknown'})
+      expect((await cleanLocks(t.db, L)).jobLocks).to.equal(1)
+      expect(await jobRow(t, id)).to.include({locked_at: null, locked_by: null})
+    })
+
     it("frees a serial queue's queue lock the same way, but not while its owner's job in it is kept", async () => {
       const t = await fresh()
       const node = poolId()
