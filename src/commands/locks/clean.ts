@@ -43,11 +43,14 @@ Released jobs become runnable at once and keep their attempt count (the interrup
     for (const warning of plan.warnings) this.out.warn(warning.message)
     const releasing = plan.locks.filter((l) => l.action === 'release')
     if (flags['dry-run'] || releasing.length === 0) {
+      // Nothing to release is not a dry run the user asked for: nothing changed either way.
+      plan.dryRun = flags['dry-run']
       this.render(plan)
       return plan
     }
     const live = releasing.filter((l) => l.liveness === 'live').length
-    this.out.info(`would release ${describeCounts(plan.jobLocks, plan.queueLocks)}${live > 0 ? `, ${live} of them held by LIVE owners (their jobs may run twice)` : ''}`)
+    if (live > 0) this.out.warn(`${live} of these locks are held by LIVE owners: their jobs may run twice`)
+    this.out.info(`would release ${describeCounts(plan.jobLocks, plan.queueLocks)}`)
     await confirmDestructive({
       yes: flags.yes,
       json: this.jsonEnabled(),
@@ -81,11 +84,13 @@ Released jobs become runnable at once and keep their attempt count (the interrup
       k['queue-in-use'].queues > 0 ? `${k['queue-in-use'].queues} queue locks whose job still runs` : '',
       k['not-confirmed'].jobs + k['not-confirmed'].queues > 0 ? `${k['not-confirmed'].jobs + k['not-confirmed'].queues} that appeared after the confirmation` : '',
     ].filter(Boolean)
-    if (parts.length === 0) out.success(`nothing to release in schema "${result.schema}"`)
+    const skipped = result.skipped.jobs + result.skipped.queues
+    if (parts.length === 0 && skipped > 0) out.info(`released nothing in schema "${result.schema}"`)
+    else if (parts.length === 0) out.success(`nothing to release in schema "${result.schema}"`)
     else if (result.dryRun) out.info(`${verb} ${parts.join('; ')} (dry run: nothing changed)`)
     else out.success(`${verb} ${parts.join('; ')}`)
     if (kept.length > 0) out.info(`kept ${kept.join('; ')}`)
-    if (result.skipped.jobs + result.skipped.queues > 0) {
+    if (skipped > 0) {
       out.info(`left ${describeCounts(result.skipped.jobs, result.skipped.queues)} that changed before they could be released (taken again, owner back, or another cleaner was first)`)
     }
   }

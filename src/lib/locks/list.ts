@@ -94,20 +94,17 @@ export async function listLocks(db: Database, options: ListLocksOptions = {}): P
   const inspection = options.inspection ?? (await requireMigrated(db))
   const registry = inspection.backfill.catalog.relations.has('backfill_workers')
   const rustHeartbeatsTable = inspection.graphile.rustWorkersTable
-  const [jobs, queues, sessions, clock] = await Promise.all([
-    db.rows(jobLocks, []),
-    db.rows(queueLocks, []),
-    db.rows(presenceSessions, []),
-    db.one(serverClock, []),
-  ])
+  // One statement at a time: workers call this every interval on the pool their jobs use.
+  const jobs = await db.rows(jobLocks, [])
+  const queues = await db.rows(queueLocks, [])
+  const sessions = await db.rows(presenceSessions, [])
+  const clock = await db.one(serverClock, [])
   const filter = options.owners && options.owners.length > 0 ? new Set(options.owners) : undefined
   const keep = (owner: string | null): boolean => !filter || filter.has(owner ?? '')
   const ownerIds = [...new Set([...jobs.map((j) => j.locked_by), ...queues.map((q) => q.locked_by)].filter((o): o is string => o !== null))]
   const recentMs = options.recentWorkersMs ?? DEFAULT_RECENT_WORKERS_MS
-  const [registryList, rustList] = await Promise.all([
-    registry ? db.rows(registryRows, [ownerIds, recentMs]) : Promise.resolve([]),
-    rustHeartbeatsTable ? db.rows(rustHeartbeats, [ownerIds, recentMs]) : Promise.resolve([]),
-  ])
+  const registryList = registry ? await db.rows(registryRows, [ownerIds, recentMs]) : []
+  const rustList = rustHeartbeatsTable ? await db.rows(rustHeartbeats, [ownerIds, recentMs]) : []
 
   // A restart cut every session and paused every heartbeat: count ages from the server's
   // start, so that nobody is declared dead before the workers had one bound to come back.
