@@ -34,8 +34,9 @@ export function parseDuration(input: string, options: DurationOptions | string =
 }
 
 /** "1h 2m", "3.2s", "45ms" for people. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms)) return '–'
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '–'
+  if (ms < 0) ms = 0
   if (ms < 1000) return `${Math.round(ms)}ms`
   if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`
   const totalSeconds = Math.floor(ms / 1000)

@@ -68,3 +68,17 @@ export {
   type NdjsonResult,
   type SkippedLine,
 } from './client/ndjson.js'
+export {listLocks, type ListLocksOptions, type LockEntry, type LockListing, type LockOwner, type WorkerSeen} from './locks/list.js'
+export {
+  cleanLocks,
+  DEFAULT_STALE_JOB_LOCK_TIMEOUT_MS,
+  DEFAULT_STALE_QUEUE_LOCK_TIMEOUT_MS,
+  timeoutWarnings,
+  type CleanLocksOptions,
+  type CleanLocksResult,
+  type PlannedLock,
+} from './locks/clean.js'
+export {judgeOwner, ownerFamily, type Liveness, type LivenessOptions, type OwnerFamily} from './locks/owners.js'
+export {queueStatus, type StatusOptions, type StatusResult} from './health/status.js'
+export {runChecks, type CheckResult, type CheckThresholds} from './health/check.js'
+export {schemaStatus, type Finding, type SchemaStatus} from './schema/doctor.js'

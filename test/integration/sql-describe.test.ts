@@ -7,6 +7,7 @@ import pg from 'pg'
 
 import type {AnyStatement} from '../../src/lib/sql/statement.js'
 import {ROOT} from '../support/cli.js'
+import {rustMigration20Sql} from '../fixtures/rust.js'
 import {TestSchema} from '../support/db.js'
 import {describeStatement} from '../support/describe-sql.js'
 
@@ -35,6 +36,8 @@ describe('checked SQL: every library statement against a migrated schema', funct
 
   before(async () => {
     test = await TestSchema.create({migrated: true, prefix: 'describe'})
+    // Some statements read the Rust port's _private_workers (only run when it exists).
+    await test.db.execScript(rustMigration20Sql(test.quoted))
     client = new pg.Client({connectionString: test.url})
     await client.connect()
     const rows = (await client.query<{oid: number; typname: string}>('select oid::int, typname from pg_type')).rows

@@ -19,10 +19,12 @@ export interface BackfillObject {
   readonly name: string
   readonly present: (catalog: BackfillCatalog) => boolean
   readonly ensureSql: (quotedSchema: string, schema: string) => string
+  /** Performance only: migrate/init-dlq create it, but its absence never blocks a command. */
+  readonly advisory?: boolean
 }
 
 /** Bumped whenever an object is added; stored in backfill_meta. */
-export const BACKFILL_SCHEMA_VERSION = 1
+export const BACKFILL_SCHEMA_VERSION = 2
 
 /**
  * The Rust crate's 17 columns, in its order. TEXT where the crate used VARCHAR(n): graphile
@@ -58,6 +60,25 @@ function index(name: string, definition: (q: string) => string): BackfillObject 
     name,
     present: (c) => c.relations.has(name),
     ensureSql: (q) => `create ${definition(q)};\n`,
+  }
+}
+
+/**
+ * A small partial index of ours on graphile-worker's _private_jobs (created only once that
+ * table exists). graphile's own indexes cover available jobs only, so without these,
+ * finding locked or exhausted jobs is a full scan of the jobs table.
+ */
+function jobsIndex(name: string, definition: string): BackfillObject {
+  return {
+    kind: 'index',
+    name,
+    advisory: true,
+    present: (c) => c.relations.has(name) || !c.relations.has('_private_jobs'),
+    ensureSql: (q) => `do $backfill$ begin
+  if to_regclass('${q}._private_jobs') is not null then
+    create index if not exists ${name} on ${q}._private_jobs ${definition};
+  end if;
+end $backfill$;\n`,
   }
 }
 
@@ -183,6 +204,10 @@ create index if not exists idx_backfill_dlq_audit_at on ${q}.backfill_dlq_audit 
 );
 create index if not exists idx_backfill_workers_heartbeat on ${q}.backfill_workers (last_heartbeat_at);\n`,
   },
+  // Locks (locks list/clean, the worker's periodic cleanup): one entry per running job.
+  jobsIndex('idx_backfill_jobs_locked', '(locked_at) where locked_at is not null'),
+  // Exhausted jobs waiting for DLQ capture (capture, check --max-exhausted): normally empty.
+  jobsIndex('idx_backfill_jobs_exhausted', '(id) where attempts >= max_attempts'),
   {
     kind: 'table',
     name: 'backfill_meta',

@@ -40,6 +40,8 @@ export interface SchemaInspection {
     dlqExists: boolean
     /** Objects `init-dlq` would create or complete. */
     missing: string[]
+    /** The missing objects commands need (performance-only indexes left out). */
+    missingRequired: string[]
   }
 }
 
@@ -79,6 +81,7 @@ export async function inspectSchema(db: Database): Promise<SchemaInspection> {
       catalog,
       dlqExists: relations.has('backfill_dlq'),
       missing: missingObjects(catalog).map((o) => o.name),
+      missingRequired: missingObjects(catalog).filter((o) => !o.advisory).map((o) => o.name),
     },
   }
 }
@@ -103,9 +106,9 @@ export async function requireMigrated(db: Database, options: RequireOptions = {}
       {suggestions: [`run: backfill migrate${flag}`, 'or check --schema / GRAPHILE_WORKER_SCHEMA and --database-url']},
     )
   }
-  if (options.dlq && inspection.backfill.missing.length > 0) {
+  if (options.dlq && inspection.backfill.missingRequired.length > 0) {
     const what = inspection.backfill.dlqExists
-      ? `backfill's DLQ objects are incomplete in schema "${db.schema}" (missing: ${inspection.backfill.missing.join(', ')})`
+      ? `backfill's DLQ objects are incomplete in schema "${db.schema}" (missing: ${inspection.backfill.missingRequired.join(', ')})`
       : `the dead letter queue table "${db.schema}".backfill_dlq does not exist`
     throw new NotMigratedError(what, {suggestions: [`run: backfill init-dlq${flag} (or backfill migrate${flag})`]})
   }

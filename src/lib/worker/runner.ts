@@ -25,10 +25,11 @@ export interface WorkerRunnerOptions {
   onEvent?: (event: WorkerEvent) => void
   metrics?: WorkerMetrics
   /**
-   * Stale-lock cleanup run at startup and every lockCleanupIntervalMs (the locks module
-   * provides it); it reports how many queue and job locks it released.
+   * Stale-lock cleanup run at startup and every lockCleanupIntervalMs. Default: the locks
+   * module's cleanLocks (dead owners at once, unknown owners past the stale timeouts, live
+   * owners never); false turns it off.
    */
-  cleanLocks?: (db: Database, config: WorkerConfig) => Promise<{queueLocks: number; jobLocks: number; details?: unknown}>
+  cleanLocks?: false | ((db: Database, config: WorkerConfig) => Promise<{queueLocks: number; jobLocks: number; details?: unknown}>)
 }
 
 export interface WorkerSummary {
@@ -79,7 +80,7 @@ export class WorkerRunner {
   private readonly tasks: TaskList
   private readonly cron: ParsedCronItem[] | undefined
   private readonly emitter = new EventEmitter()
-  private readonly cleanLocks: WorkerRunnerOptions['cleanLocks']
+  private readonly cleanLocks: Exclude<WorkerRunnerOptions['cleanLocks'], false>
   private readonly counts = {started: 0, succeeded: 0, failed: 0, permanent: 0, dlqCaptured: 0}
   private captureState: {running: Promise<void> | undefined; again: boolean; timer: NodeJS.Timeout | undefined} = {running: undefined, again: false, timer: undefined}
   private stopping = false
@@ -90,7 +91,7 @@ export class WorkerRunner {
     this.db = options.db
     this.tasks = options.tasks
     this.cron = options.cron
-    this.cleanLocks = options.cleanLocks
+    this.cleanLocks = options.cleanLocks === false ? undefined : (options.cleanLocks ?? defaultCleanLocks)
     this.config = resolveWorkerConfig(options.config)
     this.metrics = options.metrics ?? createWorkerMetrics()
     if (options.onEvent) this.emitter.on('event', options.onEvent)
@@ -501,6 +502,16 @@ export class WorkerRunner {
     const deadline = Date.now() + limitMs
     while (pool.totalCount - pool.idleCount > 0 && Date.now() < deadline) await sleep(10)
   }
+}
+
+async function defaultCleanLocks(db: Database, config: WorkerConfig): Promise<{queueLocks: number; jobLocks: number; details?: unknown}> {
+  const {cleanLocks} = await import('../locks/clean.js')
+  const result = await cleanLocks(db, {
+    staleQueueLockTimeoutMs: config.staleQueueLockTimeoutMs,
+    staleJobLockTimeoutMs: config.staleJobLockTimeoutMs,
+    actor: 'backfill worker',
+  })
+  return {queueLocks: result.queueLocks, jobLocks: result.jobLocks, details: {released: result.released, skipped: result.skipped}}
 }
 
 function permanentFailure(error: unknown): Error {
