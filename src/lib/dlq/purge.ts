@@ -1,9 +1,9 @@
 import type {Database} from '../db.js'
 import {UsageError} from '../errors.js'
-import {purgeDlqEntries} from '../sql/dlq-actions.js'
+import {purgeLockedEntries, purgeNextEntries} from '../sql/dlq-actions.js'
 import {auditContext, type AuditOptions} from './audit.js'
-import {forEachLockedBatch} from './scan.js'
-import {describeSelector, type DlqSelector} from './selector.js'
+import {forEachBatch} from './scan.js'
+import {describeSelector, selectorParams, type DlqSelector} from './selector.js'
 
 export interface PurgeOptions extends AuditOptions {
   selector: DlqSelector
@@ -38,12 +38,17 @@ export async function purgeDlq(db: Database, options: PurgeOptions): Promise<Pur
   const selection = describeSelector(options.selector)
   const result: PurgeResult = {run: audit.run, purged: 0, batches: 0, byTask: {}, interrupted: false, durationMs: 0}
   let batch = 0
-  const loop = await forEachLockedBatch(
+  const params = selectorParams(options.selector)
+  const auditParams = () => [audit.actor.osUser, audit.actor.hostname, audit.reason, selection, {run: audit.run, batch: ++batch}] as const
+  const loop = await forEachBatch(
     db,
     {selector: options.selector, batchSize: options.batchSize ?? DEFAULT_PURGE_BATCH, signal: options.signal},
-    async (tx, ids) => {
-      batch += 1
-      return tx.rows(purgeDlqEntries, [ids, audit.actor.osUser, audit.actor.hostname, audit.reason, selection, {run: audit.run, batch}])
+    {
+      next: async (tx, after, limit) => {
+        const rows = await tx.rows(purgeNextEntries, [...auditParams(), ...params, after, limit])
+        return {rows, examined: rows.length, lastId: rows[0]?.max_id ?? null}
+      },
+      locked: (tx, ids) => tx.rows(purgeLockedEntries, [...auditParams(), ids]),
     },
     (rows) => {
       result.purged += rows.length

@@ -1,10 +1,11 @@
 import type {Database} from '../db.js'
 import {InternalError, UsageError} from '../errors.js'
 import {DEFAULT_MAX_ATTEMPTS, flagsForPriority, isBulkPriority} from '../jobs/priority.js'
-import {retryDlqEntries} from '../sql/dlq-actions.js'
+import {retryLockedEntries, retryNextEntries} from '../sql/dlq-actions.js'
+import type {RowOf} from '../sql/statement.js'
 import {auditContext, type AuditOptions} from './audit.js'
-import {forEachLockedBatch} from './scan.js'
-import {describeSelector, type DlqSelector} from './selector.js'
+import {forEachBatch} from './scan.js'
+import {describeSelector, selectorParams, type DlqSelector} from './selector.js'
 
 /**
  * What a retry does when a job with the entry's job_key is already in the jobs table
@@ -80,9 +81,6 @@ export interface RetryResult {
 export const DEFAULT_RETRY_BATCH = 1000
 const SMALLINT_MAX = 32767
 
-/** A job's run_at / enqueue race in graphile (#580): the batch is rolled back and tried again. */
-class MissingJobError extends Error {}
-
 /**
  * Moves the selected entries back to the jobs table, batch by batch. Each batch is one
  * transaction: lock the entries (skip locked), then one statement deletes them, enqueues
@@ -112,21 +110,35 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
   const result: RetryResult = {run: audit.run, retried: 0, skipped: {keyConflict: 0, invalid: 0}, batches: 0, byTask: {}, sample: [], skippedSample: [], interrupted: false, durationMs: 0}
   let batch = 0
 
-  const loop = await forEachLockedBatch(
+  const params = selectorParams(options.selector)
+  const common = (): RetryCommon => [
+    options.priority ?? null,
+    options.maxAttempts ?? null,
+    options.runAt ?? null,
+    DEFAULT_MAX_ATTEMPTS,
+    defaultQueue === 'parallel',
+    keyConflict === 'replace',
+    bulkFlags,
+    fastFlags,
+    audit.actor.osUser,
+    audit.actor.hostname,
+    audit.reason,
+    selection,
+    {run: audit.run, batch: ++batch, options: overrides},
+  ]
+  const loop = await forEachBatch(
     db,
     {selector: options.selector, batchSize: options.batchSize ?? DEFAULT_RETRY_BATCH, signal: options.signal},
-    async (tx, ids) => {
-      batch += 1
-      return retryBatch(tx, ids, {
-        priority: options.priority ?? null,
-        maxAttempts: options.maxAttempts ?? null,
-        runAt: options.runAt ?? null,
-        defaultParallel: defaultQueue === 'parallel',
-        replace: keyConflict === 'replace',
-        bulkFlags,
-        fastFlags,
-        audit: [audit.actor.osUser, audit.actor.hostname, audit.reason, selection, {run: audit.run, batch, options: overrides}],
-      })
+    {
+      next: async (tx, after, limit) => {
+        const batchParams = common()
+        const rows = await withRetriedRace(tx, () => tx.rows(retryNextEntries, [...batchParams, ...params, after, limit]))
+        return {rows, examined: rows.length, lastId: rows[0]?.max_id ?? null}
+      },
+      locked: (tx, ids) => {
+        const batchParams = common()
+        return withRetriedRace(tx, () => tx.rows(retryLockedEntries, [...batchParams, ids]))
+      },
     },
     (rows) => {
       for (const row of rows) {
@@ -149,34 +161,26 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
   return result
 }
 
-interface BatchParams {
-  priority: number | null
-  maxAttempts: number | null
-  runAt: Date | null
-  defaultParallel: boolean
-  replace: boolean
-  bulkFlags: string[] | null
-  fastFlags: string[] | null
-  audit: [string | null, string | null, string | null, unknown, unknown]
-}
+type RetryRow = RowOf<(typeof retryNextEntries)['columns']>
+type RetryCommon = [number | null, number | null, Date | null, number, boolean, boolean, string[] | null, string[] | null, string | null, string | null, string | null, unknown, unknown]
 
-async function retryBatch(tx: Database, ids: string[], p: BatchParams) {
+/**
+ * Runs a retry statement under a savepoint; if graphile's add_jobs() did not return a job for
+ * some entry (its enqueue race, graphile #580), the statement is undone and run again.
+ */
+async function withRetriedRace(tx: Database, run: () => Promise<RetryRow[]>): Promise<RetryRow[]> {
   for (let attempt = 1; ; attempt++) {
-    try {
-      // A savepoint lets a batch hit by graphile's enqueue race be redone in the same transaction.
-      await tx.execScript('savepoint backfill_retry_batch')
-      const rows = await tx.rows(retryDlqEntries, [ids, p.priority, p.maxAttempts, p.runAt, DEFAULT_MAX_ATTEMPTS, p.defaultParallel, p.replace, p.bulkFlags, p.fastFlags, ...p.audit])
-      if (rows.some((r) => r.status === 'retried' && r.job_id === null)) throw new MissingJobError()
+    await tx.execScript('savepoint backfill_retry_batch')
+    const rows = await run()
+    if (!rows.some((r) => r.status === 'retried' && r.job_id === null)) {
       await tx.execScript('release savepoint backfill_retry_batch')
       return rows
-    } catch (error) {
-      if (!(error instanceof MissingJobError)) throw error
-      await tx.execScript('rollback to savepoint backfill_retry_batch')
-      if (attempt >= 3) {
-        throw new InternalError('graphile-worker add_jobs() did not return a job for some entries three times; the batch was rolled back (the entries are still in the DLQ)', {
-          suggestions: ['rerun the same command: it only picks entries still in the DLQ'],
-        })
-      }
+    }
+    await tx.execScript('rollback to savepoint backfill_retry_batch')
+    if (attempt >= 3) {
+      throw new InternalError('graphile-worker add_jobs() did not return a job for some entries three times; the batch was rolled back (its entries are still in the DLQ)', {
+        suggestions: ['rerun the same command: it only picks entries still in the DLQ'],
+      })
     }
   }
 }

@@ -11,7 +11,7 @@ import {selectorParams, type DlqSelector} from './selector.js'
 
 export interface BatchLoopOptions {
   selector: DlqSelector
-  /** Candidates locked per transaction. */
+  /** Entries examined per transaction. */
   batchSize: number
   /** Checked between batches: the batch in progress always commits or rolls back as a whole. */
   signal?: AbortSignal
@@ -24,18 +24,38 @@ export interface BatchLoopResult {
   interrupted: boolean
 }
 
+/** One step of a batch: the action's rows, and how far the walk got. */
+export interface BatchStep<R> {
+  rows: R[]
+  /** Candidates the step examined (fewer than asked: the selection is exhausted). */
+  examined: number
+  /** The last candidate's id (the keyset cursor); null when there was none. */
+  lastId: string | null
+}
+
+export interface BatchActions<R> {
+  /**
+   * Without a group: lock (skip locked) and act on the next `limit` selected entries after
+   * id `after`, in one statement.
+   */
+  next: (tx: Database, after: string, limit: number) => Promise<BatchStep<R>>
+  /** With a group: act on these ids, which this transaction has locked. */
+  locked: (tx: Database, ids: string[]) => Promise<R[]>
+}
+
 /**
- * For each batch: one transaction that locks the next candidates (skipping rows another
- * transaction holds, so two runs split the work), keeps those the selector's group and
- * limit allow, and hands their ids to act() inside the same transaction; committed() gets
- * act()'s value once the transaction has committed. An error rolls the batch back and is
- * rethrown; earlier batches stay committed.
+ * Walks the selection in id order, one transaction per batch. Each batch locks its entries
+ * with skip locked (two runs at once split the work instead of waiting or doing it twice)
+ * and acts on them in the same transaction; committed() gets the rows once it committed.
+ * With a --group selector the batch's candidates are locked first, fingerprinted here, and
+ * the matching ids handed to locked(). An error rolls the batch back and is rethrown;
+ * earlier batches stay committed.
  */
-export async function forEachLockedBatch<T>(
+export async function forEachBatch<R>(
   db: Database,
   options: BatchLoopOptions,
-  act: (tx: Database, ids: string[]) => Promise<T>,
-  committed: (value: T) => void,
+  actions: BatchActions<R>,
+  committed: (rows: R[]) => void,
 ): Promise<BatchLoopResult> {
   const {selector} = options
   const params = selectorParams(selector)
@@ -51,25 +71,26 @@ export async function forEachLockedBatch<T>(
     }
     const remaining = selector.limit === undefined ? Number.POSITIVE_INFINITY : selector.limit - result.selected
     if (remaining <= 0) break
-    // Without a group every candidate is selected, so the limit can go into the query.
-    const want = fingerprinter ? batchSize : Math.min(batchSize, remaining)
-    const step = await db.transaction(async (tx) => {
-      const candidates = await tx.rows(lockDlqBatch, [...params, after, want, fingerprinter !== undefined])
-      if (candidates.length === 0) return {done: true, last: after, taken: 0, value: undefined}
-      let ids = fingerprinter
-        ? candidates.filter((c) => fingerprinter.of(c.task_identifier, c.error_line).fingerprint === group).map((c) => c.id)
-        : candidates.map((c) => c.id)
+    const step = await db.transaction(async (tx): Promise<BatchStep<R> & {taken: number; want: number}> => {
+      if (!fingerprinter) {
+        // Every candidate is selected, so the limit goes into the statement.
+        const want = Math.min(batchSize, remaining)
+        const done = await actions.next(tx, after, want)
+        return {...done, taken: done.examined, want}
+      }
+      const candidates = await tx.rows(lockDlqBatch, [...params, after, batchSize, true])
+      let ids = candidates.filter((c) => fingerprinter.of(c.task_identifier, c.error_line).fingerprint === group).map((c) => c.id)
       if (ids.length > remaining) ids = ids.slice(0, remaining)
-      const value = ids.length > 0 ? {of: await act(tx, ids)} : undefined
-      return {done: candidates.length < want, last: (candidates.at(-1) as {id: string}).id, taken: ids.length, value}
+      const rows = ids.length > 0 ? await actions.locked(tx, ids) : []
+      return {rows, examined: candidates.length, lastId: candidates.at(-1)?.id ?? null, taken: ids.length, want: batchSize}
     })
-    if (step.value) {
+    if (step.taken > 0) {
       result.batches += 1
-      committed(step.value.of)
+      result.selected += step.taken
+      committed(step.rows)
     }
-    result.selected += step.taken
-    after = step.last
-    if (step.done) break
+    if (step.lastId !== null) after = step.lastId
+    if (step.examined < step.want || step.lastId === null) break
   }
   return result
 }

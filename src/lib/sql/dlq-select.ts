@@ -25,14 +25,20 @@ export function errorLineSql(alias: string): string {
   return `left(split_part(${errorTextSql(alias)}, E'\\n', 1), 300)`
 }
 
-/** The shared selector predicate on alias d over parameters $1..$7. */
-export const SELECTOR_WHERE = `($1::bigint[] is null or d.id = any($1::bigint[]))
-  and ($2::text[] is null or d.task_identifier = any($2::text[]))
-  and ($3::text[] is null or d.queue_name = any($3::text[]))
-  and ($4::text[] is null or d.job_key = any($4::text[]))
-  and ($5::timestamptz is null or d.failed_at >= $5::timestamptz)
-  and ($6::timestamptz is null or d.failed_at < $6::timestamptz)
-  and ($7::text is null or strpos(lower(${errorTextSql('d')}), lower($7::text)) > 0)`
+/** The shared selector predicate on alias d over seven parameters starting at $first. */
+export function selectorWhere(first = 1): string {
+  const p = (i: number): string => `$${first + i}`
+  return `(${p(0)}::bigint[] is null or d.id = any(${p(0)}::bigint[]))
+  and (${p(1)}::text[] is null or d.task_identifier = any(${p(1)}::text[]))
+  and (${p(2)}::text[] is null or d.queue_name = any(${p(2)}::text[]))
+  and (${p(3)}::text[] is null or d.job_key = any(${p(3)}::text[]))
+  and (${p(4)}::timestamptz is null or d.failed_at >= ${p(4)}::timestamptz)
+  and (${p(5)}::timestamptz is null or d.failed_at < ${p(5)}::timestamptz)
+  and (${p(6)}::text is null or strpos(lower(${errorTextSql('d')}), lower(${p(6)}::text)) > 0)`
+}
+
+/** The selector predicate over $1..$7 (most statements). */
+export const SELECTOR_WHERE = selectorWhere(1)
 
 export const SELECTOR_PARAMS = ['_int8?', '_text?', '_text?', '_text?', 'timestamptz?', 'timestamptz?', 'text?'] as const
 
