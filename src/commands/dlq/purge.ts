@@ -61,7 +61,7 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
     const count = selection.group !== undefined && flags.yes ? null : await countSelection(db, selection)
     if (count === 0) {
       this.out.info('nothing to purge: no DLQ entries match the selection')
-      return {dryRun: false, selection, run: '', purged: 0, batches: 0, byTask: {}, interrupted: false, durationMs: 0}
+      return {dryRun: false, selection, run: '', purged: 0, batches: 0, interrupted: false, durationMs: 0}
     }
     await confirmDestructive({
       yes: flags.yes,

@@ -78,7 +78,7 @@ export interface RetryResult {
   durationMs: number
 }
 
-export const DEFAULT_RETRY_BATCH = 1000
+export const DEFAULT_RETRY_BATCH = 5000
 const SMALLINT_MAX = 32767
 
 /**

@@ -1,4 +1,4 @@
-import {SELECTOR_PARAMS, selectorWhere} from './dlq-select.js'
+import {SELECTOR_PARAMS, SELECTOR_WHERE, selectorWhere} from './dlq-select.js'
 import {statement} from './statement.js'
 
 /**
@@ -179,6 +179,37 @@ export const purgeLockedEntries = statement({
   columns: PURGE_COLUMNS,
   prepare: false,
   sql: (s) => purgeSql(s, `select d.id from ${s}.backfill_dlq d where d.id = any($6::bigint[])`),
+})
+
+/**
+ * Deletes the selected entries stored on heap pages [$8, $9) (tids "(page,0)"): a TID range
+ * scan reads those pages only, so purging a table in such batches costs about what one
+ * DELETE of it costs, without holding it for the whole time. The selector is in the DELETE
+ * itself, so a row changed concurrently is re-checked against it. Nothing is returned (the
+ * caller writes the audit row with the row count in the same transaction). PostgreSQL >= 14.
+ */
+export const purgePageRange = statement({
+  id: 'dlq.purge_pages',
+  params: [...SELECTOR_PARAMS, 'text', 'text'],
+  columns: {},
+  prepare: false,
+  sql: (s) => `delete from ${s}.backfill_dlq d
+where d.ctid >= $8::text::tid and d.ctid < $9::text::tid and ${SELECTOR_WHERE}`,
+})
+
+/**
+ * The DLQ table's size in pages and its average rows per page (planner statistics, null
+ * before the first ANALYZE), and whether the server has TID range scans (PostgreSQL 14).
+ */
+export const dlqTablePages = statement({
+  id: 'dlq.table_pages',
+  params: ['text'],
+  columns: {pages: 'int8', rows_per_page: 'float8?', tid_range_scans: 'bool'},
+  sql: () => `select (pg_relation_size(c.oid) / current_setting('block_size')::bigint)::bigint as pages,
+       case when c.relpages > 0 and c.reltuples > 0 then (c.reltuples / c.relpages)::float8 end as rows_per_page,
+       current_setting('server_version_num')::int >= 140000 as tid_range_scans
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = $1::text and c.relname = 'backfill_dlq'`,
 })
 
 /** One audit row (capture runs; retry and purge write theirs in their own statement). */
