@@ -40,9 +40,10 @@ const RULES: readonly Rule[] = [
   {name: 'ip', pattern: /(^|[^0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?(?![0-9])/g, replacement: '$1<ip>', needs: hasDigit},
   {name: 'hex', pattern: /0x[0-9a-fA-F]+/g, replacement: '<hex>', needs: (t) => t.includes('0x')},
   {
-    // Hex ids (hashes, object ids): 8+ hex characters with at least one digit, as a whole token.
+    // Hex ids (hashes, short commit ids, object ids): a whole token of 6+ hex characters with
+    // at least one digit and one letter (pure digits are numbers; "deadbeef" stays a word).
     name: 'hex-id',
-    pattern: /(^|[^A-Za-z0-9_])(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}(?![A-Za-z0-9_])/g,
+    pattern: /(^|[^A-Za-z0-9_])(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{6,}(?![A-Za-z0-9_])/g,
     replacement: '$1<hex>',
     needs: hasDigit,
   },

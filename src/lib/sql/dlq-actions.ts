@@ -74,7 +74,8 @@ function retrySql(s: string, candidates: string): string {
   where ev.event = 'recaptured' and ev.dlq_id = any(array(select m.id from moved m))
   order by ev.dlq_id, ev.id desc
 ), mapped as (
-  select sp.*, a.id as job_id, coalesce(rc.case_id, sp.id) as case_id
+  -- Not sp.*: the payload is not needed past add_jobs(), and this CTE is read five times.
+  select sp.id, sp.requeued_count, sp.failure_count, sp.notes, a.id as job_id, coalesce(rc.case_id, sp.id) as case_id
   from specs sp
   join added a on a.run_at = sp.run_at
   left join recaptured rc on rc.dlq_id = sp.id
