@@ -364,6 +364,19 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       expect(left).to.have.length(9)
     })
 
+    it('two retries of different groups at once each retry their whole group (only matching entries are locked)', async () => {
+      await t.query(
+        `insert into ${t.quoted}.backfill_dlq (task_identifier, payload, queue_name, failure_reason, last_error)
+         select 'sync', jsonb_build_object('i', i), '', 'x', to_jsonb(case when i % 2 = 0 then 'disk full on node ' else 'timeout after ' end || i)
+         from generate_series(1, 2000) i`,
+      )
+      const disk = fingerprint('sync', 'disk full on node 1').fingerprint
+      const timeout = fingerprint('sync', 'timeout after 1').fingerprint
+      const [a, b] = await Promise.all([retryDlq(t.db, {selector: {group: disk}, batchSize: 100}), retryDlq(t.db, {selector: {group: timeout}, batchSize: 100})])
+      expect([a.retried, b.retried]).to.deep.equal([1000, 1000])
+      expect(await dlqCount(t)).to.equal(0)
+    })
+
     it('stops between batches when signalled, with every entry in exactly one place', async () => {
       await fillDlq(t, 20)
       const controller = new AbortController()

@@ -1,5 +1,5 @@
 import type {Database} from '../db.js'
-import {countSelected, lockDlqBatch, peekDlqBatch} from '../sql/dlq-select.js'
+import {countSelected, lockDlqIds, peekDlqBatch} from '../sql/dlq-select.js'
 import {Fingerprinter} from './fingerprint.js'
 import {selectorParams, type DlqSelector} from './selector.js'
 
@@ -47,8 +47,8 @@ export interface BatchActions<R> {
  * Walks the selection in id order, one transaction per batch. Each batch locks its entries
  * with skip locked (two runs at once split the work instead of waiting or doing it twice)
  * and acts on them in the same transaction; committed() gets the rows once it committed.
- * With a --group selector the batch's candidates are locked first, fingerprinted here, and
- * the matching ids handed to locked(). An error rolls the batch back and is rethrown;
+ * With a --group selector the batch's candidates are read, fingerprinted here, and only the
+ * matching ones locked (skip locked) and handed to locked(). An error rolls the batch back and is rethrown;
  * earlier batches stay committed.
  */
 export async function forEachBatch<R>(
@@ -78,8 +78,13 @@ export async function forEachBatch<R>(
         const done = await actions.next(tx, after, want)
         return {...done, taken: done.examined, want}
       }
-      const candidates = await tx.rows(lockDlqBatch, [...params, after, batchSize, true])
-      let ids = candidates.filter((c) => fingerprinter.of(c.task_identifier, c.error_line).fingerprint === group).map((c) => c.id)
+      // Only the group's entries are locked (others stay free for a concurrent run with another
+      // selection), and the match is checked again on the locked rows (an entry may have changed).
+      const matches = (c: {task_identifier: string; error_line: string | null}): boolean => fingerprinter.of(c.task_identifier, c.error_line).fingerprint === group
+      const candidates = await tx.rows(peekDlqBatch, [...params, after, batchSize, true])
+      const matching = candidates.filter(matches).map((c) => c.id)
+      const locked = matching.length > 0 ? await tx.rows(lockDlqIds, [matching]) : []
+      let ids = locked.filter(matches).map((c) => c.id)
       if (ids.length > remaining) ids = ids.slice(0, remaining)
       const rows = ids.length > 0 ? await actions.locked(tx, ids) : []
       return {rows, examined: candidates.length, lastId: candidates.at(-1)?.id ?? null, taken: ids.length, want: batchSize}

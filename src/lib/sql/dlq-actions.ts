@@ -126,7 +126,7 @@ export const retryNextEntries = statement({
     ),
 })
 
-/** Retries the entries $14, which this transaction has locked already (lockDlqBatch, for --group). */
+/** Retries the entries $14, which this transaction has locked already (lockDlqIds, for --group). */
 export const retryLockedEntries = statement({
   id: 'dlq.retry_locked',
   params: [...RETRY_PARAMS, '_int8'],
@@ -173,7 +173,7 @@ export const purgeNextEntries = statement({
     ),
 })
 
-/** Deletes the entries $6, which this transaction has locked already (lockDlqBatch, for --group). */
+/** Deletes the entries $6, which this transaction has locked already (lockDlqIds, for --group). */
 export const purgeLockedEntries = statement({
   id: 'dlq.purge_locked',
   params: [...AUDIT_PARAMS, '_int8'],

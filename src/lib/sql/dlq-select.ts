@@ -193,34 +193,36 @@ export const setLocalAggregateSettings = statement({
 
 const CANDIDATE_COLUMNS = {id: 'int8', task_identifier: 'text', error_line: 'text?'} as const
 
-function candidatesSql(s: string, lock: boolean): string {
-  return `select d.id, d.task_identifier::text as task_identifier, case when $10::bool then ${errorLineSql('d')} end as error_line
-from ${s}.backfill_dlq d
-where ${SELECTOR_WHERE} and d.id > $8::bigint
-order by d.id
-limit $9::int${lock ? '\nfor update of d skip locked' : ''}`
-}
-
 /**
- * The next $9 selected entries after id $8, in id order, locked for this transaction;
- * entries another transaction holds are skipped, so concurrent retries and purges split
- * the work instead of doing it twice. $10: also return the error line (for --group).
+ * Locks the entries $1 for this transaction, skipping those another transaction holds, and
+ * returns them (in id order) with their error line, to re-check a --group match on the
+ * locked version.
  */
-export const lockDlqBatch = statement({
-  id: 'dlq.lock_batch',
-  params: [...SELECTOR_PARAMS, 'int8', 'int4', 'bool'],
-  columns: CANDIDATE_COLUMNS,
-  prepare: false,
-  sql: (s) => candidatesSql(s, true),
+export const lockDlqIds = statement({
+  id: 'dlq.lock_ids',
+  params: ['_int8'],
+  columns: {id: 'int8', task_identifier: 'text', error_line: 'text'},
+  sql: (s) => `select d.id, d.task_identifier::text as task_identifier, ${errorLineSql('d')} as error_line
+from ${s}.backfill_dlq d
+where d.id = any($1::bigint[])
+order by d.id
+for update of d skip locked`,
 })
 
-/** As lockDlqBatch without locking: what a dry run would act on. */
+/**
+ * The next $9 selected entries after id $8, in id order, without locking ($10: with their
+ * error line): the walk of dry runs and of --group selections.
+ */
 export const peekDlqBatch = statement({
   id: 'dlq.peek_batch',
   params: [...SELECTOR_PARAMS, 'int8', 'int4', 'bool'],
   columns: CANDIDATE_COLUMNS,
   prepare: false,
-  sql: (s) => candidatesSql(s, false),
+  sql: (s) => `select d.id, d.task_identifier::text as task_identifier, case when $10::bool then ${errorLineSql('d')} end as error_line
+from ${s}.backfill_dlq d
+where ${SELECTOR_WHERE} and d.id > $8::bigint
+order by d.id
+limit $9::int`,
 })
 
 /** How many entries the selector matches (for the confirmation prompt and progress). */
