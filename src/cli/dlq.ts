@@ -19,7 +19,7 @@ export const selectorFlags = {
   since: Flags.string({helpGroup: 'SELECTION', summary: 'Only entries that failed at or after this time (ISO 8601, or a duration ago: 2h, 7d).'}),
   until: Flags.string({helpGroup: 'SELECTION', summary: 'Only entries that failed before this time (ISO 8601, or a duration ago).'}),
   'older-than': Flags.string({helpGroup: 'SELECTION', summary: 'Only entries that failed more than this long ago (e.g. 30d).'}),
-  error: Flags.string({helpGroup: 'SELECTION', summary: 'Only entries whose last error contains this text (case-insensitive).'}),
+  error: Flags.string({helpGroup: 'SELECTION', summary: 'Only entries whose last error contains this text (case-insensitive; any field of a JSON error).'}),
   group: Flags.string({helpGroup: 'SELECTION', summary: 'Only entries of this failure group (a fingerprint shown by dlq stats).'}),
 }
 

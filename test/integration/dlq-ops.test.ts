@@ -114,6 +114,7 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       expect(await select({since: new Date('2024-05-02T00:00:00Z')})).to.deep.equal([ids[1], ids[2], ids[3]].sort())
       expect(await select({until: new Date('2024-05-02T00:00:00Z')})).to.deep.equal([ids[0]])
       expect(await select({error: 'card decl'})).to.deep.equal([ids[2]])
+      expect(await select({error: '"Card Declined"'})).to.deep.equal([ids[2]]) // any field of a JSON error
       expect(await select({error: 'smtp'})).to.deep.equal([ids[0], ids[1]].sort())
       const group = fingerprint('send_email', 'SMTP 421 for a@x.io').fingerprint
       expect(await select({group})).to.deep.equal([ids[0], ids[1]].sort())

@@ -20,6 +20,12 @@ export function errorTextSql(alias: string): string {
   else ${alias}.last_error::text end, ${alias}.failure_reason::text)`
 }
 
+/** What --error searches: the string, or the whole JSON of any other shape (every field), or failure_reason. */
+function errorSearchSql(alias: string): string {
+  return `coalesce(case jsonb_typeof(${alias}.last_error) when 'string' then ${alias}.last_error #>> '{}'
+  when 'null' then null else ${alias}.last_error::text end, ${alias}.failure_reason::text)`
+}
+
 /** The first line of the error, at most 300 characters: all a fingerprint looks at (FINGERPRINT_MAX_CHARS). */
 export function errorLineSql(alias: string): string {
   return `left(split_part(${errorTextSql(alias)}, E'\\n', 1), 300)`
@@ -34,7 +40,7 @@ export function selectorWhere(first = 1): string {
   and (${p(3)}::text[] is null or d.job_key = any(${p(3)}::text[]))
   and (${p(4)}::timestamptz is null or d.failed_at >= ${p(4)}::timestamptz)
   and (${p(5)}::timestamptz is null or d.failed_at < ${p(5)}::timestamptz)
-  and (${p(6)}::text is null or strpos(lower(${errorTextSql('d')}), lower(${p(6)}::text)) > 0)`
+  and (${p(6)}::text is null or strpos(lower(${errorSearchSql('d')}), lower(${p(6)}::text)) > 0)`
 }
 
 /** The selector predicate over $1..$7 (most statements). */
