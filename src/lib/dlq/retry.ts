@@ -83,10 +83,10 @@ const SMALLINT_MAX = 32767
 
 /**
  * Moves the selected entries back to the jobs table, batch by batch. Each batch is one
- * transaction: lock the entries (skip locked), then one statement deletes them, enqueues
- * them through graphile's add_jobs(), and writes lineage, events and the audit row. A
- * crash leaves every entry either still in the DLQ or enqueued; two runs at once enqueue
- * every entry once in total.
+ * statement in its own transaction: it locks the batch's entries (skip locked), deletes
+ * them, enqueues them through graphile's add_jobs(), and writes lineage, events and the
+ * audit row (dlq-actions.ts retrySql). A crash leaves every entry either still in the DLQ or
+ * enqueued; two runs at once split the entries and enqueue each once in total.
  */
 export async function retryDlq(db: Database, options: RetryOptions): Promise<RetryResult> {
   validateOverrides(options)
@@ -98,7 +98,7 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
   // same boundary isBulkPriority uses (priority >= 0).
   const bulkFlags = flagsForPriority(0)
   const fastFlags = flagsForPriority(-1)
-  if (!isBulkPriority(0) || isBulkPriority(-1)) throw new InternalError('the bulk priority boundary moved: update dlq.retry_entries')
+  if (!isBulkPriority(0) || isBulkPriority(-1)) throw new InternalError('the bulk priority boundary moved: update retrySql in sql/dlq-actions.ts')
   const selection = describeSelector(options.selector)
   const overrides = {
     priority: options.priority ?? null,
