@@ -167,6 +167,41 @@ export class Database {
     }
   }
 
+  /**
+   * Streams a statement's rows through a server-side cursor, fetchSize rows at a time, so a
+   * large result never sits in memory at once. Only inside transaction(); the next chunk is
+   * fetched while onChunk processes the current one.
+   */
+  async cursor<P extends ParamSpec, C extends ColumnSpec>(
+    statement: Statement<P, C>,
+    params: ParamsOf<P>,
+    fetchSize: number,
+    onChunk: (rows: RowOf<C>[]) => void | Promise<void>,
+  ): Promise<void> {
+    if (!this.isClientBound) throw new Error('Database.cursor() needs a transaction (use db.transaction)')
+    const name = `backfill_cursor_${++cursorCounter}`
+    const size = Math.max(1, Math.floor(fetchSize))
+    const query = async (config: pg.QueryConfig): Promise<pg.QueryResult> => {
+      try {
+        return await this.executor.query(config)
+      } catch (error) {
+        throw mapPgError(error, {target: this.target, schema: this.quotedSchema})
+      }
+    }
+    const values = (params as readonly unknown[]).map((value) => (value === undefined ? null : value))
+    await query({text: `declare ${name} no scroll cursor for ${this.sqlFor(statement)}`, values})
+    const fetch = (): Promise<pg.QueryResult> => query({text: `fetch ${size} from ${name}`})
+    let next: Promise<pg.QueryResult> | undefined = fetch()
+    while (next) {
+      const chunk: pg.QueryResult = await next
+      next = chunk.rows.length === size ? fetch() : undefined
+      // A rejected prefetch is awaited by the next turn; a throwing onChunk must not leave it unhandled.
+      next?.catch(() => undefined)
+      if (chunk.rows.length > 0) await onChunk(chunk.rows as RowOf<C>[])
+    }
+    await query({text: `close ${name}`})
+  }
+
   async end(): Promise<void> {
     if (this.ownsPool && this.executor instanceof pg.Pool && !this.executor.ending) await this.executor.end()
   }
@@ -184,6 +219,8 @@ export class Database {
     }
   }
 }
+
+let cursorCounter = 0
 
 function isConnectionFailure(error: unknown): boolean {
   const code = (error as {code?: string})?.code

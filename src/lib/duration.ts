@@ -17,7 +17,8 @@ export interface DurationOptions {
  */
 export function parseDuration(input: string, options: DurationOptions | string = {}): number {
   const {defaultUnit, name = 'duration'} = typeof options === 'string' ? {name: options} : options
-  const text = input.trim().toLowerCase()
+  // "1h 30m" reads naturally; spaces between parts are dropped ("5 minutes" still fails).
+  const text = input.trim().toLowerCase().replace(/(\d)\s+(?=[a-z])|([a-z])\s+(?=\d)/g, '$1$2')
   const fail = (why: string): never => {
     throw new UsageError(`${name} ${JSON.stringify(input)} ${why}`, {code: 'E_INVALID_DURATION', suggestions: [HELP]})
   }

@@ -73,7 +73,9 @@ describe('enqueue input validation (no database)', () => {
     expect(parseDuration('1h30m')).to.equal(5_400_000)
     expect(parseDuration('500ms')).to.equal(500)
     expect(parseDuration('1.5d')).to.equal(129_600_000)
-    for (const bad of ['10', 'ten minutes', '-5m', '5 m', '', 'm']) usageError(() => parseDuration(bad, '--delay'))
+    // One parser for the whole CLI: spaces between parts are allowed ("1h 30m"), words are not.
+    expect(parseDuration('1h 30m')).to.equal(5_400_000)
+    for (const bad of ['10', 'ten minutes', '5 minutes', '-5m', '', 'm']) usageError(() => parseDuration(bad, '--delay'))
   })
 
   it('task, queue and job key limits are graphile-worker\'s, counted in characters as PostgreSQL does', () => {

@@ -9,6 +9,11 @@ export interface CaptureOptions {
   /** Checked between batches; a batch in progress always completes or rolls back. */
   signal?: AbortSignal
   onBatch?: (moved: number, total: number) => void
+  /**
+   * When set, each batch runs in a transaction and this is called inside it with the batch's
+   * jobs (e.g. to write an audit row that commits or rolls back with the move).
+   */
+  inTransaction?: (tx: Database, jobs: CapturedJob[]) => Promise<void>
 }
 
 export interface CapturedJob {
@@ -46,7 +51,14 @@ export async function captureExhausted(db: Database, options: CaptureOptions = {
     if (options.signal?.aborted) break
     const want = options.limit === undefined ? batchSize : Math.min(batchSize, options.limit - result.captured)
     if (want <= 0) break
-    const rows = await db.rows(captureExhaustedJobs, [want])
+    const hook = options.inTransaction
+    const rows = hook
+      ? await db.transaction(async (tx) => {
+          const moved = await tx.rows(captureExhaustedJobs, [want])
+          if (moved.length > 0) await hook(tx, moved.map(toCapturedJob))
+          return moved
+        })
+      : await db.rows(captureExhaustedJobs, [want])
     result.batches += 1
     result.captured += rows.length
     for (const row of rows) {
@@ -62,6 +74,10 @@ export async function captureExhausted(db: Database, options: CaptureOptions = {
   if (result.captured > 0) await db.exec(pruneRetriedJobLineage, [])
   result.durationMs = performance.now() - started
   return result
+}
+
+function toCapturedJob(row: {dlq_id: string; job_id: string; task_identifier: string; queue_name: string; recaptured: boolean}): CapturedJob {
+  return {dlqId: row.dlq_id, jobId: row.job_id, taskIdentifier: row.task_identifier, queueName: row.queue_name, recaptured: row.recaptured}
 }
 
 export interface UncapturedSummary {

@@ -1,0 +1,116 @@
+import type {Database} from '../db.js'
+import {UsageError} from '../errors.js'
+import {dlqTablePages, insertDlqAudit, purgeLockedEntries, purgeNextEntries, purgePageRange} from '../sql/dlq-actions.js'
+import {auditContext, type AuditOptions} from './audit.js'
+import {forEachBatch} from './scan.js'
+import {describeSelector, selectorParams, type DlqSelector} from './selector.js'
+
+export interface PurgeOptions extends AuditOptions {
+  selector: DlqSelector
+  /** Entries deleted per statement (short transactions: the crate's writers are never blocked for long). */
+  batchSize?: number
+  signal?: AbortSignal
+  onBatch?: (progress: {batch: number; purged: number}) => void
+}
+
+export interface PurgeResult {
+  run: string
+  purged: number
+  batches: number
+  interrupted: boolean
+  durationMs: number
+}
+
+export const DEFAULT_PURGE_BATCH = 10_000
+/** Rows per page assumed before the table was ever analysed. */
+const FALLBACK_ROWS_PER_PAGE = 40
+const DEADLOCK = '40P01'
+
+/**
+ * Deletes the selected entries for good, batch by batch, each batch one short transaction
+ * with its audit row, so a million rows never become one long statement holding the table.
+ *
+ * Without --group or --limit, batches are ranges of heap pages (TID range scans,
+ * PostgreSQL >= 14): as cheap per row as one DELETE of the whole selection. Rows a concurrent
+ * retry holds are waited for (then found gone), and a batch chosen as a deadlock victim (a
+ * capture upserting the same rows) is simply run again. Entries that land in the DLQ while
+ * the purge runs may or may not be included.
+ *
+ * With ids or job keys (found by index), --limit (the first N in id order) or --group
+ * (fingerprinted here), batches walk the ids and lock with skip locked instead.
+ */
+export async function purgeDlq(db: Database, options: PurgeOptions): Promise<PurgeResult> {
+  if (options.batchSize !== undefined && (!Number.isInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 100_000)) {
+    throw new UsageError(`invalid batch size ${options.batchSize}: expected 1 to 100000`, {code: 'E_USAGE'})
+  }
+  const started = performance.now()
+  const audit = auditContext(options)
+  const selection = describeSelector(options.selector)
+  const result: PurgeResult = {run: audit.run, purged: 0, batches: 0, interrupted: false, durationMs: 0}
+  let batch = 0
+  const params = selectorParams(options.selector)
+  const batchSize = options.batchSize ?? DEFAULT_PURGE_BATCH
+  const auditParams = () => [audit.actor.osUser, audit.actor.hostname, audit.reason, selection, {run: audit.run, batch: ++batch}] as const
+
+  // Page ranges pay off when the selection is a large part of the table; ids and job keys are found by index.
+  const {selector} = options
+  const wide = selector.group === undefined && selector.limit === undefined && !selector.ids?.length && !selector.jobKeys?.length
+  const table = wide ? await db.maybeOne(dlqTablePages, [db.schema]) : undefined
+  if (table?.tid_range_scans) {
+    const step = Math.max(1, Math.floor(batchSize / (table.rows_per_page ?? FALLBACK_ROWS_PER_PAGE)))
+    // Pages added while we run (the table grew) are not visited: see the note above.
+    for (let page = 0; page < Number(table.pages); page += step) {
+      if (options.signal?.aborted) {
+        result.interrupted = true
+        break
+      }
+      // The delete and its audit row commit together; a deadlock victim is run again.
+      const deleted = await withDeadlockRetry(() =>
+        db.transaction(async (tx) => {
+          const count = await tx.exec(purgePageRange, [...params, `(${page},0)`, `(${page + step},0)`])
+          const [osUser, hostname, reason, sel, details] = auditParams()
+          if (count > 0) await tx.rows(insertDlqAudit, ['purge', count, null, null, osUser, hostname, reason, sel, {...details, pages: [page, page + step]}])
+          return count
+        }),
+      )
+      if (deleted === 0) continue
+      result.batches += 1
+      result.purged += deleted
+      options.onBatch?.({batch: result.batches, purged: result.purged})
+    }
+    result.durationMs = performance.now() - started
+    return result
+  }
+
+  const loop = await forEachBatch(
+    db,
+    {selector: options.selector, batchSize, signal: options.signal},
+    {
+      next: async (tx, after, limit) => {
+        const rows = await tx.rows(purgeNextEntries, [...auditParams(), ...params, after, limit])
+        return {rows, examined: rows.length, lastId: rows[0]?.max_id ?? null}
+      },
+      locked: (tx, ids) => tx.rows(purgeLockedEntries, [...auditParams(), ids]),
+    },
+    (rows) => {
+      result.batches += 1
+      result.purged += rows.length
+      options.onBatch?.({batch: result.batches, purged: result.purged})
+    },
+  )
+  result.interrupted = loop.interrupted
+  result.durationMs = performance.now() - started
+  return result
+}
+
+/** A batch chosen as a deadlock victim rolled back as a whole; running it again is safe. */
+async function withDeadlockRetry<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run()
+    } catch (error) {
+      const code = (error as {code?: string}).code ?? ((error as {cause?: {code?: string}}).cause?.code)
+      if (code !== DEADLOCK || attempt >= 5) throw error
+    }
+  }
+}

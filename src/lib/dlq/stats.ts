@@ -1,0 +1,137 @@
+import type {Database} from '../db.js'
+import {aggregateDlq, nthSelectedId, setLocalAggregateSettings} from '../sql/dlq-select.js'
+import {Fingerprinter} from './fingerprint.js'
+import {lastSelectedId} from './scan.js'
+import {selectorParams, type DlqSelector} from './selector.js'
+
+export interface FailureGroup {
+  /** Pass to --group to select exactly these entries. */
+  fingerprint: string
+  taskIdentifier: string
+  /** The error with its volatile parts replaced (<n>, <uuid>, "<v>", …). */
+  template: string
+  count: number
+  firstSeen: Date
+  lastSeen: Date
+  /** The oldest entry of the group and its error (first line). */
+  sampleId: string
+  sampleError: string
+}
+
+export interface DlqStats {
+  total: number
+  oldest: Date | null
+  newest: Date | null
+  byTask: {taskIdentifier: string; count: number}[]
+  /** '' = parallel. */
+  byQueue: {queueName: string; count: number}[]
+  /** Largest first. */
+  groups: FailureGroup[]
+  /** Entries beyond the tracked number of distinct groups (0 unless groupsTruncated). */
+  ungrouped: number
+  groupsTruncated: boolean
+  /** Entries whose job_key a job in the jobs table holds (a retry skips them by default); null when not checked. */
+  keyConflicts: number | null
+  durationMs: number
+}
+
+export interface StatsOptions {
+  selector: DlqSelector
+  /** Count key conflicts (retry dry runs). */
+  checkKeyConflicts?: boolean
+  /** Distinct groups tracked; the rest are counted as ungrouped (bounded memory). */
+  maxGroups?: number
+  /** Aggregated rows fetched per round trip. */
+  fetchSize?: number
+}
+
+export const DEFAULT_MAX_GROUPS = 10_000
+const FETCH_SIZE = 5000
+/** For the hash aggregate of one statement (set local: this transaction only). */
+const STATS_WORK_MEM = '64MB'
+
+interface GroupState extends FailureGroup {
+  sampleIdNum: bigint
+}
+
+/**
+ * Totals, per task and per queue counts and failure groups of a selection: PostgreSQL
+ * aggregates the selection by task, queue and first error line in one pass (DLQs repeat
+ * messages), the result streams through a cursor, and each distinct line is fingerprinted
+ * here (with a cache of templates). Memory is bounded by the fetch size and the group cap.
+ */
+export async function dlqStats(db: Database, options: StatsOptions): Promise<DlqStats> {
+  const started = performance.now()
+  const {selector} = options
+  const params = selectorParams(selector)
+  const maxGroups = options.maxGroups ?? DEFAULT_MAX_GROUPS
+  const checkKeys = options.checkKeyConflicts === true
+  const fingerprinter = new Fingerprinter()
+  const group = selector.group
+
+  const stats: DlqStats = {total: 0, oldest: null, newest: null, byTask: [], byQueue: [], groups: [], ungrouped: 0, groupsTruncated: false, keyConflicts: checkKeys ? 0 : null, durationMs: 0}
+  const byTask = new Map<string, number>()
+  const byQueue = new Map<string, number>()
+  const groups = new Map<string, GroupState>()
+
+  // --limit N takes the first N selected entries in id order: find the id where they end.
+  let throughId: string | null = null
+  if (selector.limit !== undefined) {
+    if (group === undefined) {
+      const nth = await db.one(nthSelectedId, [...params, selector.limit])
+      throughId = nth.count >= selector.limit ? nth.id : null
+    } else {
+      throughId = await lastSelectedId(db, selector)
+    }
+  }
+
+  await db.transaction(async (tx) => {
+    await tx.one(setLocalAggregateSettings, [STATS_WORK_MEM])
+    await tx.cursor(aggregateDlq, [...params, checkKeys, throughId], options.fetchSize ?? FETCH_SIZE, (rows) => {
+      for (const row of rows) {
+        const {fingerprint, template} = fingerprinter.of(row.task_identifier, row.error_line)
+        if (group !== undefined && fingerprint !== group) continue
+        stats.total += row.count
+        if (stats.keyConflicts !== null) stats.keyConflicts += row.key_conflicts
+        if (stats.oldest === null || row.first_failed_at < stats.oldest) stats.oldest = row.first_failed_at
+        if (stats.newest === null || row.last_failed_at > stats.newest) stats.newest = row.last_failed_at
+        byTask.set(row.task_identifier, (byTask.get(row.task_identifier) ?? 0) + row.count)
+        byQueue.set(row.queue_name, (byQueue.get(row.queue_name) ?? 0) + row.count)
+        const existing = groups.get(fingerprint)
+        if (existing) {
+          existing.count += row.count
+          if (row.first_failed_at < existing.firstSeen) existing.firstSeen = row.first_failed_at
+          if (row.last_failed_at > existing.lastSeen) existing.lastSeen = row.last_failed_at
+          const sampleId = BigInt(row.sample_id)
+          if (sampleId < existing.sampleIdNum) {
+            existing.sampleIdNum = sampleId
+            existing.sampleId = row.sample_id
+            existing.sampleError = row.error_line
+          }
+        } else if (groups.size < maxGroups) {
+          groups.set(fingerprint, {
+            fingerprint,
+            taskIdentifier: row.task_identifier,
+            template,
+            count: row.count,
+            firstSeen: row.first_failed_at,
+            lastSeen: row.last_failed_at,
+            sampleId: row.sample_id,
+            sampleIdNum: BigInt(row.sample_id),
+            sampleError: row.error_line,
+          })
+        } else {
+          stats.ungrouped += row.count
+          stats.groupsTruncated = true
+        }
+      }
+    })
+  })
+  stats.byTask = [...byTask].map(([taskIdentifier, count]) => ({taskIdentifier, count})).sort((a, b) => b.count - a.count || a.taskIdentifier.localeCompare(b.taskIdentifier))
+  stats.byQueue = [...byQueue].map(([queueName, count]) => ({queueName, count})).sort((a, b) => b.count - a.count || a.queueName.localeCompare(b.queueName))
+  stats.groups = [...groups.values()]
+    .sort((a, b) => b.count - a.count || (a.firstSeen < b.firstSeen ? -1 : 1))
+    .map(({sampleIdNum: _, ...g}) => g)
+  stats.durationMs = performance.now() - started
+  return stats
+}

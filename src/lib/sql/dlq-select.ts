@@ -1,0 +1,252 @@
+import {statement} from './statement.js'
+
+/**
+ * Reading the DLQ. Every statement that takes a selector has the same parameters $1..$7
+ * (see dlq/selector.ts selectorParams) and the same predicate, written once here as static
+ * SQL with nullable parameters: `prepare: false` makes PostgreSQL plan each execution with
+ * the actual values, so a null filter folds away and the right index is used.
+ */
+
+/**
+ * The last error as text, whichever writer stored it: a JSON string (the crate's scanner,
+ * our capture), any JSON (the crate's add_to_dlq: a "message" or "error" field if there is
+ * one, else the JSON text), falling back to failure_reason when there is none.
+ */
+export function errorTextSql(alias: string): string {
+  return `coalesce(case jsonb_typeof(${alias}.last_error)
+  when 'string' then ${alias}.last_error #>> '{}'
+  when 'object' then coalesce(${alias}.last_error ->> 'message', ${alias}.last_error ->> 'error', ${alias}.last_error::text)
+  when 'null' then null
+  else ${alias}.last_error::text end, ${alias}.failure_reason::text)`
+}
+
+/** What --error searches: the string, or the whole JSON of any other shape (every field), or failure_reason. */
+function errorSearchSql(alias: string): string {
+  return `coalesce(case jsonb_typeof(${alias}.last_error) when 'string' then ${alias}.last_error #>> '{}'
+  when 'null' then null else ${alias}.last_error::text end, ${alias}.failure_reason::text)`
+}
+
+/** The first line of the error, at most 300 characters: all a fingerprint looks at (FINGERPRINT_MAX_CHARS). */
+export function errorLineSql(alias: string): string {
+  return `left(split_part(${errorTextSql(alias)}, E'\\n', 1), 300)`
+}
+
+/** The shared selector predicate on alias d over seven parameters starting at $first. */
+export function selectorWhere(first = 1): string {
+  const p = (i: number): string => `$${first + i}`
+  return `(${p(0)}::bigint[] is null or d.id = any(${p(0)}::bigint[]))
+  and (${p(1)}::text[] is null or d.task_identifier = any(${p(1)}::text[]))
+  and (${p(2)}::text[] is null or d.queue_name = any(${p(2)}::text[]))
+  and (${p(3)}::text[] is null or d.job_key = any(${p(3)}::text[]))
+  and (${p(4)}::timestamptz is null or d.failed_at >= ${p(4)}::timestamptz)
+  and (${p(5)}::timestamptz is null or d.failed_at < ${p(5)}::timestamptz)
+  and (${p(6)}::text is null or strpos(lower(${errorSearchSql('d')}), lower(${p(6)}::text)) > 0)`
+}
+
+/** The selector predicate over $1..$7 (most statements). */
+export const SELECTOR_WHERE = selectorWhere(1)
+
+export const SELECTOR_PARAMS = ['_int8?', '_text?', '_text?', '_text?', 'timestamptz?', 'timestamptz?', 'text?'] as const
+
+const ENTRY_COLUMNS = {
+  id: 'int8',
+  original_job_id: 'int8?',
+  task_identifier: 'text',
+  queue_name: 'text',
+  priority: 'int4',
+  job_key: 'text?',
+  max_attempts: 'int4?',
+  failure_reason: 'text',
+  failure_count: 'int4',
+  last_error: 'jsonb?',
+  error_text: 'text',
+  payload: 'jsonb',
+  original_created_at: 'timestamptz?',
+  original_run_at: 'timestamptz?',
+  failed_at: 'timestamptz',
+  requeued_count: 'int4',
+  last_requeued_at: 'timestamptz?',
+  notes: 'text?',
+} as const
+
+const ENTRY_SELECT = `d.id, d.original_job_id, d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, d.priority,
+       d.job_key::text as job_key, d.max_attempts, d.failure_reason, d.failure_count, d.last_error,
+       ${errorTextSql('d')} as error_text, d.payload, d.original_created_at, d.original_run_at, d.failed_at,
+       d.requeued_count, d.last_requeued_at, d.notes`
+
+/** failed_at to the microsecond (a Date keeps milliseconds only): the keyset cursor's first half. */
+const FAILED_AT_EXACT = `to_char(d.failed_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
+
+const KEYSET_AFTER = `($8::text is null or (d.failed_at, d.id) < ($8::text::timestamptz, $9::bigint))`
+
+/**
+ * One page of entries, newest first, after the keyset cursor ($8 failed_at, $9 id); $10 rows.
+ * Served by idx_backfill_dlq_failed_at_id: no OFFSET, no COUNT.
+ */
+export const listDlqPage = statement({
+  id: 'dlq.list_page',
+  params: [...SELECTOR_PARAMS, 'text?', 'int8?', 'int4'],
+  columns: {...ENTRY_COLUMNS, failed_at_exact: 'text'},
+  prepare: false,
+  sql: (s) => `select ${ENTRY_SELECT}, ${FAILED_AT_EXACT} as failed_at_exact
+from ${s}.backfill_dlq d
+where ${SELECTOR_WHERE}
+  and ${KEYSET_AFTER}
+order by d.failed_at desc, d.id desc
+limit $10::int`,
+})
+
+/** As listDlqPage, keys and first error lines only: the scan behind `list --group`. */
+export const listDlqKeys = statement({
+  id: 'dlq.list_keys',
+  params: [...SELECTOR_PARAMS, 'text?', 'int8?', 'int4'],
+  columns: {id: 'int8', task_identifier: 'text', error_line: 'text', failed_at_exact: 'text'},
+  prepare: false,
+  sql: (s) => `select d.id, d.task_identifier::text as task_identifier, ${errorLineSql('d')} as error_line, ${FAILED_AT_EXACT} as failed_at_exact
+from ${s}.backfill_dlq d
+where ${SELECTOR_WHERE}
+  and ${KEYSET_AFTER}
+order by d.failed_at desc, d.id desc
+limit $10::int`,
+})
+
+/** One entry, with the id of the first entry of its story (case_id). */
+export const getDlqEntry = statement({
+  id: 'dlq.get_entry',
+  params: ['int8'],
+  columns: {...ENTRY_COLUMNS, case_id: 'int8'},
+  sql: (s) => `select ${ENTRY_SELECT},
+       coalesce((select e.case_id from ${s}.backfill_dlq_events e
+                 where e.dlq_id = d.id and e.event = 'recaptured' order by e.id desc limit 1), d.id) as case_id
+from ${s}.backfill_dlq d
+where d.id = $1::bigint`,
+})
+
+/** The story of one case: retries and recaptures, with who did them. */
+export const caseEvents = statement({
+  id: 'dlq.case_events',
+  params: ['int8'],
+  columns: {
+    at: 'timestamptz',
+    event: 'text',
+    dlq_id: 'int8?',
+    job_id: 'int8?',
+    audit_id: 'int8?',
+    details: 'jsonb?',
+    os_user: 'text?',
+    db_user: 'text?',
+    hostname: 'text?',
+    reason: 'text?',
+  },
+  sql: (s) => `select e.at, e.event, e.dlq_id, e.job_id, e.audit_id, e.details, a.os_user, a.db_user, a.hostname, a.reason
+from ${s}.backfill_dlq_events e
+left join ${s}.backfill_dlq_audit a on a.id = e.audit_id
+where e.case_id = $1::bigint
+order by e.id
+limit 1000`,
+})
+
+/**
+ * The selection aggregated by task, queue and first error line: DLQs repeat messages, so
+ * this is usually far smaller than the selection, and it is all the stats pass needs (it
+ * fingerprints each line). $8: count entries whose job_key a job in the jobs table holds;
+ * $9: optional last id (where a limited selection ends). Read through a cursor.
+ */
+export const aggregateDlq = statement({
+  id: 'dlq.aggregate',
+  params: [...SELECTOR_PARAMS, 'bool', 'int8?'],
+  columns: {
+    task_identifier: 'text',
+    queue_name: 'text',
+    error_line: 'text',
+    count: 'int4',
+    first_failed_at: 'timestamptz',
+    last_failed_at: 'timestamptz',
+    sample_id: 'int8',
+    key_conflicts: 'int4',
+  },
+  prepare: false,
+  sql: (s) => `select d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, ${errorLineSql('d')} as error_line,
+       count(*)::int as count, min(d.failed_at) as first_failed_at, max(d.failed_at) as last_failed_at, min(d.id) as sample_id,
+       (count(*) filter (where $8::bool and d.job_key is not null
+                         and exists (select 1 from ${s}._private_jobs j where j.key = d.job_key)))::int as key_conflicts
+from ${s}.backfill_dlq d
+where ${SELECTOR_WHERE} and ($9::bigint is null or d.id <= $9::bigint)
+group by 1, 2, 3`,
+})
+
+/** The id of the $8-th selected entry in id order (where `--limit $8` ends); null if there are fewer. */
+export const nthSelectedId = statement({
+  id: 'dlq.nth_selected_id',
+  params: [...SELECTOR_PARAMS, 'int4'],
+  columns: {id: 'int8?', count: 'int4'},
+  prepare: false,
+  sql: (s) => `select max(n.id) as id, count(*)::int as count
+from (select d.id from ${s}.backfill_dlq d where ${SELECTOR_WHERE} order by d.id limit $8::int) n`,
+})
+
+/**
+ * For the rest of this transaction: work_mem $1 (a hash aggregate over a large DLQ stays in
+ * memory instead of spilling), and plan cursors for reading every row (the default 0.1
+ * favours fast-start plans, several times slower for a full aggregate).
+ */
+export const setLocalAggregateSettings = statement({
+  id: 'dlq.set_local_aggregate_settings',
+  params: ['text'],
+  columns: {work_mem: 'text', cursor_tuple_fraction: 'text'},
+  sql: () => `select set_config('work_mem', $1::text, true) as work_mem, set_config('cursor_tuple_fraction', '1', true) as cursor_tuple_fraction`,
+})
+
+const CANDIDATE_COLUMNS = {id: 'int8', task_identifier: 'text', error_line: 'text?'} as const
+
+/**
+ * Locks the entries $1 for this transaction, skipping those another transaction holds, and
+ * returns them (in id order) with their error line, to re-check a --group match on the
+ * locked version.
+ */
+export const lockDlqIds = statement({
+  id: 'dlq.lock_ids',
+  params: ['_int8'],
+  columns: {id: 'int8', task_identifier: 'text', error_line: 'text'},
+  sql: (s) => `select d.id, d.task_identifier::text as task_identifier, ${errorLineSql('d')} as error_line
+from ${s}.backfill_dlq d
+where d.id = any($1::bigint[])
+order by d.id
+for update of d skip locked`,
+})
+
+/**
+ * The next $9 selected entries after id $8, in id order, without locking ($10: with their
+ * error line): the walk of dry runs and of --group selections.
+ */
+export const peekDlqBatch = statement({
+  id: 'dlq.peek_batch',
+  params: [...SELECTOR_PARAMS, 'int8', 'int4', 'bool'],
+  columns: CANDIDATE_COLUMNS,
+  prepare: false,
+  sql: (s) => `select d.id, d.task_identifier::text as task_identifier, case when $10::bool then ${errorLineSql('d')} end as error_line
+from ${s}.backfill_dlq d
+where ${SELECTOR_WHERE} and d.id > $8::bigint
+order by d.id
+limit $9::int`,
+})
+
+/** How many entries the selector matches (for the confirmation prompt and progress). */
+export const countSelected = statement({
+  id: 'dlq.count_selected',
+  params: [...SELECTOR_PARAMS],
+  columns: {count: 'int8'},
+  prepare: false,
+  sql: (s) => `select count(*) as count from ${s}.backfill_dlq d where ${SELECTOR_WHERE}`,
+})
+
+/** Entries by id, in id order (samples for dry runs, pages of `list --group`). */
+export const entriesById = statement({
+  id: 'dlq.entries_by_id',
+  params: ['_int8'],
+  columns: {...ENTRY_COLUMNS, failed_at_exact: 'text'},
+  sql: (s) => `select ${ENTRY_SELECT}, ${FAILED_AT_EXACT} as failed_at_exact
+from ${s}.backfill_dlq d
+where d.id = any($1::bigint[])
+order by d.id`,
+})
