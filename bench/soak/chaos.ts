@@ -170,6 +170,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     let nextKill = Date.now() + killEvery
     let restartAt = options.restartPostgres ? Date.now() + Math.max(3000, killEvery * 1.5) : Number.POSITIVE_INFINITY
     let nextOps = Date.now() + 2500
+    let nextRetry = Date.now() + 2000
     const deadline = Date.now() + options.timeoutMs
     let quietSince = 0
     for (;;) {
@@ -203,11 +204,16 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         postgresRestarts += 1
         options.log(`PostgreSQL back after ${Date.now() - down} ms`)
       }
+      const chaosOver = kills >= options.kills && restartAt === Number.POSITIVE_INFINITY && (!options.operators || dlqRetryRuns >= 2)
       if (options.operators && now >= nextOps && now > pgDownUntil) {
         nextOps = now + 3000
         const clean = await cli(['locks', 'clean', '--yes', '--json'])
         if (clean.code === 0) locksCleanRuns += 1
         else options.log(`locks clean exited ${clean.code}: ${clean.stderr.trim().split('\n')[0]}`)
+      }
+      // Operators retry the DLQ while the chaos lasts (permanent failures would come back forever).
+      if (options.operators && !chaosOver && now >= nextRetry && now > pgDownUntil) {
+        nextRetry = now + 2500
         const retry = await cli(['dlq', 'retry', '--all', '--limit', '50', '--yes', '--json'])
         if (retry.code === 0) {
           dlqRetryRuns += 1
@@ -215,7 +221,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         } else options.log(`dlq retry exited ${retry.code}: ${retry.stderr.trim().split('\n')[0]}`)
       }
       const left = await remaining()
-      if (left === 0 && kills >= options.kills && restartAt === Number.POSITIVE_INFINITY) {
+      if (left === 0 && chaosOver) {
         quietSince ||= now
         // Let the last captures and operator retries settle before declaring the end.
         if (now - quietSince > 4000) break

@@ -24,6 +24,8 @@ describe('chaos soak (short): workers killed, PostgreSQL restarted, operators cl
     expect(report.uncleanExits).to.deep.equal([])
     expect(report.kills).to.equal(3)
     expect(report.postgresRestarts).to.equal(1)
+    expect(report.locksCleanRuns).to.be.greaterThan(0)
+    expect(report.dlqRetryRuns).to.be.greaterThan(1)
     expect(report.completed + report.inDlq).to.be.greaterThan(2900)
     expect(report.problems).to.deep.equal([])
   })
