@@ -452,14 +452,14 @@ export class WorkerRunner {
     if (this.forced) this.forceAll(pools, options.reason ?? 'forced stop')
     // Graceful: stop fetching, hand back local-queue jobs, wait for running jobs, flush batches.
     const graceful = Promise.allSettled(pools.map(async (p) => p.runner.stop()))
-    const timedOut = await Promise.race([graceful.then(() => false), sleep(this.config.shutdownTimeoutMs).then(() => true)])
+    const timedOut = (await withTimeout(graceful, this.config.shutdownTimeoutMs)) === TIMED_OUT
     if (timedOut) {
       this.forced = true
       this.emit({type: 'worker:stopping', reason: `jobs still running after ${this.config.shutdownTimeoutMs} ms`, force: true})
       this.forceAll(pools, 'shutdown timeout')
-      await Promise.race([graceful, sleep(5000)])
+      await withTimeout(graceful, 5000)
     }
-    await Promise.race([Promise.allSettled(pools.map(async (p) => p.runner.promise)), sleep(5000)])
+    await withTimeout(Promise.allSettled(pools.map(async (p) => p.runner.promise)), 5000)
     const forced = this.forced
     // graphile does not await its last completion writes; wait until nothing is checked out.
     await this.waitForIdlePool(5000)
@@ -525,6 +525,21 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
+const TIMED_OUT = Symbol('timed out')
+
+/**
+ * Races a promise against a timer that keeps the event loop alive (an unref'd one would let
+ * the process drain and exit with code 13 while graphile hangs), cleared once decided.
+ */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([promise, new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref())
+  return new Promise((resolve) => setTimeout(resolve, ms))
 }
