@@ -78,6 +78,23 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
     }
   }
 
+  if (before.graphile.pending.length === 0 && missingObjects(before.backfill.catalog).length === 0) {
+    // Up to date: no lock, no second look (every worker start and app-managed client gets here).
+    return {
+      schema: db.schema,
+      dryRun: false,
+      graphileWorkerVersion: before.graphile.packageVersion,
+      revisionBefore: before.graphile.revision,
+      revisionAfter: before.graphile.revision,
+      highestKnown: before.graphile.highestKnown,
+      applied: [],
+      unknownMigrations: before.graphile.unknown,
+      notes,
+      dlq: planDlq(db, before, false),
+      upToDate: true,
+    }
+  }
+
   return withInstallLock(db, async (locked) => {
     // Re-read under the lock: another installer may have finished meanwhile.
     const current = await inspectSchema(locked)
