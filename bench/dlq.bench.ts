@@ -167,7 +167,7 @@ export const suite: BenchSuite = {
           referenceName: retryRef0,
           target: {kind: 'ratio-max', value: 2},
           sample: {ours: retryLib, reference: retryRef},
-          notes: [`${(n / (median(retryLib) / 1000)).toFixed(0)} entries/s`, 'batches of 5000: lock, move, lineage, events, audit in one statement each'],
+          notes: [`${(n / (median(retryLib) / 1000)).toFixed(0)} entries/s`, 'batches of 5000: lock, move, audit and lineage in one statement each'],
         })
         metrics.push({
           name: `dlq retry --all, ${label} entries (CLI)`,

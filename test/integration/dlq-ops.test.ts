@@ -243,10 +243,14 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       expect(audit!.dlq_ids).to.deep.equal(ids)
       expect(audit!.job_ids).to.deep.equal(order)
       expect(audit!.selection).to.deep.equal({ids})
-      const lineage = await t.query<{job_id: string; case_id: string; requeued_count: number}>(`select job_id, case_id, requeued_count from ${t.quoted}.backfill_dlq_retried_jobs order by case_id`)
-      expect(lineage.map((l) => [l.case_id, l.job_id, l.requeued_count])).to.deep.equal(ids.map((id, i) => [id, order[i], 1]))
-      const events = await t.query<{event: string; dlq_id: string; job_id: string}>(`select event, dlq_id, job_id from ${t.quoted}.backfill_dlq_events order by dlq_id`)
-      expect(events.map((e) => [e.event, e.dlq_id, e.job_id])).to.deep.equal(ids.map((id, i) => ['retried', id, order[i]]))
+      const lineage = await t.query<{job_id: string; case_id: string; requeued_count: number; dlq_id: string; audit_id: string}>(
+        `select l.job_id, l.case_id, l.requeued_count, l.dlq_id, l.audit_id from ${t.quoted}.backfill_dlq_retried_jobs l order by case_id`,
+      )
+      expect(lineage.map((l) => [l.case_id, l.job_id, l.requeued_count, l.dlq_id])).to.deep.equal(ids.map((id, i) => [id, order[i], 1, id]))
+      const [{id: auditId}] = (await t.query<{id: string}>(`select id from ${t.quoted}.backfill_dlq_audit`)) as [{id: string}]
+      expect(lineage.every((l) => l.audit_id === auditId)).to.equal(true)
+      // The 'retried' event is written only if the job lands in the DLQ again (see the story test below).
+      expect(await t.query(`select 1 from ${t.quoted}.backfill_dlq_events`)).to.have.length(0)
     })
 
     it("--default-queue serial keeps the crate's 'default' as a serial queue; overrides apply to every entry", async () => {

@@ -24,7 +24,7 @@ export interface BackfillObject {
 }
 
 /** Bumped whenever an object is added; stored in backfill_meta. */
-export const BACKFILL_SCHEMA_VERSION = 2
+export const BACKFILL_SCHEMA_VERSION = 3
 
 /**
  * The Rust crate's 17 columns, in its order. TEXT where the crate used VARCHAR(n): graphile
@@ -145,9 +145,21 @@ end $backfill$;\n`,
   requeued_count integer not null,
   failure_count integer not null,
   notes text,
-  retried_at timestamptz not null default now()
+  retried_at timestamptz not null default now(),
+  dlq_id bigint,
+  audit_id bigint
 );\n`,
   },
+  // The entry a retried job came from and the retry's audit row: the `retried` event is written
+  // only if the job lands in the DLQ again (a retry of 5,000 entries writes no per-row events).
+  ...(['dlq_id', 'audit_id'] as const).map(
+    (column): BackfillObject => ({
+      kind: 'column',
+      name: `backfill_dlq_retried_jobs.${column}`,
+      present: (c) => !c.relations.has('backfill_dlq_retried_jobs') || c.columns.has(`backfill_dlq_retried_jobs.${column}`),
+      ensureSql: (q) => `alter table ${q}.backfill_dlq_retried_jobs add column if not exists ${column} bigint;\n`,
+    }),
+  ),
   {
     // History of DLQ entries across retries: case_id is the id of the first DLQ entry of a job's story.
     kind: 'table',

@@ -18,8 +18,8 @@ const RETRY_COLUMNS = {dlq_id: 'int8', job_id: 'int8?', status: 'text', task_ide
 /**
  * ONE statement retrying a batch of entries: each entry leaves backfill_dlq and becomes a
  * job through graphile-worker's own add_jobs(), so job_key semantics are graphile's; then
- * the retry lineage (so a recapture carries the retry count, touch count and notes), one
- * `retried` event per entry and the audit row. `candidates` selects the batch (locked).
+ * the audit row and the retry lineage (so a recapture carries the retry count, touch count,
+ * notes, and the entry and audit row the job came from). `candidates` selects the batch (locked).
  *
  * $1 priority, $2 max_attempts, $3 run_at (null: now) override the entry's; $4 max_attempts
  * for rows without one; $5 true: the crate's legacy queue 'default' is parallel; $6 true:
@@ -79,11 +79,6 @@ function retrySql(s: string, candidates: string): string {
   from specs sp
   join added a on a.run_at = sp.run_at
   left join recaptured rc on rc.dlq_id = sp.id
-), lineage as (
-  insert into ${s}.backfill_dlq_retried_jobs as r (job_id, case_id, requeued_count, failure_count, notes)
-  select mp.job_id, mp.case_id, mp.requeued_count + 1, mp.failure_count, mp.notes from mapped mp
-  on conflict (job_id) do update set case_id = excluded.case_id, requeued_count = excluded.requeued_count,
-    failure_count = excluded.failure_count, notes = excluded.notes, retried_at = now()
 ), audit as (
   insert into ${s}.backfill_dlq_audit (action, os_user, hostname, reason, selection, count, dlq_ids, job_ids, details)
   select 'retry', $9::text, $10::text, $11::text, $12::jsonb, (select count(*) from mapped),
@@ -92,11 +87,14 @@ function retrySql(s: string, candidates: string): string {
                                                       from entries e where e.status <> 'retried'))
   where exists (select 1 from entries)
   returning id
-), events as (
-  -- No per-event details: the audit row has the options, the lineage the counts (and jsonb per row is costly).
-  insert into ${s}.backfill_dlq_events (case_id, dlq_id, job_id, event, audit_id)
-  select mp.case_id, mp.id, mp.job_id, 'retried', (select id from audit)
-  from mapped mp
+), lineage as (
+  -- Carries the story with the job; the capture statement turns it into the 'retried' and
+  -- 'recaptured' events if the job fails again (no per-entry event rows here).
+  insert into ${s}.backfill_dlq_retried_jobs as r (job_id, case_id, requeued_count, failure_count, notes, dlq_id, audit_id)
+  select mp.job_id, mp.case_id, mp.requeued_count + 1, mp.failure_count, mp.notes, mp.id, (select id from audit) from mapped mp
+  on conflict (job_id) do update set case_id = excluded.case_id, requeued_count = excluded.requeued_count,
+    failure_count = excluded.failure_count, notes = excluded.notes, retried_at = now(), dlq_id = excluded.dlq_id,
+    audit_id = excluded.audit_id
 )
 select e.id as dlq_id, mp.job_id, e.status, e.task_identifier, (select id from audit) as audit_id,
        (select max(id) from candidates) as max_id

@@ -31,7 +31,7 @@ export const captureExhaustedJobs = statement({
 ), lineage as (
   delete from ${s}.backfill_dlq_retried_jobs r using moved m
   where r.job_id = m.id
-  returning r.job_id, r.case_id, r.requeued_count, r.failure_count, r.notes, r.retried_at
+  returning r.job_id, r.case_id, r.requeued_count, r.failure_count, r.notes, r.retried_at, r.dlq_id, r.audit_id
 ), inserted as (
   insert into ${s}.backfill_dlq as d (
     original_job_id, task_identifier, payload, queue_name, priority, job_key, max_attempts, failure_reason,
@@ -72,9 +72,18 @@ export const captureExhaustedJobs = statement({
     failed_at = now()
   returning d.id, d.original_job_id, d.task_identifier, d.queue_name
 ), events as (
-  insert into ${s}.backfill_dlq_events (case_id, dlq_id, job_id, event)
-  select l.case_id, i.id, i.original_job_id, 'recaptured'
-  from inserted i join lineage l on l.job_id = i.original_job_id
+  -- The job's story: its retry out of the DLQ (recorded now, dated then) and its return.
+  insert into ${s}.backfill_dlq_events (case_id, dlq_id, job_id, event, at, audit_id)
+  select ev.case_id, ev.dlq_id, ev.job_id, ev.event, ev.at, ev.audit_id
+  from (
+    select l.case_id, l.dlq_id, l.job_id, 'retried' as event, l.retried_at as at, l.audit_id, 1 as step
+    from inserted i join lineage l on l.job_id = i.original_job_id
+    where l.dlq_id is not null
+    union all
+    select l.case_id, i.id, i.original_job_id, 'recaptured', now(), null, 2
+    from inserted i join lineage l on l.job_id = i.original_job_id
+  ) ev
+  order by ev.job_id, ev.step
 )
 select i.id as dlq_id, i.original_job_id as job_id, i.task_identifier::text as task_identifier,
        i.queue_name::text as queue_name, exists (select 1 from lineage l where l.job_id = i.original_job_id) as recaptured
