@@ -5,7 +5,7 @@ import {Database} from '../lib/db.js'
 import {EXIT_CODES, UsageError, type BackfillError} from '../lib/errors.js'
 import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifiers.js'
 import {errorEnvelope, toBackfillError} from './errors.js'
-import {Output} from './output.js'
+import {loadStyles, Output} from './output.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type DbFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof DbCommand)['baseFlags'] & T['flags']>
@@ -36,7 +36,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   override async init(): Promise<void> {
     await super.init()
     // Output exists before parsing so that parse errors render through it too.
-    this.out = new Output({json: this.jsonEnabled(), quiet: false, noColor: this.argv.includes('--no-color')})
+    const styles = await loadStyles(this.argv.includes('--no-color'))
+    this.out = new Output({json: this.jsonEnabled(), quiet: false}, styles)
     const {args, flags} = await this.parse({
       args: this.ctor.args,
       baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
@@ -46,7 +47,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as Args<T>
-    this.out = new Output({json: this.jsonEnabled(), quiet: Boolean(flags.quiet), noColor: Boolean(flags['no-color'])})
+    this.out = new Output({json: this.jsonEnabled(), quiet: Boolean(flags.quiet)}, styles)
     this.installSignalHandlers()
   }
 

@@ -1,10 +1,8 @@
-import {Chalk, type ChalkInstance} from 'chalk'
+import type {ChalkInstance} from 'chalk'
 
 export interface OutputOptions {
   json: boolean
   quiet: boolean
-  /** --no-color was given. */
-  noColor?: boolean
 }
 
 /**
@@ -30,6 +28,31 @@ export interface Column<R> {
  * Where command output goes: results to stdout (suppressed under --json, where the
  * returned object is the document), everything for people to stderr.
  */
+/**
+ * A chalk look-alike that styles nothing (any chain of style names, then a call, returns
+ * the text): what every pipe, CI log and --json run uses, without loading chalk at all.
+ */
+export const PLAIN: ChalkInstance = (() => {
+  const plain: unknown = new Proxy(function style(...text: unknown[]) {
+    return text.join(' ')
+  }, {get: (_target, property) => (property === 'level' ? 0 : plain)})
+  return plain as ChalkInstance
+})()
+
+export interface Styles {
+  out: ChalkInstance
+  err: ChalkInstance
+}
+
+/** Loads chalk only when a stream is coloured (start-up time for every piped command). */
+export async function loadStyles(noColor = false): Promise<Styles> {
+  const outLevel = colorLevel(process.stdout, noColor)
+  const errLevel = colorLevel(process.stderr, noColor)
+  if (outLevel === 0 && errLevel === 0) return {out: PLAIN, err: PLAIN}
+  const {Chalk} = await import('chalk')
+  return {out: outLevel ? new Chalk({level: outLevel}) : PLAIN, err: errLevel ? new Chalk({level: errLevel}) : PLAIN}
+}
+
 export class Output {
   readonly json: boolean
   readonly quiet: boolean
@@ -38,11 +61,11 @@ export class Output {
   /** Styles for stderr. */
   readonly errColor: ChalkInstance
 
-  constructor(options: OutputOptions) {
+  constructor(options: OutputOptions, styles: Styles = {out: PLAIN, err: PLAIN}) {
     this.json = options.json
     this.quiet = options.quiet
-    this.color = new Chalk({level: colorLevel(process.stdout, options.noColor)})
-    this.errColor = new Chalk({level: colorLevel(process.stderr, options.noColor)})
+    this.color = styles.out
+    this.errColor = styles.err
   }
 
   /** A line of the human result (stdout); nothing under --json. */
