@@ -14,30 +14,10 @@ import {
 } from '../../src/lib/client/helpers.js'
 import {NotMigratedError, UsageError} from '../../src/lib/errors.js'
 import {BULK_FLAG} from '../../src/lib/jobs/priority.js'
-import {sql, TestSchema, uniqueName} from '../support/db.js'
+import {type JobRow, sql, TestSchema, uniqueName} from '../support/db.js'
 
-interface JobRow {
-  id: string
-  task: string
-  queue: string | null
-  payload: unknown
-  priority: number
-  max_attempts: number
-  attempts: number
-  key: string | null
-  flags: Record<string, boolean> | null
-  run_at: Date
-  revision: number
-  locked_at: Date | null
-}
 
-async function jobs(t: TestSchema): Promise<JobRow[]> {
-  return t.query<JobRow>(
-    `select j.id, t.identifier as task, q.queue_name as queue, j.payload, j.priority, j.max_attempts, j.attempts, j.key, j.flags, j.run_at, j.revision, j.locked_at
-     from ${t.quoted}._private_jobs j join ${t.quoted}._private_tasks t on t.id = j.task_id
-     left join ${t.quoted}._private_job_queues q on q.id = j.job_queue_id order by j.id`,
-  )
-}
+const jobs = (t: TestSchema): Promise<JobRow[]> => t.jobs()
 
 async function lockJob(t: TestSchema, key: string): Promise<void> {
   await t.query(`update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-test', attempts = attempts + 1 where key = $1`, [key])

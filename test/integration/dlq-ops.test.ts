@@ -12,30 +12,11 @@ import {countSelection} from '../../src/lib/dlq/scan.js'
 import type {DlqSelector} from '../../src/lib/dlq/selector.js'
 import {dlqStats} from '../../src/lib/dlq/stats.js'
 import {BULK_FLAG} from '../../src/lib/jobs/priority.js'
-import {TestSchema} from '../support/db.js'
+import {type JobRow, TestSchema} from '../support/db.js'
 import {fillDlq, insertDlq, whereIsEverything} from '../support/dlq.js'
 
-interface JobRow {
-  id: string
-  task: string
-  queue: string | null
-  payload: unknown
-  priority: number
-  max_attempts: number
-  attempts: number
-  key: string | null
-  flags: Record<string, boolean> | null
-  run_at: Date
-  locked_at: Date | null
-}
 
-async function jobs(t: TestSchema): Promise<JobRow[]> {
-  return t.query<JobRow>(
-    `select j.id, t.identifier as task, q.queue_name as queue, j.payload, j.priority, j.max_attempts, j.attempts, j.key, j.flags, j.run_at, j.locked_at
-     from ${t.quoted}._private_jobs j join ${t.quoted}._private_tasks t on t.id = j.task_id
-     left join ${t.quoted}._private_job_queues q on q.id = j.job_queue_id order by j.id`,
-  )
-}
+const jobs = (t: TestSchema): Promise<JobRow[]> => t.jobs()
 
 async function dlqCount(t: TestSchema): Promise<number> {
   const [row] = await t.query<{n: number}>(`select count(*)::int as n from ${t.quoted}.backfill_dlq`)

@@ -38,6 +38,22 @@ export async function sql<R extends pg.QueryResultRow = Record<string, unknown>>
   }
 }
 
+/** A job as graphile stores it, with its task and queue names resolved. */
+export interface JobRow {
+  id: string
+  task: string
+  queue: string | null
+  payload: unknown
+  priority: number
+  max_attempts: number
+  attempts: number
+  key: string | null
+  flags: Record<string, boolean> | null
+  run_at: Date
+  revision: number
+  locked_at: Date | null
+}
+
 /** A schema of its own for one test: optionally migrated, dropped by drop(). */
 export class TestSchema {
   readonly schema: string
@@ -62,6 +78,15 @@ export class TestSchema {
 
   async query<R extends pg.QueryResultRow = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<R[]> {
     return (await this.db.pool.query<R>(text, params)).rows
+  }
+
+  /** Every job in the schema, oldest id first. */
+  async jobs(): Promise<JobRow[]> {
+    return this.query<JobRow>(
+      `select j.id, t.identifier as task, q.queue_name as queue, j.payload, j.priority, j.max_attempts, j.attempts, j.key, j.flags, j.run_at, j.revision, j.locked_at
+       from ${this.quoted}._private_jobs j join ${this.quoted}._private_tasks t on t.id = j.task_id
+       left join ${this.quoted}._private_job_queues q on q.id = j.job_queue_id order by j.id`,
+    )
   }
 
   async drop(): Promise<void> {

@@ -54,6 +54,20 @@ export const DLQ_COLUMNS: readonly {name: string; type: string; clause: string; 
 /** Columns the Rust crate declares VARCHAR(n); we widen them to TEXT in place (no rewrite). */
 const WIDENED_COLUMNS = ['task_identifier', 'queue_name', 'job_key'] as const
 
+function table(name: string, ddl: (q: string) => string): BackfillObject {
+  return {kind: 'table', name, present: (c) => c.relations.has(name), ensureSql: ddl}
+}
+
+/** A column added to an existing table (its create statement has it already). */
+function column(tableName: string, name: string, clause: string): BackfillObject {
+  return {
+    kind: 'column',
+    name: `${tableName}.${name}`,
+    present: (c) => !c.relations.has(tableName) || c.columns.has(`${tableName}.${name}`),
+    ensureSql: (q) => `alter table ${q}.${tableName} add column if not exists ${name} ${clause};\n`,
+  }
+}
+
 function index(name: string, definition: (q: string) => string): BackfillObject {
   return {
     kind: 'index',
@@ -89,21 +103,8 @@ export const BACKFILL_OBJECTS: readonly BackfillObject[] = [
     present: (c) => c.schemaExists,
     ensureSql: (q) => `create schema if not exists ${q};\n`,
   },
-  {
-    kind: 'table',
-    name: 'backfill_dlq',
-    present: (c) => c.relations.has('backfill_dlq'),
-    ensureSql: (q) =>
-      `create table if not exists ${q}.backfill_dlq (\n${DLQ_COLUMNS.map((col) => `  ${col.name} ${col.clause}`).join(',\n')}\n);\n`,
-  },
-  ...DLQ_COLUMNS.filter((col) => col.addable).map(
-    (col): BackfillObject => ({
-      kind: 'column',
-      name: `backfill_dlq.${col.name}`,
-      present: (c) => !c.relations.has('backfill_dlq') || c.columns.has(`backfill_dlq.${col.name}`),
-      ensureSql: (q) => `alter table ${q}.backfill_dlq add column if not exists ${col.name} ${col.clause};\n`,
-    }),
-  ),
+  table('backfill_dlq', (q) => `create table if not exists ${q}.backfill_dlq (\n${DLQ_COLUMNS.map((col) => `  ${col.name} ${col.clause}`).join(',\n')}\n);\n`),
+  ...DLQ_COLUMNS.filter((col) => col.addable).map((col) => column('backfill_dlq', col.name, col.clause)),
   ...WIDENED_COLUMNS.map(
     (column): BackfillObject => ({
       kind: 'column',
@@ -133,13 +134,9 @@ end $backfill$;\n`,
   ),
   // Ours: keyset pagination (newest first, id as tie-breaker) without a sort.
   index('idx_backfill_dlq_failed_at_id', (q) => `index if not exists idx_backfill_dlq_failed_at_id on ${q}.backfill_dlq (failed_at desc, id desc)`),
-  {
-    // Retried jobs still in the jobs table, so a recapture carries the retry count, touch
-    // count and notes forward (the crate's table has no room for them on the job itself).
-    kind: 'table',
-    name: 'backfill_dlq_retried_jobs',
-    present: (c) => c.relations.has('backfill_dlq_retried_jobs'),
-    ensureSql: (q) => `create table if not exists ${q}.backfill_dlq_retried_jobs (
+  // Retried jobs still in the jobs table, so a recapture carries the retry count, touch
+  // count and notes forward (the crate's table has no room for them on the job itself).
+  table('backfill_dlq_retried_jobs', (q) => `create table if not exists ${q}.backfill_dlq_retried_jobs (
   job_id bigint primary key,
   case_id bigint not null,
   requeued_count integer not null,
@@ -148,24 +145,13 @@ end $backfill$;\n`,
   retried_at timestamptz not null default now(),
   dlq_id bigint,
   audit_id bigint
-);\n`,
-  },
+);\n`),
   // The entry a retried job came from and the retry's audit row: the `retried` event is written
   // only if the job lands in the DLQ again (a retry of 5,000 entries writes no per-row events).
-  ...(['dlq_id', 'audit_id'] as const).map(
-    (column): BackfillObject => ({
-      kind: 'column',
-      name: `backfill_dlq_retried_jobs.${column}`,
-      present: (c) => !c.relations.has('backfill_dlq_retried_jobs') || c.columns.has(`backfill_dlq_retried_jobs.${column}`),
-      ensureSql: (q) => `alter table ${q}.backfill_dlq_retried_jobs add column if not exists ${column} bigint;\n`,
-    }),
-  ),
-  {
-    // History of DLQ entries across retries: case_id is the id of the first DLQ entry of a job's story.
-    kind: 'table',
-    name: 'backfill_dlq_events',
-    present: (c) => c.relations.has('backfill_dlq_events'),
-    ensureSql: (q) => `create table if not exists ${q}.backfill_dlq_events (
+  column('backfill_dlq_retried_jobs', 'dlq_id', 'bigint'),
+  column('backfill_dlq_retried_jobs', 'audit_id', 'bigint'),
+  // History of DLQ entries across retries: case_id is the id of the first DLQ entry of a job's story.
+  table('backfill_dlq_events', (q) => `create table if not exists ${q}.backfill_dlq_events (
   id bigserial primary key,
   case_id bigint not null,
   dlq_id bigint,
@@ -176,14 +162,9 @@ end $backfill$;\n`,
   details jsonb
 );
 create index if not exists idx_backfill_dlq_events_case on ${q}.backfill_dlq_events (case_id, id);
-create index if not exists idx_backfill_dlq_events_dlq on ${q}.backfill_dlq_events (dlq_id);\n`,
-  },
-  {
-    // Who did what to the DLQ: every retry, purge and capture run.
-    kind: 'table',
-    name: 'backfill_dlq_audit',
-    present: (c) => c.relations.has('backfill_dlq_audit'),
-    ensureSql: (q) => `create table if not exists ${q}.backfill_dlq_audit (
+create index if not exists idx_backfill_dlq_events_dlq on ${q}.backfill_dlq_events (dlq_id);\n`),
+  // Who did what to the DLQ: every retry, purge and capture run.
+  table('backfill_dlq_audit', (q) => `create table if not exists ${q}.backfill_dlq_audit (
   id bigserial primary key,
   at timestamptz not null default now(),
   action text not null,
@@ -197,14 +178,9 @@ create index if not exists idx_backfill_dlq_events_dlq on ${q}.backfill_dlq_even
   job_ids bigint[],
   details jsonb
 );
-create index if not exists idx_backfill_dlq_audit_at on ${q}.backfill_dlq_audit (at desc);\n`,
-  },
-  {
-    // Liveness of backfill workers: graphile's pool id (the locked_by value) with heartbeats.
-    kind: 'table',
-    name: 'backfill_workers',
-    present: (c) => c.relations.has('backfill_workers'),
-    ensureSql: (q) => `create table if not exists ${q}.backfill_workers (
+create index if not exists idx_backfill_dlq_audit_at on ${q}.backfill_dlq_audit (at desc);\n`),
+  // Liveness of backfill workers: graphile's pool id (the locked_by value) with heartbeats.
+  table('backfill_workers', (q) => `create table if not exists ${q}.backfill_workers (
   pool_id text primary key,
   hostname text not null,
   pid integer not null,
@@ -214,22 +190,16 @@ create index if not exists idx_backfill_dlq_audit_at on ${q}.backfill_dlq_audit 
   version text,
   metadata jsonb
 );
-create index if not exists idx_backfill_workers_heartbeat on ${q}.backfill_workers (last_heartbeat_at);\n`,
-  },
+create index if not exists idx_backfill_workers_heartbeat on ${q}.backfill_workers (last_heartbeat_at);\n`),
   // Locks (locks list/clean, the worker's periodic cleanup): one entry per running job.
   jobsIndex('idx_backfill_jobs_locked', '(locked_at) where locked_at is not null'),
   // Exhausted jobs waiting for DLQ capture (capture, check --max-exhausted): normally empty.
   jobsIndex('idx_backfill_jobs_exhausted', '(id) where attempts >= max_attempts'),
-  {
-    kind: 'table',
-    name: 'backfill_meta',
-    present: (c) => c.relations.has('backfill_meta'),
-    ensureSql: (q) => `create table if not exists ${q}.backfill_meta (
+  table('backfill_meta', (q) => `create table if not exists ${q}.backfill_meta (
   key text primary key,
   value text not null,
   updated_at timestamptz not null default now()
-);\n`,
-  },
+);\n`),
 ]
 
 /** The statement recording which version of our objects is installed (run after the objects). */

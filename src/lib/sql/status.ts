@@ -1,5 +1,16 @@
 import {statement} from './statement.js'
 
+/** The per-state counts every status statement returns (see COUNTS and AGE below). */
+const STATE_COLUMNS = {
+  ready: 'int4',
+  scheduled: 'int4',
+  running: 'int4',
+  retrying: 'int4',
+  exhausted: 'int4',
+  oldest_ready_at: 'timestamptz?',
+  oldest_ready_age_ms: 'float8?',
+} as const
+
 /**
  * Queue health (`status`, `check`) and the schema doctor (`schema status`). Read-only.
  *
@@ -37,13 +48,7 @@ export const jobCounts = statement({
     queues: 'int4',
     queue_locked_by: 'text?',
     queue_locked_at: 'timestamptz?',
-    ready: 'int4',
-    scheduled: 'int4',
-    running: 'int4',
-    retrying: 'int4',
-    exhausted: 'int4',
-    oldest_ready_at: 'timestamptz?',
-    oldest_ready_age_ms: 'float8?',
+    ...STATE_COLUMNS,
     rank: 'int4',
   },
   sql: (s) => `with g as (
@@ -156,13 +161,7 @@ export const jobTotals = statement({
   params: [],
   columns: {
     jobs: 'int4',
-    ready: 'int4',
-    scheduled: 'int4',
-    running: 'int4',
-    retrying: 'int4',
-    exhausted: 'int4',
-    oldest_ready_at: 'timestamptz?',
-    oldest_ready_age_ms: 'float8?',
+    ...STATE_COLUMNS,
   },
   sql: (s) => `select count(*)::int as jobs, ${COUNTS}, ${AGE('min(run_at) filter (where is_available and run_at <= now())')} as oldest_ready_age_ms
 from ${s}._private_jobs`,
