@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {parseJson, runCli} from '../support/cli.js'
 import {catalogSnapshot} from '../support/catalog.js'
-import {createDatabase, dropDatabase, sql, TestSchema, uniqueName, urlForDatabase} from '../support/db.js'
+import {createDatabase, dropDatabase, sql, testDatabaseName, TestSchema, uniqueName, urlForDatabase} from '../support/db.js'
 import {rustDlqTableSql, rustMigration20Sql} from '../fixtures/rust.js'
 import {execFileSync, spawnSync} from 'node:child_process'
 
@@ -221,11 +221,11 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
       const role = uniqueName('nocreate')
       await sql(`create role ${role} login password 'Pa55word-xyz'`)
       try {
-        const url = urlForDatabase('backfill_test', `${role}:Pa55word-xyz`)
+        const url = urlForDatabase(testDatabaseName(), `${role}:Pa55word-xyz`)
         const schema = uniqueName('denied')
         const result = await runCli(['migrate', '--schema', schema], {databaseUrl: url})
         expect(result.code, result.stderr).to.equal(3)
-        expect(result.stderr).to.contain('permission denied').and.contain(`GRANT CREATE ON DATABASE backfill_test TO ${role}`)
+        expect(result.stderr).to.contain('permission denied').and.contain(`GRANT CREATE ON DATABASE ${testDatabaseName()} TO ${role}`)
         expect(result.stderr).not.to.contain('Pa55word-xyz')
         expect(await schemaExists(schema)).to.equal(false)
       } finally {

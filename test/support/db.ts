@@ -23,6 +23,12 @@ export function urlForDatabase(database: string, user?: string): string {
   return `${scheme}${userPart}${host}/${database}${query ?? ''}`
 }
 
+/** The test database's name (the embedded harness creates backfill_test; TEST_DATABASE_URL may name another). */
+export function testDatabaseName(): string {
+  const match = /^postgres(?:ql)?:\/\/[^/]*\/([^?]*)/.exec(testUrl())
+  return decodeURIComponent(match?.[1] ?? '') || 'postgres'
+}
+
 export function uniqueName(prefix = 't'): string {
   return `${prefix}_${randomBytes(5).toString('hex')}`
 }
