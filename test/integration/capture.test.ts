@@ -86,3 +86,32 @@ describe('DLQ capture (atomic move of exhausted jobs)', () => {
     expect(counts).to.deep.equal({dlq: 5000, distinct_jobs: 5000, jobs: 0})
   })
 })
+
+describe('DLQ capture of a job the DLQ cannot store', () => {
+  let t: TestSchema
+  beforeEach(async () => {
+    t = await TestSchema.create({migrated: true, prefix: 'poison'})
+  })
+  afterEach(async () => {
+    await t.drop()
+  })
+
+  it('moves every other job, leaves that one in place, reports it once, and skips it afterwards', async () => {
+    // graphile's payload is json, which accepts \u0000; the DLQ's jsonb does not (22P05).
+    await exhaustedJob(t, 'before')
+    await t.query(`select ${t.quoted}.add_job('poison', '{"text":"a\\u0000b"}'::json, max_attempts => 1)`)
+    await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = 'x' where attempts < max_attempts`)
+    await exhaustedJob(t, 'after')
+    const exclude = new Set<string>()
+    const first = await captureExhausted(t.db, {exclude})
+    expect(first.captured).to.equal(2)
+    expect(first.failed).to.have.length(1)
+    expect(first.failed[0]!.error).to.match(/unsupported Unicode escape|cannot be converted/)
+    const left = await t.query<{task: string}>(`select t.identifier as task from ${t.quoted}._private_jobs j join ${t.quoted}._private_tasks t on t.id = j.task_id`)
+    expect(left).to.deep.equal([{task: 'poison'}])
+    await exhaustedJob(t, 'later')
+    const second = await captureExhausted(t.db, {exclude})
+    expect(second.captured).to.equal(1)
+    expect(second.failed).to.deep.equal([])
+  })
+})

@@ -80,6 +80,18 @@ describe('WorkerRunner (library, in process)', function () {
     expect(await t.query(`select 1 from ${t.quoted}._private_jobs`)).to.have.length(0)
   })
 
+  it('starts and works although an exhausted job cannot be stored in the DLQ (it is reported, not fatal)', async () => {
+    await t.query(`select ${t.quoted}.add_job('poison', '{"text":"a\\u0000b"}'::json, max_attempts => 1)`)
+    await t.query(`update ${t.quoted}._private_jobs set attempts = 1, last_error = 'x'`)
+    await t.query(`select ${t.quoted}.add_job('ok', '{}')`)
+    const events: WorkerEvent[] = []
+    const runner = new WorkerRunner({db: t.db, tasks: {ok: async () => undefined}, onEvent: (e) => events.push(e)})
+    const summary = await runner.runOnce()
+    expect(summary.jobs.succeeded).to.equal(1)
+    const errors = events.filter((e) => e.type === 'error').map((e) => (e as {error: string}).error)
+    expect(errors.filter((e) => /cannot be moved to the DLQ/.test(e))).to.have.length(1)
+  })
+
   it('exposes a Prometheus registry an application can serve itself', async () => {
     await t.query(`select ${t.quoted}.add_job('ok', '{}')`)
     const runner = new WorkerRunner({db: t.db, tasks: {ok: async (_p: unknown, _h: JobHelpers) => undefined}})

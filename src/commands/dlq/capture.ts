@@ -28,7 +28,7 @@ export default class DlqCapture extends DlqCommand<typeof DlqCapture> {
       const waiting = (await captureNow(db, {dryRun: true})).waiting.total
       if (waiting === 0) {
         this.out.info('no exhausted jobs are waiting in the jobs table')
-        return {dryRun: false, run: null, waiting: {total: 0, groups: []}, captured: 0, batches: 0, byTask: {}, recaptured: 0, interrupted: false, durationMs: 0}
+        return {dryRun: false, run: null, waiting: {total: 0, groups: []}, captured: 0, batches: 0, byTask: {}, recaptured: 0, failed: [], interrupted: false, durationMs: 0}
       }
       const count = flags.limit === undefined ? waiting : Math.min(waiting, flags.limit)
       await confirmDestructive({yes: flags.yes, json: this.jsonEnabled(), message: `Move ${count} exhausted job(s) into the DLQ (schema "${this.schema}")?`, action: 'capture jobs'})
@@ -59,6 +59,9 @@ export default class DlqCapture extends DlqCommand<typeof DlqCapture> {
     else {
       this.out.success(`moved ${result.captured} job(s) into the DLQ${result.recaptured > 0 ? ` (${result.recaptured} had been retried before)` : ''}; audit run ${result.run}`)
       this.out.info(`next: backfill dlq stats${schemaFlag(this.schema)}`)
+    }
+    for (const failed of result.failed) {
+      this.out.warn(`job ${failed.jobId} cannot be moved into the DLQ and stays in the jobs table: ${failed.error}`)
     }
     if (result.interrupted) {
       this.out.warn('interrupted: the jobs not yet moved are still in the jobs table')

@@ -23,6 +23,8 @@ export interface CaptureRunResult {
   byTask: Record<string, number>
   /** Jobs that had been retried from the DLQ before and failed again. */
   recaptured: number
+  /** Jobs that cannot be moved (a payload the DLQ's jsonb cannot hold); they stay in the jobs table. */
+  failed: {jobId: string; error: string}[]
   interrupted: boolean
   durationMs: number
 }
@@ -36,7 +38,7 @@ export async function captureNow(db: Database, options: CaptureRunOptions = {}):
   const started = performance.now()
   const waiting = await countUncaptured(db)
   if (options.dryRun) {
-    return {dryRun: true, run: null, waiting, captured: 0, batches: 0, byTask: {}, recaptured: 0, interrupted: false, durationMs: performance.now() - started}
+    return {dryRun: true, run: null, waiting, captured: 0, batches: 0, byTask: {}, recaptured: 0, failed: [], interrupted: false, durationMs: performance.now() - started}
   }
   const audit = auditContext(options)
   let batch = 0
@@ -71,6 +73,7 @@ export async function captureNow(db: Database, options: CaptureRunOptions = {}):
     batches: result.batches,
     byTask: result.byTask,
     recaptured,
+    failed: result.failed,
     interrupted: options.signal?.aborted === true,
     durationMs: performance.now() - started,
   }

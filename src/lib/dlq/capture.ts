@@ -1,5 +1,5 @@
 import type {Database} from '../db.js'
-import {captureExhaustedJobs, countExhaustedJobs, pruneRetriedJobLineage} from '../sql/dlq-capture.js'
+import {captureExhaustedJob, captureExhaustedJobs, type CaptureRow, countExhaustedJobs, exhaustedJobIds, pruneRetriedJobLineage} from '../sql/dlq-capture.js'
 
 export interface CaptureOptions {
   /** Rows per statement (each statement is one atomic move). */
@@ -14,6 +14,16 @@ export interface CaptureOptions {
    * jobs (e.g. to write an audit row that commits or rolls back with the move).
    */
   inTransaction?: (tx: Database, jobs: CapturedJob[]) => Promise<void>
+  /**
+   * Job ids known to be uncapturable (a payload the DLQ's jsonb cannot hold); they are
+   * skipped, and ones found now are added. Pass the same set on every run (the worker does).
+   */
+  exclude?: Set<string>
+}
+
+export interface UncapturableJob {
+  jobId: string
+  error: string
 }
 
 export interface CapturedJob {
@@ -33,6 +43,8 @@ export interface CaptureResult {
   byTask: Record<string, number>
   /** The first jobs moved (at most 100), for logs. */
   sample: CapturedJob[]
+  /** Jobs found this run that cannot be moved; they stay in the jobs table. */
+  failed: UncapturableJob[]
   durationMs: number
 }
 
@@ -46,34 +58,62 @@ export const DEFAULT_CAPTURE_BATCH = 2000
 export async function captureExhausted(db: Database, options: CaptureOptions = {}): Promise<CaptureResult> {
   const started = performance.now()
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_CAPTURE_BATCH)
-  const result: CaptureResult = {captured: 0, batches: 0, byTask: {}, sample: [], durationMs: 0}
+  const exclude = options.exclude ?? new Set<string>()
+  const result: CaptureResult = {captured: 0, batches: 0, byTask: {}, sample: [], failed: [], durationMs: 0}
+  const move = async (run: (on: Database) => Promise<CaptureRow[]>): Promise<CaptureRow[]> => {
+    const hook = options.inTransaction
+    if (!hook) return run(db)
+    return db.transaction(async (tx) => {
+      const moved = await run(tx)
+      if (moved.length > 0) await hook(tx, moved.map(toCapturedJob))
+      return moved
+    })
+  }
   for (;;) {
     if (options.signal?.aborted) break
     const want = options.limit === undefined ? batchSize : Math.min(batchSize, options.limit - result.captured)
     if (want <= 0) break
-    const hook = options.inTransaction
-    const rows = hook
-      ? await db.transaction(async (tx) => {
-          const moved = await tx.rows(captureExhaustedJobs, [want])
-          if (moved.length > 0) await hook(tx, moved.map(toCapturedJob))
-          return moved
-        })
-      : await db.rows(captureExhaustedJobs, [want])
+    let rows: CaptureRow[]
+    let exhausted: boolean
+    try {
+      rows = await move((on) => on.rows(captureExhaustedJobs, [want, [...exclude]]))
+      // Fewer than asked: nothing left that we could lock (others may hold the rest).
+      exhausted = rows.length < want
+    } catch (error) {
+      if (!isDataError(error)) throw error
+      // One row of this batch cannot be stored (json that jsonb rejects, e.g. \u0000): move
+      // the batch job by job, so one bad payload never blocks every other capture.
+      rows = []
+      const ids = await db.rows(exhaustedJobIds, [want, [...exclude]])
+      for (const {id} of ids) {
+        try {
+          rows.push(...(await move((on) => on.rows(captureExhaustedJob, [id]))))
+        } catch (single) {
+          if (!isDataError(single)) throw single
+          exclude.add(id)
+          result.failed.push({jobId: id, error: (single as Error).message})
+        }
+      }
+      exhausted = ids.length < want
+    }
     result.batches += 1
     result.captured += rows.length
     for (const row of rows) {
       result.byTask[row.task_identifier] = (result.byTask[row.task_identifier] ?? 0) + 1
-      if (result.sample.length < 100) {
-        result.sample.push({dlqId: row.dlq_id, jobId: row.job_id, taskIdentifier: row.task_identifier, queueName: row.queue_name, recaptured: row.recaptured})
-      }
+      if (result.sample.length < 100) result.sample.push(toCapturedJob(row))
     }
     options.onBatch?.(rows.length, result.captured)
-    // Fewer than asked: nothing left that we could lock (others may hold the rest).
-    if (rows.length < want) break
+    if (exhausted) break
   }
   if (result.captured > 0) await db.exec(pruneRetriedJobLineage, [])
   result.durationMs = performance.now() - started
   return result
+}
+
+/** PostgreSQL's data exceptions (class 22), e.g. 22P05 for \u0000 in jsonb: the row, not the database. */
+function isDataError(error: unknown): boolean {
+  const sqlstate = (error as {details?: {sqlstate?: unknown}}).details?.sqlstate
+  return typeof sqlstate === 'string' && sqlstate.startsWith('22')
 }
 
 function toCapturedJob(row: {dlq_id: string; job_id: string; task_identifier: string; queue_name: string; recaptured: boolean}): CapturedJob {

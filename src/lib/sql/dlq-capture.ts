@@ -1,4 +1,4 @@
-import {statement} from './statement.js'
+import {type RowOf, statement} from './statement.js'
 
 /**
  * Moves up to $1 exhausted, unlocked jobs into backfill_dlq in ONE statement: the delete
@@ -12,17 +12,12 @@ import {statement} from './statement.js'
  * so the DLQ holds the job that failed last rather than a stale one. A retried job's
  * retry count, touch count and notes are carried over from backfill_dlq_retried_jobs.
  */
-export const captureExhaustedJobs = statement({
-  id: 'dlq.capture_exhausted_jobs',
-  params: ['int4'],
-  columns: {dlq_id: 'int8', job_id: 'int8', task_identifier: 'text', queue_name: 'text', recaptured: 'bool'},
-  prepare: true,
-  sql: (s) => `with candidates as (
-  select id from ${s}._private_jobs
-  where attempts >= max_attempts and locked_at is null
-  order by id
-  limit $1::int
-  for update skip locked
+const CAPTURE_COLUMNS = {dlq_id: 'int8', job_id: 'int8', task_identifier: 'text', queue_name: 'text', recaptured: 'bool'} as const
+export type CaptureRow = RowOf<typeof CAPTURE_COLUMNS>
+
+function captureSql(s: string, candidates: string): string {
+  return `with candidates as (
+  ${candidates}
 ), moved as (
   delete from ${s}._private_jobs j using candidates c
   where j.id = c.id
@@ -87,7 +82,48 @@ export const captureExhaustedJobs = statement({
 )
 select i.id as dlq_id, i.original_job_id as job_id, i.task_identifier::text as task_identifier,
        i.queue_name::text as queue_name, exists (select 1 from lineage l where l.job_id = i.original_job_id) as recaptured
-from inserted i`,
+from inserted i`
+}
+
+export const captureExhaustedJobs = statement({
+  id: 'dlq.capture_exhausted_jobs',
+  params: ['int4', '_int8'],
+  columns: CAPTURE_COLUMNS,
+  prepare: true,
+  sql: (s) =>
+    captureSql(
+      s,
+      `select id from ${s}._private_jobs
+  where attempts >= max_attempts and locked_at is null and not (id = any($2::bigint[]))
+  order by id
+  limit $1::int
+  for update skip locked`,
+    ),
+})
+
+/** The same move for one job: the fallback when a batch holds a row the DLQ cannot store. */
+export const captureExhaustedJob = statement({
+  id: 'dlq.capture_exhausted_job',
+  params: ['int8'],
+  columns: CAPTURE_COLUMNS,
+  sql: (s) =>
+    captureSql(
+      s,
+      `select id from ${s}._private_jobs
+  where id = $1::bigint and attempts >= max_attempts and locked_at is null
+  for update skip locked`,
+    ),
+})
+
+/** Exhausted, unlocked jobs in capture order (ids only; the fallback walks them one by one). */
+export const exhaustedJobIds = statement({
+  id: 'dlq.exhausted_job_ids',
+  params: ['int4', '_int8'],
+  columns: {id: 'int8'},
+  sql: (s) => `select id from ${s}._private_jobs
+where attempts >= max_attempts and locked_at is null and not (id = any($2::bigint[]))
+order by id
+limit $1::int`,
 })
 
 /** How many exhausted, unlocked jobs wait for capture (read-only; dry runs and status). */

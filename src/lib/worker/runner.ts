@@ -83,6 +83,8 @@ export class WorkerRunner {
   private readonly cleanLocks: Exclude<WorkerRunnerOptions['cleanLocks'], false>
   private readonly counts = {started: 0, succeeded: 0, failed: 0, permanent: 0, dlqCaptured: 0}
   private captureState: {running: Promise<void> | undefined; again: boolean; timer: NodeJS.Timeout | undefined} = {running: undefined, again: false, timer: undefined}
+  /** Exhausted jobs the DLQ cannot hold (found by capture); skipped from then on, reported once. */
+  private readonly uncapturable = new Set<string>()
   private stopping = false
   private forced = false
   private failure: string | undefined
@@ -382,8 +384,12 @@ export class WorkerRunner {
     const runOne = async (): Promise<void> => {
       const endTimer = this.metrics.dlqCaptureDuration.startTimer()
       try {
-        const result = await captureExhausted(this.db)
+        const result = await captureExhausted(this.db, {exclude: this.uncapturable})
         endTimer()
+        for (const failed of result.failed) {
+          this.metrics.dlqCaptureFailures.inc()
+          this.emit({type: 'error', where: 'dlq capture', error: `job ${failed.jobId} cannot be moved to the DLQ and stays in the jobs table: ${failed.error}`})
+        }
         this.counts.dlqCaptured += result.captured
         this.metrics.dlqLastCapture.set(Date.now() / 1000)
         for (const [task, count] of Object.entries(result.byTask)) this.metrics.dlqJobsAdded.inc({task}, count)
