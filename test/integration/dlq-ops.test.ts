@@ -1,4 +1,5 @@
 import {expect} from 'chai'
+import pg from 'pg'
 
 import {dlqHistory} from '../../src/lib/dlq/audit.js'
 import {captureNow} from '../../src/lib/dlq/capture-run.js'
@@ -400,6 +401,28 @@ describe('DLQ operations (library against PostgreSQL)', () => {
         ['recaptured', third!.id, two.sample[0]!.jobId],
       ])
       expect(shown.history[0]).to.include({osUser: 'ada', hostname: 'h1', reason: 'first try'})
+    })
+
+    it('skip mode never overwrites a job enqueued with the same key while the retry runs', async () => {
+      await insertDlq(t, [{jobKey: 'K', payload: {v: 'old failed'}}])
+      // Another session enqueues key K and commits only after the retry's statement has started.
+      const app = new pg.Client({connectionString: t.url})
+      await app.connect()
+      try {
+        await app.query('begin')
+        await app.query(`select ${t.quoted}.add_job('send_email', '{"v":"NEW"}', job_key => 'K')`)
+        const retry = retryDlq(t.db, {selector: {}})
+        await new Promise((r) => setTimeout(r, 300)) // the retry now waits on the uncommitted key
+        await app.query('commit')
+        const result = await retry
+        expect(result.retried).to.equal(0)
+        expect(result.skipped.keyConflict).to.equal(1)
+      } finally {
+        await app.end()
+      }
+      const jobs = await t.jobs()
+      expect(jobs.map((j) => [j.key, j.payload, j.revision])).to.deep.equal([['K', {v: 'NEW'}, 0]])
+      expect(await dlqCount(t)).to.equal(1)
     })
 
     it('two retries at once enqueue every entry exactly once in total', async () => {

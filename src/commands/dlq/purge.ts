@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {confirmDestructive} from '../../cli/confirm.js'
+import {selectionAsOfNow} from '../../lib/dlq/selector.js'
 import {DlqCommand, ENTRY_COLUMNS, idsArg, requireSelection, selectorFlags} from '../../cli/dlq.js'
 import {previewSelection, type SelectionPreview} from '../../lib/dlq/preview.js'
 import {DEFAULT_PURGE_BATCH, purgeDlq, type PurgeResult} from '../../lib/dlq/purge.js'
@@ -58,7 +59,9 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
       return {dryRun: true, selection, ...preview}
     }
 
-    const count = selection.group !== undefined && flags.yes ? null : await countSelection(db, selection)
+    // Act on what is selected now: entries landing while the prompt is open are left alone.
+    const asOfNow = await selectionAsOfNow(db, selection)
+    const count = asOfNow.group !== undefined && flags.yes ? null : await countSelection(db, asOfNow)
     if (count === 0) {
       this.out.info('nothing to purge: no DLQ entries match the selection')
       return {dryRun: false, selection, run: '', purged: 0, batches: 0, interrupted: false, durationMs: 0}
@@ -71,7 +74,7 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
     })
     this.handlesInterrupt = true
     const result = await purgeDlq(db, {
-      selector: selection,
+      selector: asOfNow,
       batchSize: flags['batch-size'],
       reason: flags.reason,
       signal: this.interrupt.signal,

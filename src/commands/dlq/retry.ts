@@ -5,7 +5,7 @@ import {DlqCommand, ENTRY_COLUMNS, idsArg, requireSelection, schemaFlag, selecto
 import {previewSelection, type SelectionPreview} from '../../lib/dlq/preview.js'
 import {DEFAULT_RETRY_BATCH, retryDlq, type RetryResult} from '../../lib/dlq/retry.js'
 import {countSelection} from '../../lib/dlq/scan.js'
-import {parseDuration, parseTimeAgo, type DlqSelector} from '../../lib/dlq/selector.js'
+import {parseDuration, parseTimeAgo, type DlqSelector, selectionAsOfNow} from '../../lib/dlq/selector.js'
 import {EXIT_CODES, UsageError} from '../../lib/errors.js'
 import {renderStats} from './stats.js'
 
@@ -65,7 +65,9 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
       return {dryRun: true, selection, ...preview}
     }
 
-    const count = selection.group !== undefined && flags.yes ? null : await countSelection(db, selection)
+    // Act on what is selected now: entries landing while the prompt is open are left alone.
+    const asOfNow = await selectionAsOfNow(db, selection)
+    const count = asOfNow.group !== undefined && flags.yes ? null : await countSelection(db, asOfNow)
     if (count === 0) {
       this.out.info('nothing to retry: no DLQ entries match the selection')
       return {dryRun: false, selection, ...emptyResult()}
@@ -73,7 +75,7 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     await confirmDestructive({yes: flags.yes, json: this.jsonEnabled(), message: `Retry ${count} DLQ entr${count === 1 ? 'y' : 'ies'} (schema "${this.schema}")?`, action: 'retry DLQ entries'})
     this.handlesInterrupt = true
     const result = await retryDlq(db, {
-      selector: selection,
+      selector: asOfNow,
       priority: flags.priority,
       maxAttempts: flags['max-attempts'],
       runAt: runAt ?? delayed,

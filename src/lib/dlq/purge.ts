@@ -2,7 +2,7 @@ import type {Database} from '../db.js'
 import {UsageError} from '../errors.js'
 import {dlqTablePages, insertDlqAudit, purgeLockedEntries, purgeNextEntries, purgePageRange} from '../sql/dlq-actions.js'
 import {auditContext, type AuditOptions} from './audit.js'
-import {forEachBatch} from './scan.js'
+import {forEachBatch, withDeadlockRetry} from './scan.js'
 import {describeSelector, selectorParams, type DlqSelector} from './selector.js'
 
 export interface PurgeOptions extends AuditOptions {
@@ -24,7 +24,6 @@ export interface PurgeResult {
 export const DEFAULT_PURGE_BATCH = 10_000
 /** Rows per page assumed before the table was ever analysed. */
 const FALLBACK_ROWS_PER_PAGE = 40
-const DEADLOCK = '40P01'
 
 /**
  * Deletes the selected entries for good, batch by batch, each batch one short transaction
@@ -101,16 +100,4 @@ export async function purgeDlq(db: Database, options: PurgeOptions): Promise<Pur
   result.interrupted = loop.interrupted
   result.durationMs = performance.now() - started
   return result
-}
-
-/** A batch chosen as a deadlock victim rolled back as a whole; running it again is safe. */
-async function withDeadlockRetry<T>(run: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await run()
-    } catch (error) {
-      const code = (error as {code?: string}).code ?? ((error as {cause?: {code?: string}}).cause?.code)
-      if (code !== DEADLOCK || attempt >= 5) throw error
-    }
-  }
 }

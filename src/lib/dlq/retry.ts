@@ -132,12 +132,12 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
     {
       next: async (tx, after, limit) => {
         const batchParams = common()
-        const rows = await withRetriedRace(tx, () => tx.rows(retryNextEntries, [...batchParams, ...params, after, limit]))
+        const rows = await withRetriedRace(tx, keyConflict, () => tx.rows(retryNextEntries, [...batchParams, ...params, after, limit]))
         return {rows, examined: rows.length, lastId: rows[0]?.max_id ?? null}
       },
       locked: (tx, ids) => {
         const batchParams = common()
-        return withRetriedRace(tx, () => tx.rows(retryLockedEntries, [...batchParams, ids]))
+        return withRetriedRace(tx, keyConflict, () => tx.rows(retryLockedEntries, [...batchParams, ids]))
       },
     },
     (rows) => {
@@ -165,20 +165,23 @@ type RetryRow = RowOf<(typeof retryNextEntries)['columns']>
 type RetryCommon = [number | null, number | null, Date | null, number, boolean, boolean, string[] | null, string[] | null, string | null, string | null, string | null, unknown, unknown]
 
 /**
- * Runs a retry statement under a savepoint; if graphile's add_jobs() did not return a job for
- * some entry (its enqueue race, graphile #580), the statement is undone and run again.
+ * Runs a retry statement under a savepoint, and undoes and reruns it when the statement's
+ * snapshot was overtaken: graphile's add_jobs() returned no job for an entry (its enqueue
+ * race, graphile #580), or, in skip mode, it replaced a job someone enqueued with the same
+ * key after the snapshot (the rerun sees that job and leaves the entry in the DLQ).
  */
-async function withRetriedRace(tx: Database, run: () => Promise<RetryRow[]>): Promise<RetryRow[]> {
+async function withRetriedRace(tx: Database, keyConflict: KeyConflictMode, run: () => Promise<RetryRow[]>): Promise<RetryRow[]> {
   for (let attempt = 1; ; attempt++) {
     await tx.execScript('savepoint backfill_retry_batch')
     const rows = await run()
-    if (!rows.some((r) => r.status === 'retried' && r.job_id === null)) {
+    const overtaken = rows.some((r) => r.status === 'retried' && (r.job_id === null || (keyConflict === 'skip' && r.replaced === true)))
+    if (!overtaken) {
       await tx.execScript('release savepoint backfill_retry_batch')
       return rows
     }
     await tx.execScript('rollback to savepoint backfill_retry_batch')
     if (attempt >= 3) {
-      throw new InternalError('graphile-worker add_jobs() did not return a job for some entries three times; the batch was rolled back (its entries are still in the DLQ)', {
+      throw new InternalError('the jobs table kept changing under this batch (a job key enqueued concurrently, or graphile-worker add_jobs() returning no job) three times; the batch was rolled back (its entries are still in the DLQ)', {
         suggestions: ['rerun the same command: it only picks entries still in the DLQ'],
       })
     }

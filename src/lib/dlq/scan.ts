@@ -71,7 +71,8 @@ export async function forEachBatch<R>(
     }
     const remaining = selector.limit === undefined ? Number.POSITIVE_INFINITY : selector.limit - result.selected
     if (remaining <= 0) break
-    const step = await db.transaction(async (tx): Promise<BatchStep<R> & {taken: number; want: number}> => {
+    // A batch chosen as a deadlock victim rolled back as a whole; running it again is safe.
+    const step = await withDeadlockRetry(() => db.transaction(async (tx): Promise<BatchStep<R> & {taken: number; want: number}> => {
       if (!fingerprinter) {
         // Every candidate is selected, so the limit goes into the statement.
         const want = Math.min(batchSize, remaining)
@@ -88,7 +89,7 @@ export async function forEachBatch<R>(
       if (ids.length > remaining) ids = ids.slice(0, remaining)
       const rows = ids.length > 0 ? await actions.locked(tx, ids) : []
       return {rows, examined: candidates.length, lastId: candidates.at(-1)?.id ?? null, taken: ids.length, want: batchSize}
-    })
+    }))
     if (step.taken > 0) {
       result.batches += 1
       result.selected += step.taken
@@ -141,4 +142,18 @@ export async function lastSelectedId(db: Database, selector: DlqSelector): Promi
     seen += 1
   }
   return seen >= selector.limit ? last : null
+}
+
+const DEADLOCK = '40P01'
+
+/** Runs a whole-transaction step again when PostgreSQL chose it as a deadlock victim (it rolled back). */
+export async function withDeadlockRetry<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run()
+    } catch (error) {
+      const code = (error as {details?: {sqlstate?: string}}).details?.sqlstate ?? (error as {cause?: {code?: string}}).cause?.code
+      if (code !== DEADLOCK || attempt >= 5) throw error
+    }
+  }
 }

@@ -1,3 +1,5 @@
+import type {Database} from '../db.js'
+import {databaseNow} from '../sql/schema.js'
 import {UsageError} from '../errors.js'
 import {isFingerprint} from './fingerprint.js'
 
@@ -22,6 +24,16 @@ export interface DlqSelector {
   group?: string
   /** At most this many entries, in id order (list: the page size). */
   limit?: number
+}
+
+/**
+ * The selection as of now: entries that fail (or fail again: the upsert refreshes failed_at)
+ * after this moment are left out, so a retry or purge acts on what the operator saw and
+ * confirmed, not on entries captured while the prompt was open. Uses the database's clock.
+ */
+export async function selectionAsOfNow(db: Database, selector: DlqSelector): Promise<DlqSelector> {
+  const {now} = await db.one(databaseNow, [])
+  return {...selector, until: selector.until && selector.until < now ? selector.until : now}
 }
 
 /** True when nothing narrows the selection (a destructive command then needs --all). */

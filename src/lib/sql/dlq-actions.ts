@@ -13,7 +13,7 @@ const AUDIT_PARAMS = ['text?', 'text?', 'text?', 'jsonb', 'jsonb'] as const
 /** Parameters $1..$13 of both retry statements (see retrySql). */
 const RETRY_PARAMS = ['int4?', 'int4?', 'timestamptz?', 'int4', 'bool', 'bool', '_text?', '_text?', ...AUDIT_PARAMS] as const
 
-const RETRY_COLUMNS = {dlq_id: 'int8', job_id: 'int8?', status: 'text', task_identifier: 'text', audit_id: 'int8?', max_id: 'int8'} as const
+const RETRY_COLUMNS = {dlq_id: 'int8', job_id: 'int8?', status: 'text', task_identifier: 'text', audit_id: 'int8?', max_id: 'int8', replaced: 'bool?'} as const
 
 /**
  * ONE statement retrying a batch of entries: each entry leaves backfill_dlq and becomes a
@@ -29,7 +29,10 @@ const RETRY_COLUMNS = {dlq_id: 'int8', job_id: 'int8?', status: 'text', task_ide
  * Each job's run_at is the base plus the entry's position in microseconds: the batch keeps
  * its order, and each job add_jobs() returns (in no guaranteed order) is matched to its entry
  * by run_at. An entry whose job did not come back (graphile #580) is returned with status
- * 'retried' and job_id null; the caller must roll the batch back.
+ * 'retried' and job_id null; the caller must roll the batch back. `replaced` is true when
+ * add_jobs() updated an existing job (revision > 0): with $6 false (skip) that is a job
+ * enqueued after this statement's snapshot, and the caller must redo the batch, which then
+ * sees it as a key conflict.
  *
  * One row per candidate: status 'retried'; 'key_conflict' (a job with the same job_key is in
  * the jobs table and $6 is false: left in the DLQ); 'invalid' (task or queue name over 128
@@ -62,7 +65,7 @@ function retrySql(s: string, candidates: string): string {
          coalesce($3::timestamptz, now()) + (row_number() over (order by m.id)) * interval '1 microsecond' as run_at
   from moved m
 ), added as (
-  select j.id, j.run_at
+  select j.id, j.run_at, j.revision
   from ${s}.add_jobs(array(
     select row(sp.task_identifier, sp.payload::json, sp.queue_name, sp.run_at, sp.max_attempts, sp.job_key, sp.priority,
                case when sp.priority >= 0 then $7::text[] else $8::text[] end)::${s}.job_spec
@@ -75,7 +78,7 @@ function retrySql(s: string, candidates: string): string {
   order by ev.dlq_id, ev.id desc
 ), mapped as (
   -- Not sp.*: the payload is not needed past add_jobs(), and this CTE is read five times.
-  select sp.id, sp.requeued_count, sp.failure_count, sp.notes, a.id as job_id, coalesce(rc.case_id, sp.id) as case_id
+  select sp.id, sp.requeued_count, sp.failure_count, sp.notes, a.id as job_id, a.revision, coalesce(rc.case_id, sp.id) as case_id
   from specs sp
   join added a on a.run_at = sp.run_at
   left join recaptured rc on rc.dlq_id = sp.id
@@ -97,7 +100,7 @@ function retrySql(s: string, candidates: string): string {
     audit_id = excluded.audit_id
 )
 select e.id as dlq_id, mp.job_id, e.status, e.task_identifier, (select id from audit) as audit_id,
-       (select max(id) from candidates) as max_id
+       (select max(id) from candidates) as max_id, mp.revision > 0 as replaced
 from entries e left join mapped mp on mp.id = e.id
 order by e.id`
 }

@@ -69,3 +69,11 @@ export const backfillMeta = statement({
   columns: {key: 'text', value: 'text', updated_at: 'timestamptz'},
   sql: (s) => `select key, value, updated_at from ${s}.backfill_meta order by key`,
 })
+
+/** The database's clock (timestamps compared with failed_at must come from the same clock). */
+export const databaseNow = statement({
+  id: 'schema.database_now',
+  params: [],
+  columns: {now: 'timestamptz'},
+  sql: () => `select clock_timestamp() as now`,
+})
