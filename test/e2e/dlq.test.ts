@@ -246,7 +246,11 @@ describe('backfill dlq … (real binary)', () => {
         await runCli(['dlq', 'history', '--schema', t.schema, '--json']),
       )
       expect(history.runs).to.have.length(1)
-      expect(history.runs[0]).to.deep.include({action: 'retry', count: 10, batches: 3, reason: 'SMTP fixed', selection: {tasks: ['task_1']}})
+      expect(history.runs[0]).to.deep.include({action: 'retry', count: 10, batches: 3, reason: 'SMTP fixed'})
+      // The selection as acted on: the operator's selectors, bounded at the moment of confirmation.
+      const selection = history.runs[0]!.selection as {tasks: string[]; until: string}
+      expect(selection.tasks).to.deep.equal(['task_1'])
+      expect(Date.now() - Date.parse(selection.until)).to.be.within(0, 60_000)
       expect(history.runs[0]!.osUser).to.be.a('string')
       const again = await runCli(['dlq', 'retry', '--schema', t.schema, '--task', 'task_1', '--yes'])
       expect(again.code).to.equal(0)
