@@ -5,6 +5,7 @@ import {PermanentError} from '../../src/lib/worker/permanent-error.js'
 import {requiredPoolSize, WorkerRunner} from '../../src/lib/worker/runner.js'
 import type {WorkerEvent} from '../../src/lib/worker/events.js'
 import {TestSchema} from '../support/db.js'
+import {rustMigration20Sql} from '../fixtures/rust.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -58,6 +59,23 @@ describe('WorkerRunner (library, in process)', function () {
     }
     const gone = await t.query(`select 1 from pg_stat_activity where application_name like 'backfill-worker:%' and datname = current_database() and application_name = $1`, [`backfill-worker:${handle.poolIds[0]}`])
     expect(gone).to.have.length(0)
+  })
+
+  it('heartbeats into the Rust port\'s _private_workers too (when it exists), so its recovery sweeper sees the worker alive', async () => {
+    await t.db.execScript(rustMigration20Sql(t.quoted))
+    const runner = new WorkerRunner({db: t.db, tasks: {noop: async () => undefined}, config: {heartbeatIntervalMs: 200}})
+    const handle = await runner.start()
+    const [poolId] = handle.poolIds
+    try {
+      const [first] = await t.query<{at: Date}>(`select last_heartbeat_at as at from ${t.quoted}._private_workers where id = $1`, [poolId])
+      expect(first, 'registered at start').to.not.equal(undefined)
+      await sleep(600)
+      const [second] = await t.query<{at: Date}>(`select last_heartbeat_at as at from ${t.quoted}._private_workers where id = $1`, [poolId])
+      expect(second!.at.getTime()).to.be.greaterThan(first!.at.getTime())
+    } finally {
+      await handle.stop()
+    }
+    expect(await t.query(`select 1 from ${t.quoted}._private_workers where id = $1`, [poolId]), 'deregistered on stop').to.have.length(0)
   })
 
   it('runOnce() captures, runs what is runnable, captures the new failures, and reports', async () => {

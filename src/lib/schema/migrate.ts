@@ -152,7 +152,10 @@ async function applyDlq(db: Database, inspection: SchemaInspection, options: Mig
     await db.execScript(plan.sql)
   } catch (error) {
     await db.execScript('rollback').catch(() => undefined)
-    if ((error as {cause?: {code?: string}}).cause?.code === '23505' && plan.created.includes('idx_backfill_dlq_job_key_unique')) {
+    const cause = (error as {cause?: {code?: string; message?: string}}).cause
+    // Only the unique index over duplicate keys; a 23505 from a concurrent CREATE … IF NOT EXISTS
+    // (the Rust crate's init_dlq racing us) is not about the data.
+    if (cause?.code === '23505' && /could not create unique index "idx_backfill_dlq_job_key_unique"/.test(cause.message ?? '')) {
       const duplicates = await db.rows(duplicateDlqJobKeys, [])
       throw new PreconditionError(
         `cannot add the unique index on backfill_dlq.job_key: ${duplicates.length > 0 ? duplicates.map((d) => `"${d.job_key}" ×${d.count}`).join(', ') : 'duplicate job keys'} (the table was probably created from the crate's docs/dlq_schema.sql, which lacks the index)`,

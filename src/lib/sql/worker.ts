@@ -80,3 +80,29 @@ export const dlqSize = statement({
   columns: {count: 'int8'},
   sql: (s) => `select count(*) as count from ${s}.backfill_dlq`,
 })
+
+/** Whether the Rust port's recovery functions (its migration 20) exist in this schema. */
+export const rustHeartbeatAvailable = statement({
+  id: 'worker.rust_heartbeat_available',
+  params: ['text'],
+  columns: {available: 'bool'},
+  sql: () => `select to_regprocedure($1::text) is not null as available`,
+})
+
+/**
+ * The Rust port's heartbeat, so its recovery sweeper (which treats lock holders without a
+ * _private_workers row as orphans) leaves a live backfill worker's jobs alone.
+ */
+export const rustWorkerHeartbeat = statement({
+  id: 'worker.rust_heartbeat',
+  params: ['text', 'json?'],
+  columns: {worker_heartbeat: 'void'},
+  sql: (s) => `select ${s}.worker_heartbeat($1::text, $2::json)`,
+})
+
+export const rustWorkerDeregister = statement({
+  id: 'worker.rust_deregister',
+  params: ['text'],
+  columns: {worker_deregister: 'void'},
+  sql: (s) => `select ${s}.worker_deregister($1::text)`,
+})

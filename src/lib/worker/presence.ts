@@ -3,7 +3,7 @@ import os from 'node:os'
 import pg from 'pg'
 
 import type {Database} from '../db.js'
-import {heartbeatWorker, registerWorker, stopWorker} from '../sql/worker.js'
+import {heartbeatWorker, registerWorker, rustHeartbeatAvailable, rustWorkerDeregister, rustWorkerHeartbeat, stopWorker} from '../sql/worker.js'
 
 /** application_name prefix of a worker pool's presence session (`backfill-worker:<pool id>`). */
 export const PRESENCE_APPLICATION_PREFIX = 'backfill-worker:'
@@ -30,6 +30,8 @@ export class WorkerPresence {
   private reconnectTimer: NodeJS.Timeout | undefined
   private beating: Promise<void> | undefined
   private stopped = false
+  /** The schema also has the Rust port's worker registry (its migration 20). */
+  private rustRegistry = false
 
   constructor(db: Database, options: PresenceOptions) {
     this.db = db
@@ -38,14 +40,20 @@ export class WorkerPresence {
 
   async start(): Promise<void> {
     await this.connect()
+    const signature = `${this.db.quotedSchema}.worker_heartbeat(text,json)`
+    this.rustRegistry = (await this.db.one(rustHeartbeatAvailable, [signature])).available
     await this.register()
     this.timer = setInterval(() => {
-      this.beating ??= this.db
-        .exec(heartbeatWorker, [this.options.poolId])
+      this.beating ??= this.beat()
         .then(() => undefined, (error: Error) => this.options.onError(error))
         .finally(() => (this.beating = undefined))
     }, this.options.heartbeatIntervalMs)
     this.timer.unref()
+  }
+
+  private async beat(): Promise<void> {
+    await this.db.exec(heartbeatWorker, [this.options.poolId])
+    if (this.rustRegistry) await this.db.exec(rustWorkerHeartbeat, [this.options.poolId, null])
   }
 
   private async register(): Promise<void> {
@@ -56,6 +64,9 @@ export class WorkerPresence {
       this.options.version,
       JSON.stringify({...this.options.metadata, heartbeatIntervalMs: this.options.heartbeatIntervalMs}),
     ])
+    if (this.rustRegistry) {
+      await this.db.exec(rustWorkerHeartbeat, [this.options.poolId, JSON.stringify({pid: process.pid, hostname: os.hostname(), runtime: 'backfill'})])
+    }
   }
 
   /** Opens the named session; if the server drops it (restart, failover), opens it again. */
@@ -103,6 +114,7 @@ export class WorkerPresence {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
     await this.beating
     await this.db.exec(stopWorker, [this.options.poolId]).catch((error: Error) => this.options.onError(error))
+    if (this.rustRegistry) await this.db.exec(rustWorkerDeregister, [this.options.poolId]).catch((error: Error) => this.options.onError(error))
     const client = this.client
     this.client = undefined
     await client?.end().catch(() => undefined)
