@@ -43,7 +43,7 @@ export default class Worker extends DbCommand<typeof Worker> {
     dlq: Flags.boolean({default: true, allowNo: true, summary: 'Capture exhausted jobs into backfill_dlq (--no-dlq leaves them in the jobs table).'}),
     'shutdown-timeout': Flags.string({env: 'SHUTDOWN_TIMEOUT_SECS', summary: 'Time running jobs get to finish after SIGINT/SIGTERM (bare number = seconds; default 30).'}),
     'prepared-statements': Flags.boolean({default: true, allowNo: true, summary: 'Use prepared statements (--no-prepared-statements for PgBouncer in transaction mode).'}),
-    'local-queue-size': Flags.integer({env: 'BACKFILL_LOCAL_QUEUE_SIZE', min: 0, max: 10_000, summary: 'Jobs fetched per query into a local queue (0 = off; default 5 × concurrency, 50..500).'}),
+    'local-queue-size': Flags.integer({env: 'BACKFILL_LOCAL_QUEUE_SIZE', min: 0, max: 10_000, summary: 'Jobs fetched per query into a local queue (0 = off; default 2 × concurrency, at most 500).'}),
     'batch-delay': Flags.integer({env: 'BACKFILL_BATCH_DELAY_MS', min: -1, max: 60_000, summary: 'Batch completion/failure writes within this many ms (-1 = write each at once; default 0 = same tick).'}),
     'lock-cleanup-interval': Flags.string({
       env: 'BACKFILL_LOCK_CLEANUP_INTERVAL_SECS',

@@ -54,9 +54,13 @@ export const WORKER_DEFAULTS = {
   failBatchDelayMs: 0,
 } as const
 
-/** Default local queue: enough jobs per fetch to amortise the query, bounded for fairness. */
+/**
+ * Default local queue: two jobs per slot. Measured here it keeps the throughput of much larger
+ * queues, while bounding what a crash costs: prefetched jobs were locked and charged an
+ * attempt, and go back (with that attempt used) only when their lock is released.
+ */
 export function defaultLocalQueueSize(concurrency: number): number {
-  return Math.min(500, Math.max(concurrency * 5, 50))
+  return Math.min(500, concurrency * 2)
 }
 
 export type WorkerConfigInput = Partial<WorkerConfig>
