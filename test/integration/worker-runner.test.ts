@@ -78,6 +78,30 @@ describe('WorkerRunner (library, in process)', function () {
     expect(await t.query(`select 1 from ${t.quoted}._private_workers where id = $1`, [poolId]), 'deregistered on stop').to.have.length(0)
   })
 
+  it('fences itself: when its heartbeat cannot be recorded, it aborts its jobs and stops with a failure', async () => {
+    const runner = new WorkerRunner({db: t.db, tasks: {slow: async () => {
+      await sleep(30_000)
+    }}, config: {heartbeatIntervalMs: 100}, fenceAfterMs: 1500})
+    const handle = await runner.start()
+    await t.query(`select ${t.quoted}.add_job('slow', '{}')`)
+    await sleep(500)
+    // Another session holds the registry row: heartbeats hang as on a half-open connection.
+    const blocker = await t.db.pool.connect()
+    try {
+      await blocker.query('begin')
+      await blocker.query(`select 1 from ${t.quoted}.backfill_workers for update`)
+      const summary = await handle.done
+      expect(summary.failure).to.match(/lost contact with the database: no heartbeat recorded/)
+      expect(summary.forced).to.equal(true)
+    } finally {
+      await blocker.query('rollback')
+      blocker.release()
+    }
+    // The aborted job was failed by graphile (an attempt used, backoff), not left locked.
+    const [job] = await t.query<{locked_at: Date | null; attempts: number}>(`select locked_at, attempts from ${t.quoted}._private_jobs`)
+    expect(job).to.deep.equal({locked_at: null, attempts: 1})
+  })
+
   it('runOnce() captures, runs what is runnable, captures the new failures, and reports', async () => {
     await t.query(`select ${t.quoted}.add_job('ok', '{}')`)
     await t.query(`select ${t.quoted}.add_job('bad', '{}', max_attempts => 3)`)

@@ -53,7 +53,7 @@ export default class Worker extends DbCommand<typeof Worker> {
     'stale-job-lock-timeout': Flags.string({env: 'BACKFILL_STALE_JOB_LOCK_TIMEOUT_SECS', summary: 'Age after which an unknown owner\'s job lock is released (default 30m; keep it above your longest job).'}),
     'heartbeat-interval': Flags.string({env: 'BACKFILL_HEARTBEAT_INTERVAL', summary: 'Registry heartbeat interval proving this worker is alive (bare number = seconds; default 10).'}),
     migrate: Flags.boolean({default: true, allowNo: true, summary: 'Install or upgrade the schema and DLQ at start (--no-migrate: require them, for least-privilege roles).'}),
-    once: Flags.boolean({summary: 'Capture, run every job that is runnable now, capture again, then exit.'}),
+    once: Flags.boolean({summary: 'Capture, run every job that is runnable now (serial queues drain fully; no local queue or batching), capture again, then exit.'}),
     'log-format': Flags.option({options: ['text', 'json'] as const, env: 'BACKFILL_LOG_FORMAT', default: 'text', summary: 'Log lines as text or NDJSON.'})(),
     'log-level': Flags.option({options: ['debug', 'info', 'warn', 'error'] as const, env: 'BACKFILL_LOG_LEVEL', default: 'info', summary: 'Least severe events to log (job starts are debug, completions info).'})(),
     'metrics-port': Flags.integer({env: 'BACKFILL_METRICS_PORT', min: 0, max: 65_535, summary: 'Serve Prometheus metrics on this port (0 = any free port).'}),
@@ -156,6 +156,9 @@ export default class Worker extends DbCommand<typeof Worker> {
     const stream = this.jsonEnabled() ? process.stderr : process.stdout
     const color = this.jsonEnabled() ? this.out.errColor : this.out.color
     return (event) => {
+      // Fenced (lost contact with the database): whatever the forced stop manages in 3 s, leave
+      // then, so no task of this process runs on once other workers may take its jobs over.
+      if (event.type === 'error' && event.where === 'liveness') setTimeout(() => process.exit(1), 3000).unref()
       if (!shouldLog(event, level)) return
       stream.write(`${format === 'json' ? formatJson(event) : formatText(event, color)}\n`)
     }

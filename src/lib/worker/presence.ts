@@ -30,6 +30,8 @@ export class WorkerPresence {
   private reconnectTimer: NodeJS.Timeout | undefined
   private beating: Promise<void> | undefined
   private stopped = false
+  /** When the registry last accepted a heartbeat from this pool (ms since epoch). */
+  private lastHeartbeatOk = Date.now()
   /** The schema also has the Rust port's worker registry (its migration 20). */
   private rustRegistry = false
 
@@ -54,6 +56,12 @@ export class WorkerPresence {
   private async beat(): Promise<void> {
     await this.db.exec(heartbeatWorker, [this.options.poolId])
     if (this.rustRegistry) await this.db.exec(rustWorkerHeartbeat, [this.options.poolId, null])
+    this.lastHeartbeatOk = Date.now()
+  }
+
+  /** How long the registry has not heard from this pool (others judge liveness by it). */
+  silentForMs(now = Date.now()): number {
+    return now - this.lastHeartbeatOk
   }
 
   private async register(): Promise<void> {
@@ -67,6 +75,7 @@ export class WorkerPresence {
     if (this.rustRegistry) {
       await this.db.exec(rustWorkerHeartbeat, [this.options.poolId, JSON.stringify({pid: process.pid, hostname: os.hostname(), runtime: 'backfill'})])
     }
+    this.lastHeartbeatOk = Date.now()
   }
 
   /** Opens the named session; if the server drops it (restart, failover), opens it again. */
@@ -107,14 +116,23 @@ export class WorkerPresence {
     this.reconnectTimer.unref()
   }
 
-  /** Marks the worker stopped (clean shutdown) and closes the presence session. */
+  /**
+   * Marks the worker stopped (clean shutdown) and closes the presence session. Bounded: when
+   * the database does not answer (a partition, a hung heartbeat) it gives up after 5 s and
+   * just closes the session; the registry then shows the worker dead by its heartbeat.
+   */
   async stop(): Promise<void> {
     this.stopped = true
     if (this.timer) clearInterval(this.timer)
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
-    await this.beating
-    await this.db.exec(stopWorker, [this.options.poolId]).catch((error: Error) => this.options.onError(error))
-    if (this.rustRegistry) await this.db.exec(rustWorkerDeregister, [this.options.poolId]).catch((error: Error) => this.options.onError(error))
+    const deregister = (async () => {
+      await this.beating
+      await this.db.exec(stopWorker, [this.options.poolId])
+      if (this.rustRegistry) await this.db.exec(rustWorkerDeregister, [this.options.poolId])
+    })().catch((error: Error) => this.options.onError(error))
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([deregister, new Promise((resolve) => (timer = setTimeout(resolve, 5000)))])
+    clearTimeout(timer)
     const client = this.client
     this.client = undefined
     await client?.end().catch(() => undefined)

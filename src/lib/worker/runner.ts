@@ -30,6 +30,8 @@ export interface WorkerRunnerOptions {
    * owners never); false turns it off.
    */
   cleanLocks?: false | ((db: Database, config: WorkerConfig) => Promise<{queueLocks: number; jobLocks: number; details?: unknown}>)
+  /** Stop when no heartbeat was recorded for this long (default fenceAfter(heartbeatIntervalMs)). */
+  fenceAfterMs?: number
 }
 
 export interface WorkerSummary {
@@ -57,7 +59,7 @@ interface RunningPool {
   plan: PoolPlan
   runner: Runner
   workerPool: WorkerPool
-  presence: WorkerPresence | undefined
+  presence: WorkerPresence
 }
 
 /** Connections the pg pool needs for a configuration: jobs, LISTEN + fetch per pool, capture, registry. */
@@ -81,6 +83,7 @@ export class WorkerRunner {
   private readonly cron: ParsedCronItem[] | undefined
   private readonly emitter = new EventEmitter()
   private readonly cleanLocks: Exclude<WorkerRunnerOptions['cleanLocks'], false>
+  private readonly fenceAfterMs: number
   private readonly counts = {started: 0, succeeded: 0, failed: 0, permanent: 0, dlqCaptured: 0}
   private captureState: {running: Promise<void> | undefined; again: boolean; timer: NodeJS.Timeout | undefined} = {running: undefined, again: false, timer: undefined}
   /** Exhausted jobs the DLQ cannot hold (found by capture); skipped from then on, reported once. */
@@ -96,6 +99,7 @@ export class WorkerRunner {
     this.cleanLocks = options.cleanLocks === false ? undefined : (options.cleanLocks ?? defaultCleanLocks)
     this.config = resolveWorkerConfig(options.config)
     this.metrics = options.metrics ?? createWorkerMetrics()
+    this.fenceAfterMs = options.fenceAfterMs ?? fenceAfter(this.config.heartbeatIntervalMs)
     if (options.onEvent) this.emitter.on('event', options.onEvent)
   }
 
@@ -136,7 +140,12 @@ export class WorkerRunner {
       dlq: this.config.dlqIntervalMs !== null,
       once: false,
     })
-    const timers = this.startTimers()
+    const timers = this.startTimers(pools, (silentMs) => {
+      if (this.stopping) return
+      this.failure ??= `lost contact with the database: no heartbeat recorded for ${Math.round(silentMs / 1000)} s; stopping before other workers take this worker's jobs over`
+      this.emit({type: 'error', where: 'liveness', error: this.failure})
+      void stop({force: true, reason: this.failure}).catch(() => undefined)
+    })
     let stopPromise: Promise<WorkerSummary> | undefined
     let settle!: (summary: WorkerSummary) => void
     let fail!: (error: unknown) => void
@@ -186,19 +195,21 @@ export class WorkerRunner {
     const started = performance.now()
     await this.prepare()
     const {runOnce} = await import('graphile-worker')
-    const plan: PoolPlan = {role: 'shared', concurrency: this.config.concurrency, forbiddenFlags: null, localQueueSize: this.config.localQueueSize}
+    // No local queue and no batched writes: graphile's runOnce stops at the first empty fetch,
+    // and a serial queue whose last completion is still batched looks locked (empty) to it.
+    const plan: PoolPlan = {role: 'shared', concurrency: this.config.concurrency, forbiddenFlags: null, localQueueSize: 0}
     const events = new EventEmitter()
     const poolIds: string[] = []
-    const presences: Promise<WorkerPresence | undefined>[] = []
+    const presences: Promise<WorkerPresence>[] = []
     events.on('pool:create', ({workerPool}: {workerPool: WorkerPool}) => {
       poolIds.push(workerPool.id)
       presences.push(this.startPresence(workerPool.id, plan))
       this.emit({type: 'worker:start', schema: this.db.schema, database: this.db.target.display, tasks: Object.keys(this.tasks).sort(), pools: [{...plan, poolId: workerPool.id}], dlq: this.config.dlqIntervalMs !== null, once: true})
     })
     try {
-      await runOnce(await this.graphileOptions(plan, events), this.wrapTasks(plan.role))
+      await runOnce(await this.graphileOptions(plan, events, {batchDelayMs: -1}), this.wrapTasks(plan.role))
     } finally {
-      for (const presence of await Promise.all(presences)) await presence?.stop()
+      for (const presence of await Promise.allSettled(presences)) if (presence.status === 'fulfilled') await presence.value.stop()
     }
     if (this.config.dlqIntervalMs !== null) await this.capture('once')
     let releasedJobLocks = 0
@@ -250,12 +261,18 @@ export class WorkerRunner {
       await runner.stop()
       throw new Error('graphile-worker did not report its pool')
     }
-    const presence = await this.startPresence(workerPool.id, plan)
+    let presence: WorkerPresence
+    try {
+      presence = await this.startPresence(workerPool.id, plan)
+    } catch (error) {
+      await runner.stop().catch(() => undefined)
+      throw error
+    }
     this.metrics.workerActive.set({pool: plan.role}, 1)
     return {plan, runner, workerPool, presence}
   }
 
-  private async startPresence(poolId: string, plan: PoolPlan): Promise<WorkerPresence | undefined> {
+  private async startPresence(poolId: string, plan: PoolPlan): Promise<WorkerPresence> {
     const presence = new WorkerPresence(this.db, {
       poolId,
       heartbeatIntervalMs: this.config.heartbeatIntervalMs,
@@ -267,14 +284,14 @@ export class WorkerRunner {
       await presence.start()
       return presence
     } catch (error) {
-      // Without presence the worker still works; its locks only count as "unknown" for cleanup.
-      this.emit({type: 'error', where: `presence ${poolId}`, error: describe(error)})
+      // A worker nobody can prove alive would hold "unknown" locks that cleaners release by
+      // age: refuse to run rather than risk running its jobs twice.
       await presence.stop().catch(() => undefined)
-      return undefined
+      throw error
     }
   }
 
-  private async graphileOptions(plan: PoolPlan, events: EventEmitter) {
+  private async graphileOptions(plan: PoolPlan, events: EventEmitter, overrides: {batchDelayMs?: number} = {}) {
     const {Logger} = await import('graphile-worker')
     return {
       pgPool: this.db.pool,
@@ -289,8 +306,8 @@ export class WorkerRunner {
       preset: {
         worker: {
           ...(plan.localQueueSize > 0 ? {localQueue: {size: plan.localQueueSize}} : {}),
-          completeJobBatchDelay: this.config.completeBatchDelayMs,
-          failJobBatchDelay: this.config.failBatchDelayMs,
+          completeJobBatchDelay: overrides.batchDelayMs ?? this.config.completeBatchDelayMs,
+          failJobBatchDelay: overrides.batchDelayMs ?? this.config.failBatchDelayMs,
           // Tasks see helpers.abortSignal shortly before the shutdown timeout aborts them.
           gracefulShutdownAbortTimeout: Math.max(0, Math.floor(this.config.shutdownTimeoutMs * 0.8)),
         },
@@ -437,8 +454,18 @@ export class WorkerRunner {
     }
   }
 
-  private startTimers(): NodeJS.Timeout[] {
+  private startTimers(pools: RunningPool[], fence: (silentMs: number) => void): NodeJS.Timeout[] {
     const timers: NodeJS.Timeout[] = []
+    // Self-fencing: others judge this worker dead once its heartbeat is older than the bound
+    // (3 × interval, at least 30 s) and release its locks. Stop at half that, so its jobs are
+    // no longer running when that happens (a network partition, a hung connection).
+    const fenceAfterMs = this.fenceAfterMs
+    timers.push(
+      setInterval(() => {
+        const silent = Math.max(...pools.map((p) => p.presence.silentForMs()))
+        if (silent > fenceAfterMs) fence(silent)
+      }, Math.min(1000, this.config.heartbeatIntervalMs)),
+    )
     if (this.config.dlqIntervalMs !== null) timers.push(setInterval(() => void this.capture('interval'), this.config.dlqIntervalMs))
     if (this.cleanLocks && this.config.lockCleanupIntervalMs !== null) {
       timers.push(setInterval(() => void this.runLockCleanup('interval'), this.config.lockCleanupIntervalMs))
@@ -492,7 +519,7 @@ export class WorkerRunner {
       this.emit({type: 'error', where: 'shutdown lock release', error: describe(error)})
     }
     for (const pool of pools) {
-      await pool.presence?.stop()
+      await pool.presence.stop()
       this.metrics.workerActive.set({pool: pool.plan.role}, 0)
     }
     const summary: WorkerSummary = {
@@ -535,6 +562,11 @@ function permanentFailure(error: unknown): Error {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
+}
+
+/** Half the default liveness bound others apply (max(30 s, 3 × interval); see locks/owners.ts). */
+export function fenceAfter(heartbeatIntervalMs: number): number {
+  return Math.max(15_000, 1.5 * heartbeatIntervalMs)
 }
 
 const TIMED_OUT = Symbol('timed out')
