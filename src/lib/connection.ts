@@ -48,6 +48,7 @@ export function resolveConnection(input: ResolveConnectionInput): ConnectionTarg
 }
 
 export function targetFromUrl(url: string, source: ConnectionTarget['source']): ConnectionTarget {
+  const rawPassword = passwordInUrl(url)
   if (!/^(postgres|postgresql|socket):/i.test(url)) {
     throw new ConfigError(`database URL ${redactUrl(url)} is not a postgres:// URL`, {
       code: 'E_BAD_DATABASE_URL',
@@ -68,7 +69,7 @@ export function targetFromUrl(url: string, source: ConnectionTarget['source']): 
   const port = Number(parsed.port || 5432)
   const user = parsed.user || process.env.PGUSER || osUser()
   const database = parsed.database || user
-  const secrets = [parsed.password, safeDecode(passwordInUrl(url))].filter((s): s is string => Boolean(s))
+  const secrets = [parsed.password, rawPassword, safeDecode(rawPassword)].filter((s): s is string => Boolean(s))
   return {connectionString: url, display: redactUrl(url), host, port, database, user, secrets, source}
 }
 
@@ -97,8 +98,24 @@ function osUser(): string {
   return process.env.USER || process.env.LOGNAME || 'postgres'
 }
 
+/**
+ * The user-info of a URL, found without trusting the URL to be well formed: everything
+ * between "://" and the LAST "@" (a password may contain an unencoded "@", "/" or "#").
+ */
+function userInfo(url: string): {start: number; end: number} | undefined {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)
+  if (!scheme) return undefined
+  const at = url.lastIndexOf('@')
+  if (at < scheme[0].length) return undefined
+  return {start: scheme[0].length, end: at}
+}
+
 function passwordInUrl(url: string): string | undefined {
-  return /^[a-z]+:\/\/[^:@/?#]*:([^@/?#]*)@/i.exec(url)?.[1]
+  const info = userInfo(url)
+  if (!info) return undefined
+  const text = url.slice(info.start, info.end)
+  const colon = text.indexOf(':')
+  return colon < 0 ? undefined : text.slice(colon + 1)
 }
 
 function safeDecode(text: string | undefined): string | undefined {
@@ -112,9 +129,14 @@ function safeDecode(text: string | undefined): string | undefined {
 
 /** Replaces the password of a URL (and any password= query parameter) with ***. */
 export function redactUrl(url: string): string {
-  return url
-    .replace(/^([a-z]+:\/\/[^:@/?#]*:)([^@/?#]*)@/i, (_m, head: string) => `${head}***@`)
-    .replace(/([?&]password=)[^&]*/gi, '$1***')
+  const info = userInfo(url)
+  let out = url
+  if (info) {
+    const text = url.slice(info.start, info.end)
+    const colon = text.indexOf(':')
+    if (colon >= 0) out = `${url.slice(0, info.start)}${text.slice(0, colon)}:***${url.slice(info.end)}`
+  }
+  return out.replace(/([?&]password=)[^&]*/gi, '$1***')
 }
 
 /** Removes every known secret from text about to be printed or logged. */

@@ -203,6 +203,14 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
       const envelope = parseJson<{error: {code: string; exitCode: number; message: string}}>(json)
       expect(envelope.error).to.include({code: 'E_CONNECTION', exitCode: 3})
       expect(json.stdout + json.stderr).not.to.contain('Sup3rSecret')
+      // Passwords libpq accepts but URL parsers choke on (an unencoded @, / or #).
+      for (const url of ['postgres://app:Sup3r@Secret@127.0.0.1:1/app', 'postgres://app:Sup3r/Secret@127.0.0.1:1/app', 'postgres://app:Sup3r#Secret@127.0.0.1:1/app']) {
+        for (const args of [['migrate'], ['migrate', '--json']]) {
+          const run = await runCli(args, {databaseUrl: url})
+          expect(run.code, url).to.equal(3)
+          expect(run.stdout + run.stderr, url).not.to.contain('Secret')
+        }
+      }
     })
 
     it('a database that does not exist → 3 with a createdb hint', async () => {

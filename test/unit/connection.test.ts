@@ -42,6 +42,22 @@ describe('connection resolution', () => {
     expect(scrubSecrets('failed for p@ss at p@ss', ['p@ss'])).to.equal('failed for *** at ***')
   })
 
+  it('redacts passwords containing @, / or # (valid for libpq, broken for URL parsers)', () => {
+    expect(redactUrl('postgres://bob:abc@TopSecret99@127.0.0.1:1/app')).to.equal('postgres://bob:***@127.0.0.1:1/app')
+    expect(redactUrl('postgres://bob:abc/Tail99@127.0.0.1:1/app')).to.equal('postgres://bob:***@127.0.0.1:1/app')
+    expect(redactUrl('postgres://bob:abc#Tail99@127.0.0.1:1/app')).to.equal('postgres://bob:***@127.0.0.1:1/app')
+    for (const url of ['postgres://bob:abc/Tail99@127.0.0.1:1/app', 'postgres://bob:abc#Tail99@h/app', 'mysql://bob:abc@Tail99@h/app']) {
+      try {
+        resolveConnection({databaseUrl: url, env: {}})
+      } catch (error) {
+        expect((error as Error).message, url).not.to.contain('Tail99')
+      }
+    }
+    const target = resolveConnection({databaseUrl: 'postgres://bob:abc@TopSecret99@127.0.0.1:1/app', env: {}})
+    expect(target.display).not.to.contain('TopSecret99')
+    expect(target.secrets).to.include('abc@TopSecret99')
+  })
+
   it('parses socket URLs', () => {
     const target = resolveConnection({databaseUrl: 'postgres://postgres@/postgres?host=%2Ftmp%2Fpg', env: {}})
     expect(target).to.include({host: '/tmp/pg', database: 'postgres', user: 'postgres'})
