@@ -2,7 +2,7 @@ import {Command, Flags, type Interfaces} from '@oclif/core'
 
 import {resolveConnection, scrubSecrets, type ConnectionTarget} from '../lib/connection.js'
 import {Database} from '../lib/db.js'
-import {EXIT_CODES, UsageError, type BackfillError} from '../lib/errors.js'
+import {EXIT_CODES, InterruptedError, UsageError, type BackfillError} from '../lib/errors.js'
 import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifiers.js'
 import {errorEnvelope, toBackfillError} from './errors.js'
 import {loadStyles, Output} from './output.js'
@@ -68,7 +68,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** A second signal (or the first, for commands that do not handle it): exit 130 now. */
   protected onRepeatedInterrupt(signal: NodeJS.Signals): void {
-    process.stderr.write(`\ninterrupted by ${signal}\n`)
+    // An open transaction is rolled back by the server when the connection goes away.
+    const error = new InterruptedError(`interrupted by ${signal}`)
+    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(errorEnvelope(error, this.secrets), null, 2)}\n`)
+    else process.stderr.write(`\nError: ${error.message}\n`)
     process.exit(EXIT_CODES.interrupted)
   }
 

@@ -68,10 +68,7 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
     case '42501':
       return new PermissionError(`permission denied for role "${target.user}": ${message}`, {
         cause: raw,
-        suggestions: [
-          `grant the privilege, e.g. GRANT CREATE ON DATABASE ${quoteForHint(target.database)} TO ${quoteForHint(target.user)};`,
-          ctx.schema ? `or GRANT USAGE, CREATE ON SCHEMA ${ctx.schema} TO ${quoteForHint(target.user)}; (run as the schema owner)` : 'or run the command as the schema owner',
-        ],
+        suggestions: permissionHints(message, target.database, target.user, ctx.schema),
       })
     case '42P01':
     case '3F000':
@@ -111,6 +108,26 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
     cause: raw,
     details: code ? {sqlstate: code} : undefined,
   })
+}
+
+/** The grant that fixes what PostgreSQL said was denied (database, schema, table or function). */
+function permissionHints(message: string, database: string, user: string, schema: string | undefined): string[] {
+  const role = quoteForHint(user)
+  const inSchema = schema ?? '<schema>'
+  if (/for database|to create schema/i.test(message)) {
+    return [`to install the schema the role needs: GRANT CREATE ON DATABASE ${quoteForHint(database)} TO ${role};`, 'or run backfill migrate as the database owner (then workers can run with --no-migrate)']
+  }
+  if (/for schema/i.test(message)) {
+    return [`GRANT USAGE ON SCHEMA ${inSchema} TO ${role};`, 'or run the command as the schema owner']
+  }
+  if (/for (table|relation|sequence|view)/i.test(message)) {
+    return [
+      `to read: GRANT SELECT ON ALL TABLES IN SCHEMA ${inSchema} TO ${role};`,
+      `to change jobs or the DLQ: GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${inSchema} TO ${role}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA ${inSchema} TO ${role};`,
+    ]
+  }
+  if (/for function|for procedure/i.test(message)) return [`GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ${inSchema} TO ${role};`]
+  return [`ask the schema owner for the privilege PostgreSQL names above, or run the command as the owner`]
 }
 
 function describeNetwork(code: string, message: string): string {

@@ -242,6 +242,22 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     })
   })
 
+  it('a role that may use the schema but not read its tables → 3 with the SELECT grant (not CREATE)', async () => {
+    const t = await fresh(true)
+    const role = uniqueName('reader')
+    await sql(`create role ${role} login`)
+    try {
+      await t.query(`grant usage on schema ${t.quoted} to ${role}`)
+      const result = await runCli(['status', '--schema', t.schema], {databaseUrl: urlForDatabase(testDatabaseName(), role)})
+      expect(result.code, result.stderr).to.equal(3)
+      expect(result.stderr).to.contain(`GRANT SELECT ON ALL TABLES IN SCHEMA ${t.quoted} TO ${role}`)
+      expect(result.stderr).not.to.contain('GRANT CREATE ON DATABASE')
+    } finally {
+      await t.query(`revoke usage on schema ${t.quoted} from ${role}`)
+      await sql(`drop role ${role}`)
+    }
+  })
+
   describe('output contract', () => {
     it('--json prints exactly one JSON document on stdout', async () => {
       const t = await fresh(true)
