@@ -167,6 +167,14 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
       // A worker's migrate afterwards finds nothing to do.
       const after = await runCli(['migrate', '--schema', 'jobs', '--json'], {databaseUrl: printUrl})
       expect(parseJson<{upToDate: boolean}>(after).upToDate).to.equal(true)
+      // `migrate --dry-run --show-sql` on an empty database prints SQL that builds the same catalog.
+      const viaDryRun = uniqueName('db_dryrun')
+      databases.push(viaDryRun)
+      const dryRunUrl = await createDatabase(viaDryRun)
+      const plan = await runCli(['migrate', '--schema', 'jobs', '--dry-run', '--show-sql', '--quiet'], {databaseUrl: dryRunUrl})
+      expect(plan.code, plan.stderr).to.equal(0)
+      execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-', dryRunUrl], {input: plan.stdout, stdio: ['pipe', 'ignore', 'pipe']})
+      expect(await catalogSnapshot(dryRunUrl, 'jobs')).to.deep.equal(a)
     })
 
     it('needs no database and no configuration', async () => {

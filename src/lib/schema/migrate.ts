@@ -57,7 +57,9 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
   if (options.dryRun) {
     const pkg = graphilePackage()
     const pending = pkg.migrations.filter((m) => before.graphile.pending.includes(m.id))
-    const dlq = planDlq(db, before, true)
+    // Objects that wait for graphile's tables (our indexes on _private_jobs) are planned too
+    // when graphile's migrations are pending: the printed SQL creates those tables first.
+    const dlq = planDlq(db, before, true, before.graphile.pending.length > 0 ? ['_private_jobs'] : [])
     const graphileSql = pending.length > 0
       ? (before.graphile.migrationsTable && before.graphile.breakingColumn ? '' : graphileBootstrapSql(db.quotedSchema)) +
         pending.map((m) => graphileMigrationSql(db.quotedSchema, m)).join('')
@@ -129,8 +131,9 @@ export async function initDlq(db: Database, options: MigrateOptions = {}): Promi
   return withInstallLock(db, async (locked) => applyDlq(locked, await inspectSchema(locked), options))
 }
 
-function planDlq(db: Database, inspection: SchemaInspection, dryRun: boolean): InitDlqResult {
-  const missing = missingObjects(inspection.backfill.catalog)
+function planDlq(db: Database, inspection: SchemaInspection, dryRun: boolean, willExist: readonly string[] = []): InitDlqResult {
+  const {catalog} = inspection.backfill
+  const missing = missingObjects(willExist.length > 0 ? {...catalog, relations: new Set([...catalog.relations, ...willExist])} : catalog)
   return {
     schema: db.schema,
     dryRun,
