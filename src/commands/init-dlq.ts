@@ -20,11 +20,13 @@ export default class InitDlq extends DbCommand<typeof InitDlq> {
   async run(): Promise<InitDlqResult> {
     const result = await initDlq(this.db(), {dryRun: this.flags['dry-run'], onProgress: (m) => this.out.info(m)})
     const where = `"${result.schema}".backfill_dlq`
-    if (result.upToDate) this.out.success(`${where} is up to date`)
+    if (result.upToDate) this.out.result(`${where} is up to date`)
     else if (result.dryRun) {
-      this.out.info(`would create: ${result.created.join(', ')}`)
+      const summary = `would create: ${result.created.join(', ')}`
+      if (this.flags['show-sql']) this.out.info(summary)
+      else this.out.result(summary)
       if (this.flags['show-sql']) this.out.result(result.sql)
-    } else this.out.success(`${where}: created ${result.created.join(', ')}${result.tableExisted ? ' (existing rows kept)' : ''}`)
+    } else this.out.result(`${where}: created ${result.created.join(', ')}${result.tableExisted ? ' (existing rows kept)' : ''}`)
     return result
   }
 }

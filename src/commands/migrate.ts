@@ -32,18 +32,20 @@ export default class Migrate extends DbCommand<typeof Migrate> {
     const schema = `schema "${result.schema}"`
     for (const note of result.notes) out.warn(note)
     if (result.dryRun) {
-      out.info(`${schema}: graphile-worker revision ${result.revisionBefore ?? 'none'} (bundled graphile-worker ${result.graphileWorkerVersion} knows up to ${result.highestKnown})`)
-      out.info(result.applied.length > 0 ? `would apply graphile-worker migrations ${idRange(result.applied)}` : 'graphile-worker migrations: up to date')
-      out.info(result.dlq.created.length > 0 ? `would create: ${result.dlq.created.join(', ')}` : 'DLQ objects: up to date')
+      // With --show-sql the SQL alone is the result (pipe it into psql); the plan goes to stderr.
+      const say = (text: string): void => (this.flags['show-sql'] ? out.info(text) : out.result(text))
+      say(`${schema}: graphile-worker revision ${result.revisionBefore ?? 'none'} (bundled graphile-worker ${result.graphileWorkerVersion} knows up to ${result.highestKnown})`)
+      say(result.applied.length > 0 ? `would apply graphile-worker migrations ${idRange(result.applied)}` : 'graphile-worker migrations: up to date')
+      say(result.dlq.created.length > 0 ? `would create: ${result.dlq.created.join(', ')}` : 'DLQ objects: up to date')
       if (this.flags['show-sql'] && result.sql) out.result(result.sql)
       return
     }
     if (result.upToDate) {
-      out.success(`${schema} is up to date (graphile-worker revision ${result.revisionAfter})`)
+      out.result(`${schema} is up to date (graphile-worker revision ${result.revisionAfter})`)
       return
     }
-    if (result.applied.length > 0) out.success(`${schema}: applied graphile-worker migrations ${idRange(result.applied)} (revision ${result.revisionBefore ?? 'none'} → ${result.revisionAfter})`)
-    if (result.dlq.created.length > 0) out.success(`${schema}: created ${result.dlq.created.join(', ')}`)
+    if (result.applied.length > 0) out.result(`${schema}: applied graphile-worker migrations ${idRange(result.applied)} (revision ${result.revisionBefore ?? 'none'} → ${result.revisionAfter})`)
+    if (result.dlq.created.length > 0) out.result(`${schema}: created ${result.dlq.created.join(', ')}`)
   }
 }
 

@@ -28,7 +28,7 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     const t = await fresh()
     const first = await runCli(['migrate', '--schema', t.schema])
     expect(first.code, first.stderr).to.equal(0)
-    expect(first.stderr).to.contain('applied graphile-worker migrations 1..19')
+    expect(first.stdout).to.contain('applied graphile-worker migrations 1..19')
     const rows = await t.query<{id: number}>(`select id from ${t.quoted}.migrations order by id`)
     expect(rows.map((r) => r.id)).to.deep.equal(Array.from({length: 19}, (_, i) => i + 1))
     const columns = await t.query<{column_name: string}>(
@@ -112,7 +112,7 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     expect(types.every((r) => r.data_type === 'text')).to.equal(true)
     const again = await runCli(['init-dlq', '--schema', t.schema])
     expect(again.code).to.equal(0)
-    expect(again.stderr).to.contain('up to date')
+    expect(again.stdout).to.contain('up to date')
   })
 
   it('init-dlq refuses (exit 4) to add the unique index over duplicate keys, and changes nothing', async () => {
@@ -279,10 +279,13 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
       const t = await fresh(true)
       const piped = await runCli(['migrate', '--schema', t.schema])
       expect(piped.stderr + piped.stdout).not.to.match(ANSI)
-      const forced = await runCli(['migrate', '--schema', t.schema], {env: {FORCE_COLOR: '1'}})
+      // Errors and table headers are styled: FORCE_COLOR colours them even on a pipe, NO_COLOR wins.
+      const forced = await runCli(['migrate', '--schema', 'Bad-Name'], {env: {FORCE_COLOR: '1'}})
       expect(forced.stderr).to.match(ANSI)
-      const noColor = await runCli(['migrate', '--schema', t.schema], {env: {FORCE_COLOR: '1', NO_COLOR: '1'}})
+      const noColor = await runCli(['migrate', '--schema', 'Bad-Name'], {env: {FORCE_COLOR: '1', NO_COLOR: '1'}})
       expect(noColor.stderr + noColor.stdout).not.to.match(ANSI)
+      const table = await runCli(['locks', 'list', '--schema', t.schema], {env: {FORCE_COLOR: '1', NO_COLOR: '1'}})
+      expect(table.stderr + table.stdout).not.to.match(ANSI)
     })
   })
 })

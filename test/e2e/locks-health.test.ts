@@ -86,7 +86,7 @@ describe('backfill locks / status / check / schema status (real binary)', functi
       const clean = await runCli(['locks', 'clean', ...args, '--yes'])
       expect(clean.code, clean.stderr).to.equal(0)
       expect(clean.stdout).to.match(/RELEASED/)
-      expect(clean.stderr).to.match(/released 1 job lock and 1 queue lock of dead owners/)
+      expect(clean.stdout).to.match(/released 1 job lock and 1 queue lock of dead owners/)
       expect(clean.stderr).to.match(/kept 1 of live owners/)
       expect((await jobRow(t, deadJob))?.locked_by).to.equal(null)
       expect((await queueLock(t, 'user:7'))?.locked_by).to.equal(null)

@@ -15,12 +15,12 @@ export default class DevReset extends BaseCommand<typeof DevReset> {
   async run(): Promise<{deleted: string | null; dryRun: boolean}> {
     const location = devServerLocation()
     if (this.flags['dry-run']) {
-      this.out.info(`would stop the server and delete ${location.dir}`)
+      this.out.result(`would stop the server and delete ${location.dir}`)
       return {deleted: location.dir, dryRun: true}
     }
     await confirmDestructive({yes: this.flags.yes, json: this.jsonEnabled(), message: `Delete the development database in ${location.dir}?`, action: 'delete the development database'})
     await devServer(location).destroy()
-    this.out.success(`deleted ${location.dir}`)
+    this.out.result(`deleted ${location.dir}`)
     return {deleted: location.dir, dryRun: false}
   }
 }

@@ -7,7 +7,7 @@ export default class DevStop extends BaseCommand<typeof DevStop> {
 
   async run(): Promise<{stopped: boolean}> {
     const stopped = await devServer().stop()
-    this.out.success(stopped ? 'stopped' : 'was not running')
+    this.out.result(stopped ? 'stopped' : 'was not running')
     return {stopped}
   }
 }

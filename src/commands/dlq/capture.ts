@@ -55,9 +55,9 @@ export default class DlqCapture extends DlqCommand<typeof DlqCapture> {
       }
       return result
     }
-    if (result.captured === 0) this.out.info('no exhausted jobs were waiting in the jobs table')
+    if (result.captured === 0) this.out.result('no exhausted jobs were waiting in the jobs table')
     else {
-      this.out.success(`moved ${result.captured} job(s) into the DLQ${result.recaptured > 0 ? ` (${result.recaptured} had been retried before)` : ''}; audit run ${result.run}`)
+      this.out.result(`moved ${result.captured} job(s) into the DLQ${result.recaptured > 0 ? ` (${result.recaptured} had been retried before)` : ''}; audit run ${result.run}`)
       this.out.info(`next: backfill dlq stats${schemaFlag(this.schema)}`)
     }
     for (const failed of result.failed) {

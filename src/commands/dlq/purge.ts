@@ -63,7 +63,7 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
     const asOfNow = await selectionAsOfNow(db, selection)
     const count = asOfNow.group !== undefined && flags.yes ? null : await countSelection(db, asOfNow)
     if (count === 0) {
-      this.out.info('nothing to purge: no DLQ entries match the selection')
+      this.out.result('nothing to purge: no DLQ entries match the selection')
       return {dryRun: false, selection, run: '', purged: 0, batches: 0, interrupted: false, durationMs: 0}
     }
     await confirmDestructive({
@@ -80,8 +80,8 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
       signal: this.interrupt.signal,
       onBatch: (p) => this.out.info(`batch ${p.batch}: ${p.purged}${count === null ? '' : `/${count}`} deleted`),
     })
-    if (result.purged > 0) this.out.success(`deleted ${result.purged} entr${result.purged === 1 ? 'y' : 'ies'} in ${result.batches} batch(es), ${(result.durationMs / 1000).toFixed(1)} s; audit run ${result.run}`)
-    else if (!result.interrupted) this.out.info('nothing to purge: no DLQ entries match the selection (another run may have taken them)')
+    if (result.purged > 0) this.out.result(`deleted ${result.purged} entr${result.purged === 1 ? 'y' : 'ies'} in ${result.batches} batch(es), ${(result.durationMs / 1000).toFixed(1)} s; audit run ${result.run}`)
+    else if (!result.interrupted) this.out.result('nothing to purge: no DLQ entries match the selection (another run may have taken them)')
     if (result.interrupted) {
       this.out.warn(`interrupted after batch ${result.batches}: ${result.purged} deleted; the rest are still in the DLQ`)
       process.exitCode = EXIT_CODES.interrupted

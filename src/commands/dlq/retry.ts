@@ -69,7 +69,7 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     const asOfNow = await selectionAsOfNow(db, selection)
     const count = asOfNow.group !== undefined && flags.yes ? null : await countSelection(db, asOfNow)
     if (count === 0) {
-      this.out.info('nothing to retry: no DLQ entries match the selection')
+      this.out.result('nothing to retry: no DLQ entries match the selection')
       return {dryRun: false, selection, ...emptyResult()}
     }
     await confirmDestructive({yes: flags.yes, json: this.jsonEnabled(), message: `Retry ${count} DLQ entr${count === 1 ? 'y' : 'ies'} (schema "${this.schema}")?`, action: 'retry DLQ entries'})
@@ -111,8 +111,8 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     const {out} = this
     const skipped = result.skipped.keyConflict + result.skipped.invalid
     const tasks = Object.entries(result.byTask).sort((a, b) => b[1] - a[1]).slice(0, 5).map(([t, n]) => `${t} ${n}`).join(', ')
-    if (result.retried > 0) out.success(`retried ${result.retried} entr${result.retried === 1 ? 'y' : 'ies'} as new jobs in ${result.batches} batch(es), ${(result.durationMs / 1000).toFixed(1)} s (${tasks}); audit run ${result.run}`)
-    else if (skipped === 0 && !result.interrupted) out.info('nothing to retry: no DLQ entries match the selection (another run may have taken them)')
+    if (result.retried > 0) out.result(`retried ${result.retried} entr${result.retried === 1 ? 'y' : 'ies'} as new jobs in ${result.batches} batch(es), ${(result.durationMs / 1000).toFixed(1)} s (${tasks}); audit run ${result.run}`)
+    else if (skipped === 0 && !result.interrupted) out.result('nothing to retry: no DLQ entries match the selection (another run may have taken them)')
     if (result.skipped.keyConflict > 0) {
       out.warn(`${result.skipped.keyConflict} entr${result.skipped.keyConflict === 1 ? 'y' : 'ies'} left in the DLQ: a job with the same job key is already in the jobs table (e.g. entry ${result.skippedSample.find((s) => s.reason === 'key_conflict')?.dlqId}); the newer job was kept. Retry them with --key-conflict replace, or purge them.`)
     }

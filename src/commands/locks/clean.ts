@@ -85,10 +85,10 @@ Released jobs become runnable at once and keep their attempt count (the interrup
       k['not-confirmed'].jobs + k['not-confirmed'].queues > 0 ? `${k['not-confirmed'].jobs + k['not-confirmed'].queues} that appeared after the confirmation` : '',
     ].filter(Boolean)
     const skipped = result.skipped.jobs + result.skipped.queues
-    if (parts.length === 0 && skipped > 0) out.info(`released nothing in schema "${result.schema}"`)
-    else if (parts.length === 0) out.success(`nothing to release in schema "${result.schema}"`)
-    else if (result.dryRun) out.info(`${verb} ${parts.join('; ')} (dry run: nothing changed)`)
-    else out.success(`${verb} ${parts.join('; ')}`)
+    if (parts.length === 0 && skipped > 0) out.result(`released nothing in schema "${result.schema}"`)
+    else if (parts.length === 0) out.result(`nothing to release in schema "${result.schema}"`)
+    else if (result.dryRun) out.result(`${verb} ${parts.join('; ')} (dry run: nothing changed)`)
+    else out.result(`${verb} ${parts.join('; ')}`)
     if (kept.length > 0) out.info(`kept ${kept.join('; ')}`)
     if (skipped > 0) {
       out.info(`left ${describeCounts(result.skipped.jobs, result.skipped.queues)} that changed before they could be released (taken again, owner back, or another cleaner was first)`)
