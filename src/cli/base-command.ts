@@ -139,10 +139,11 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
   override async init(): Promise<void> {
     await super.init()
     this.schema = parseSchemaName(this.flags.schema)
-    if (this.flags.embedded) {
-      if (this.argv.some((a) => a === '--database-url' || a.startsWith('--database-url='))) {
-        throw new UsageError('--embedded and --database-url are alternatives; pass one of them', {code: 'E_USAGE'})
-      }
+    const explicitUrl = this.argv.some((a) => a === '--database-url' || a.startsWith('--database-url='))
+    const explicitEmbedded = this.argv.includes('--embedded')
+    if (explicitUrl && explicitEmbedded) throw new UsageError('--embedded and --database-url are alternatives; pass one of them', {code: 'E_USAGE'})
+    // Flags beat the environment: an explicit --database-url wins over BACKFILL_EMBEDDED=1.
+    if (this.flags.embedded && !explicitUrl) {
       const {embeddedUrl} = await import('../lib/embedded/dev.js')
       this.embeddedUrl = await embeddedUrl()
     }

@@ -18,7 +18,7 @@ export interface ConfirmOptions {
 export async function confirmDestructive(options: ConfirmOptions): Promise<void> {
   if (options.yes) return
   if (options.json || !process.stdin.isTTY || !process.stderr.isTTY) {
-    throw new UsageError(`refusing to ${options.action} without --yes in a non-interactive session`, {
+    throw new UsageError(`refusing to ${options.action} without --yes ${options.json ? 'under --json (a prompt would corrupt the document)' : 'in a non-interactive session'}`, {
       code: 'E_CONFIRMATION_REQUIRED',
       suggestions: ['add --yes to confirm, or --dry-run to see what would change'],
     })

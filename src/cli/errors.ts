@@ -33,7 +33,7 @@ function oneLine(text: string): string {
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => line !== '' && !/^See more help with/i.test(line) && !/^The following errors? occurred:?$/i.test(line))
-  return lines.join(': ').replace(/\s+:/g, ':') || text
+  return lines.reduce((joined, line) => (joined === '' ? line : `${joined}${joined.endsWith(':') ? ' ' : ': '}${line}`), '') || text
 }
 
 export interface ErrorEnvelope {

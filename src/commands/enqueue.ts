@@ -28,7 +28,7 @@ import {priorityBand} from '../lib/jobs/priority.js'
 
 export type EnqueueCommandResult =
   | EnqueueOutcome
-  | {status: 'dry-run'; job: PreparedJob}
+  | {status: 'dry-run'; job: Omit<PreparedJob, 'payload'> & {payload: unknown}}
   | (NdjsonResult & {source: string})
 
 export default class Enqueue extends DbCommand<typeof Enqueue> {
@@ -104,7 +104,8 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
     const job = prepareJobText(task, payload, spec)
     if (this.flags['dry-run']) {
       this.out.result(`would enqueue ${describeJob(job)}, payload ${job.payload}`)
-      return {status: 'dry-run', job}
+      // The payload as JSON in the document (as a real enqueue reports it), not as its text.
+      return {status: 'dry-run', job: {...job, payload: JSON.parse(job.payload) as unknown}}
     }
     const client = await BackfillClient.fromDatabase(this.db(), {ensureSchema: false})
     const outcome = await client.enqueueJson(task, payload, spec)

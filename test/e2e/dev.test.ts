@@ -5,7 +5,7 @@ import path from 'node:path'
 import {expect} from 'chai'
 
 import {parseJson, runCli} from '../support/cli.js'
-import {sql} from '../support/db.js'
+import {sql, testUrl} from '../support/db.js'
 import {TASKS_DIR, WorkerProcess} from '../support/worker.js'
 
 interface Status {
@@ -52,6 +52,11 @@ describe('backfill dev and --embedded (real PostgreSQL from the npm binaries)', 
     expect(parseJson<{upToDate: boolean}>(viaEnv).upToDate).to.equal(true)
     const both = await inProject(['migrate', '--embedded', '--database-url', 'postgres://x@localhost/db'])
     expect(both.code).to.equal(2)
+    // A flag beats the environment: --database-url wins over an exported BACKFILL_EMBEDDED=1.
+    const flagWins = await inProject(['migrate', '--schema', 'flag_wins_over_env', '--database-url', testUrl(), '--json'], {BACKFILL_EMBEDDED: '1'})
+    expect(flagWins.code, flagWins.stderr).to.equal(0)
+    expect(await sql(`select 1 from pg_namespace where nspname = 'flag_wins_over_env'`)).to.have.length(1)
+    await sql('drop schema flag_wins_over_env cascade')
   })
 
   it('survives a worker\'s Ctrl-C (the server has its own session)', async () => {

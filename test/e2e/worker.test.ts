@@ -247,12 +247,20 @@ describe('backfill worker (real binary, real signals)', function () {
       expect(result.stderr).to.contain(`no tasks directory at ${path.join(os.tmpdir(), 'tasks')}`)
     })
 
+    it('a task file with a syntax error names the directory (exit 3, not an internal error)', async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'broken-tasks-'))
+      writeFileSync(path.join(dir, 'broken.mjs'), 'export default async function ( {\n')
+      const result = await runCli(['worker', '--schema', t.schema, '--tasks', dir, '--once'])
+      expect(result.code, result.stderr).to.equal(3)
+      expect(result.stderr).to.contain(`cannot load the tasks in ${dir}`)
+    })
+
     it('a task module and an invalid crontab', async () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'taskmod-'))
       writeFileSync(path.join(dir, 'tasks.mjs'), 'export const tasks = {hello: async () => {}}\n')
       writeFileSync(path.join(dir, 'crontab'), 'this is not cron\n')
       const bad = await runCli(['worker', '--schema', t.schema, '--task-module', path.join(dir, 'tasks.mjs'), '--crontab', path.join(dir, 'crontab'), '--once'])
-      expect(bad.code).to.equal(2)
+      expect(bad.code).to.equal(3)
       expect(bad.stderr).to.contain('invalid crontab')
       await t.query(`select ${t.quoted}.add_job('hello', '{}')`)
       const good = await runCli(['worker', '--schema', t.schema, '--task-module', path.join(dir, 'tasks.mjs'), '--once', '--json'])

@@ -41,6 +41,9 @@ describe('DLQ selectors', () => {
     expect(parseTimeAgo('2024-05-01T10:00:00+02:00', '--since', now).toISOString()).to.equal('2024-05-01T08:00:00.000Z')
     usageError(() => parseTimeAgo('yesterday', '--since', now))
     usageError(() => parseTimeAgo('2024-13-45', '--since', now))
+    // A date-time without a zone would depend on the operator's TZ: refused, with the fix.
+    expect(usageError(() => parseTimeAgo('2024-05-01T10:00:00', '--since', now)).message).to.contain('needs a time zone')
+    expect(parseTimeAgo('2024-05-01T10:00:00Z', '--since', now).toISOString()).to.equal('2024-05-01T10:00:00.000Z')
   })
 
   it('builds a selector from flag values', () => {

@@ -6,6 +6,8 @@ import {devServer, devServerLocation} from '../../lib/embedded/dev.js'
 
 export default class DevReset extends BaseCommand<typeof DevReset> {
   static override summary = "Stop the development PostgreSQL and delete its data (every job, schema and DLQ entry in it)."
+  static override description = "Stops the project's development PostgreSQL and deletes its data directory: every schema, job and DLQ entry in it. Asks for confirmation on a terminal; needs --yes otherwise."
+
   static override examples = ['<%= config.bin %> <%= command.id %> --yes', '<%= config.bin %> <%= command.id %> --dry-run']
   static override flags = {
     yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.'}),

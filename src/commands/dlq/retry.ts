@@ -5,7 +5,8 @@ import {DlqCommand, ENTRY_COLUMNS, idsArg, requireSelection, schemaFlag, selecto
 import {previewSelection, type SelectionPreview} from '../../lib/dlq/preview.js'
 import {DEFAULT_RETRY_BATCH, retryDlq, type RetryResult} from '../../lib/dlq/retry.js'
 import {countSelection} from '../../lib/dlq/scan.js'
-import {parseDuration, parseTimeAgo, type DlqSelector, selectionAsOfNow} from '../../lib/dlq/selector.js'
+import {parseRunAt} from '../../lib/client/spec.js'
+import {parseDuration, type DlqSelector, selectionAsOfNow} from '../../lib/dlq/selector.js'
 import {EXIT_CODES, UsageError} from '../../lib/errors.js'
 import {renderStats} from './stats.js'
 
@@ -54,7 +55,8 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     const {flags} = this
     const selection = await this.selector(flags)
     requireSelection(selection, flags.all, 'retry')
-    const runAt = flags['run-at'] === undefined ? undefined : parseRunAt(flags['run-at'])
+    // The same strict ISO 8601 (with a time zone) as enqueue --run-at.
+    const runAt = flags['run-at'] === undefined ? undefined : (parseRunAt(flags['run-at'], '--run-at') ?? undefined)
     const delayed = flags.delay === undefined ? undefined : new Date(Date.now() + parseDuration(flags.delay, '--delay'))
     await this.requireDlq()
     const db = this.db()
@@ -121,13 +123,6 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     }
     if (result.interrupted) out.warn(`interrupted after batch ${result.batches}: ${result.retried} retried; the rest are still in the DLQ (rerun the same command to continue)`)
   }
-}
-
-function parseRunAt(text: string): Date {
-  if (!/^\d{4}-\d{2}-\d{2}/.test(text.trim())) {
-    throw new UsageError(`invalid --run-at "${text}": expected an ISO 8601 time like 2024-05-01T10:00:00Z`, {code: 'E_BAD_TIME', suggestions: ['for a relative time use --delay 10m']})
-  }
-  return parseTimeAgo(text, '--run-at')
 }
 
 function emptyResult(): RetryResult {

@@ -44,7 +44,7 @@ export function renderStats(out: Output, stats: DlqStats, top: number): void {
     out.result('no DLQ entries match the selection')
     return
   }
-  out.result(`${stats.total} entries, oldest ${shortTime(stats.oldest)} (${age(stats.oldest)} ago), newest ${shortTime(stats.newest)} (${age(stats.newest)} ago)`)
+  out.result(`${stats.total} entr${stats.total === 1 ? 'y' : 'ies'}, oldest ${shortTime(stats.oldest)} (${age(stats.oldest)} ago), newest ${shortTime(stats.newest)} (${age(stats.newest)} ago)`)
   out.result('')
   out.table(stats.byTask.slice(0, top), [
     {header: 'TASK', get: (t) => t.taskIdentifier},

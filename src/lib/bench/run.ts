@@ -163,7 +163,7 @@ export async function runBench(base: Database, options: BenchOptions): Promise<B
           while (!latencyStarts.has(n) && Date.now() < deadline) await sleep(0.2)
           const startedAt = latencyStarts.get(n)
           if (startedAt !== undefined && n >= 5) values.push(Number(startedAt - before) / 1e6) // 5 warm-up samples
-          progress({phase: 'latency', done: n + 1, total: options.latencySamples + 5, rate: null})
+          progress({phase: 'latency', done: Math.max(0, n - 4), total: options.latencySamples, rate: null})
           await sleep(10)
         }
         values.sort((a, b) => a - b)

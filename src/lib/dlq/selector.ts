@@ -101,7 +101,19 @@ export {parseDuration}
 export function parseTimeAgo(text: string, flag: string, now = Date.now()): Date {
   const trimmed = text.trim()
   if (/^\d+(?:\.\d+)?\s*(ms|s|m|h|d|w)/.test(trimmed) && !/^\d{4}-/.test(trimmed)) return new Date(now - parseDuration(trimmed, flag))
-  if (/^\d{4}-\d{2}-\d{2}/.test(trimmed)) {
+  // A date alone is UTC midnight; a date-time must say its zone (the operator's TZ must not
+  // change what is selected, and enqueue --run-at asks the same).
+  if (/^\d{4}-\d{2}-\d{2}$/.test(trimmed)) {
+    const date = new Date(`${trimmed}T00:00:00Z`)
+    if (!Number.isNaN(date.getTime())) return date
+  }
+  if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}/.test(trimmed)) {
+    if (!/(Z|[+-]\d{2}(:?\d{2})?)$/i.test(trimmed)) {
+      throw new UsageError(`invalid ${flag} "${text}": a date-time needs a time zone`, {
+        code: 'E_BAD_TIME',
+        suggestions: [`add Z (UTC) or an offset: ${trimmed}Z or ${trimmed}+02:00`],
+      })
+    }
     const date = new Date(trimmed)
     if (!Number.isNaN(date.getTime())) return date
   }

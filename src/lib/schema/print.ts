@@ -19,7 +19,7 @@ export function printSchemaSql(schema: SchemaName, options: PrintSchemaOptions =
   const quoted = quoteIdent(schema)
   const pkg = graphilePackage()
   const parts: string[] = [
-    `-- backfill schema for ${quoted}: graphile-worker ${pkg.version} migrations 1..${pkg.highest} and the backfill DLQ.`,
+    `-- backfill schema for ${quoted}: ${[options.graphile !== false ? `graphile-worker ${pkg.version} migrations 1..${pkg.highest}` : '', options.backfill !== false ? 'the backfill DLQ and bookkeeping tables' : ''].filter(Boolean).join(' and ')}.`,
     '-- Apply to an empty schema with: psql -v ON_ERROR_STOP=1 -f schema.sql',
     '-- To upgrade an existing schema use `backfill migrate` (or `backfill migrate --dry-run --show-sql`).',
     '',

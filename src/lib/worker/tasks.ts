@@ -38,7 +38,17 @@ export async function loadTasks(source: TaskSource): Promise<LoadedTasks> {
   }
   const {getTasks, Logger} = await import('graphile-worker')
   const silent = new Logger(() => () => undefined)
-  const watched = await getTasks({logger: silent}, directory)
+  let watched: Awaited<ReturnType<typeof getTasks>>
+  try {
+    watched = await getTasks({logger: silent}, directory)
+  } catch (error) {
+    // A syntax error or a throwing import in a task file: the user's code, not ours.
+    throw new ConfigError(`cannot load the tasks in ${directory}: ${(error as Error).message}`, {
+      code: 'E_TASK_LOAD',
+      cause: error,
+      suggestions: ['fix the task file named in the message (node --check FILE finds syntax errors)'],
+    })
+  }
   const names = Object.keys(watched.tasks)
   if (names.length === 0) {
     await watched.release()
@@ -52,7 +62,7 @@ export async function loadTasks(source: TaskSource): Promise<LoadedTasks> {
 
 async function loadTaskModule(file: string): Promise<LoadedTasks> {
   if (!existsSync(file)) {
-    throw new UsageError(`task module ${file} does not exist`, {code: 'E_NO_TASKS', suggestions: ['pass the path of a .js/.mjs/.cjs module exporting a task list']})
+    throw new ConfigError(`task module ${file} does not exist`, {code: 'E_NO_TASKS', suggestions: ['pass the path of a .js/.mjs/.cjs module exporting a task list']})
   }
   let loaded: Record<string, unknown>
   try {
@@ -78,13 +88,14 @@ async function loadTaskModule(file: string): Promise<LoadedTasks> {
 /** Parses a graphile-worker crontab file, so a mistake is a usage error before anything starts. */
 export async function loadCrontab(file: string): Promise<ParsedCronItem[]> {
   const resolved = path.resolve(file)
-  if (!existsSync(resolved)) throw new UsageError(`crontab file ${resolved} does not exist`, {code: 'E_CRONTAB'})
+  if (!existsSync(resolved)) throw new ConfigError(`crontab file ${resolved} does not exist`, {code: 'E_CRONTAB', suggestions: ['check --crontab / BACKFILL_CRONTAB']})
   const {parseCrontab} = await import('graphile-worker')
   try {
     return parseCrontab(readFileSync(resolved, 'utf8'))
   } catch (error) {
-    throw new UsageError(`invalid crontab ${resolved}: ${(error as Error).message}`, {
+    throw new ConfigError(`invalid crontab ${resolved}: ${(error as Error).message}`, {
       code: 'E_CRONTAB',
+      cause: error,
       suggestions: ['each line: <minute> <hour> <day> <month> <weekday> <task> [?options] [payload JSON]; see graphile-worker\'s crontab docs'],
     })
   }
