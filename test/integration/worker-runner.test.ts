@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import type {JobHelpers} from 'graphile-worker'
 
 import {PermanentError} from '../../src/lib/worker/permanent-error.js'
-import {requiredPoolSize, WorkerRunner} from '../../src/lib/worker/runner.js'
+import {isAmbiguousFetchError, requiredPoolSize, WorkerRunner} from '../../src/lib/worker/runner.js'
 import type {WorkerEvent} from '../../src/lib/worker/events.js'
 import {TestSchema} from '../support/db.js'
 import {rustMigration20Sql} from '../fixtures/rust.js'
@@ -100,6 +100,48 @@ describe('WorkerRunner (library, in process)', function () {
     // The aborted job was failed by graphile (an attempt used, backoff), not left locked.
     const [job] = await t.query<{locked_at: Date | null; attempts: number}>(`select locked_at, attempts from ${t.quoted}._private_jobs`)
     expect(job).to.deep.equal({locked_at: null, attempts: 1})
+  })
+
+  it('stops and releases its locks when a fetch loses its connection (the fetch may have locked jobs it never received)', async () => {
+    const events: WorkerEvent[] = []
+    const runner = new WorkerRunner({db: t.db, tasks: {noop: async () => undefined}, config: {concurrency: 2, pollIntervalMs: 100}, onEvent: (e) => events.push(e)})
+    const handle = await runner.start()
+    const [poolId] = handle.poolIds
+    // What a fetch that committed but never answered leaves: a job locked by this live pool.
+    await t.query(`select ${t.quoted}.add_job('noop', '{}', run_at := now() + interval '1 hour')`)
+    await t.query(`update ${t.quoted}._private_jobs set locked_by = $1, locked_at = now(), run_at = now()`, [poolId])
+    const blocker = await t.db.pool.connect()
+    let terminated = 0
+    try {
+      await blocker.query('begin')
+      await blocker.query(`lock table ${t.quoted}._private_jobs in access exclusive mode`)
+      for (let i = 0; i < 100 && terminated === 0; i++) {
+        await sleep(50)
+        const rows = await t.query<{ok: boolean}>(
+          `select pg_terminate_backend(pid) as ok from pg_stat_activity
+            where datname = current_database() and pid <> pg_backend_pid() and wait_event_type = 'Lock' and query like '%_private_jobs%'`,
+        )
+        terminated = rows.filter((r) => r.ok).length
+      }
+    } finally {
+      await blocker.query('rollback')
+      blocker.release()
+    }
+    expect(terminated, 'a fetch was waiting on the table lock').to.be.greaterThan(0)
+    const summary = await handle.done
+    expect(summary.failure).to.match(/lost the database connection while fetching jobs/)
+    expect(events.some((e) => e.type === 'error' && e.where === 'pool' && /fetching jobs/.test(e.error))).to.equal(true)
+    const [job] = await t.query<{locked_by: string | null}>(`select locked_by from ${t.quoted}._private_jobs`)
+    expect(job, 'the job is still queued, and no longer locked').to.deep.equal({locked_by: null})
+  })
+
+  it('tells a broken fetch connection (ambiguous) from an error the server rolled back', () => {
+    expect(isAmbiguousFetchError(Object.assign(new Error('Connection terminated unexpectedly'), {}))).to.equal(true)
+    expect(isAmbiguousFetchError(Object.assign(new Error('write EPIPE'), {code: 'EPIPE'}))).to.equal(true)
+    expect(isAmbiguousFetchError(Object.assign(new Error('terminating connection due to administrator command'), {code: '57P01'}))).to.equal(true)
+    expect(isAmbiguousFetchError(Object.assign(new Error('connection failure'), {code: '08006'}))).to.equal(true)
+    expect(isAmbiguousFetchError(Object.assign(new Error('deadlock detected'), {code: '40P01'}))).to.equal(false)
+    expect(isAmbiguousFetchError(Object.assign(new Error('canceling statement due to statement timeout'), {code: '57014'}))).to.equal(false)
   })
 
   it('runOnce() captures, runs what is runnable, captures the new failures, and reports', async () => {

@@ -91,6 +91,9 @@ export class WorkerRunner {
   private stopping = false
   private forced = false
   private failure: string | undefined
+  /** Set by start(): stops the worker for a reason found outside its control flow. */
+  private requestStop: ((reason: string) => void) | undefined
+  private pendingStop: string | undefined
 
   constructor(options: WorkerRunnerOptions) {
     this.db = options.db
@@ -168,6 +171,13 @@ export class WorkerRunner {
       )
       return stopPromise
     }
+    this.requestStop = (reason) => {
+      if (this.stopping) return
+      this.failure ??= reason
+      this.emit({type: 'error', where: 'pool', error: reason})
+      void stop({reason}).catch(() => undefined)
+    }
+    if (this.pendingStop) this.requestStop(this.pendingStop)
     // A pool that dies on its own (e.g. a breaking migration elsewhere) stops the whole worker.
     for (const pool of pools) {
       pool.runner.promise.then(
@@ -256,6 +266,13 @@ export class WorkerRunner {
     events.on('pool:create', (event: {workerPool: WorkerPool}) => {
       workerPool = event.workerPool
     })
+    // Without a local queue each slot fetches for itself (the local queue's fetch errors are only logged).
+    events.on('worker:getJob:error', (event: {error: unknown}) => this.fetchFailed(event.error))
+    // A completion or failure write graphile gave up on: it starts its own shutdown, which our
+    // stop bounds by the shutdown timeout and follows by releasing everything the pool holds.
+    events.on('pool:fatalError', (event: {error: unknown; action?: string}) =>
+      this.stopFor(`graphile-worker could not ${event.action ?? 'record a job outcome'} (${describe(event.error)}); stopping so that this worker's locks are released (restart the worker)`),
+    )
     const runner = await run({...(await this.graphileOptions(plan, events)), parsedCronItems: cron ?? []}, this.wrapTasks(plan.role))
     if (!workerPool) {
       await runner.stop()
@@ -302,7 +319,7 @@ export class WorkerRunner {
       noPreparedStatements: !this.config.preparedStatements,
       forbiddenFlags: plan.forbiddenFlags,
       events: events as never,
-      logger: new Logger(() => (level: string, message: string) => this.graphileLog(level, message)),
+      logger: new Logger(() => (level: string, message: string, meta?: {error?: unknown}) => this.graphileLog(level, message, meta)),
       preset: {
         worker: {
           ...(plan.localQueueSize > 0 ? {localQueue: {size: plan.localQueueSize}} : {}),
@@ -315,11 +332,30 @@ export class WorkerRunner {
     }
   }
 
-  private graphileLog(level: string, message: string): void {
+  private graphileLog(level: string, message: string, meta?: {error?: unknown}): void {
     // graphile's per-job success/failure lines duplicate our own job events.
     if (/^(Completed|Failed) task /.test(message)) return
+    if (message.startsWith('Error occurred fetching jobs')) this.fetchFailed(meta?.error)
     const mapped = level === 'error' || level === 'warning' || level === 'info' ? level : 'debug'
     this.emit({type: 'log', level: mapped, message})
+  }
+
+  /**
+   * A fetch whose connection broke may have committed its locks without the pool ever seeing
+   * the jobs: graphile keeps running with them locked under a live pool id, so no cleaner may
+   * release them (seen in the chaos soak across a PostgreSQL restart). Only a stop releases
+   * them (shutdown frees everything the pool id holds), so the worker stops with a failure and
+   * its supervisor starts a fresh one. Errors the server reported (a SQLSTATE outside classes
+   * 08 and 57) rolled back, and graphile simply retries them.
+   */
+  private fetchFailed(error: unknown): void {
+    if (!isAmbiguousFetchError(error)) return
+    this.stopFor(`lost the database connection while fetching jobs (${describe(error)}); stopping so that jobs the fetch may have locked are released (restart the worker)`)
+  }
+
+  private stopFor(reason: string): void {
+    if (this.requestStop) this.requestStop(reason)
+    else this.pendingStop ??= reason
   }
 
   private wrapTasks(role: PoolRole): TaskList {
@@ -558,6 +594,14 @@ function permanentFailure(error: unknown): Error {
   const wrapped = new Error(`${PERMANENT_FAILURE_PREFIX}${message}`)
   if (error instanceof Error && error.stack) wrapped.stack = `${wrapped.message}\n${error.stack.split('\n').slice(1).join('\n')}`
   return wrapped
+}
+
+/** True unless PostgreSQL itself answered with an error that rolled the statement back. */
+export function isAmbiguousFetchError(error: unknown): boolean {
+  const code = (error as {code?: unknown} | null | undefined)?.code
+  // SQLSTATEs are five characters; Node's own codes (EPIPE, ECONNRESET) are connection losses.
+  if (typeof code === 'string' && /^[0-9A-DF-Z][0-9A-Z]{4}$/.test(code)) return code.startsWith('08') || code.startsWith('57P')
+  return true
 }
 
 function describe(error: unknown): string {
