@@ -210,16 +210,24 @@ export class WorkerRunner {
     const plan: PoolPlan = {role: 'shared', concurrency: this.config.concurrency, forbiddenFlags: null, localQueueSize: 0}
     const events = new EventEmitter()
     const poolIds: string[] = []
-    const presences: Promise<WorkerPresence>[] = []
+    let presences: Promise<WorkerPresence>[] = []
     events.on('pool:create', ({workerPool}: {workerPool: WorkerPool}) => {
       poolIds.push(workerPool.id)
       presences.push(this.startPresence(workerPool.id, plan))
-      this.emit({type: 'worker:start', schema: this.db.schema, database: this.db.target.display, tasks: Object.keys(this.tasks).sort(), pools: [{...plan, poolId: workerPool.id}], dlq: this.config.dlqIntervalMs !== null, once: true})
+      if (poolIds.length === 1) this.emit({type: 'worker:start', schema: this.db.schema, database: this.db.target.display, tasks: Object.keys(this.tasks).sort(), pools: [{...plan, poolId: workerPool.id}], dlq: this.config.dlqIntervalMs !== null, once: true})
     })
-    try {
-      await runOnce(await this.graphileOptions(plan, events, {batchDelayMs: -1}), this.wrapTasks(plan.role))
-    } finally {
-      for (const presence of await Promise.allSettled(presences)) if (presence.status === 'fulfilled') await presence.value.stop()
+    // Even unbatched, graphile fetches a slot's next job before the previous completion has
+    // committed, so a serial queue's next job can look locked and end a pass early: passes
+    // repeat until one starts nothing.
+    for (let pass = 1; pass <= 10_000; pass++) {
+      const startedBefore = this.counts.started
+      try {
+        await runOnce(await this.graphileOptions(plan, events, {batchDelayMs: -1}), this.wrapTasks(plan.role))
+      } finally {
+        for (const presence of await Promise.allSettled(presences)) if (presence.status === 'fulfilled') await presence.value.stop()
+        presences = []
+      }
+      if (this.counts.started === startedBefore) break
     }
     if (this.config.dlqIntervalMs !== null) await this.capture('once')
     let releasedJobLocks = 0
