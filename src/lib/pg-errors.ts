@@ -23,6 +23,18 @@ interface PgLikeError {
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN', 'ENOENT', 'EPIPE'])
 
+/**
+ * Whether a statement may have committed although the client got an error: true unless
+ * PostgreSQL itself answered with a SQLSTATE outside classes 08 (connection) and 57P
+ * (server shutting down), which means the statement rolled back. Node's own codes (EPIPE,
+ * ECONNRESET) and code-less errors ("Connection terminated") are lost connections.
+ */
+export function isAmbiguousOutcome(raw: unknown): boolean {
+  const code = (raw as PgLikeError | null | undefined)?.code
+  if (typeof code !== 'string' || NETWORK_CODES.has(code) || !/^[0-9A-Z]{5}$/.test(code)) return true
+  return code.startsWith('08') || code.startsWith('57P')
+}
+
 export interface PgErrorContext {
   target: ConnectionTarget
   /** Quoted or plain schema name, for "not migrated" messages. */

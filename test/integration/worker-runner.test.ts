@@ -2,7 +2,8 @@ import {expect} from 'chai'
 import type {JobHelpers} from 'graphile-worker'
 
 import {PermanentError} from '../../src/lib/worker/permanent-error.js'
-import {isAmbiguousFetchError, requiredPoolSize, WorkerRunner} from '../../src/lib/worker/runner.js'
+import {isAmbiguousOutcome} from '../../src/lib/pg-errors.js'
+import {requiredPoolSize, WorkerRunner} from '../../src/lib/worker/runner.js'
 import type {WorkerEvent} from '../../src/lib/worker/events.js'
 import {TestSchema} from '../support/db.js'
 import {rustMigration20Sql} from '../fixtures/rust.js'
@@ -136,12 +137,12 @@ describe('WorkerRunner (library, in process)', function () {
   })
 
   it('tells a broken fetch connection (ambiguous) from an error the server rolled back', () => {
-    expect(isAmbiguousFetchError(Object.assign(new Error('Connection terminated unexpectedly'), {}))).to.equal(true)
-    expect(isAmbiguousFetchError(Object.assign(new Error('write EPIPE'), {code: 'EPIPE'}))).to.equal(true)
-    expect(isAmbiguousFetchError(Object.assign(new Error('terminating connection due to administrator command'), {code: '57P01'}))).to.equal(true)
-    expect(isAmbiguousFetchError(Object.assign(new Error('connection failure'), {code: '08006'}))).to.equal(true)
-    expect(isAmbiguousFetchError(Object.assign(new Error('deadlock detected'), {code: '40P01'}))).to.equal(false)
-    expect(isAmbiguousFetchError(Object.assign(new Error('canceling statement due to statement timeout'), {code: '57014'}))).to.equal(false)
+    expect(isAmbiguousOutcome(Object.assign(new Error('Connection terminated unexpectedly'), {}))).to.equal(true)
+    expect(isAmbiguousOutcome(Object.assign(new Error('write EPIPE'), {code: 'EPIPE'}))).to.equal(true)
+    expect(isAmbiguousOutcome(Object.assign(new Error('terminating connection due to administrator command'), {code: '57P01'}))).to.equal(true)
+    expect(isAmbiguousOutcome(Object.assign(new Error('connection failure'), {code: '08006'}))).to.equal(true)
+    expect(isAmbiguousOutcome(Object.assign(new Error('deadlock detected'), {code: '40P01'}))).to.equal(false)
+    expect(isAmbiguousOutcome(Object.assign(new Error('canceling statement due to statement timeout'), {code: '57014'}))).to.equal(false)
   })
 
   it('runOnce() captures, runs what is runnable, captures the new failures, and reports', async () => {

@@ -5,6 +5,7 @@ import type {Job, JobHelpers, ParsedCronItem, Runner, Task, TaskList, WorkerPool
 import type {Database} from '../db.js'
 import {captureExhausted} from '../dlq/capture.js'
 import {BULK_FLAG} from '../jobs/priority.js'
+import {isAmbiguousOutcome} from '../pg-errors.js'
 import {requireMigrated} from '../schema/inspect.js'
 import {migrate} from '../schema/migrate.js'
 import {countLockedBy, dlqSize, exhaustLockedJob, pruneWorkers, releaseOwnLocks} from '../sql/worker.js'
@@ -91,9 +92,8 @@ export class WorkerRunner {
   private stopping = false
   private forced = false
   private failure: string | undefined
-  /** Set by start(): stops the worker for a reason found outside its control flow. */
-  private requestStop: ((reason: string) => void) | undefined
-  private pendingStop: string | undefined
+  /** Set by start() once it can stop the worker; a failure found earlier stops it right then. */
+  private requestStop: (() => void) | undefined
 
   constructor(options: WorkerRunnerOptions) {
     this.db = options.db
@@ -171,13 +171,8 @@ export class WorkerRunner {
       )
       return stopPromise
     }
-    this.requestStop = (reason) => {
-      if (this.stopping) return
-      this.failure ??= reason
-      this.emit({type: 'error', where: 'pool', error: reason})
-      void stop({reason}).catch(() => undefined)
-    }
-    if (this.pendingStop) this.requestStop(this.pendingStop)
+    this.requestStop = () => void stop({reason: this.failure}).catch(() => undefined)
+    if (this.failure) this.requestStop()
     // A pool that dies on its own (e.g. a breaking migration elsewhere) stops the whole worker.
     for (const pool of pools) {
       pool.runner.promise.then(
@@ -276,11 +271,6 @@ export class WorkerRunner {
     })
     // Without a local queue each slot fetches for itself (the local queue's fetch errors are only logged).
     events.on('worker:getJob:error', (event: {error: unknown}) => this.fetchFailed(event.error))
-    // A completion or failure write graphile gave up on: it starts its own shutdown, which our
-    // stop bounds by the shutdown timeout and follows by releasing everything the pool holds.
-    events.on('pool:fatalError', (event: {error: unknown; action?: string}) =>
-      this.stopFor(`graphile-worker could not ${event.action ?? 'record a job outcome'} (${describe(event.error)}); stopping so that this worker's locks are released (restart the worker)`),
-    )
     const runner = await run({...(await this.graphileOptions(plan, events)), parsedCronItems: cron ?? []}, this.wrapTasks(plan.role))
     if (!workerPool) {
       await runner.stop()
@@ -357,13 +347,11 @@ export class WorkerRunner {
    * 08 and 57) rolled back, and graphile simply retries them.
    */
   private fetchFailed(error: unknown): void {
-    if (!isAmbiguousFetchError(error)) return
-    this.stopFor(`lost the database connection while fetching jobs (${describe(error)}); stopping so that jobs the fetch may have locked are released (restart the worker)`)
-  }
-
-  private stopFor(reason: string): void {
-    if (this.requestStop) this.requestStop(reason)
-    else this.pendingStop ??= reason
+    // A stop already under way releases everything anyway.
+    if (this.stopping || this.failure !== undefined || !isAmbiguousOutcome(error)) return
+    this.failure = `lost the database connection while fetching jobs (${describe(error)}); stopping so that jobs the fetch may have locked are released (restart the worker)`
+    this.emit({type: 'error', where: 'pool', error: this.failure})
+    this.requestStop?.()
   }
 
   private wrapTasks(role: PoolRole): TaskList {
@@ -602,14 +590,6 @@ function permanentFailure(error: unknown): Error {
   const wrapped = new Error(`${PERMANENT_FAILURE_PREFIX}${message}`)
   if (error instanceof Error && error.stack) wrapped.stack = `${wrapped.message}\n${error.stack.split('\n').slice(1).join('\n')}`
   return wrapped
-}
-
-/** True unless PostgreSQL itself answered with an error that rolled the statement back. */
-export function isAmbiguousFetchError(error: unknown): boolean {
-  const code = (error as {code?: unknown} | null | undefined)?.code
-  // SQLSTATEs are five characters; Node's own codes (EPIPE, ECONNRESET) are connection losses.
-  if (typeof code === 'string' && /^[0-9A-DF-Z][0-9A-Z]{4}$/.test(code)) return code.startsWith('08') || code.startsWith('57P')
-  return true
 }
 
 function describe(error: unknown): string {
