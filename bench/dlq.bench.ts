@@ -62,10 +62,15 @@ export const suite: BenchSuite = {
   description:
     'DLQ of 100k and 1M entries (quick: 20k): list first page and stats through the CLI (in-library time in the notes), retry --all and purge --all through the CLI vs one hand-written SQL statement doing the same move/delete on identical data.',
   async run(ctx: BenchContext): Promise<Metric[]> {
-    if (!existsSync(path.join(ROOT, 'dist', 'commands'))) throw new Error('build first: npm run build (the benchmark runs the CLI binary)')
+    if (!existsSync(path.join(ROOT, 'dist', 'commands')))
+      throw new Error('build first: npm run build (the benchmark runs the CLI binary)')
     const q = quoteIdent(SCHEMA)
     const admin = new pg.Pool({connectionString: ctx.url, max: 2})
-    const db = Database.connect({target: targetFromUrl(ctx.url, 'flag-or-env'), schema: parseSchemaName(SCHEMA), max: 4})
+    const db = Database.connect({
+      target: targetFromUrl(ctx.url, 'flag-or-env'),
+      schema: parseSchemaName(SCHEMA),
+      max: 4,
+    })
     const env = {...process.env, DATABASE_URL: ctx.url, GRAPHILE_WORKER_SCHEMA: SCHEMA, NO_COLOR: '1'}
     const cli = async (args: string[]): Promise<TimedRun> => {
       const run = await timedRun(process.execPath, [BIN, ...args], {env})
@@ -76,7 +81,9 @@ export const suite: BenchSuite = {
     // and a copy costs about two thirds of generating it again.
     let templateSize = 0
     const refill = async (n: number): Promise<void> => {
-      await admin.query(`truncate ${q}.backfill_dlq, ${q}.backfill_dlq_events, ${q}.backfill_dlq_retried_jobs, ${q}.backfill_dlq_audit`)
+      await admin.query(
+        `truncate ${q}.backfill_dlq, ${q}.backfill_dlq_events, ${q}.backfill_dlq_retried_jobs, ${q}.backfill_dlq_audit`,
+      )
       await admin.query(`truncate ${q}._private_jobs`)
       if (templateSize !== n) {
         await admin.query(`drop table if exists ${q}.bench_dlq_template`)
@@ -135,7 +142,11 @@ export const suite: BenchSuite = {
           unit: 'ms',
           higherIsBetter: false,
           sample: {ours: statsCli},
-          notes: [`in library ${median(statsLib).toFixed(0)} ms`, `peak RSS ${statsRss.toFixed(0)} MB`, '20 tasks, ~19.5k distinct error lines, 20 groups'],
+          notes: [
+            `in library ${median(statsLib).toFixed(0)} ms`,
+            `peak RSS ${statsRss.toFixed(0)} MB`,
+            '20 tasks, ~19.5k distinct error lines, 20 groups',
+          ],
         })
 
         // Writes: retry and purge through the CLI, each against its single-statement reference on
@@ -177,7 +188,10 @@ export const suite: BenchSuite = {
           referenceName: retryRef0,
           target: {kind: 'ratio-max', value: 2},
           sample: {ours: retryLib, reference: retryRef},
-          notes: [`${(n / (median(retryLib) / 1000)).toFixed(0)} entries/s`, 'batches of 5000: lock, move, audit and lineage in one statement each'],
+          notes: [
+            `${(n / (median(retryLib) / 1000)).toFixed(0)} entries/s`,
+            'batches of 5000: lock, move, audit and lineage in one statement each',
+          ],
         })
         metrics.push({
           name: `dlq retry --all, ${label} entries (CLI)`,

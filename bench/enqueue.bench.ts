@@ -70,8 +70,17 @@ async function rawAddJobs(url: string, schema: string, count: number): Promise<n
   await client.connect()
   try {
     const started = performance.now()
-    const specs = Array.from({length: count}, (_, i) => ({identifier: TASK, payload: {id: i}, max_attempts: DEFAULT_MAX_ATTEMPTS, priority: 0, flags: [BULK_FLAG]}))
-    await client.query(`select 1 from "${schema}".add_jobs(array(select json_populate_recordset(null::"${schema}".job_spec, $1::json)))`, [JSON.stringify(specs)])
+    const specs = Array.from({length: count}, (_, i) => ({
+      identifier: TASK,
+      payload: {id: i},
+      max_attempts: DEFAULT_MAX_ATTEMPTS,
+      priority: 0,
+      flags: [BULK_FLAG],
+    }))
+    await client.query(
+      `select 1 from "${schema}".add_jobs(array(select json_populate_recordset(null::"${schema}".job_spec, $1::json)))`,
+      [JSON.stringify(specs)],
+    )
     return performance.now() - started
   } finally {
     await client.end()
@@ -93,7 +102,10 @@ async function library(url: string, schema: string, count: number): Promise<numb
 async function cli(url: string, schema: string, file: string): Promise<{ms: number; rssMb: number | null}> {
   const env: NodeJS.ProcessEnv = {...process.env, DATABASE_URL: url}
   delete env.GRAPHILE_WORKER_SCHEMA
-  const run = await timedRun(process.execPath, [BIN, 'enqueue', '--ndjson', file, '--schema', schema, '--quiet'], {env, cwd: ROOT})
+  const run = await timedRun(process.execPath, [BIN, 'enqueue', '--ndjson', file, '--schema', schema, '--quiet'], {
+    env,
+    cwd: ROOT,
+  })
   if (run.code !== 0) throw new Error(`backfill enqueue exited ${run.code}: ${run.stderr.slice(0, 500)}`)
   return {ms: run.ms, rssMb: run.peakRssMb}
 }
@@ -104,7 +116,8 @@ export const suite: BenchSuite = {
   description:
     'Bulk enqueue of trivial jobs ({"id":i}): `backfill enqueue --ndjson FILE` as a process (start-up included), the library\'s enqueueMany, and one raw add_jobs call of the same rows (bulk flag, 8 attempts) as the reference; a fresh schema for every measurement.',
   async run(ctx: BenchContext): Promise<Metric[]> {
-    if (!existsSync(path.join(ROOT, 'dist', 'commands', 'enqueue.js'))) throw new Error('dist/ is missing or stale: run npm run build first')
+    if (!existsSync(path.join(ROOT, 'dist', 'commands', 'enqueue.js')))
+      throw new Error('dist/ is missing or stale: run npm run build first')
     const count = ctx.quick ? 20_000 : 200_000
     const bigCount = ctx.quick ? 200_000 : 1_000_000
     const file = path.join(ctx.workDir, `jobs-${count}.ndjson`)
@@ -123,7 +136,8 @@ export const suite: BenchSuite = {
           const schema = `bench_raw_${round}`
           await freshSchema(ctx.url, schema)
           const ms = await rawAddJobs(ctx.url, schema, count)
-          if ((await countJobs(ctx.url, schema)) !== count) throw new Error('raw add_jobs wrote the wrong number of jobs')
+          if ((await countJobs(ctx.url, schema)) !== count)
+            throw new Error('raw add_jobs wrote the wrong number of jobs')
           raw.push(count / (ms / 1000))
           await dropSchema(ctx.url, schema)
         },
@@ -131,7 +145,8 @@ export const suite: BenchSuite = {
           const schema = `bench_lib_${round}`
           await freshSchema(ctx.url, schema)
           const ms = await library(ctx.url, schema, count)
-          if ((await countJobs(ctx.url, schema)) !== count) throw new Error('enqueueMany wrote the wrong number of jobs')
+          if ((await countJobs(ctx.url, schema)) !== count)
+            throw new Error('enqueueMany wrote the wrong number of jobs')
           lib.push(count / (ms / 1000))
           await dropSchema(ctx.url, schema)
         },
@@ -139,21 +154,25 @@ export const suite: BenchSuite = {
           const schema = `bench_cli_${round}`
           await freshSchema(ctx.url, schema)
           const run = await cli(ctx.url, schema, file)
-          if ((await countJobs(ctx.url, schema)) !== count) throw new Error('backfill enqueue wrote the wrong number of jobs')
+          if ((await countJobs(ctx.url, schema)) !== count)
+            throw new Error('backfill enqueue wrote the wrong number of jobs')
           viaCli.push(count / (run.ms / 1000))
           if (run.rssMb !== null) rss.push(run.rssMb)
           await dropSchema(ctx.url, schema)
         },
       ]
       for (let i = 0; i < steps.length; i += 1) await steps[(i + round) % steps.length]!()
-      ctx.log(`round ${round + 1}: raw ${Math.round(raw.at(-1)!)} jobs/s, enqueueMany ${Math.round(lib.at(-1)!)} jobs/s, CLI ${Math.round(viaCli.at(-1)!)} jobs/s, CLI peak RSS ${rss.at(-1)?.toFixed(0) ?? '–'} MB`)
+      ctx.log(
+        `round ${round + 1}: raw ${Math.round(raw.at(-1)!)} jobs/s, enqueueMany ${Math.round(lib.at(-1)!)} jobs/s, CLI ${Math.round(viaCli.at(-1)!)} jobs/s, CLI peak RSS ${rss.at(-1)?.toFixed(0) ?? '–'} MB`,
+      )
     }
 
     // Memory must not grow with the file: one run over a file five to ten times larger.
     const bigSchema = 'bench_cli_big'
     await freshSchema(ctx.url, bigSchema)
     const big = await cli(ctx.url, bigSchema, bigFile)
-    if ((await countJobs(ctx.url, bigSchema)) !== bigCount) throw new Error('backfill enqueue (large file) wrote the wrong number of jobs')
+    if ((await countJobs(ctx.url, bigSchema)) !== bigCount)
+      throw new Error('backfill enqueue (large file) wrote the wrong number of jobs')
     await dropSchema(ctx.url, bigSchema)
     const bigRate = Math.round(bigCount / (big.ms / 1000))
     ctx.log(`large file: ${bigCount} lines, ${bigRate} jobs/s, peak RSS ${big.rssMb?.toFixed(0) ?? '–'} MB`)
@@ -175,7 +194,9 @@ export const suite: BenchSuite = {
         higherIsBetter: true,
         target: {kind: 'ratio-min', value: 0.7},
         sample: {ours: viaCli, reference: raw},
-        notes: [`includes ${(startup.ms / 1000).toFixed(2)} s of process start-up, connect and schema check (an empty input's run time)`],
+        notes: [
+          `includes ${(startup.ms / 1000).toFixed(2)} s of process start-up, connect and schema check (an empty input's run time)`,
+        ],
       },
       {
         name: `bulk enqueue ${thousands(count)} jobs (library enqueueMany)`,

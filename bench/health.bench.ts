@@ -42,7 +42,9 @@ async function timeIt(fn: () => Promise<unknown>, calls = CALLS_PER_ROUND): Prom
 async function populate(client: pg.Client, jobs: number): Promise<void> {
   const s = `"${SCHEMA}"`
   await client.query(`insert into ${s}._private_tasks (identifier) select 'task_' || i from generate_series(1, 20) i`)
-  await client.query(`insert into ${s}._private_job_queues (queue_name) select 'user:' || i from generate_series(1, 2000) i`)
+  await client.query(
+    `insert into ${s}._private_job_queues (queue_name) select 'user:' || i from generate_series(1, 2000) i`,
+  )
   await client.query(
     `insert into ${s}._private_jobs (task_id, job_queue_id, payload, run_at, attempts, max_attempts, last_error)
      select (i % 20) + 1,
@@ -83,10 +85,22 @@ async function drainThroughput(url: string, schema: string, count: number, withI
   try {
     await db.pool.query(`drop schema if exists "${schema}" cascade`)
     await migrate(db)
-    if (!withIndexes) await db.pool.query(`drop index "${schema}".idx_backfill_jobs_locked; drop index "${schema}".idx_backfill_jobs_exhausted`)
-    await db.pool.query(`select "${schema}".add_jobs(array(select row('noop', '{}', null, null, null, null, null, null)::"${schema}".job_spec from generate_series(1, $1::int)))`, [count])
+    if (!withIndexes)
+      await db.pool.query(
+        `drop index "${schema}".idx_backfill_jobs_locked; drop index "${schema}".idx_backfill_jobs_exhausted`,
+      )
+    await db.pool.query(
+      `select "${schema}".add_jobs(array(select row('noop', '{}', null, null, null, null, null, null)::"${schema}".job_spec from generate_series(1, $1::int)))`,
+      [count],
+    )
     const started = performance.now()
-    await runOnce({pgPool: db.pool, schema, concurrency: 8, logger: new Logger(() => () => undefined), taskList: {noop: async () => undefined}})
+    await runOnce({
+      pgPool: db.pool,
+      schema,
+      concurrency: 8,
+      logger: new Logger(() => () => undefined),
+      taskList: {noop: async () => undefined},
+    })
     // runOnce can resolve while its last completions are still being written.
     for (let waited = 0; ; waited += 10) {
       const [left] = (await db.pool.query<{n: number}>(`select count(*)::int as n from "${schema}"._private_jobs`)).rows
@@ -109,8 +123,15 @@ async function drainThroughput(url: string, schema: string, count: number, withI
 async function lockCompleteLoop(client: pg.Client, count: number, withIndex: boolean): Promise<number> {
   const s = '"bench_loop"'
   await client.query(`truncate ${s}._private_jobs`)
-  await client.query(withIndex ? `create index if not exists idx_backfill_jobs_locked on ${s}._private_jobs (locked_at) where locked_at is not null` : `drop index if exists ${s}.idx_backfill_jobs_locked`)
-  await client.query(`select count(*) from ${s}.add_jobs(array(select row('noop', '{}', null, null, null, null, null, null)::${s}.job_spec from generate_series(1, $1::int)))`, [count])
+  await client.query(
+    withIndex
+      ? `create index if not exists idx_backfill_jobs_locked on ${s}._private_jobs (locked_at) where locked_at is not null`
+      : `drop index if exists ${s}.idx_backfill_jobs_locked`,
+  )
+  await client.query(
+    `select count(*) from ${s}.add_jobs(array(select row('noop', '{}', null, null, null, null, null, null)::${s}.job_spec from generate_series(1, $1::int)))`,
+    [count],
+  )
   await client.query(`vacuum analyze ${s}._private_jobs`)
   const started = performance.now()
   await client.query(`do $loop$ declare r record; begin
@@ -132,7 +153,11 @@ export const suite: BenchSuite = {
     const drainJobs = ctx.quick ? 3000 : 10_000
     // 50k jobs per run keeps the 36 timed runs near a minute; the fastest-of-6 ratio is as stable as at 100k.
     const loopJobs = ctx.quick ? 20_000 : 50_000
-    const db = Database.connect({target: targetFromUrl(ctx.url, 'flag-or-env'), schema: parseSchemaName(SCHEMA), max: 6})
+    const db = Database.connect({
+      target: targetFromUrl(ctx.url, 'flag-or-env'),
+      schema: parseSchemaName(SCHEMA),
+      max: 6,
+    })
     const raw = new pg.Client({connectionString: ctx.url})
     await raw.connect()
     const samples = {
@@ -168,14 +193,20 @@ update "${SCHEMA}"._private_jobs set locked_at = null, locked_by = null where lo
         samples.listRef.push(await timeIt(() => raw.query(locksSql)))
         samples.clean.push(await timeIt(() => cleanLocks(db, {...options, dryRun: false})))
         samples.cleanRef.push(await timeIt(() => raw.query(crateCleanup)))
-        ctx.log(`round ${round + 1}: status ${samples.status.at(-1)?.toFixed(0)} ms, locks list ${samples.list.at(-1)?.toFixed(0)} ms, cleanup ${samples.clean.at(-1)?.toFixed(0)} ms`)
+        ctx.log(
+          `round ${round + 1}: status ${samples.status.at(-1)?.toFixed(0)} ms, locks list ${samples.list.at(-1)?.toFixed(0)} ms, cleanup ${samples.clean.at(-1)?.toFixed(0)} ms`,
+        )
       }
       // The same lock listing without idx_backfill_jobs_locked (what the index buys), then restore it.
       await raw.query(`begin; drop index "${SCHEMA}".idx_backfill_jobs_locked`)
       samples.listNoIndex.push(await timeIt(() => raw.query(locksSql), 3))
       await raw.query('rollback')
-      const [{total}] = (await raw.query<{total: number}>(`select count(*)::int as total from "${SCHEMA}"._private_jobs`)).rows as [{total: number}]
-      ctx.log(`${total} jobs; full count via job_totals: ${(await timeIt(() => raw.query(totalsSql), 1)).toFixed(0)} ms`)
+      const [{total}] = (
+        await raw.query<{total: number}>(`select count(*)::int as total from "${SCHEMA}"._private_jobs`)
+      ).rows as [{total: number}]
+      ctx.log(
+        `${total} jobs; full count via job_totals: ${(await timeIt(() => raw.query(totalsSql), 1)).toFixed(0)} ms`,
+      )
 
       await migrate(db.withSchema(parseSchemaName('bench_loop')))
       await lockCompleteLoop(raw, 2000, true) // warm-up
@@ -191,7 +222,9 @@ update "${SCHEMA}"._private_jobs set locked_at = null, locked_by = null where lo
         }
         samples.loopWith.push(Math.min(...withTimes))
         samples.loopWithout.push(Math.min(...withoutTimes))
-        ctx.log(`lock+complete loop round ${round + 1}: with index ${samples.loopWith.at(-1)?.toFixed(0)} ms, without ${samples.loopWithout.at(-1)?.toFixed(0)} ms`)
+        ctx.log(
+          `lock+complete loop round ${round + 1}: with index ${samples.loopWith.at(-1)?.toFixed(0)} ms, without ${samples.loopWithout.at(-1)?.toFixed(0)} ms`,
+        )
       }
       await raw.query('drop schema "bench_loop" cascade')
 
@@ -204,7 +237,9 @@ update "${SCHEMA}"._private_jobs set locked_at = null, locked_by = null where lo
         const with2 = await drainThroughput(ctx.url, 'bench_drain', drainJobs, true)
         samples.drainWith.push((with1 + with2) / 2)
         samples.drainWithout.push((without1 + without2) / 2)
-        ctx.log(`drain round ${round + 1}: with indexes ${samples.drainWith.at(-1)?.toFixed(0)} jobs/s, without ${samples.drainWithout.at(-1)?.toFixed(0)} jobs/s`)
+        ctx.log(
+          `drain round ${round + 1}: with indexes ${samples.drainWith.at(-1)?.toFixed(0)} jobs/s, without ${samples.drainWithout.at(-1)?.toFixed(0)} jobs/s`,
+        )
       }
     } finally {
       await raw.end()
@@ -228,7 +263,9 @@ update "${SCHEMA}"._private_jobs set locked_at = null, locked_by = null where lo
         higherIsBetter: false,
         target: {kind: 'max', value: 500},
         sample: {ours: samples.list, reference: samples.listRef},
-        notes: [`that SQL without idx_backfill_jobs_locked: ${median(samples.listNoIndex).toFixed(1)} ms (a scan of the whole table)`],
+        notes: [
+          `that SQL without idx_backfill_jobs_locked: ${median(samples.listNoIndex).toFixed(1)} ms (a scan of the whole table)`,
+        ],
       },
       {
         name: `locks clean, nothing to release (the worker's periodic cleanup) on ${size}`,
@@ -237,7 +274,7 @@ update "${SCHEMA}"._private_jobs set locked_at = null, locked_by = null where lo
         higherIsBetter: false,
         target: {kind: 'max', value: 500},
         sample: {ours: samples.clean, reference: samples.cleanRef},
-        notes: ['the dead owner\'s locks are released in the warm-up call; the timed calls find nothing to release'],
+        notes: ["the dead owner's locks are released in the warm-up call; the timed calls find nothing to release"],
       },
       {
         name: `graphile's lock + complete writes for ${loopJobs.toLocaleString('en-US')} jobs (server-side loop) with idx_backfill_jobs_locked`,
@@ -246,7 +283,9 @@ update "${SCHEMA}"._private_jobs set locked_at = null, locked_by = null where lo
         higherIsBetter: false,
         target: {kind: 'ratio-max', value: 1.15},
         sample: {ours: samples.loopWith, reference: samples.loopWithout},
-        notes: ['fastest of 6 runs per side (A-B-B-A three times); the one index written on every fetch (idx_backfill_jobs_exhausted only gets exhausted jobs)'],
+        notes: [
+          'fastest of 6 runs per side (A-B-B-A three times); the one index written on every fetch (idx_backfill_jobs_exhausted only gets exhausted jobs)',
+        ],
       },
       {
         name: `graphile-worker drain of ${drainJobs.toLocaleString('en-US')} jobs with our partial indexes`,
@@ -255,7 +294,9 @@ update "${SCHEMA}"._private_jobs set locked_at = null, locked_by = null where lo
         higherIsBetter: true,
         target: {kind: 'ratio-min', value: 0.8},
         sample: {ours: samples.drainWith, reference: samples.drainWithout},
-        notes: ['runOnce, concurrency 8, trivial task, A-B-B-A per round: the cost of idx_backfill_jobs_locked/exhausted on fetch and complete'],
+        notes: [
+          'runOnce, concurrency 8, trivial task, A-B-B-A per round: the cost of idx_backfill_jobs_locked/exhausted on fetch and complete',
+        ],
       },
     ]
   },

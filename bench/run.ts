@@ -26,14 +26,18 @@ interface SuiteOutcome {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2)
   const quick = argv.includes('--quick')
-  const onlyArg = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? (argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined)
+  const onlyArg =
+    argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ??
+    (argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined)
   const only = onlyArg ? new Set(onlyArg.split(',')) : undefined
   const noWrite = argv.includes('--no-write')
   const rounds = quick ? 1 : 3
   const started = Date.now()
 
   const suites: BenchSuite[] = []
-  for (const file of readdirSync(here).filter((f) => f.endsWith('.bench.ts')).sort()) {
+  for (const file of readdirSync(here)
+    .filter((f) => f.endsWith('.bench.ts'))
+    .sort()) {
     const module = (await import(pathToFileURL(path.join(here, file)).href)) as {suite?: BenchSuite}
     if (module.suite && (!only || only.has(module.suite.name))) suites.push(module.suite)
   }
@@ -64,7 +68,12 @@ async function main(): Promise<void> {
         const metrics = await suite.run({url, quick, rounds, workDir, log: (m) => process.stderr.write(`   ${m}\n`)})
         outcomes.push({suite, metrics, seconds: (Date.now() - t0) / 1000})
       } catch (error) {
-        outcomes.push({suite, metrics: [], error: (error as Error).stack ?? String(error), seconds: (Date.now() - t0) / 1000})
+        outcomes.push({
+          suite,
+          metrics: [],
+          error: (error as Error).stack ?? String(error),
+          seconds: (Date.now() - t0) / 1000,
+        })
         process.stderr.write(`   FAILED: ${(error as Error).message}\n`)
       } finally {
         await query(adminUrl, `drop database if exists ${database} with (force)`).catch(() => undefined)
@@ -76,7 +85,14 @@ async function main(): Promise<void> {
   }
 
   const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`
-  const report = renderReport(outcomes, {command, quick, rounds, pgVersion, seconds: (Date.now() - started) / 1000, server: base ? 'BENCH_DATABASE_URL' : 'embedded (tmpfs, fsync on)'})
+  const report = renderReport(outcomes, {
+    command,
+    quick,
+    rounds,
+    pgVersion,
+    seconds: (Date.now() - started) / 1000,
+    server: base ? 'BENCH_DATABASE_URL' : 'embedded (tmpfs, fsync on)',
+  })
   process.stdout.write(report)
   if (!noWrite && !only) writeFileSync(path.join(here, 'RESULTS.md'), report)
   else if (!noWrite) writeFileSync(path.join(here, `RESULTS.partial.md`), report)
@@ -110,7 +126,10 @@ function urlForDatabase(url: string, database: string, server: EmbeddedPostgres 
   return u.toString()
 }
 
-function renderReport(outcomes: SuiteOutcome[], info: {command: string; quick: boolean; rounds: number; pgVersion: string; seconds: number; server: string}): string {
+function renderReport(
+  outcomes: SuiteOutcome[],
+  info: {command: string; quick: boolean; rounds: number; pgVersion: string; seconds: number; server: string},
+): string {
   const cpu = os.cpus()
   const lines: string[] = [
     '# Benchmark results',
@@ -133,9 +152,14 @@ function renderReport(outcomes: SuiteOutcome[], info: {command: string; quick: b
     for (const metric of outcome.metrics) {
       const e = evaluate(metric)
       const result = e.pass === null ? '' : e.pass ? 'pass' : '**miss**'
-      const ref = e.reference === null ? '–' : `${formatNumber(e.reference)} ${metric.unit}${metric.referenceName ? ` (${metric.referenceName})` : ''}`
+      const ref =
+        e.reference === null
+          ? '–'
+          : `${formatNumber(e.reference)} ${metric.unit}${metric.referenceName ? ` (${metric.referenceName})` : ''}`
       const ratio = e.ratio === null ? '–' : `${e.ratio.toFixed(2)}×`
-      lines.push(`| ${metric.name} | ${formatNumber(e.ours)} ${metric.unit} | ${ref} | ${ratio} | ${describeTarget(metric.target, metric.unit)} | ${result} | ${(metric.notes ?? []).join('; ')} |`)
+      lines.push(
+        `| ${metric.name} | ${formatNumber(e.ours)} ${metric.unit} | ${ref} | ${ratio} | ${describeTarget(metric.target, metric.unit)} | ${result} | ${(metric.notes ?? []).join('; ')} |`,
+      )
     }
     lines.push('', `(${outcome.seconds.toFixed(0)} s)`, '')
   }

@@ -28,11 +28,22 @@ export const suite: BenchSuite = {
     await migrate(db)
     const queryText = listDlqPage.sql(db.quotedSchema)
     await db.end()
-    const env = {...process.env, DATABASE_URL: ctx.url, GRAPHILE_WORKER_SCHEMA: schema, NO_COLOR: '1', QUERY_TEXT: queryText, QUERY_PARAMS: JSON.stringify([null, null, null, null, null, null, null, null, null, 50])}
+    const env = {
+      ...process.env,
+      DATABASE_URL: ctx.url,
+      GRAPHILE_WORKER_SCHEMA: schema,
+      NO_COLOR: '1',
+      QUERY_TEXT: queryText,
+      QUERY_PARAMS: JSON.stringify([null, null, null, null, null, null, null, null, null, 50]),
+    }
     const runs = ctx.quick ? 7 : 21
     const pairs: [string, string[], string[]][] = [
       ['backfill --version', [BIN, '--version'], [path.join(here, 'scripts', 'min-version.mjs')]],
-      ['backfill dlq list --json (empty DLQ)', [BIN, 'dlq', 'list', '--json'], [path.join(here, 'scripts', 'min-query.mjs')]],
+      [
+        'backfill dlq list --json (empty DLQ)',
+        [BIN, 'dlq', 'list', '--json'],
+        [path.join(here, 'scripts', 'min-query.mjs')],
+      ],
     ]
     const metrics: Metric[] = []
     for (const [name, ours, reference] of pairs) {
@@ -42,7 +53,16 @@ export const suite: BenchSuite = {
       const refRss: number[] = []
       for (let i = 0; i < runs + 1; i++) {
         // Alternate which goes first; the first pair is a warm-up.
-        const order = i % 2 === 0 ? ([[ours, oursMs, oursRss], [reference, refMs, refRss]] as const) : ([[reference, refMs, refRss], [ours, oursMs, oursRss]] as const)
+        const order =
+          i % 2 === 0
+            ? ([
+                [ours, oursMs, oursRss],
+                [reference, refMs, refRss],
+              ] as const)
+            : ([
+                [reference, refMs, refRss],
+                [ours, oursMs, oursRss],
+              ] as const)
         for (const [args, times, rss] of order) {
           const run = await timedRun(process.execPath, args, {env})
           if (run.code !== 0) throw new Error(`${args.join(' ')} exited ${run.code}: ${run.stderr}`)

@@ -3,7 +3,7 @@
  * graphile-worker run() on the same database, same process, same pg pool size.
  */
 import {run, Logger, type Runner, type TaskList} from 'graphile-worker'
-import pg from 'pg'
+import type pg from 'pg'
 
 import {targetFromUrl} from '../src/lib/connection.js'
 import {Database} from '../src/lib/db.js'
@@ -31,7 +31,11 @@ interface Harness {
 
 async function harness(ctx: BenchContext, name: string): Promise<Harness> {
   const schema = parseSchemaName(`${name}_${Math.random().toString(36).slice(2, 8)}`)
-  const db = Database.connect({target: targetFromUrl(ctx.url, 'flag-or-env'), schema, max: requiredPoolSize({concurrency: CONCURRENCY})})
+  const db = Database.connect({
+    target: targetFromUrl(ctx.url, 'flag-or-env'),
+    schema,
+    max: requiredPoolSize({concurrency: CONCURRENCY}),
+  })
   await migrate(db)
   let completed = 0
   const starts = new Map<number, bigint>()
@@ -49,7 +53,10 @@ async function harness(ctx: BenchContext, name: string): Promise<Harness> {
 async function insertNoops(h: Harness, count: number): Promise<void> {
   for (let offset = 0; offset < count; offset += 50_000) {
     const n = Math.min(50_000, count - offset)
-    await h.pool.query(`select 1 from ${h.quoted}.add_jobs(array(select row('noop', '{}'::json, null, null, 8, null, 0, null)::${h.quoted}.job_spec from generate_series(1, $1::int)))`, [n])
+    await h.pool.query(
+      `select 1 from ${h.quoted}.add_jobs(array(select row('noop', '{}'::json, null, null, 8, null, 0, null)::${h.quoted}.job_spec from generate_series(1, $1::int)))`,
+      [n],
+    )
   }
   await h.pool.query(`vacuum analyze ${h.quoted}._private_jobs`)
 }
@@ -69,7 +76,10 @@ async function drain(h: Harness, count: number, startWorker: () => Promise<() =>
   return (count / ms) * 1000
 }
 
-function graphileRunner(h: Harness, preset: {localQueue?: {size: number}; completeJobBatchDelay?: number; failJobBatchDelay?: number}): () => Promise<() => Promise<void>> {
+function graphileRunner(
+  h: Harness,
+  preset: {localQueue?: {size: number}; completeJobBatchDelay?: number; failJobBatchDelay?: number},
+): () => Promise<() => Promise<void>> {
   return async () => {
     const runner: Runner = await run({
       pgPool: h.pool,
@@ -95,7 +105,11 @@ function ourRunner(h: Harness): () => Promise<() => Promise<void>> {
 }
 
 /** Idle pickup latency: enqueue with add_job, measure until the handler starts (sequential samples). */
-async function latency(h: Harness, samples: number, startWorker: () => Promise<() => Promise<void>>): Promise<number[]> {
+async function latency(
+  h: Harness,
+  samples: number,
+  startWorker: () => Promise<() => Promise<void>>,
+): Promise<number[]> {
   const stop = await startWorker()
   await sleep(500)
   const values: number[] = []
@@ -129,7 +143,12 @@ export const suite: BenchSuite = {
       [
         'graphile run(), same settings',
         sameSettings,
-        (h: Harness) => graphileRunner(h, {localQueue: {size: defaultLocalQueueSize(CONCURRENCY)}, completeJobBatchDelay: 0, failJobBatchDelay: 0}),
+        (h: Harness) =>
+          graphileRunner(h, {
+            localQueue: {size: defaultLocalQueueSize(CONCURRENCY)},
+            completeJobBatchDelay: 0,
+            failJobBatchDelay: 0,
+          }),
       ],
       ['graphile run(), graphile defaults', graphileDefaults, (h: Harness) => graphileRunner(h, {})],
     ] as const
@@ -158,9 +177,19 @@ export const suite: BenchSuite = {
     const ourLatency = await latency(h1, samples, ourRunner(h1))
     await teardown(h1)
     const h2 = await harness(ctx, 'bl')
-    const rawLatency = await latency(h2, samples, graphileRunner(h2, {localQueue: {size: defaultLocalQueueSize(CONCURRENCY)}, completeJobBatchDelay: 0, failJobBatchDelay: 0}))
+    const rawLatency = await latency(
+      h2,
+      samples,
+      graphileRunner(h2, {
+        localQueue: {size: defaultLocalQueueSize(CONCURRENCY)},
+        completeJobBatchDelay: 0,
+        failJobBatchDelay: 0,
+      }),
+    )
     await teardown(h2)
-    ctx.log(`latency p50 ours ${percentile(ourLatency, 50).toFixed(2)} ms, raw ${percentile(rawLatency, 50).toFixed(2)} ms`)
+    ctx.log(
+      `latency p50 ours ${percentile(ourLatency, 50).toFixed(2)} ms, raw ${percentile(rawLatency, 50).toFixed(2)} ms`,
+    )
 
     const capture: number[] = []
     const single: number[] = []
@@ -176,7 +205,8 @@ export const suite: BenchSuite = {
       await insertNoops(h, 10_000)
       await h.pool.query(`update ${h.quoted}._private_jobs set attempts = max_attempts, last_error = 'failed'`)
       t0 = performance.now()
-      await h.pool.query(`with moved as (delete from ${h.quoted}._private_jobs where attempts >= max_attempts and locked_at is null returning *)
+      await h.pool
+        .query(`with moved as (delete from ${h.quoted}._private_jobs where attempts >= max_attempts and locked_at is null returning *)
         insert into ${h.quoted}.backfill_dlq (original_job_id, task_identifier, payload, queue_name, priority, job_key, max_attempts, failure_reason, last_error, original_created_at, original_run_at)
         select m.id, t.identifier, m.payload::jsonb, coalesce(q.queue_name, ''), m.priority, m.key, m.max_attempts, 'exhausted', to_jsonb(m.last_error), m.created_at, m.run_at
         from moved m join ${h.quoted}._private_tasks t on t.id = m.task_id left join ${h.quoted}._private_job_queues q on q.id = m.job_queue_id`)

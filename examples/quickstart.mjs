@@ -17,7 +17,11 @@ const timeoutMs = Number(process.env.DEMO_TIMEOUT_MS ?? 120_000)
 function backfill(args, {quiet = false} = {}) {
   if (!quiet) process.stderr.write(`\n$ backfill ${args.join(' ')}\n`)
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {cwd: root, env, stdio: ['ignore', 'pipe', quiet ? 'pipe' : 'inherit']})
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', quiet ? 'pipe' : 'inherit'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => {
@@ -25,7 +29,9 @@ function backfill(args, {quiet = false} = {}) {
       if (!quiet) process.stdout.write(d)
     })
     child.stderr?.on('data', (d) => (stderr += d))
-    child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`backfill ${args.join(' ')} exited ${code}\n${stderr}`))))
+    child.on('close', (code) =>
+      code === 0 ? resolve(stdout) : reject(new Error(`backfill ${args.join(' ')} exited ${code}\n${stderr}`)),
+    )
   })
 }
 
@@ -35,17 +41,39 @@ await backfill(['dev', 'start'])
 await backfill(['migrate'])
 
 process.stderr.write('\n$ backfill worker --tasks examples/tasks --crontab examples/crontab --concurrency 8 &\n')
-const worker = spawn(process.execPath, [bin, 'worker', '--tasks', 'examples/tasks', '--crontab', 'examples/crontab', '--concurrency', '8', '--dlq-interval', '5'], {
-  cwd: root,
-  env,
-  stdio: ['ignore', 'inherit', 'inherit'],
-})
+const worker = spawn(
+  process.execPath,
+  [
+    bin,
+    'worker',
+    '--tasks',
+    'examples/tasks',
+    '--crontab',
+    'examples/crontab',
+    '--concurrency',
+    '8',
+    '--dlq-interval',
+    '5',
+  ],
+  {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  },
+)
 const workerExit = new Promise((resolve) => worker.on('exit', (code) => resolve(code)))
 
 try {
   await sleep(1000)
   await backfill(['enqueue', '--ndjson', 'examples/jobs.ndjson'])
-  await backfill(['enqueue', 'send_email', '--payload', '{"to":"ada@example.com","subject":"Hello from the quick start"}', '--priority', 'fast'])
+  await backfill([
+    'enqueue',
+    'send_email',
+    '--payload',
+    '{"to":"ada@example.com","subject":"Hello from the quick start"}',
+    '--priority',
+    'fast',
+  ])
 
   // Wait until nothing is waiting, running or scheduled for a retry: the flaky jobs succeed on
   // their second attempt (after about 2.7 s), the failing ones exhaust their 2 attempts.
@@ -53,7 +81,8 @@ try {
   for (;;) {
     const status = JSON.parse(await backfill(['status', '--json'], {quiet: true}))
     if (status.totals.jobs === 0) break
-    if (Date.now() > deadline) throw new Error(`jobs still pending after ${timeoutMs} ms: ${JSON.stringify(status.totals)}`)
+    if (Date.now() > deadline)
+      throw new Error(`jobs still pending after ${timeoutMs} ms: ${JSON.stringify(status.totals)}`)
     await sleep(1000)
   }
 } finally {

@@ -10,11 +10,17 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const START = '<!-- commands -->'
 const END = '<!-- commandsstop -->'
 
-const text = (s) => (s ?? '').replace(/\s*\n\s*/g, ' ').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
+const text = (s) =>
+  (s ?? '')
+    .replace(/\s*\n\s*/g, ' ')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
 const cell = (s) => text(s).replaceAll('|', '\\|')
 
 export function renderCommands(manifest) {
-  const ids = Object.keys(manifest.commands).filter((id) => !manifest.commands[id].hidden).sort()
+  const ids = Object.keys(manifest.commands)
+    .filter((id) => !manifest.commands[id].hidden)
+    .sort()
   const out = []
   for (const key of ids) {
     const cmd = manifest.commands[key]
@@ -22,7 +28,10 @@ export function renderCommands(manifest) {
     out.push(`### \`backfill ${id}\``, '', text(cmd.summary), '')
     if (cmd.description && cmd.description !== cmd.summary) out.push(text(cmd.description), '')
     const args = Object.values(cmd.args ?? {})
-    const usage = [`backfill ${id}`, ...args.map((a) => (a.required ? a.name.toUpperCase() : `[${a.name.toUpperCase()}]`))].join(' ')
+    const usage = [
+      `backfill ${id}`,
+      ...args.map((a) => (a.required ? a.name.toUpperCase() : `[${a.name.toUpperCase()}]`)),
+    ].join(' ')
     out.push('```', `${usage} [FLAGS]`, '```', '')
     const flags = Object.values(cmd.flags).filter((f) => !f.hidden && f.helpGroup !== 'GLOBAL')
     if (args.length > 0) {
@@ -42,11 +51,14 @@ export function renderCommands(manifest) {
     const examples = (cmd.examples ?? []).map((e) => (typeof e === 'string' ? e : e.command))
     if (examples.length > 0) {
       out.push('Examples:', '', '```sh')
-      for (const e of examples) out.push(e.replaceAll('<%= config.bin %>', 'backfill').replaceAll('<%= command.id %>', id))
+      for (const e of examples)
+        out.push(e.replaceAll('<%= config.bin %>', 'backfill').replaceAll('<%= command.id %>', id))
       out.push('```', '')
     }
   }
-  out.push('Every command also takes `--json`, `-q/--quiet` and `--no-color`; see [Output](#output-and-the-json-contract).')
+  out.push(
+    'Every command also takes `--json`, `-q/--quiet` and `--no-color`; see [Output](#output-and-the-json-contract).',
+  )
   return out.join('\n')
 }
 

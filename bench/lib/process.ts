@@ -14,13 +14,21 @@ export interface TimedRun {
  * Runs a command and measures wall time and peak RSS. Peak RSS comes from
  * /usr/bin/time -f when present; otherwise it is null (reported as "–").
  */
-export function timedRun(command: string, args: string[], options: {env?: NodeJS.ProcessEnv; input?: string; cwd?: string} = {}): Promise<TimedRun> {
+export function timedRun(
+  command: string,
+  args: string[],
+  options: {env?: NodeJS.ProcessEnv; input?: string; cwd?: string} = {},
+): Promise<TimedRun> {
   const useTime = process.platform === 'linux' && hasGnuTime()
   const program = useTime ? '/usr/bin/time' : command
   const argv = useTime ? ['-f', '__PEAK_RSS_KB__=%M', command, ...args] : args
   return new Promise((resolve, reject) => {
     const started = performance.now()
-    const child = spawn(program, argv, {env: options.env ?? process.env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe']})
+    const child = spawn(program, argv, {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))

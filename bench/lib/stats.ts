@@ -23,7 +23,8 @@ export interface Evaluated {
 
 export function evaluate(metric: Metric): Evaluated {
   const ours = median(metric.sample.ours)
-  const reference = metric.sample.reference && metric.sample.reference.length > 0 ? median(metric.sample.reference) : null
+  const reference =
+    metric.sample.reference && metric.sample.reference.length > 0 ? median(metric.sample.reference) : null
   const ratio = reference === null || reference === 0 ? null : ours / reference
   return {ours, reference, ratio, pass: metric.target ? check(metric.target, ours, ratio) : null}
 }

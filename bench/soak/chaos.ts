@@ -105,7 +105,22 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const startWorker = (): WorkerRecord => {
     const child = spawn(
       process.execPath,
-      [BIN, 'worker', '--tasks', TASKS, '--concurrency', String(options.concurrency), '--dlq-interval', '2', '--heartbeat-interval', '1', '--log-level', 'warn', '--shutdown-timeout', '20'],
+      [
+        BIN,
+        'worker',
+        '--tasks',
+        TASKS,
+        '--concurrency',
+        String(options.concurrency),
+        '--dlq-interval',
+        '2',
+        '--heartbeat-interval',
+        '1',
+        '--log-level',
+        'warn',
+        '--shutdown-timeout',
+        '20',
+      ],
       {env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']},
     )
     const record: WorkerRecord = {
@@ -131,12 +146,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 
   const admin = new pg.Pool({connectionString: url, max: 3})
   admin.on('error', () => undefined)
-  const q = async <R extends pg.QueryResultRow>(text: string, params: unknown[] = []): Promise<R[]> => (await admin.query<R>(text, params)).rows
+  const q = async <R extends pg.QueryResultRow>(text: string, params: unknown[] = []): Promise<R[]> =>
+    (await admin.query<R>(text, params)).rows
 
   try {
     const migrated = await cli(['migrate', '--quiet'])
     if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.stderr}`)
-    await q(`create table ${LEDGER} (i int not null, job_id bigint not null, attempt int not null, pid int not null, started_at timestamptz not null default clock_timestamp(), done_at timestamptz)`)
+    await q(
+      `create table ${LEDGER} (i int not null, job_id bigint not null, attempt int not null, pid int not null, started_at timestamptz not null default clock_timestamp(), done_at timestamptz)`,
+    )
     await q(`create index on ${LEDGER} (job_id, attempt, pid)`)
     await q(`create index on ${LEDGER} (i)`)
     // 5% fail until their last attempt, 1% fail permanently, 3% in one of 20 serial queues.
@@ -204,7 +222,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         postgresRestarts += 1
         options.log(`PostgreSQL back after ${Date.now() - down} ms`)
       }
-      const chaosOver = kills >= options.kills && restartAt === Number.POSITIVE_INFINITY && (!options.operators || dlqRetryRuns >= 2)
+      const chaosOver =
+        kills >= options.kills && restartAt === Number.POSITIVE_INFINITY && (!options.operators || dlqRetryRuns >= 2)
       if (options.operators && now >= nextOps && now > pgDownUntil) {
         nextOps = now + 3000
         const clean = await cli(['locks', 'clean', '--yes', '--json'])
@@ -232,16 +251,29 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     stopping = true
     const finals = [...live]
     for (const w of finals) w.child.kill('SIGTERM')
-    const exits = await Promise.all(finals.map(async (w) => ({w, result: await Promise.race([w.exit, sleep(60_000).then(() => ({code: null, signal: 'TIMEOUT' as NodeJS.Signals}))])})))
+    const exits = await Promise.all(
+      finals.map(async (w) => ({
+        w,
+        result: await Promise.race([
+          w.exit,
+          sleep(60_000).then(() => ({code: null, signal: 'TIMEOUT' as NodeJS.Signals})),
+        ]),
+      })),
+    )
     const cleanExits = exits.filter((e) => e.result.code === 0).length
-    const uncleanExits = exits.filter((e) => e.result.code !== 0).map((e) => ({pid: e.w.pid, code: e.result.code, signal: e.result.signal}))
-    for (const e of exits) if (e.result.code !== 0) options.log(`worker ${e.w.pid} exit ${e.result.code}: ${e.w.output.slice(-800)}`)
+    const uncleanExits = exits
+      .filter((e) => e.result.code !== 0)
+      .map((e) => ({pid: e.w.pid, code: e.result.code, signal: e.result.signal}))
+    for (const e of exits)
+      if (e.result.code !== 0) options.log(`worker ${e.w.pid} exit ${e.result.code}: ${e.w.output.slice(-800)}`)
     // Anything captured at shutdown.
     await cli(['dlq', 'capture', '--yes', '--quiet']).catch(() => undefined)
 
     // Accounting by logical job number i.
     const ids = Array.from({length: options.jobs}, (_, k) => k + 1)
-    const completedRows = await q<{i: number; runs: number}>(`select i, count(*)::int as runs from ${LEDGER} where done_at is not null group by i`)
+    const completedRows = await q<{i: number; runs: number}>(
+      `select i, count(*)::int as runs from ${LEDGER} where done_at is not null group by i`,
+    )
     const dlqRows = await q<{i: number}>(`select (payload->>'i')::int as i from "${SCHEMA}".backfill_dlq`)
     const queuedRows = await q<{i: number}>(`select (payload->>'i')::int as i from "${SCHEMA}"._private_jobs`)
     const completed = new Map(completedRows.map((r) => [r.i, r.runs]))
@@ -266,7 +298,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const unexplained: number[] = []
     const explained = {killed: 0, crashed: 0}
     if (suspicious.length > 0) {
-      const runs = await q<{i: number; pid: number}>(`select i, pid from ${LEDGER} where i = any($1::int[]) order by i, started_at`, [suspicious])
+      const runs = await q<{i: number; pid: number}>(
+        `select i, pid from ${LEDGER} where i = any($1::int[]) order by i, started_at`,
+        [suspicious],
+      )
       const byJob = new Map<number, number[]>()
       for (const r of runs) byJob.set(r.i, [...(byJob.get(r.i) ?? []), r.pid])
       for (const i of suspicious) {
@@ -281,8 +316,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     )
     const duplicates = completedRows.filter((r) => r.runs > 1).length
     if (missing.length > 0) problems.push(`${missing.length} job(s) missing, e.g. ${missing.slice(0, 5).join(', ')}`)
-    if (unexplained.length > 0) problems.push(`${unexplained.length} unexplained duplicate(s), e.g. ${unexplained.slice(0, 5).join(', ')}`)
-    if ((locks?.jobs ?? 0) > 0 || (locks?.queues ?? 0) > 0) problems.push(`locks left: ${locks?.jobs} job, ${locks?.queues} queue`)
+    if (unexplained.length > 0)
+      problems.push(`${unexplained.length} unexplained duplicate(s), e.g. ${unexplained.slice(0, 5).join(', ')}`)
+    if ((locks?.jobs ?? 0) > 0 || (locks?.queues ?? 0) > 0)
+      problems.push(`locks left: ${locks?.jobs} job, ${locks?.queues} queue`)
     if (uncleanExits.length > 0) problems.push(`${uncleanExits.length} worker(s) did not exit 0 on SIGTERM`)
     const seconds = (Date.now() - started) / 1000
     return {

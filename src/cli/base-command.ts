@@ -7,7 +7,9 @@ import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifie
 import {errorEnvelope, toBackfillError} from './errors.js'
 import {loadStyles, Output} from './output.js'
 
-export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
+  (typeof BaseCommand)['baseFlags'] & T['flags']
+>
 export type DbFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof DbCommand)['baseFlags'] & T['flags']>
 export type Args<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
@@ -18,8 +20,15 @@ export type Args<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {
-    quiet: Flags.boolean({char: 'q', helpGroup: 'GLOBAL', summary: 'Hide progress and informational messages (stderr).'}),
-    'no-color': Flags.boolean({helpGroup: 'GLOBAL', summary: 'Disable colour (also off when NO_COLOR is set or output is not a terminal).'}),
+    quiet: Flags.boolean({
+      char: 'q',
+      helpGroup: 'GLOBAL',
+      summary: 'Hide progress and informational messages (stderr).',
+    }),
+    'no-color': Flags.boolean({
+      helpGroup: 'GLOBAL',
+      summary: 'Disable colour (also off when NO_COLOR is set or output is not a terminal).',
+    }),
   }
 
   protected flags!: BaseFlags<T>
@@ -83,7 +92,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     } else {
       this.renderError(error)
     }
-    if (process.env.DEBUG?.includes('backfill')) process.stderr.write(`${scrubSecrets(String(raw?.stack ?? raw), this.secrets)}\n`)
+    if (process.env.DEBUG?.includes('backfill'))
+      process.stderr.write(`${scrubSecrets(String(raw?.stack ?? raw), this.secrets)}\n`)
   }
 
   private renderError(error: BackfillError): void {
@@ -141,7 +151,8 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
     this.schema = parseSchemaName(this.flags.schema)
     const explicitUrl = this.argv.some((a) => a === '--database-url' || a.startsWith('--database-url='))
     const explicitEmbedded = this.argv.includes('--embedded')
-    if (explicitUrl && explicitEmbedded) throw new UsageError('--embedded and --database-url are alternatives; pass one of them', {code: 'E_USAGE'})
+    if (explicitUrl && explicitEmbedded)
+      throw new UsageError('--embedded and --database-url are alternatives; pass one of them', {code: 'E_USAGE'})
     // Flags beat the environment: an explicit --database-url wins over BACKFILL_EMBEDDED=1.
     if (this.flags.embedded && !explicitUrl) {
       const {embeddedUrl} = await import('../lib/embedded/dev.js')

@@ -18,17 +18,21 @@ export interface ConfirmOptions {
 export async function confirmDestructive(options: ConfirmOptions): Promise<void> {
   if (options.yes) return
   if (options.json || !process.stdin.isTTY || !process.stderr.isTTY) {
-    throw new UsageError(`refusing to ${options.action} without --yes ${options.json ? 'under --json (a prompt would corrupt the document)' : 'in a non-interactive session'}`, {
-      code: 'E_CONFIRMATION_REQUIRED',
-      suggestions: ['add --yes to confirm, or --dry-run to see what would change'],
-    })
+    throw new UsageError(
+      `refusing to ${options.action} without --yes ${options.json ? 'under --json (a prompt would corrupt the document)' : 'in a non-interactive session'}`,
+      {
+        code: 'E_CONFIRMATION_REQUIRED',
+        suggestions: ['add --yes to confirm, or --dry-run to see what would change'],
+      },
+    )
   }
   const {confirm} = await import('@inquirer/prompts')
   let answer: boolean
   try {
     answer = await confirm({message: options.message, default: false}, {output: process.stderr})
   } catch (error) {
-    if ((error as Error)?.name === 'ExitPromptError') throw new InterruptedError('interrupted at the confirmation prompt')
+    if ((error as Error)?.name === 'ExitPromptError')
+      throw new InterruptedError('interrupted at the confirmation prompt')
     throw error
   }
   if (!answer) throw new AbortedError(`aborted: nothing was changed`)

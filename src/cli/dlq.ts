@@ -9,18 +9,42 @@ import type {Column} from './output.js'
 
 /** Selector flags shared by dlq list, stats, retry and purge (--limit is per command). */
 export const selectorFlags = {
-  task: Flags.string({multiple: true, helpGroup: 'SELECTION', summary: 'Only entries of this task identifier (repeatable).'}),
+  task: Flags.string({
+    multiple: true,
+    helpGroup: 'SELECTION',
+    summary: 'Only entries of this task identifier (repeatable).',
+  }),
   queue: Flags.string({
     multiple: true,
     helpGroup: 'SELECTION',
-    summary: "Only entries with this queue_name (repeatable; '' selects parallel entries, 'default' the crate's legacy rows).",
+    summary:
+      "Only entries with this queue_name (repeatable; '' selects parallel entries, 'default' the crate's legacy rows).",
   }),
-  'job-key': Flags.string({multiple: true, helpGroup: 'SELECTION', summary: 'Only the entry with this job key (repeatable).'}),
-  since: Flags.string({helpGroup: 'SELECTION', summary: 'Only entries that failed at or after this time (ISO 8601, or a duration ago: 2h, 7d).'}),
-  until: Flags.string({helpGroup: 'SELECTION', summary: 'Only entries that failed before this time (ISO 8601, or a duration ago).'}),
-  'older-than': Flags.string({helpGroup: 'SELECTION', summary: 'Only entries that failed more than this long ago (e.g. 30d).'}),
-  error: Flags.string({helpGroup: 'SELECTION', summary: 'Only entries whose last error contains this text (case-insensitive; any field of a JSON error).'}),
-  group: Flags.string({helpGroup: 'SELECTION', summary: 'Only entries of this failure group (a fingerprint shown by dlq stats).'}),
+  'job-key': Flags.string({
+    multiple: true,
+    helpGroup: 'SELECTION',
+    summary: 'Only the entry with this job key (repeatable).',
+  }),
+  since: Flags.string({
+    helpGroup: 'SELECTION',
+    summary: 'Only entries that failed at or after this time (ISO 8601, or a duration ago: 2h, 7d).',
+  }),
+  until: Flags.string({
+    helpGroup: 'SELECTION',
+    summary: 'Only entries that failed before this time (ISO 8601, or a duration ago).',
+  }),
+  'older-than': Flags.string({
+    helpGroup: 'SELECTION',
+    summary: 'Only entries that failed more than this long ago (e.g. 30d).',
+  }),
+  error: Flags.string({
+    helpGroup: 'SELECTION',
+    summary: 'Only entries whose last error contains this text (case-insensitive; any field of a JSON error).',
+  }),
+  group: Flags.string({
+    helpGroup: 'SELECTION',
+    summary: 'Only entries of this failure group (a fingerprint shown by dlq stats).',
+  }),
 }
 
 export const idsArg = {
@@ -47,7 +71,13 @@ export abstract class DlqCommand<T extends typeof Command> extends DbCommand<T> 
   /** Positional arguments (ids), all of them (the commands are not strict about their count). */
   protected async positionalArgs(): Promise<string[]> {
     const ctor = this.ctor as typeof DlqCommand & typeof Command
-    const {argv} = await this.parse({args: ctor.args, baseFlags: ctor.baseFlags, enableJsonFlag: ctor.enableJsonFlag, flags: ctor.flags, strict: false})
+    const {argv} = await this.parse({
+      args: ctor.args,
+      baseFlags: ctor.baseFlags,
+      enableJsonFlag: ctor.enableJsonFlag,
+      flags: ctor.flags,
+      strict: false,
+    })
     return argv as string[]
   }
 

@@ -10,7 +10,10 @@ export function toBackfillError(error: unknown): BackfillError {
     const exit = (error as Errors.CLIError).oclif?.exit
     // oclif's parser errors (unknown flag, missing argument, bad option value) are usage errors.
     if (exit === 2 || exit === undefined || isParseError(error)) {
-      return new UsageError(oneLine(error.message), {code: 'E_USAGE', suggestions: ['see --help for the accepted flags and values']})
+      return new UsageError(oneLine(error.message), {
+        code: 'E_USAGE',
+        suggestions: ['see --help for the accepted flags and values'],
+      })
     }
   }
   const message = error instanceof Error ? error.message : String(error)
@@ -21,7 +24,9 @@ export function toBackfillError(error: unknown): BackfillError {
 }
 
 function isParseError(error: Error): boolean {
-  return /Nonexistent flag|Unexpected argument|Missing required|Expected .* to be one of|Parsing --|flag .* expects/i.test(error.message)
+  return /Nonexistent flag|Unexpected argument|Missing required|Expected .* to be one of|Parsing --|flag .* expects/i.test(
+    error.message,
+  )
 }
 
 /**
@@ -32,8 +37,15 @@ function oneLine(text: string): string {
   const lines = text
     .split('\n')
     .map((line) => line.trim())
-    .filter((line) => line !== '' && !/^See more help with/i.test(line) && !/^The following errors? occurred:?$/i.test(line))
-  return lines.reduce((joined, line) => (joined === '' ? line : `${joined}${joined.endsWith(':') ? ' ' : ': '}${line}`), '') || text
+    .filter(
+      (line) => line !== '' && !/^See more help with/i.test(line) && !/^The following errors? occurred:?$/i.test(line),
+    )
+  return (
+    lines.reduce(
+      (joined, line) => (joined === '' ? line : `${joined}${joined.endsWith(':') ? ' ' : ': '}${line}`),
+      '',
+    ) || text
+  )
 }
 
 export interface ErrorEnvelope {

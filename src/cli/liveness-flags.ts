@@ -7,11 +7,14 @@ import type {LivenessOptions} from '../lib/locks/owners.js'
 export const livenessFlags = {
   'heartbeat-timeout': Flags.string({
     helpGroup: 'LIVENESS',
-    summary: 'A backfill worker without a presence session is dead once its heartbeat is older than this (default: 3 × its heartbeat interval, at least 30s).',
+    summary:
+      'A backfill worker without a presence session is dead once its heartbeat is older than this (default: 3 × its heartbeat interval, at least 30s).',
   }),
 }
 
 export function livenessOptions(flags: {'heartbeat-timeout'?: string | undefined}): LivenessOptions {
   const value = flags['heartbeat-timeout']
-  return value === undefined ? {} : {heartbeatTimeoutMs: parseDuration(value, {defaultUnit: 's', name: '--heartbeat-timeout'})}
+  return value === undefined
+    ? {}
+    : {heartbeatTimeoutMs: parseDuration(value, {defaultUnit: 's', name: '--heartbeat-timeout'})}
 }

@@ -33,9 +33,12 @@ export interface Column<R> {
  * the text): what every pipe, CI log and --json run uses, without loading chalk at all.
  */
 export const PLAIN: ChalkInstance = (() => {
-  const plain: unknown = new Proxy(function style(...text: unknown[]) {
-    return text.join(' ')
-  }, {get: (_target, property) => (property === 'level' ? 0 : plain)})
+  const plain: unknown = new Proxy(
+    function style(...text: unknown[]) {
+      return text.join(' ')
+    },
+    {get: (_target, property) => (property === 'level' ? 0 : plain)},
+  )
   return plain as ChalkInstance
 })()
 
@@ -104,8 +107,16 @@ export function renderTable<R>(rows: readonly R[], columns: readonly Column<R>[]
     const width = widths[i] ?? 0
     return columns[i]?.align === 'right' ? text.padStart(width) : text.padEnd(width)
   }
-  const header = columns.map((c, i) => color.bold(pad(c.header, i))).join('  ').trimEnd()
-  const body = cells.map((r) => r.map((cell, i) => pad(cell, i)).join('  ').trimEnd())
+  const header = columns
+    .map((c, i) => color.bold(pad(c.header, i)))
+    .join('  ')
+    .trimEnd()
+  const body = cells.map((r) =>
+    r
+      .map((cell, i) => pad(cell, i))
+      .join('  ')
+      .trimEnd(),
+  )
   return [header, ...body].join('\n')
 }
 

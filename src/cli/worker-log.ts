@@ -34,7 +34,12 @@ export function formatJson(event: WorkerEvent, now = new Date()): string {
 /** One human line per event. */
 export function formatText(event: WorkerEvent, color: ChalkInstance, now = new Date()): string {
   const level = levelOf(event)
-  const tag = {debug: color.dim('debug'), info: color.cyan('info '), warn: color.yellow('warn '), error: color.red('error')}[level]
+  const tag = {
+    debug: color.dim('debug'),
+    info: color.cyan('info '),
+    warn: color.yellow('warn '),
+    error: color.red('error'),
+  }[level]
   return `${color.dim(now.toISOString())} ${tag} ${describeEvent(event, color)}`
 }
 
@@ -42,7 +47,10 @@ function describeEvent(event: WorkerEvent, color: ChalkInstance): string {
   switch (event.type) {
     case 'worker:start': {
       const pools = event.pools
-        .map((p) => `${p.role} ${p.poolId} (concurrency ${p.concurrency}${p.localQueueSize > 0 ? `, local queue ${p.localQueueSize}` : ''}${p.forbiddenFlags ? `, skips ${p.forbiddenFlags.join(',')}` : ''})`)
+        .map(
+          (p) =>
+            `${p.role} ${p.poolId} (concurrency ${p.concurrency}${p.localQueueSize > 0 ? `, local queue ${p.localQueueSize}` : ''}${p.forbiddenFlags ? `, skips ${p.forbiddenFlags.join(',')}` : ''})`,
+        )
         .join('; ')
       return `worker ${event.once ? 'running once' : 'started'}: schema ${event.schema} on ${event.database}; tasks: ${event.tasks.join(', ')}; pools: ${pools}; DLQ capture ${event.dlq ? 'on' : 'off'}`
     }
@@ -51,11 +59,19 @@ function describeEvent(event: WorkerEvent, color: ChalkInstance): string {
     case 'job:success':
       return `${event.task}#${event.jobId} ${color.green('completed')} in ${formatDuration(event.durationMs)} (attempt ${event.attempt}/${event.maxAttempts})`
     case 'job:failure': {
-      const what = {retry: 'failed, will retry', exhausted: 'failed, attempts exhausted → DLQ', permanent: 'failed permanently → DLQ'}[event.outcome]
+      const what = {
+        retry: 'failed, will retry',
+        exhausted: 'failed, attempts exhausted → DLQ',
+        permanent: 'failed permanently → DLQ',
+      }[event.outcome]
       return `${event.task}#${event.jobId} ${color.red(what)} after ${formatDuration(event.durationMs)} (attempt ${event.attempt}/${event.maxAttempts}): ${event.error}`
     }
     case 'dlq:capture':
-      return `moved ${event.captured} exhausted job(s) to the DLQ in ${formatDuration(event.durationMs)} (${event.reason}): ${Object.entries(event.byTask).map(([t, n]) => `${t} ×${n}`).join(', ')}`
+      return `moved ${event.captured} exhausted job(s) to the DLQ in ${formatDuration(event.durationMs)} (${event.reason}): ${Object.entries(
+        event.byTask,
+      )
+        .map(([t, n]) => `${t} ×${n}`)
+        .join(', ')}`
     case 'locks:cleanup':
       return `lock cleanup (${event.reason}): released ${event.jobLocks} job lock(s), ${event.queueLocks} queue lock(s)`
     case 'worker:stopping':

@@ -7,10 +7,11 @@ import {parseSchemaName} from '../lib/identifiers.js'
 import {requiredPoolSize} from '../lib/worker/runner.js'
 
 export default class Bench extends DbCommand<typeof Bench> {
-  static override summary = 'Measure what this database can do: enqueue and processing throughput and pickup latency, with backfill\'s real code paths.'
+  static override summary =
+    "Measure what this database can do: enqueue and processing throughput and pickup latency, with backfill's real code paths."
 
   static override description =
-    'Creates a throwaway schema (random name; it refuses any schema it did not create, or one that holds jobs), enqueues no-op jobs with the library\'s batched enqueue, works them off with the worker\'s real code path (WorkerRunner, default settings), then measures idle pickup latency (enqueue → handler start) with sequential single jobs, and drops the schema. Burn-down by default (--jobs); --duration keeps the queue stocked and measures a fixed window instead, like `river bench`. Progress on stderr; --json for the report.'
+    "Creates a throwaway schema (random name; it refuses any schema it did not create, or one that holds jobs), enqueues no-op jobs with the library's batched enqueue, works them off with the worker's real code path (WorkerRunner, default settings), then measures idle pickup latency (enqueue → handler start) with sequential single jobs, and drops the schema. Burn-down by default (--jobs); --duration keeps the queue stocked and measures a fixed window instead, like `river bench`. Progress on stderr; --json for the report."
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
@@ -19,10 +20,27 @@ export default class Bench extends DbCommand<typeof Bench> {
   ]
 
   static override flags = {
-    jobs: Flags.integer({min: 100, max: 10_000_000, default: BENCH_DEFAULTS.jobs, summary: 'No-op jobs to enqueue and work off (burn-down mode).'}),
-    concurrency: Flags.integer({min: 1, max: 1000, default: BENCH_DEFAULTS.concurrency, summary: 'Worker concurrency.'}),
-    duration: Flags.string({summary: 'Continuous mode: keep the queue stocked and measure for this long (e.g. 30s, 2m).'}),
-    'latency-samples': Flags.integer({min: 0, max: 10_000, default: BENCH_DEFAULTS.latencySamples, summary: 'Sequential pickup-latency samples (0 = skip).'}),
+    jobs: Flags.integer({
+      min: 100,
+      max: 10_000_000,
+      default: BENCH_DEFAULTS.jobs,
+      summary: 'No-op jobs to enqueue and work off (burn-down mode).',
+    }),
+    concurrency: Flags.integer({
+      min: 1,
+      max: 1000,
+      default: BENCH_DEFAULTS.concurrency,
+      summary: 'Worker concurrency.',
+    }),
+    duration: Flags.string({
+      summary: 'Continuous mode: keep the queue stocked and measure for this long (e.g. 30s, 2m).',
+    }),
+    'latency-samples': Flags.integer({
+      min: 0,
+      max: 10_000,
+      default: BENCH_DEFAULTS.latencySamples,
+      summary: 'Sequential pickup-latency samples (0 = skip).',
+    }),
     keep: Flags.boolean({summary: 'Keep the benchmark schema afterwards.'}),
   }
 
@@ -73,12 +91,21 @@ export default class Bench extends DbCommand<typeof Bench> {
   private render(report: BenchReport): void {
     const s = report.settings
     const rows: [string, string][] = [
-      ['enqueue', `${Math.round(report.enqueue.jobsPerSecond).toLocaleString('en-US')} jobs/s (${report.enqueue.jobs.toLocaleString('en-US')} jobs in ${report.enqueue.seconds.toFixed(2)} s)`],
-      ['processing', `${Math.round(report.processing.jobsPerSecond).toLocaleString('en-US')} jobs/s (${report.processing.jobs.toLocaleString('en-US')} jobs in ${report.processing.seconds.toFixed(2)} s)`],
+      [
+        'enqueue',
+        `${Math.round(report.enqueue.jobsPerSecond).toLocaleString('en-US')} jobs/s (${report.enqueue.jobs.toLocaleString('en-US')} jobs in ${report.enqueue.seconds.toFixed(2)} s)`,
+      ],
+      [
+        'processing',
+        `${Math.round(report.processing.jobsPerSecond).toLocaleString('en-US')} jobs/s (${report.processing.jobs.toLocaleString('en-US')} jobs in ${report.processing.seconds.toFixed(2)} s)`,
+      ],
     ]
     if (report.latencyMs) {
       const l = report.latencyMs
-      rows.push(['pickup latency', `p50 ${l.p50.toFixed(1)} ms, p95 ${l.p95.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(1)} ms (${l.samples} samples)`])
+      rows.push([
+        'pickup latency',
+        `p50 ${l.p50.toFixed(1)} ms, p95 ${l.p95.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(1)} ms (${l.samples} samples)`,
+      ])
     }
     rows.push([
       'settings',

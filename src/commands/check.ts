@@ -7,7 +7,8 @@ import {runChecks, type CheckResult, type CheckThresholds} from '../lib/health/c
 import {parseDuration} from '../lib/duration.js'
 
 export default class Check extends DbCommand<typeof Check> {
-  static override summary = 'Health gate for cron, CI and alerting: exit 0 when every threshold holds, 6 when any fails.'
+  static override summary =
+    'Health gate for cron, CI and alerting: exit 0 when every threshold holds, 6 when any fails.'
   static override description = `Measures only what the given thresholds need. Each failed threshold prints one line on stdout (nothing when healthy; --quiet hides the summary on stderr); --json prints every check with what was measured. Exit codes: 0 all hold, 6 a threshold failed, 2 bad flags or no threshold, 3 cannot connect, 4 schema not migrated (with --require-migrated that is a failed check instead).`
 
   static override examples = [
@@ -21,12 +22,29 @@ export default class Check extends DbCommand<typeof Check> {
     'max-ready': Flags.integer({summary: 'Fail when more jobs than this are ready (backlog).', min: 0}),
     'max-dlq': Flags.integer({summary: 'Fail when the DLQ holds more entries than this (or has no table).', min: 0}),
     'max-exhausted': Flags.integer({summary: 'Fail when more exhausted jobs than this wait for DLQ capture.', min: 0}),
-    'max-dead-locks': Flags.integer({summary: 'Fail when dead workers hold more locks (jobs + queues) than this.', min: 0}),
-    'max-stale-locks': Flags.integer({summary: 'Fail when owners without liveness hold more locks past the stale timeouts than this.', min: 0}),
-    'stale-queue-lock-timeout': Flags.string({summary: 'Queue lock age that counts as stale for --max-stale-locks.', default: '5m'}),
-    'stale-job-lock-timeout': Flags.string({summary: 'Job lock age that counts as stale for --max-stale-locks.', default: '30m'}),
-    'min-workers': Flags.integer({summary: 'Fail when fewer workers than this are live (backfill workers, Rust workers with heartbeats).', min: 0}),
-    'require-migrated': Flags.boolean({summary: 'Fail unless graphile-worker is installed with no pending migration and backfill\'s objects exist.'}),
+    'max-dead-locks': Flags.integer({
+      summary: 'Fail when dead workers hold more locks (jobs + queues) than this.',
+      min: 0,
+    }),
+    'max-stale-locks': Flags.integer({
+      summary: 'Fail when owners without liveness hold more locks past the stale timeouts than this.',
+      min: 0,
+    }),
+    'stale-queue-lock-timeout': Flags.string({
+      summary: 'Queue lock age that counts as stale for --max-stale-locks.',
+      default: '5m',
+    }),
+    'stale-job-lock-timeout': Flags.string({
+      summary: 'Job lock age that counts as stale for --max-stale-locks.',
+      default: '30m',
+    }),
+    'min-workers': Flags.integer({
+      summary: 'Fail when fewer workers than this are live (backfill workers, Rust workers with heartbeats).',
+      min: 0,
+    }),
+    'require-migrated': Flags.boolean({
+      summary: "Fail unless graphile-worker is installed with no pending migration and backfill's objects exist.",
+    }),
     ...livenessFlags,
   }
 
@@ -34,14 +52,23 @@ export default class Check extends DbCommand<typeof Check> {
     const {flags} = this
     const thresholds: CheckThresholds = {
       ...livenessOptions(flags),
-      maxReadyAgeMs: flags['max-ready-age'] === undefined ? undefined : parseDuration(flags['max-ready-age'], {defaultUnit: 's', name: '--max-ready-age'}),
+      maxReadyAgeMs:
+        flags['max-ready-age'] === undefined
+          ? undefined
+          : parseDuration(flags['max-ready-age'], {defaultUnit: 's', name: '--max-ready-age'}),
       maxReady: flags['max-ready'],
       maxDlq: flags['max-dlq'],
       maxExhausted: flags['max-exhausted'],
       maxDeadLocks: flags['max-dead-locks'],
       maxStaleLocks: flags['max-stale-locks'],
-      staleQueueLockTimeoutMs: parseDuration(flags['stale-queue-lock-timeout'], {defaultUnit: 's', name: '--stale-queue-lock-timeout'}),
-      staleJobLockTimeoutMs: parseDuration(flags['stale-job-lock-timeout'], {defaultUnit: 's', name: '--stale-job-lock-timeout'}),
+      staleQueueLockTimeoutMs: parseDuration(flags['stale-queue-lock-timeout'], {
+        defaultUnit: 's',
+        name: '--stale-queue-lock-timeout',
+      }),
+      staleJobLockTimeoutMs: parseDuration(flags['stale-job-lock-timeout'], {
+        defaultUnit: 's',
+        name: '--stale-job-lock-timeout',
+      }),
       minWorkers: flags['min-workers'],
       requireMigrated: flags['require-migrated'] || undefined,
     }

@@ -46,36 +46,80 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
 
   static override args = {
     // ignoreStdin: otherwise oclif fills a missing argument from piped stdin, swallowing --ndjson - input.
-    task: Args.string({description: 'Task identifier (as your workers register it). With --ndjson: the task of lines without "task".', ignoreStdin: true}),
+    task: Args.string({
+      description: 'Task identifier (as your workers register it). With --ndjson: the task of lines without "task".',
+      ignoreStdin: true,
+    }),
   }
 
   static override flags = {
-    payload: Flags.string({helpValue: 'JSON', summary: 'Job payload as JSON (default {}).', exclusive: ['payload-file', 'ndjson']}),
-    'payload-file': Flags.string({helpValue: 'FILE|-', summary: 'Read the payload JSON from FILE (- for stdin).', exclusive: ['payload', 'ndjson']}),
+    payload: Flags.string({
+      helpValue: 'JSON',
+      summary: 'Job payload as JSON (default {}).',
+      exclusive: ['payload-file', 'ndjson'],
+    }),
+    'payload-file': Flags.string({
+      helpValue: 'FILE|-',
+      summary: 'Read the payload JSON from FILE (- for stdin).',
+      exclusive: ['payload', 'ndjson'],
+    }),
     priority: Flags.string({
       helpValue: 'NAME|INT',
-      summary: 'emergency (-20), critical (-10), fast (-5), bulk (0), bulk-low (5), bulk-lowest (10), or an integer; lower runs first (default bulk).',
+      summary:
+        'emergency (-20), critical (-10), fast (-5), bulk (0), bulk-low (5), bulk-lowest (10), or an integer; lower runs first (default bulk).',
     }),
-    queue: Flags.string({helpValue: 'NAME', summary: 'Serial queue name: one job at a time per name (default: parallel, no queue).'}),
-    'run-at': Flags.string({helpValue: 'ISO8601', summary: 'Run at or after this ISO 8601 date-time with a time zone, e.g. 2030-01-31T09:00:00Z.', exclusive: ['delay']}),
-    delay: Flags.string({helpValue: 'DURATION', summary: 'Run after this delay from now, e.g. 30s, 10m, 2h, 1h30m.', exclusive: ['run-at']}),
-    'job-key': Flags.string({helpValue: 'KEY', summary: 'Unique key (at most 512 characters): an unlocked job with the same key is replaced.', exclusive: ['ndjson']}),
+    queue: Flags.string({
+      helpValue: 'NAME',
+      summary: 'Serial queue name: one job at a time per name (default: parallel, no queue).',
+    }),
+    'run-at': Flags.string({
+      helpValue: 'ISO8601',
+      summary: 'Run at or after this ISO 8601 date-time with a time zone, e.g. 2030-01-31T09:00:00Z.',
+      exclusive: ['delay'],
+    }),
+    delay: Flags.string({
+      helpValue: 'DURATION',
+      summary: 'Run after this delay from now, e.g. 30s, 10m, 2h, 1h30m.',
+      exclusive: ['run-at'],
+    }),
+    'job-key': Flags.string({
+      helpValue: 'KEY',
+      summary: 'Unique key (at most 512 characters): an unlocked job with the same key is replaced.',
+      exclusive: ['ndjson'],
+    }),
     'job-key-mode': Flags.option({
       options: JOB_KEY_MODES,
-      summary: 'replace (default), preserve_run_at (keep the existing run time), or unsafe_dedupe (keep the existing job).',
+      summary:
+        'replace (default), preserve_run_at (keep the existing run time), or unsafe_dedupe (keep the existing job).',
     })(),
-    'max-attempts': Flags.string({helpValue: 'N', summary: 'Attempts before the job counts as failed, 1..32767 (default 8).'}),
+    'max-attempts': Flags.string({
+      helpValue: 'N',
+      summary: 'Attempts before the job counts as failed, 1..32767 (default 8).',
+    }),
     flag: Flags.string({helpValue: 'FLAG', multiple: true, summary: 'A graphile-worker job flag (repeatable).'}),
     ndjson: Flags.string({helpValue: 'FILE|-', summary: 'Bulk: read one job per line from FILE (- for stdin).'}),
-    'skip-invalid': Flags.boolean({summary: 'With --ndjson: enqueue the valid lines and report the invalid ones, instead of enqueuing nothing.', dependsOn: ['ndjson']}),
-    'batch-size': Flags.integer({helpValue: 'N', summary: `With --ndjson: jobs per add_jobs call (default ${DEFAULT_BATCH_SIZE}).`, min: 1, max: 100_000, dependsOn: ['ndjson']}),
-    'dry-run': Flags.boolean({summary: 'Validate the input and show what would be enqueued; the database is not touched.'}),
+    'skip-invalid': Flags.boolean({
+      summary: 'With --ndjson: enqueue the valid lines and report the invalid ones, instead of enqueuing nothing.',
+      dependsOn: ['ndjson'],
+    }),
+    'batch-size': Flags.integer({
+      helpValue: 'N',
+      summary: `With --ndjson: jobs per add_jobs call (default ${DEFAULT_BATCH_SIZE}).`,
+      min: 1,
+      max: 100_000,
+      dependsOn: ['ndjson'],
+    }),
+    'dry-run': Flags.boolean({
+      summary: 'Validate the input and show what would be enqueued; the database is not touched.',
+    }),
   }
 
   async run(): Promise<EnqueueCommandResult> {
     if (this.flags.ndjson !== undefined) return this.bulk(this.flags.ndjson)
     if (this.args.task === undefined) {
-      throw new UsageError('missing TASK (or --ndjson FILE for bulk enqueue)', {suggestions: ['e.g. backfill enqueue send_email --payload \'{"to":"ada@example.com"}\'']})
+      throw new UsageError('missing TASK (or --ndjson FILE for bulk enqueue)', {
+        suggestions: ['e.g. backfill enqueue send_email --payload \'{"to":"ada@example.com"}\''],
+      })
     }
     return this.single(this.args.task)
   }
@@ -84,12 +128,17 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
   private spec(): JobSpec & {flags: string[]} {
     const {flags} = this
     if (flags['job-key-mode'] !== undefined && flags['job-key'] === undefined && flags.ndjson === undefined) {
-      throw new UsageError('--job-key-mode needs --job-key', {suggestions: ['add --job-key KEY, or leave out --job-key-mode']})
+      throw new UsageError('--job-key-mode needs --job-key', {
+        suggestions: ['add --job-key KEY, or leave out --job-key-mode'],
+      })
     }
     return {
       priority: parsePriority(flags.priority, '--priority'),
       queue: validateQueue(flags.queue, '--queue'),
-      runAt: flags.delay !== undefined ? new Date(Date.now() + parseDuration(flags.delay, '--delay')) : parseRunAt(flags['run-at'], '--run-at'),
+      runAt:
+        flags.delay !== undefined
+          ? new Date(Date.now() + parseDuration(flags.delay, '--delay'))
+          : parseRunAt(flags['run-at'], '--run-at'),
       jobKey: validateJobKey(flags['job-key'], '--job-key'),
       jobKeyMode: (flags['job-key-mode'] ?? 'replace') as JobKeyMode,
       maxAttempts: parseMaxAttempts(flags['max-attempts'], '--max-attempts'),
@@ -100,7 +149,10 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
   private async single(task: string): Promise<EnqueueCommandResult> {
     validateTask(task, 'TASK')
     const spec = this.spec()
-    const payload = parsePayloadJson(await this.payloadText(), this.flags['payload-file'] === undefined ? '--payload' : `payload file ${this.flags['payload-file']}`)
+    const payload = parsePayloadJson(
+      await this.payloadText(),
+      this.flags['payload-file'] === undefined ? '--payload' : `payload file ${this.flags['payload-file']}`,
+    )
     const job = prepareJobText(task, payload, spec)
     if (this.flags['dry-run']) {
       this.out.result(`would enqueue ${describeJob(job)}, payload ${job.payload}`)
@@ -110,11 +162,15 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
     const client = await BackfillClient.fromDatabase(this.db(), {ensureSchema: false})
     const outcome = await client.enqueueJson(task, payload, spec)
     if (outcome.status === 'already-in-progress') {
-      this.out.warn(`the job with key "${outcome.jobKey}" is running (locked by a worker); nothing was enqueued and this payload was discarded`)
+      this.out.warn(
+        `the job with key "${outcome.jobKey}" is running (locked by a worker); nothing was enqueued and this payload was discarded`,
+      )
       return outcome
     }
     const verb = {created: 'enqueued', updated: 'replaced', deduplicated: 'kept existing'}[outcome.action]
-    this.out.success(`${verb} job ${outcome.job.id}: ${describeJob(job)}${outcome.job.revision > 0 ? ` (revision ${outcome.job.revision})` : ''}`)
+    this.out.success(
+      `${verb} job ${outcome.job.id}: ${describeJob(job)}${outcome.job.revision > 0 ? ` (revision ${outcome.job.revision})` : ''}`,
+    )
     this.out.result(outcome.job.id)
     return outcome
   }
@@ -144,8 +200,11 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
     }
     const size = source === '-' ? undefined : checkFile(source, '--ndjson')
     const name = source === '-' ? 'stdin' : source
-    const client = this.flags['dry-run'] ? undefined : await BackfillClient.fromDatabase(this.db(), {ensureSchema: false})
-    if (source === '-' && process.stdin.isTTY) this.out.info('reading NDJSON from the terminal: one job per line, end with Ctrl-D')
+    const client = this.flags['dry-run']
+      ? undefined
+      : await BackfillClient.fromDatabase(this.db(), {ensureSchema: false})
+    if (source === '-' && process.stdin.isTTY)
+      this.out.info('reading NDJSON from the terminal: one job per line, end with Ctrl-D')
     const input = source === '-' ? process.stdin : createReadStream(source, {highWaterMark: 256 * 1024})
     const progress = process.stderr.isTTY && !this.flags.quiet ? new ProgressLine(process.stderr, 'jobs') : undefined
     this.handlesInterrupt = true
@@ -156,7 +215,12 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
       batchSize: this.flags['batch-size'],
       signal: this.interrupt.signal,
       onProgress: (p: {jobs: number; bytes: number; skipped: number}) =>
-        progress?.update({count: p.jobs, bytes: p.bytes, totalBytes: size, note: p.skipped > 0 ? `${p.skipped} skipped` : undefined}),
+        progress?.update({
+          count: p.jobs,
+          bytes: p.bytes,
+          totalBytes: size,
+          note: p.skipped > 0 ? `${p.skipped} skipped` : undefined,
+        }),
       onSkip: (s: {line: number; reason: string}) => {
         progress?.clear()
         this.out.warn(`line ${s.line} skipped: ${s.reason}`)
@@ -178,19 +242,27 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
     const time = `${result.seconds.toFixed(2)} s`
     if (result.dryRun) {
       if (result.skipped > 0 && !this.flags['skip-invalid']) {
-        throw new UsageError(`${name}: ${result.skipped} of ${result.jobs + result.skipped} job lines are invalid (listed above); a real run would enqueue nothing`, {
-          code: 'E_INVALID_NDJSON',
-          details: {skipped: result.skipped, skippedLines: result.skippedLines},
-          suggestions: ['fix the lines, or pass --skip-invalid to enqueue only the valid ones'],
-        })
+        throw new UsageError(
+          `${name}: ${result.skipped} of ${result.jobs + result.skipped} job lines are invalid (listed above); a real run would enqueue nothing`,
+          {
+            code: 'E_INVALID_NDJSON',
+            details: {skipped: result.skipped, skippedLines: result.skippedLines},
+            suggestions: ['fix the lines, or pass --skip-invalid to enqueue only the valid ones'],
+          },
+        )
       }
-      this.out.result(`${result.jobs} valid jobs in ${result.lines} lines of ${name} (dry run: nothing enqueued)${result.skipped > 0 ? `; ${result.skipped} invalid lines would be skipped` : ''}`)
+      this.out.result(
+        `${result.jobs} valid jobs in ${result.lines} lines of ${name} (dry run: nothing enqueued)${result.skipped > 0 ? `; ${result.skipped} invalid lines would be skipped` : ''}`,
+      )
       return
     }
     this.out.result(`enqueued ${result.enqueued} jobs from ${name} in ${time} (${rate} jobs/s)`)
-    if (result.skipped > 0) this.out.warn(`skipped ${result.skipped} invalid line${result.skipped === 1 ? '' : 's'} (listed above)`)
+    if (result.skipped > 0)
+      this.out.warn(`skipped ${result.skipped} invalid line${result.skipped === 1 ? '' : 's'} (listed above)`)
     if (result.alreadyInProgress > 0) {
-      this.out.warn(`${result.alreadyInProgress} keyed job${result.alreadyInProgress === 1 ? ' was' : 's were'} running and kept their payload: ${result.alreadyInProgressKeys.slice(0, 5).join(', ')}${result.alreadyInProgress > 5 ? ', …' : ''}`)
+      this.out.warn(
+        `${result.alreadyInProgress} keyed job${result.alreadyInProgress === 1 ? ' was' : 's were'} running and kept their payload: ${result.alreadyInProgressKeys.slice(0, 5).join(', ')}${result.alreadyInProgress > 5 ? ', …' : ''}`,
+      )
     }
   }
 }
@@ -202,12 +274,19 @@ function checkFile(file: string, flag: string): number {
     stats = statSync(file)
   } catch (error) {
     const code = (error as {code?: string}).code
-    throw new UsageError(code === 'ENOENT' ? `${flag} ${file}: no such file` : `${flag} ${file}: ${(error as Error).message}`, {
-      code: 'E_NO_SUCH_FILE',
-      suggestions: ['check the path, or use - to read stdin'],
-    })
+    throw new UsageError(
+      code === 'ENOENT' ? `${flag} ${file}: no such file` : `${flag} ${file}: ${(error as Error).message}`,
+      {
+        code: 'E_NO_SUCH_FILE',
+        suggestions: ['check the path, or use - to read stdin'],
+      },
+    )
   }
-  if (stats.isDirectory()) throw new UsageError(`${flag} ${file} is a directory`, {code: 'E_NO_SUCH_FILE', suggestions: ['give a file, or - to read stdin']})
+  if (stats.isDirectory())
+    throw new UsageError(`${flag} ${file} is a directory`, {
+      code: 'E_NO_SUCH_FILE',
+      suggestions: ['give a file, or - to read stdin'],
+    })
   return stats.isFile() ? stats.size : 0
 }
 

@@ -4,7 +4,8 @@ import {DbCommand} from '../cli/base-command.js'
 import {initDlq, type InitDlqResult} from '../lib/schema/migrate.js'
 
 export default class InitDlq extends DbCommand<typeof InitDlq> {
-  static override summary = 'Create <schema>.backfill_dlq (Rust backfill crate compatible), or complete an existing one.'
+  static override summary =
+    'Create <schema>.backfill_dlq (Rust backfill crate compatible), or complete an existing one.'
   static override description = `Creates the schema if needed and the dead letter queue table with the crate's 17 columns and indexes, including the unique partial index on job_key its upserts need. An existing table (from the crate, or from its docs/dlq_schema.sql) keeps its rows; missing indexes and columns are added and VARCHAR columns widened to TEXT. Idempotent.`
 
   static override examples = [
@@ -26,7 +27,10 @@ export default class InitDlq extends DbCommand<typeof InitDlq> {
       if (this.flags['show-sql']) this.out.info(summary)
       else this.out.result(summary)
       if (this.flags['show-sql']) this.out.result(result.sql)
-    } else this.out.result(`${where}: created ${result.created.join(', ')}${result.tableExisted ? ' (existing rows kept)' : ''}`)
+    } else
+      this.out.result(
+        `${where}: created ${result.created.join(', ')}${result.tableExisted ? ' (existing rows kept)' : ''}`,
+      )
     return result
   }
 }

@@ -34,8 +34,14 @@ export default class Migrate extends DbCommand<typeof Migrate> {
     if (result.dryRun) {
       // With --show-sql the SQL alone is the result (pipe it into psql); the plan goes to stderr.
       const say = (text: string): void => (this.flags['show-sql'] ? out.info(text) : out.result(text))
-      say(`${schema}: graphile-worker revision ${result.revisionBefore ?? 'none'} (bundled graphile-worker ${result.graphileWorkerVersion} knows up to ${result.highestKnown})`)
-      say(result.applied.length > 0 ? `would apply graphile-worker migrations ${idRange(result.applied)}` : 'graphile-worker migrations: up to date')
+      say(
+        `${schema}: graphile-worker revision ${result.revisionBefore ?? 'none'} (bundled graphile-worker ${result.graphileWorkerVersion} knows up to ${result.highestKnown})`,
+      )
+      say(
+        result.applied.length > 0
+          ? `would apply graphile-worker migrations ${idRange(result.applied)}`
+          : 'graphile-worker migrations: up to date',
+      )
       say(result.dlq.created.length > 0 ? `would create: ${result.dlq.created.join(', ')}` : 'DLQ objects: up to date')
       if (this.flags['show-sql'] && result.sql) out.result(result.sql)
       return
@@ -44,7 +50,10 @@ export default class Migrate extends DbCommand<typeof Migrate> {
       out.result(`${schema} is up to date (graphile-worker revision ${result.revisionAfter})`)
       return
     }
-    if (result.applied.length > 0) out.result(`${schema}: applied graphile-worker migrations ${idRange(result.applied)} (revision ${result.revisionBefore ?? 'none'} → ${result.revisionAfter})`)
+    if (result.applied.length > 0)
+      out.result(
+        `${schema}: applied graphile-worker migrations ${idRange(result.applied)} (revision ${result.revisionBefore ?? 'none'} → ${result.revisionAfter})`,
+      )
     if (result.dlq.created.length > 0) out.result(`${schema}: created ${result.dlq.created.join(', ')}`)
   }
 }

@@ -8,13 +8,20 @@ import {toBackfillError} from '../cli/errors.js'
 import {scrubSecrets} from '../lib/connection.js'
 import {UsageError} from '../lib/errors.js'
 import {formatDuration, parseDuration} from '../lib/duration.js'
-import {DEFAULT_QUEUE_LIMIT, queueStatus, type JobStateCounts, type StatusOptions, type StatusResult} from '../lib/health/status.js'
+import {
+  DEFAULT_QUEUE_LIMIT,
+  queueStatus,
+  type JobStateCounts,
+  type StatusOptions,
+  type StatusResult,
+} from '../lib/health/status.js'
 
 const DEFAULT_WATCH = '2s'
 const DURATION_LIKE = /^(\d+(\.\d+)?(ms|s|m|h|d|w)?)+$/i
 
 export default class Status extends DbCommand<typeof Status> {
-  static override summary = 'Show the queue: jobs per task and queue by state, the DLQ, locks by owner liveness, and workers.'
+  static override summary =
+    'Show the queue: jobs per task and queue by state, the DLQ, locks by owner liveness, and workers.'
   static override description = `States: ready (runnable now), scheduled (run_at in the future: new jobs and retries in backoff), running (locked by a worker), retrying (ready or scheduled after at least one failure; part of those two), exhausted (out of attempts, not yet captured into the DLQ), and DLQ entries. Per task, and per queue: the parallel jobs first, then the busiest serial queues (--queues), the rest summed. Also the oldest ready job's wait, locks by owner liveness (see locks list), and the workers seen in the last hour.
 
 --watch [interval] refreshes until Ctrl-C (default every 2s): in place on a terminal, as repeated blocks when piped, and as one JSON document per line with --json. Ctrl-C ends watching with exit 0 (a second Ctrl-C exits 130 at once).`
@@ -28,7 +35,11 @@ export default class Status extends DbCommand<typeof Status> {
 
   static override flags = {
     watch: Flags.string({summary: 'Refresh every interval (default 2s) until Ctrl-C.', helpValue: '[interval]'}),
-    queues: Flags.integer({summary: 'Serial queues listed individually (the busiest first).', default: DEFAULT_QUEUE_LIMIT, min: 0}),
+    queues: Flags.integer({
+      summary: 'Serial queues listed individually (the busiest first).',
+      default: DEFAULT_QUEUE_LIMIT,
+      min: 0,
+    }),
     ...livenessFlags,
   }
 
@@ -36,7 +47,8 @@ export default class Status extends DbCommand<typeof Status> {
     // oclif has no optional flag values: a bare --watch gets the default interval.
     const at = this.argv.indexOf('--watch')
     const next = this.argv[at + 1]
-    if (at >= 0 && (next === undefined || !DURATION_LIKE.test(next))) this.argv.splice(at, 1, `--watch=${DEFAULT_WATCH}`)
+    if (at >= 0 && (next === undefined || !DURATION_LIKE.test(next)))
+      this.argv.splice(at, 1, `--watch=${DEFAULT_WATCH}`)
     await super.init()
   }
 
@@ -50,7 +62,10 @@ export default class Status extends DbCommand<typeof Status> {
     }
     const interval = parseDuration(this.flags.watch, {defaultUnit: 's', name: '--watch'})
     if (interval < 500) {
-      throw new UsageError(`--watch interval ${formatDuration(interval)} is too short`, {code: 'E_INVALID_INTERVAL', suggestions: ['use 500ms or more, e.g. --watch 2s']})
+      throw new UsageError(`--watch interval ${formatDuration(interval)} is too short`, {
+        code: 'E_INVALID_INTERVAL',
+        suggestions: ['use 500ms or more, e.g. --watch 2s'],
+      })
     }
     return this.watch(interval, options)
   }
@@ -67,7 +82,10 @@ export default class Status extends DbCommand<typeof Status> {
       try {
         const result = await queueStatus(db, options)
         if (json) process.stdout.write(`${JSON.stringify(result)}\n`)
-        else if (inPlace) process.stdout.write(`\u001B[H\u001B[2J${this.out.color.dim(header)}\n${this.frame(result, this.out.color)}\n`)
+        else if (inPlace)
+          process.stdout.write(
+            `\u001B[H\u001B[2J${this.out.color.dim(header)}\n${this.frame(result, this.out.color)}\n`,
+          )
         else process.stdout.write(`--- ${header}\n${this.frame(result, this.out.color)}\n`)
       } catch (error) {
         // The first round reports like any command; later rounds keep watching through blips.
@@ -99,11 +117,26 @@ export default class Status extends DbCommand<typeof Status> {
       {header: 'OLDEST READY', get: (x) => formatDuration(x.oldestReadyAgeMs), align: 'right'},
     ]
     if (r.tasks.length > 0) {
-      lines.push('', renderTable(r.tasks, [{header: 'TASK', get: (x) => x.task, max: 48}, ...stateColumns<(typeof r.tasks)[number]>()], color))
+      lines.push(
+        '',
+        renderTable(
+          r.tasks,
+          [{header: 'TASK', get: (x) => x.task, max: 48}, ...stateColumns<(typeof r.tasks)[number]>()],
+          color,
+        ),
+      )
     }
-    type QueueRow = StatusResult['queues'][number] | (NonNullable<StatusResult['otherQueues']> & {queue: string; lockedBy: null; lockLiveness: null})
+    type QueueRow =
+      | StatusResult['queues'][number]
+      | (NonNullable<StatusResult['otherQueues']> & {queue: string; lockedBy: null; lockLiveness: null})
     const queueRows: QueueRow[] = [...r.queues]
-    if (r.otherQueues) queueRows.push({...r.otherQueues, queue: `(${n(r.otherQueues.queues)} more queues)`, lockedBy: null, lockLiveness: null})
+    if (r.otherQueues)
+      queueRows.push({
+        ...r.otherQueues,
+        queue: `(${n(r.otherQueues.queues)} more queues)`,
+        lockedBy: null,
+        lockLiveness: null,
+      })
     if (queueRows.length > 0) {
       lines.push(
         '',

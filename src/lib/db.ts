@@ -13,7 +13,11 @@ export interface PoolOptions {
 }
 
 /** Creates a pg pool for a target; idle-client errors are reported, never thrown at the process. */
-export function createPool(target: ConnectionTarget, options: PoolOptions = {}, onError?: (error: Error) => void): pg.Pool {
+export function createPool(
+  target: ConnectionTarget,
+  options: PoolOptions = {},
+  onError?: (error: Error) => void,
+): pg.Pool {
   const config: pg.PoolConfig = {
     application_name: options.applicationName ?? 'backfill',
     max: options.max ?? 10,
@@ -53,7 +57,13 @@ export class Database {
   private readonly ownsPool: boolean
   private readonly textCache: Map<string, string>
 
-  private constructor(executor: Executor, rootPool: pg.Pool, options: DatabaseOptions, ownsPool: boolean, textCache = new Map<string, string>()) {
+  private constructor(
+    executor: Executor,
+    rootPool: pg.Pool,
+    options: DatabaseOptions,
+    ownsPool: boolean,
+    textCache = new Map<string, string>(),
+  ) {
     this.executor = executor
     this.rootPool = rootPool
     this.schema = options.schema
@@ -87,7 +97,12 @@ export class Database {
 
   /** The same connection and pool, addressing another schema. */
   withSchema(schema: SchemaName): Database {
-    return new Database(this.executor, this.rootPool, {target: this.target, schema, preparedStatements: this.preparedStatements}, false)
+    return new Database(
+      this.executor,
+      this.rootPool,
+      {target: this.target, schema, preparedStatements: this.preparedStatements},
+      false,
+    )
   }
 
   sqlFor(statement: Statement<ParamSpec, ColumnSpec>): string {
@@ -99,24 +114,37 @@ export class Database {
     return text
   }
 
-  async rows<P extends ParamSpec, C extends ColumnSpec>(statement: Statement<P, C>, params: ParamsOf<P>): Promise<RowOf<C>[]> {
+  async rows<P extends ParamSpec, C extends ColumnSpec>(
+    statement: Statement<P, C>,
+    params: ParamsOf<P>,
+  ): Promise<RowOf<C>[]> {
     const result = await this.run(statement, params)
     return result.rows as RowOf<C>[]
   }
 
-  async one<P extends ParamSpec, C extends ColumnSpec>(statement: Statement<P, C>, params: ParamsOf<P>): Promise<RowOf<C>> {
+  async one<P extends ParamSpec, C extends ColumnSpec>(
+    statement: Statement<P, C>,
+    params: ParamsOf<P>,
+  ): Promise<RowOf<C>> {
     const rows = await this.rows(statement, params)
-    if (rows.length !== 1) throw new Error(`statement ${statement.id} returned ${rows.length} rows, expected exactly one`)
+    if (rows.length !== 1)
+      throw new Error(`statement ${statement.id} returned ${rows.length} rows, expected exactly one`)
     return rows[0] as RowOf<C>
   }
 
-  async maybeOne<P extends ParamSpec, C extends ColumnSpec>(statement: Statement<P, C>, params: ParamsOf<P>): Promise<RowOf<C> | undefined> {
+  async maybeOne<P extends ParamSpec, C extends ColumnSpec>(
+    statement: Statement<P, C>,
+    params: ParamsOf<P>,
+  ): Promise<RowOf<C> | undefined> {
     const rows = await this.rows(statement, params)
     return rows[0]
   }
 
   /** Runs a statement and returns the affected row count. */
-  async exec<P extends ParamSpec, C extends ColumnSpec>(statement: Statement<P, C>, params: ParamsOf<P>): Promise<number> {
+  async exec<P extends ParamSpec, C extends ColumnSpec>(
+    statement: Statement<P, C>,
+    params: ParamsOf<P>,
+  ): Promise<number> {
     const result = await this.run(statement, params)
     return result.rowCount ?? 0
   }
@@ -156,7 +184,13 @@ export class Database {
     }
     let broken: Error | undefined
     try {
-      const bound = new Database(client, this.rootPool, {target: this.target, schema: this.schema, preparedStatements: this.preparedStatements}, false, this.textCache)
+      const bound = new Database(
+        client,
+        this.rootPool,
+        {target: this.target, schema: this.schema, preparedStatements: this.preparedStatements},
+        false,
+        this.textCache,
+      )
       return await fn(bound)
     } catch (error) {
       // A connection-level failure must not go back into the pool.
@@ -209,9 +243,10 @@ export class Database {
   private async run(statement: Statement<ParamSpec, ColumnSpec>, params: readonly unknown[]): Promise<pg.QueryResult> {
     const text = this.sqlFor(statement)
     const values = params.map((value) => (value === undefined ? null : value))
-    const config: pg.QueryConfig = this.preparedStatements && statement.prepare
-      ? {name: `${statement.id}/${this.schema}`, text, values}
-      : {text, values}
+    const config: pg.QueryConfig =
+      this.preparedStatements && statement.prepare
+        ? {name: `${statement.id}/${this.schema}`, text, values}
+        : {text, values}
     try {
       return await this.executor.query(config)
     } catch (error) {

@@ -18,7 +18,10 @@ export interface DurationOptions {
 export function parseDuration(input: string, options: DurationOptions | string = {}): number {
   const {defaultUnit, name = 'duration'} = typeof options === 'string' ? {name: options} : options
   // "1h 30m" reads naturally; spaces between parts are dropped ("5 minutes" still fails).
-  const text = input.trim().toLowerCase().replace(/(\d)\s+(?=[a-z])|([a-z])\s+(?=\d)/g, '$1$2')
+  const text = input
+    .trim()
+    .toLowerCase()
+    .replace(/(\d)\s+(?=[a-z])|([a-z])\s+(?=\d)/g, '$1$2')
   const fail = (why: string): never => {
     throw new UsageError(`${name} ${JSON.stringify(input)} ${why}`, {code: 'E_INVALID_DURATION', suggestions: [HELP]})
   }
@@ -28,7 +31,10 @@ export function parseDuration(input: string, options: DurationOptions | string =
     total = Number(text) * (UNITS[defaultUnit] ?? 1)
   } else {
     if (!/^(\d+(\.\d+)?(ms|s|m|h|d|w))+$/.test(text)) return fail('is not a duration')
-    total = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)].reduce((sum, p) => sum + Number(p[1]) * (UNITS[p[2] as string] ?? 0), 0)
+    total = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)].reduce(
+      (sum, p) => sum + Number(p[1]) * (UNITS[p[2] as string] ?? 0),
+      0,
+    )
   }
   if (!Number.isFinite(total) || total > MAX_MS) return fail('is too long')
   return Math.round(total)

@@ -10,12 +10,43 @@ export {mapPgError} from './pg-errors.js'
 export {migrate, initDlq, type MigrateOptions, type MigrateResult, type InitDlqResult} from './schema/migrate.js'
 export {inspectSchema, requireMigrated, type SchemaInspection} from './schema/inspect.js'
 export {printSchemaSql, type PrintSchemaOptions} from './schema/print.js'
-export {EmbeddedPostgres, locatePostgresBinaries, type EmbeddedPostgresOptions, type EmbeddedStatus} from './embedded/postgres.js'
+export {
+  EmbeddedPostgres,
+  locatePostgresBinaries,
+  type EmbeddedPostgresOptions,
+  type EmbeddedStatus,
+} from './embedded/postgres.js'
 export {parseDuration, formatDuration} from './duration.js'
-export {Priority, DEFAULT_MAX_ATTEMPTS, BULK_FLAG, flagsForPriority, isBulkPriority, priorityBand} from './jobs/priority.js'
-export {captureExhausted, countUncaptured, type CaptureOptions, type CaptureResult, type UncapturedSummary} from './dlq/capture.js'
-export {WorkerRunner, requiredPoolSize, type WorkerRunnerOptions, type WorkerHandle, type WorkerSummary} from './worker/runner.js'
-export {resolveWorkerConfig, planPools, WORKER_DEFAULTS, type WorkerConfig, type WorkerConfigInput, type PoolPlan} from './worker/config.js'
+export {
+  Priority,
+  DEFAULT_MAX_ATTEMPTS,
+  BULK_FLAG,
+  flagsForPriority,
+  isBulkPriority,
+  priorityBand,
+} from './jobs/priority.js'
+export {
+  captureExhausted,
+  countUncaptured,
+  type CaptureOptions,
+  type CaptureResult,
+  type UncapturedSummary,
+} from './dlq/capture.js'
+export {
+  WorkerRunner,
+  requiredPoolSize,
+  type WorkerRunnerOptions,
+  type WorkerHandle,
+  type WorkerSummary,
+} from './worker/runner.js'
+export {
+  resolveWorkerConfig,
+  planPools,
+  WORKER_DEFAULTS,
+  type WorkerConfig,
+  type WorkerConfigInput,
+  type PoolPlan,
+} from './worker/config.js'
 export {PermanentError, isPermanentError} from './worker/permanent-error.js'
 export {loadTasks, loadCrontab, type TaskSource, type LoadedTasks} from './worker/tasks.js'
 export {createWorkerMetrics, type WorkerMetrics} from './worker/metrics.js'
@@ -68,7 +99,14 @@ export {
   type NdjsonResult,
   type SkippedLine,
 } from './client/ndjson.js'
-export {listLocks, type ListLocksOptions, type LockEntry, type LockListing, type LockOwner, type WorkerSeen} from './locks/list.js'
+export {
+  listLocks,
+  type ListLocksOptions,
+  type LockEntry,
+  type LockListing,
+  type LockOwner,
+  type WorkerSeen,
+} from './locks/list.js'
 export {
   cleanLocks,
   DEFAULT_STALE_JOB_LOCK_TIMEOUT_MS,
@@ -83,9 +121,23 @@ export {queueStatus, type StatusOptions, type StatusResult} from './health/statu
 export {runChecks, type CheckResult, type CheckThresholds} from './health/check.js'
 export {schemaStatus, type Finding, type SchemaStatus} from './schema/doctor.js'
 export {captureNow, type CaptureRunOptions, type CaptureRunResult} from './dlq/capture-run.js'
-export {listDlq, showDlqEntry, type DlqEntry, type DlqEvent, type ListOptions, type ListResult, type ShowResult} from './dlq/entries.js'
+export {
+  listDlq,
+  showDlqEntry,
+  type DlqEntry,
+  type DlqEvent,
+  type ListOptions,
+  type ListResult,
+  type ShowResult,
+} from './dlq/entries.js'
 export {dlqStats, type DlqStats, type FailureGroup, type StatsOptions} from './dlq/stats.js'
-export {retryDlq, type DefaultQueueMode, type KeyConflictMode, type RetryOptions, type RetryResult} from './dlq/retry.js'
+export {
+  retryDlq,
+  type DefaultQueueMode,
+  type KeyConflictMode,
+  type RetryOptions,
+  type RetryResult,
+} from './dlq/retry.js'
 export {purgeDlq, type PurgeOptions, type PurgeResult} from './dlq/purge.js'
 export {previewSelection, type SelectionPreview} from './dlq/preview.js'
 export {dlqHistory, type HistoryOptions, type HistoryRun, type Actor} from './dlq/audit.js'

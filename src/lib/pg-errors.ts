@@ -21,7 +21,17 @@ interface PgLikeError {
   routine?: string
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN', 'ENOENT', 'EPIPE'])
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EAI_AGAIN',
+  'ENOENT',
+  'EPIPE',
+])
 
 /**
  * Whether a statement may have committed although the client got an error: true unless
@@ -60,7 +70,10 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
     return new ConnectionError(`cannot connect to ${where}: ${describeNetwork(code, message)}`, {
       code: 'E_CONNECTION',
       cause: raw,
-      suggestions: [`is PostgreSQL running and reachable? try: ${pgIsReady}`, 'check --database-url / DATABASE_URL (host, port)'],
+      suggestions: [
+        `is PostgreSQL running and reachable? try: ${pgIsReady}`,
+        'check --database-url / DATABASE_URL (host, port)',
+      ],
     })
   }
   switch (code) {
@@ -75,7 +88,10 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
       return new ConnectionError(`database "${target.database}" does not exist at ${where}`, {
         code: 'E_NO_SUCH_DATABASE',
         cause: raw,
-        suggestions: [`create it: createdb -h ${target.host} -p ${target.port} ${target.database}`, 'or point --database-url at an existing database'],
+        suggestions: [
+          `create it: createdb -h ${target.host} -p ${target.port} ${target.database}`,
+          'or point --database-url at an existing database',
+        ],
       })
     case '42501':
       return new PermissionError(`permission denied for role "${target.user}": ${message}`, {
@@ -113,13 +129,19 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
       break
   }
   if (code.startsWith('08')) {
-    return new ConnectionError(`connection to ${where} failed: ${message}`, {cause: raw, suggestions: [`try: ${pgIsReady}`]})
+    return new ConnectionError(`connection to ${where} failed: ${message}`, {
+      cause: raw,
+      suggestions: [`try: ${pgIsReady}`],
+    })
   }
   const detail = [error.detail, error.hint].filter(Boolean).join('; ')
-  return new InternalError(`database error${code ? ` ${code}` : ''}: ${message}${detail ? ` (${scrubSecrets(detail, target.secrets)})` : ''}`, {
-    cause: raw,
-    details: code ? {sqlstate: code} : undefined,
-  })
+  return new InternalError(
+    `database error${code ? ` ${code}` : ''}: ${message}${detail ? ` (${scrubSecrets(detail, target.secrets)})` : ''}`,
+    {
+      cause: raw,
+      details: code ? {sqlstate: code} : undefined,
+    },
+  )
 }
 
 /** The grant that fixes what PostgreSQL said was denied (database, schema, table or function). */
@@ -127,7 +149,10 @@ function permissionHints(message: string, database: string, user: string, schema
   const role = quoteForHint(user)
   const inSchema = schema ?? '<schema>'
   if (/for database|to create schema/i.test(message)) {
-    return [`to install the schema the role needs: GRANT CREATE ON DATABASE ${quoteForHint(database)} TO ${role};`, 'or run backfill migrate as the database owner (then workers can run with --no-migrate)']
+    return [
+      `to install the schema the role needs: GRANT CREATE ON DATABASE ${quoteForHint(database)} TO ${role};`,
+      'or run backfill migrate as the database owner (then workers can run with --no-migrate)',
+    ]
   }
   if (/for schema/i.test(message)) {
     return [`GRANT USAGE ON SCHEMA ${inSchema} TO ${role};`, 'or run the command as the schema owner']
@@ -138,7 +163,8 @@ function permissionHints(message: string, database: string, user: string, schema
       `to change jobs or the DLQ: GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${inSchema} TO ${role}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA ${inSchema} TO ${role};`,
     ]
   }
-  if (/for function|for procedure/i.test(message)) return [`GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ${inSchema} TO ${role};`]
+  if (/for function|for procedure/i.test(message))
+    return [`GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ${inSchema} TO ${role};`]
   return [`ask the schema owner for the privilege PostgreSQL names above, or run the command as the owner`]
 }
 

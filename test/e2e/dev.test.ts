@@ -18,8 +18,10 @@ interface Status {
 describe('backfill dev and --embedded (real PostgreSQL from the npm binaries)', function () {
   this.timeout(120_000)
   let project: string
-  const dev = (args: string[], env: Record<string, string> = {}) => runCli(['dev', ...args], {cwd: project, databaseUrl: null, env})
-  const inProject = (args: string[], env: Record<string, string> = {}) => runCli(args, {cwd: project, databaseUrl: null, env})
+  const dev = (args: string[], env: Record<string, string> = {}) =>
+    runCli(['dev', ...args], {cwd: project, databaseUrl: null, env})
+  const inProject = (args: string[], env: Record<string, string> = {}) =>
+    runCli(args, {cwd: project, databaseUrl: null, env})
 
   before(() => {
     project = mkdtempSync(path.join(os.tmpdir(), 'bf-devproj-'))
@@ -53,14 +55,21 @@ describe('backfill dev and --embedded (real PostgreSQL from the npm binaries)', 
     const both = await inProject(['migrate', '--embedded', '--database-url', 'postgres://x@localhost/db'])
     expect(both.code).to.equal(2)
     // A flag beats the environment: --database-url wins over an exported BACKFILL_EMBEDDED=1.
-    const flagWins = await inProject(['migrate', '--schema', 'flag_wins_over_env', '--database-url', testUrl(), '--json'], {BACKFILL_EMBEDDED: '1'})
+    const flagWins = await inProject(
+      ['migrate', '--schema', 'flag_wins_over_env', '--database-url', testUrl(), '--json'],
+      {BACKFILL_EMBEDDED: '1'},
+    )
     expect(flagWins.code, flagWins.stderr).to.equal(0)
     expect(await sql(`select 1 from pg_namespace where nspname = 'flag_wins_over_env'`)).to.have.length(1)
     await sql('drop schema flag_wins_over_env cascade')
   })
 
-  it('survives a worker\'s Ctrl-C (the server has its own session)', async () => {
-    const inProjectWorker = new WorkerProcess(['--embedded', '--schema', 'demo', '--tasks', TASKS_DIR], {}, {cwd: project, databaseUrl: null})
+  it("survives a worker's Ctrl-C (the server has its own session)", async () => {
+    const inProjectWorker = new WorkerProcess(
+      ['--embedded', '--schema', 'demo', '--tasks', TASKS_DIR],
+      {},
+      {cwd: project, databaseUrl: null},
+    )
     await inProjectWorker.waitFor(/worker started/)
     inProjectWorker.signal('SIGINT')
     const exit = await inProjectWorker.exited
@@ -80,7 +89,11 @@ describe('backfill dev and --embedded (real PostgreSQL from the npm binaries)', 
     expect(restarted.code, restarted.stderr).to.equal(0)
     expect(parseJson<{started: boolean}>(restarted).started).to.equal(true)
     // The data survived the crash.
-    const rows = await sql<{n: number}>(`select count(*)::int as n from demo.migrations`, [], parseJson<{url: string}>(restarted).url)
+    const rows = await sql<{n: number}>(
+      `select count(*)::int as n from demo.migrations`,
+      [],
+      parseJson<{url: string}>(restarted).url,
+    )
     expect(rows[0]?.n).to.equal(19)
   })
 

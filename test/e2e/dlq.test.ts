@@ -17,13 +17,23 @@ async function dlqCount(t: TestSchema): Promise<number> {
 }
 
 async function auditSum(t: TestSchema, action: string): Promise<number> {
-  const [row] = await t.query<{n: number}>(`select coalesce(sum(count), 0)::int as n from ${t.quoted}.backfill_dlq_audit where action = $1`, [action])
+  const [row] = await t.query<{n: number}>(
+    `select coalesce(sum(count), 0)::int as n from ${t.quoted}.backfill_dlq_audit where action = $1`,
+    [action],
+  )
   return row!.n
 }
 
 /** Starts the real binary and resolves once stderr matches `until` (the process keeps running). */
-function startCli(args: string[], until: RegExp): {done: Promise<CliResult>; reached: Promise<void>; kill: (signal: NodeJS.Signals) => void} {
-  const child = spawn(process.execPath, [BIN, ...args], {env: cleanEnv({DATABASE_URL: testUrl()}), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']})
+function startCli(
+  args: string[],
+  until: RegExp,
+): {done: Promise<CliResult>; reached: Promise<void>; kill: (signal: NodeJS.Signals) => void} {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: cleanEnv({DATABASE_URL: testUrl()}),
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let stdout = ''
   let stderr = ''
   let signalReached: () => void = () => undefined
@@ -57,22 +67,42 @@ describe('backfill dlq … (real binary)', () => {
   describe('preconditions', () => {
     it('a schema that does not exist: exit 4 for every dlq command, nothing created', async () => {
       const schema = uniqueName('nodlq')
-      for (const args of [['list'], ['show', '1'], ['stats'], ['retry', '--all', '--yes'], ['purge', '--all', '--yes'], ['capture', '--yes'], ['history']]) {
+      for (const args of [
+        ['list'],
+        ['show', '1'],
+        ['stats'],
+        ['retry', '--all', '--yes'],
+        ['purge', '--all', '--yes'],
+        ['capture', '--yes'],
+        ['history'],
+      ]) {
         const result = await runCli(['dlq', ...args, '--schema', schema])
         expect(result.code, `${args.join(' ')}: ${result.stderr}`).to.equal(4)
         expect(result.stderr).to.contain('does not exist').and.contain('backfill migrate')
       }
-      const [exists] = await sql<{n: number}>('select count(*)::int as n from pg_namespace where nspname = $1', [schema])
+      const [exists] = await sql<{n: number}>('select count(*)::int as n from pg_namespace where nspname = $1', [
+        schema,
+      ])
       expect(exists!.n).to.equal(0)
     })
 
-    it("a DLQ created by the Rust crate alone: exit 4 pointing to init-dlq, nothing created or altered", async () => {
+    it('a DLQ created by the Rust crate alone: exit 4 pointing to init-dlq, nothing created or altered', async () => {
       const t = await fresh()
-      await t.query(`drop table ${t.quoted}.backfill_dlq, ${t.quoted}.backfill_dlq_retried_jobs, ${t.quoted}.backfill_dlq_events, ${t.quoted}.backfill_dlq_audit`)
+      await t.query(
+        `drop table ${t.quoted}.backfill_dlq, ${t.quoted}.backfill_dlq_retried_jobs, ${t.quoted}.backfill_dlq_events, ${t.quoted}.backfill_dlq_audit`,
+      )
       await t.db.execScript(rustDlqTableSql(t.quoted, {uniqueIndex: true}))
-      await t.query(`insert into ${t.quoted}.backfill_dlq (task_identifier, payload, queue_name, failure_reason) values ('a', '{}', '', 'x')`)
+      await t.query(
+        `insert into ${t.quoted}.backfill_dlq (task_identifier, payload, queue_name, failure_reason) values ('a', '{}', '', 'x')`,
+      )
       const before = await catalogSnapshot(t.url, t.schema)
-      for (const args of [['list'], ['stats'], ['retry', '--all', '--yes'], ['purge', '--all', '--yes'], ['capture', '--yes']]) {
+      for (const args of [
+        ['list'],
+        ['stats'],
+        ['retry', '--all', '--yes'],
+        ['purge', '--all', '--yes'],
+        ['capture', '--yes'],
+      ]) {
         const result = await runCli(['dlq', ...args, '--schema', t.schema, '--json'])
         expect(result.code, args.join(' ')).to.equal(4)
         const json = parseJson<{error: {code: string; message: string; suggestions: string[]}}>(result)
@@ -98,21 +128,48 @@ describe('backfill dlq … (real binary)', () => {
 
       const list = await runCli(['dlq', 'list', '--schema', t.schema, '--json'])
       expect(list.code, list.stderr).to.equal(0)
-      const entries = parseJson<{entries: {taskIdentifier: string; queueName: string; errorText: string; jobKey: string | null}[]; nextCursor: null}>(list).entries
-      expect(entries.map((e) => e.errorText).sort()).to.deep.equal(['SMTP 421 try later for a@x.io', 'SMTP 421 try later for b@x.io', 'card 4242 declined'])
+      const entries = parseJson<{
+        entries: {taskIdentifier: string; queueName: string; errorText: string; jobKey: string | null}[]
+        nextCursor: null
+      }>(list).entries
+      expect(entries.map((e) => e.errorText).sort()).to.deep.equal([
+        'SMTP 421 try later for a@x.io',
+        'SMTP 421 try later for b@x.io',
+        'card 4242 declined',
+      ])
       expect(entries.map((e) => e.queueName).sort()).to.deep.equal(['', 'default', 'user:9'])
 
-      const stats = parseJson<{total: number; groups: {fingerprint: string; count: number; taskIdentifier: string}[]}>(await runCli(['dlq', 'stats', '--schema', t.schema, '--json']))
+      const stats = parseJson<{total: number; groups: {fingerprint: string; count: number; taskIdentifier: string}[]}>(
+        await runCli(['dlq', 'stats', '--schema', t.schema, '--json']),
+      )
       expect(stats.total).to.equal(3)
       expect(stats.groups.map((g) => [g.taskIdentifier, g.count])).to.deep.equal([
         ['send_email', 2],
         ['charge', 1],
       ])
 
-      const retry = await runCli(['dlq', 'retry', '--schema', t.schema, '--task', 'send_email', '--task', 'charge', '--yes', '--json'])
+      const retry = await runCli([
+        'dlq',
+        'retry',
+        '--schema',
+        t.schema,
+        '--task',
+        'send_email',
+        '--task',
+        'charge',
+        '--yes',
+        '--json',
+      ])
       expect(retry.code, retry.stderr).to.equal(0)
       expect(parseJson<{retried: number}>(retry).retried).to.equal(3)
-      const jobs = await t.query<{task: string; queue: string | null; key: string | null; priority: number; max_attempts: number; payload: unknown}>(
+      const jobs = await t.query<{
+        task: string
+        queue: string | null
+        key: string | null
+        priority: number
+        max_attempts: number
+        payload: unknown
+      }>(
         `select t.identifier as task, q.queue_name as queue, j.key, j.priority, j.max_attempts, j.payload from ${t.quoted}._private_jobs j
          join ${t.quoted}._private_tasks t on t.id = j.task_id left join ${t.quoted}._private_job_queues q on q.id = j.job_queue_id order by j.key nulls first`,
       )
@@ -123,7 +180,9 @@ describe('backfill dlq … (real binary)', () => {
       ])
 
       // Rows we write (capture) are rows the crate reads: the 17 columns, a JSON string error, '' for parallel.
-      await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = 'still failing' where key = 'mail-b'`)
+      await t.query(
+        `update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = 'still failing' where key = 'mail-b'`,
+      )
       expect((await runCli(['dlq', 'capture', '--schema', t.schema, '--yes'])).code).to.equal(0)
       const [row] = await t.query<{queue_name: string; kind: string; failure_count: number; requeued_count: number}>(
         `select queue_name, jsonb_typeof(last_error) as kind, failure_count, requeued_count from ${t.quoted}.backfill_dlq`,
@@ -139,7 +198,9 @@ describe('backfill dlq … (real binary)', () => {
     it('list prints a table (no colour when piped), pages with --cursor, and warns about uncaptured jobs', async () => {
       const t = await fresh()
       await fillDlq(t, 5)
-      const [job] = await t.query<{id: string}>(`select id from ${t.quoted}.add_job('orphan', '{}'::json, max_attempts => 1)`)
+      const [job] = await t.query<{id: string}>(
+        `select id from ${t.quoted}.add_job('orphan', '{}'::json, max_attempts => 1)`,
+      )
       await t.query(`update ${t.quoted}._private_jobs set attempts = 1, last_error = 'x' where id = $1`, [job!.id])
       const human = await runCli(['dlq', 'list', '--schema', t.schema, '--limit', '2'])
       expect(human.code, human.stderr).to.equal(0)
@@ -147,17 +208,28 @@ describe('backfill dlq … (real binary)', () => {
       expect(human.stdout.trim().split('\n')).to.have.length(3)
       expect(human.stdout).to.contain('(parallel)').and.contain('SMTP 421 try later for user 1')
       expect(human.stdout + human.stderr).not.to.match(ANSI)
-      expect(human.stderr).to.contain('--cursor').and.contain('1 exhausted job(s) are still in the jobs table').and.contain('backfill dlq capture')
-      const page1 = parseJson<{entries: {id: string}[]; nextCursor: string; uncaptured: {total: number}}>(await runCli(['dlq', 'list', '--schema', t.schema, '--limit', '3', '--json']))
+      expect(human.stderr)
+        .to.contain('--cursor')
+        .and.contain('1 exhausted job(s) are still in the jobs table')
+        .and.contain('backfill dlq capture')
+      const page1 = parseJson<{entries: {id: string}[]; nextCursor: string; uncaptured: {total: number}}>(
+        await runCli(['dlq', 'list', '--schema', t.schema, '--limit', '3', '--json']),
+      )
       expect(page1.entries).to.have.length(3)
       expect(page1.uncaptured.total).to.equal(1)
-      const page2 = parseJson<{entries: {id: string}[]; nextCursor: string | null}>(await runCli(['dlq', 'list', '--schema', t.schema, '--limit', '3', '--cursor', page1.nextCursor, '--json']))
+      const page2 = parseJson<{entries: {id: string}[]; nextCursor: string | null}>(
+        await runCli(['dlq', 'list', '--schema', t.schema, '--limit', '3', '--cursor', page1.nextCursor, '--json']),
+      )
       expect(page2.entries).to.have.length(2)
       expect(page2.nextCursor).to.equal(null)
       expect(new Set([...page1.entries, ...page2.entries].map((e) => e.id)).size).to.equal(5)
-      const parallel = parseJson<{entries: unknown[]}>(await runCli(['dlq', 'list', '--schema', t.schema, '--queue', '', '--json']))
+      const parallel = parseJson<{entries: unknown[]}>(
+        await runCli(['dlq', 'list', '--schema', t.schema, '--queue', '', '--json']),
+      )
       expect(parallel.entries).to.have.length(5)
-      const serial = parseJson<{entries: unknown[]}>(await runCli(['dlq', 'list', '--schema', t.schema, '--queue', 'user:1', '--json']))
+      const serial = parseJson<{entries: unknown[]}>(
+        await runCli(['dlq', 'list', '--schema', t.schema, '--queue', 'user:1', '--json']),
+      )
       expect(serial.entries).to.have.length(0)
       const bad = await runCli(['dlq', 'list', '--schema', t.schema, '--cursor', 'bogus'])
       expect(bad.code).to.equal(2)
@@ -166,11 +238,24 @@ describe('backfill dlq … (real binary)', () => {
 
     it('show prints payload, full error and history; unknown ids exit 4, malformed ids exit 2', async () => {
       const t = await fresh()
-      const [id] = await insertDlq(t, [{task: 'charge', payload: {user: 7, amount: 12.5}, lastError: {message: 'card declined', code: 'E42'}, jobKey: 'charge-7'}])
+      const [id] = await insertDlq(t, [
+        {
+          task: 'charge',
+          payload: {user: 7, amount: 12.5},
+          lastError: {message: 'card declined', code: 'E42'},
+          jobKey: 'charge-7',
+        },
+      ])
       const human = await runCli(['dlq', 'show', id!, '--schema', t.schema])
       expect(human.code, human.stderr).to.equal(0)
-      expect(human.stdout).to.contain('charge-7').and.contain('"amount": 12.5').and.contain('"code": "E42"').and.contain('never retried')
-      const json = parseJson<{entry: {id: string; payload: unknown}; history: unknown[]}>(await runCli(['dlq', 'show', id!, '--schema', t.schema, '--json']))
+      expect(human.stdout)
+        .to.contain('charge-7')
+        .and.contain('"amount": 12.5')
+        .and.contain('"code": "E42"')
+        .and.contain('never retried')
+      const json = parseJson<{entry: {id: string; payload: unknown}; history: unknown[]}>(
+        await runCli(['dlq', 'show', id!, '--schema', t.schema, '--json']),
+      )
       expect(json.entry).to.deep.include({id, payload: {user: 7, amount: 12.5}})
       const missing = await runCli(['dlq', 'show', '999999', '--schema', t.schema])
       expect(missing.code).to.equal(4)
@@ -180,13 +265,19 @@ describe('backfill dlq … (real binary)', () => {
 
     it('stats shows groups with their fingerprint; --group on list selects them; a bad --group exits 2', async () => {
       const t = await fresh()
-      await insertDlq(t, [{lastError: 'quota exceeded for tenant 1'}, {lastError: 'quota exceeded for tenant 2'}, {lastError: 'timeout'}])
+      await insertDlq(t, [
+        {lastError: 'quota exceeded for tenant 1'},
+        {lastError: 'quota exceeded for tenant 2'},
+        {lastError: 'timeout'},
+      ])
       const group = fingerprint('send_email', 'quota exceeded for tenant 3').fingerprint
       const human = await runCli(['dlq', 'stats', '--schema', t.schema])
       expect(human.code, human.stderr).to.equal(0)
       expect(human.stdout).to.contain('3 entries').and.contain(group).and.contain('quota exceeded for tenant 1')
       expect(human.stderr).to.contain(`--group ${group}`)
-      const listed = parseJson<{entries: unknown[]}>(await runCli(['dlq', 'list', '--schema', t.schema, '--group', group, '--json']))
+      const listed = parseJson<{entries: unknown[]}>(
+        await runCli(['dlq', 'list', '--schema', t.schema, '--group', group, '--json']),
+      )
       expect(listed.entries).to.have.length(2)
       const bad = await runCli(['dlq', 'stats', '--schema', t.schema, '--group', 'quota'])
       expect(bad.code).to.equal(2)
@@ -219,10 +310,15 @@ describe('backfill dlq … (real binary)', () => {
       const before = await whereIsEverything(t)
       const human = await runCli(['dlq', 'retry', '--schema', t.schema, '--all', '--dry-run'])
       expect(human.code, human.stderr).to.equal(0)
-      expect(human.stdout).to.contain('would retry 12 entries').and.contain('1 of them would stay in the DLQ').and.contain('Failure groups')
-      const json = parseJson<{dryRun: boolean; stats: {total: number; keyConflicts: number; groups: unknown[]}; sample: {id: string}[]}>(
-        await runCli(['dlq', 'retry', '--schema', t.schema, '--all', '--limit', '5', '--dry-run', '--json']),
-      )
+      expect(human.stdout)
+        .to.contain('would retry 12 entries')
+        .and.contain('1 of them would stay in the DLQ')
+        .and.contain('Failure groups')
+      const json = parseJson<{
+        dryRun: boolean
+        stats: {total: number; keyConflicts: number; groups: unknown[]}
+        sample: {id: string}[]
+      }>(await runCli(['dlq', 'retry', '--schema', t.schema, '--all', '--limit', '5', '--dry-run', '--json']))
       expect(json.dryRun).to.equal(true)
       expect(json.stats.total).to.equal(5)
       expect(json.stats.keyConflicts).to.equal(1)
@@ -237,14 +333,28 @@ describe('backfill dlq … (real binary)', () => {
     it('retries with progress and a summary; the audit trail shows who, why and what', async () => {
       const t = await fresh()
       await fillDlq(t, 30)
-      const result = await runCli(['dlq', 'retry', '--schema', t.schema, '--task', 'task_1', '--batch-size', '4', '--yes', '--reason', 'SMTP fixed'])
+      const result = await runCli([
+        'dlq',
+        'retry',
+        '--schema',
+        t.schema,
+        '--task',
+        'task_1',
+        '--batch-size',
+        '4',
+        '--yes',
+        '--reason',
+        'SMTP fixed',
+      ])
       expect(result.code, result.stderr).to.equal(0)
-      expect(result.stderr).to.match(/batch 1: 4\/10 retried/).and.match(/batch 3: 10\/10 retried/)
+      expect(result.stderr)
+        .to.match(/batch 1: 4\/10 retried/)
+        .and.match(/batch 3: 10\/10 retried/)
       expect(result.stdout).to.contain('retried 10 entries as new jobs in 3 batch(es)')
       expect((await whereIsEverything(t)).jobs).to.have.length(10)
-      const history = parseJson<{runs: {action: string; count: number; batches: number; reason: string; selection: unknown; osUser: string}[]}>(
-        await runCli(['dlq', 'history', '--schema', t.schema, '--json']),
-      )
+      const history = parseJson<{
+        runs: {action: string; count: number; batches: number; reason: string; selection: unknown; osUser: string}[]
+      }>(await runCli(['dlq', 'history', '--schema', t.schema, '--json']))
       expect(history.runs).to.have.length(1)
       expect(history.runs[0]).to.deep.include({action: 'retry', count: 10, batches: 3, reason: 'SMTP fixed'})
       // The selection as acted on: the operator's selectors, bounded at the moment of confirmation.
@@ -286,10 +396,14 @@ describe('backfill dlq … (real binary)', () => {
       expect(all).to.deep.equal(Array.from({length: 20_000}, (_, i) => i + 1))
       // The audit trail holds exactly the batches that committed.
       expect(await auditSum(t, 'retry')).to.equal(where.jobs.length)
-      const [lineage] = await t.query<{n: number}>(`select count(*)::int as n from ${t.quoted}.backfill_dlq_retried_jobs`)
+      const [lineage] = await t.query<{n: number}>(
+        `select count(*)::int as n from ${t.quoted}.backfill_dlq_retried_jobs`,
+      )
       expect(lineage!.n).to.equal(where.jobs.length)
       // Rerunning finishes the job.
-      const rest = await runCli(['dlq', 'retry', '--schema', t.schema, '--all', '--yes', '--json'], {timeoutMs: 120_000})
+      const rest = await runCli(['dlq', 'retry', '--schema', t.schema, '--all', '--yes', '--json'], {
+        timeoutMs: 120_000,
+      })
       expect(parseJson<{retried: number}>(rest).retried).to.equal(where.dlq.length)
       expect((await whereIsEverything(t)).jobs).to.have.length(20_000)
     })
@@ -319,14 +433,30 @@ describe('backfill dlq … (real binary)', () => {
         ...Array.from({length: 7}, () => ({failedAt: new Date(Date.now() - 40 * 86_400_000)})),
         ...Array.from({length: 3}, () => ({})),
       ])
-      const purge = await runCli(['dlq', 'purge', '--schema', t.schema, '--older-than', '30d', '--batch-size', '3', '--yes', '--reason', 'monthly'])
+      const purge = await runCli([
+        'dlq',
+        'purge',
+        '--schema',
+        t.schema,
+        '--older-than',
+        '30d',
+        '--batch-size',
+        '3',
+        '--yes',
+        '--reason',
+        'monthly',
+      ])
       expect(purge.code, purge.stderr).to.equal(0)
-      expect(purge.stderr).to.match(/batch 1: \d\/7 deleted/).and.match(/batch 2: \d\/7 deleted/)
+      expect(purge.stderr)
+        .to.match(/batch 1: \d\/7 deleted/)
+        .and.match(/batch 2: \d\/7 deleted/)
       expect(purge.stdout).to.match(/deleted 7 entries in \d batch\(es\)/)
       expect(await dlqCount(t)).to.equal(3)
       expect(await auditSum(t, 'purge')).to.equal(7)
 
-      await t.query(`select ${t.quoted}.add_job('resize', json_build_object('n', n), max_attempts => 1) from generate_series(1, 4) n`)
+      await t.query(
+        `select ${t.quoted}.add_job('resize', json_build_object('n', n), max_attempts => 1) from generate_series(1, 4) n`,
+      )
       await t.query(`update ${t.quoted}._private_jobs set attempts = 1, last_error = 'out of memory'`)
       const dry = await runCli(['dlq', 'capture', '--schema', t.schema, '--dry-run', '--json'])
       expect(parseJson<{waiting: {total: number}}>(dry).waiting.total).to.equal(4)
@@ -340,7 +470,10 @@ describe('backfill dlq … (real binary)', () => {
       expect(await dlqCount(t)).to.equal(7)
       expect(await auditSum(t, 'capture')).to.equal(4)
       const history = await runCli(['dlq', 'history', '--schema', t.schema])
-      expect(history.stdout).to.match(/capture\s+4/).and.match(/purge\s+7/).and.contain('monthly')
+      expect(history.stdout)
+        .to.match(/capture\s+4/)
+        .and.match(/purge\s+7/)
+        .and.contain('monthly')
     })
   })
 })

@@ -17,7 +17,8 @@ function pool(t: TestSchema): pg.Pool {
 
 /** The shutdown order that keeps graphile-worker 0.17.3 from losing the last completion (embedded-db.md). */
 async function endPool(p: pg.Pool): Promise<void> {
-  for (let i = 0; i < 200 && p.totalCount - p.idleCount > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 10))
+  for (let i = 0; i < 200 && p.totalCount - p.idleCount > 0; i += 1)
+    await new Promise((resolve) => setTimeout(resolve, 10))
   await p.end()
 }
 
@@ -39,9 +40,20 @@ describe('enqueued jobs run on plain graphile-worker (interoperability)', functi
 
   it('a job enqueued with `backfill enqueue` is run by graphile-worker runOnce with the same payload', async () => {
     const payload = {to: 'ada@example.com', tags: ['a', 'ü'], n: 1.5, nested: {ok: true}}
-    const single = await runCli(['enqueue', 'send_email', '--schema', t.schema, '--payload', JSON.stringify(payload), '--priority', 'fast'])
+    const single = await runCli([
+      'enqueue',
+      'send_email',
+      '--schema',
+      t.schema,
+      '--payload',
+      JSON.stringify(payload),
+      '--priority',
+      'fast',
+    ])
     expect(single.code, single.stderr).to.equal(0)
-    const bulk = await runCli(['enqueue', '--schema', t.schema, '--ndjson', '-'], {input: '{"task":"send_email","payload":{"bulk":1}}\n{"task":"send_email","payload":{"bulk":2}}\n'})
+    const bulk = await runCli(['enqueue', '--schema', t.schema, '--ndjson', '-'], {
+      input: '{"task":"send_email","payload":{"bulk":1}}\n{"task":"send_email","payload":{"bulk":2}}\n',
+    })
     expect(bulk.code, bulk.stderr).to.equal(0)
     const seen: {payload: unknown; id: string; attempts: number}[] = []
     const taskList: TaskList = {
@@ -64,20 +76,43 @@ describe('enqueued jobs run on plain graphile-worker (interoperability)', functi
     expect(await remaining(t)).to.equal(0)
   })
 
-  it('priorities order execution as the crate\'s: lower first, whichever way the job was added', async () => {
+  it("priorities order execution as the crate's: lower first, whichever way the job was added", async () => {
     const client = await BackfillClient.fromDatabase(t.db, {ensureSchema: false})
     // Added in the reverse of the expected order, through all three paths.
-    for (const [name, priority] of [['bulk_lowest', 'bulk-lowest'], ['bulk_low', 'bulk-low'], ['bulk', 'bulk']]) {
-      const result = await runCli(['enqueue', 'record', '--schema', t.schema, '--payload', JSON.stringify({name}), '--priority', priority!])
+    for (const [name, priority] of [
+      ['bulk_lowest', 'bulk-lowest'],
+      ['bulk_low', 'bulk-low'],
+      ['bulk', 'bulk'],
+    ]) {
+      const result = await runCli([
+        'enqueue',
+        'record',
+        '--schema',
+        t.schema,
+        '--payload',
+        JSON.stringify({name}),
+        '--priority',
+        priority!,
+      ])
       expect(result.code, result.stderr).to.equal(0)
     }
-    await client.enqueueMany([{task: 'record', payload: {name: 'fast'}, priority: -5}, {task: 'record', payload: {name: 'custom_-7'}, priority: -7}])
+    await client.enqueueMany([
+      {task: 'record', payload: {name: 'fast'}, priority: -5},
+      {task: 'record', payload: {name: 'custom_-7'}, priority: -7},
+    ])
     await t.query(`select ${t.quoted}.add_job('record', '{"name":"critical_sql"}'::json, priority => -10)`)
     await client.enqueue('record', {name: 'emergency'}, {priority: -20})
     const order: string[] = []
     const p = pool(t)
     try {
-      await runOnce({pgPool: p, schema: t.schema, concurrency: 1, logger: quiet, noHandleSignals: true, taskList: {record: async (payload) => void order.push((payload as {name: string}).name)}})
+      await runOnce({
+        pgPool: p,
+        schema: t.schema,
+        concurrency: 1,
+        logger: quiet,
+        noHandleSignals: true,
+        taskList: {record: async (payload) => void order.push((payload as {name: string}).name)},
+      })
     } finally {
       await endPool(p)
     }
@@ -85,8 +120,12 @@ describe('enqueued jobs run on plain graphile-worker (interoperability)', functi
   })
 
   it('serial queue jobs run one at a time across a worker with free slots; parallel jobs do not wait', async () => {
-    const serial = Array.from({length: 5}, (_, i) => JSON.stringify({task: 'slow', payload: {kind: 'serial', i}, queue: 'user:42'})).join('\n')
-    const parallel = Array.from({length: 5}, (_, i) => JSON.stringify({task: 'slow', payload: {kind: 'parallel', i}})).join('\n')
+    const serial = Array.from({length: 5}, (_, i) =>
+      JSON.stringify({task: 'slow', payload: {kind: 'serial', i}, queue: 'user:42'}),
+    ).join('\n')
+    const parallel = Array.from({length: 5}, (_, i) =>
+      JSON.stringify({task: 'slow', payload: {kind: 'parallel', i}}),
+    ).join('\n')
     const result = await runCli(['enqueue', '--schema', t.schema, '--ndjson', '-'], {input: `${serial}\n${parallel}\n`})
     expect(result.code, result.stderr).to.equal(0)
     const running = {serial: 0, parallel: 0}

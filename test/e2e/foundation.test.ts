@@ -2,14 +2,26 @@ import {expect} from 'chai'
 
 import {parseJson, runCli} from '../support/cli.js'
 import {catalogSnapshot} from '../support/catalog.js'
-import {createDatabase, dropDatabase, sql, testDatabaseName, TestSchema, uniqueName, urlForDatabase} from '../support/db.js'
+import {
+  createDatabase,
+  dropDatabase,
+  sql,
+  testDatabaseName,
+  TestSchema,
+  uniqueName,
+  urlForDatabase,
+} from '../support/db.js'
 import {rustDlqTableSql, rustMigration20Sql} from '../fixtures/rust.js'
 import {execFileSync, spawnSync} from 'node:child_process'
 
 const ANSI = /\u001B\[/
 
 async function schemaExists(schema: string, url?: string): Promise<boolean> {
-  const rows = await sql<{exists: boolean}>('select exists (select 1 from pg_namespace where nspname = $1) as exists', [schema], url)
+  const rows = await sql<{exists: boolean}>(
+    'select exists (select 1 from pg_namespace where nspname = $1) as exists',
+    [schema],
+    url,
+  )
   return rows[0]?.exists ?? false
 }
 
@@ -36,10 +48,28 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
       [t.schema],
     )
     expect(columns.map((c) => c.column_name)).to.deep.equal([
-      'id', 'original_job_id', 'task_identifier', 'payload', 'queue_name', 'priority', 'job_key', 'max_attempts', 'failure_reason',
-      'failure_count', 'last_error', 'original_created_at', 'original_run_at', 'failed_at', 'requeued_count', 'last_requeued_at', 'notes',
+      'id',
+      'original_job_id',
+      'task_identifier',
+      'payload',
+      'queue_name',
+      'priority',
+      'job_key',
+      'max_attempts',
+      'failure_reason',
+      'failure_count',
+      'last_error',
+      'original_created_at',
+      'original_run_at',
+      'failed_at',
+      'requeued_count',
+      'last_requeued_at',
+      'notes',
     ])
-    const unique = await t.query(`select 1 from pg_indexes where schemaname = $1 and indexname = 'idx_backfill_dlq_job_key_unique' and indexdef like 'CREATE UNIQUE INDEX%WHERE (job_key IS NOT NULL)'`, [t.schema])
+    const unique = await t.query(
+      `select 1 from pg_indexes where schemaname = $1 and indexname = 'idx_backfill_dlq_job_key_unique' and indexdef like 'CREATE UNIQUE INDEX%WHERE (job_key IS NOT NULL)'`,
+      [t.schema],
+    )
     expect(unique).to.have.length(1)
 
     const again = await runCli(['migrate', '--schema', t.schema, '--json'])
@@ -51,13 +81,20 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
 
   it('two migrate processes started together on an empty schema both succeed and leave one schema', async () => {
     const t = await fresh()
-    const [a, b] = await Promise.all([runCli(['migrate', '--schema', t.schema]), runCli(['migrate', '--schema', t.schema])])
+    const [a, b] = await Promise.all([
+      runCli(['migrate', '--schema', t.schema]),
+      runCli(['migrate', '--schema', t.schema]),
+    ])
     expect(a.code, a.stderr).to.equal(0)
     expect(b.code, b.stderr).to.equal(0)
-    const rows = await t.query<{id: number; n: number}>(`select id, count(*)::int as n from ${t.quoted}.migrations group by id order by id`)
+    const rows = await t.query<{id: number; n: number}>(
+      `select id, count(*)::int as n from ${t.quoted}.migrations group by id order by id`,
+    )
     expect(rows.map((r) => r.id)).to.deep.equal(Array.from({length: 19}, (_, i) => i + 1))
     expect(rows.every((r) => r.n === 1)).to.equal(true)
-    const tables = await t.query(`select 1 from pg_tables where schemaname = $1 and tablename = 'backfill_dlq'`, [t.schema])
+    const tables = await t.query(`select 1 from pg_tables where schemaname = $1 and tablename = 'backfill_dlq'`, [
+      t.schema,
+    ])
     expect(tables).to.have.length(1)
   })
 
@@ -65,7 +102,13 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     const schema = uniqueName('dry')
     const result = await runCli(['migrate', '--schema', schema, '--dry-run', '--show-sql', '--json'])
     expect(result.code, result.stderr).to.equal(0)
-    const json = parseJson<{dryRun: boolean; revisionBefore: null; applied: number[]; sql: string; dlq: {created: string[]}}>(result)
+    const json = parseJson<{
+      dryRun: boolean
+      revisionBefore: null
+      applied: number[]
+      sql: string
+      dlq: {created: string[]}
+    }>(result)
     expect(json.dryRun).to.equal(true)
     expect(json.revisionBefore).to.equal(null)
     expect(json.applied).to.have.length(19)
@@ -79,7 +122,9 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     await t.db.execScript(rustMigration20Sql(t.quoted))
     const result = await runCli(['migrate', '--schema', t.schema, '--json'])
     expect(result.code, result.stderr).to.equal(0)
-    const json = parseJson<{unknownMigrations: number[]; notes: string[]; upToDate: boolean; revisionAfter: number}>(result)
+    const json = parseJson<{unknownMigrations: number[]; notes: string[]; upToDate: boolean; revisionAfter: number}>(
+      result,
+    )
     expect(json.unknownMigrations).to.deep.equal([20])
     expect(json.revisionAfter).to.equal(20)
     expect(json.upToDate).to.equal(true)
@@ -94,11 +139,13 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     expect(result.stderr).to.match(/breaking migration 25.*refusing/)
   })
 
-  it('init-dlq completes a table made from the crate\'s SQL file (no unique index), keeping rows and widening VARCHARs', async () => {
+  it("init-dlq completes a table made from the crate's SQL file (no unique index), keeping rows and widening VARCHARs", async () => {
     const t = await fresh(true)
     await t.query(`drop table ${t.quoted}.backfill_dlq`)
     await t.db.execScript(rustDlqTableSql(t.quoted, {uniqueIndex: false}))
-    await t.query(`insert into ${t.quoted}.backfill_dlq (task_identifier, payload, queue_name, job_key, failure_reason) values ('send_email', '{"a":1}', '', 'k1', 'x'), ('resize', '{}', 'default', null, 'y')`)
+    await t.query(
+      `insert into ${t.quoted}.backfill_dlq (task_identifier, payload, queue_name, job_key, failure_reason) values ('send_email', '{"a":1}', '', 'k1', 'x'), ('resize', '{}', 'default', null, 'y')`,
+    )
     const result = await runCli(['init-dlq', '--schema', t.schema, '--json'])
     expect(result.code, result.stderr).to.equal(0)
     const json = parseJson<{created: string[]; tableExisted: boolean}>(result)
@@ -119,13 +166,21 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     const t = await fresh(true)
     await t.query(`drop table ${t.quoted}.backfill_dlq`)
     await t.db.execScript(rustDlqTableSql(t.quoted, {uniqueIndex: false}))
-    await t.query(`insert into ${t.quoted}.backfill_dlq (task_identifier, payload, job_key, failure_reason) values ('a', '{}', 'dup', 'x'), ('a', '{}', 'dup', 'y')`)
+    await t.query(
+      `insert into ${t.quoted}.backfill_dlq (task_identifier, payload, job_key, failure_reason) values ('a', '{}', 'dup', 'x'), ('a', '{}', 'dup', 'y')`,
+    )
     const result = await runCli(['init-dlq', '--schema', t.schema])
     expect(result.code).to.equal(4)
     expect(result.stderr).to.contain('"dup" ×2').and.contain('delete from')
-    const idx = await t.query(`select indexname from pg_indexes where schemaname = $1 and tablename = 'backfill_dlq' order by 1`, [t.schema])
+    const idx = await t.query(
+      `select indexname from pg_indexes where schemaname = $1 and tablename = 'backfill_dlq' order by 1`,
+      [t.schema],
+    )
     expect(idx.map((r) => r.indexname)).not.to.include('idx_backfill_dlq_job_key_unique')
-    const types = await t.query<{data_type: string}>(`select data_type from information_schema.columns where table_schema = $1 and table_name = 'backfill_dlq' and column_name = 'queue_name'`, [t.schema])
+    const types = await t.query<{data_type: string}>(
+      `select data_type from information_schema.columns where table_schema = $1 and table_name = 'backfill_dlq' and column_name = 'queue_name'`,
+      [t.schema],
+    )
     expect(types[0]?.data_type).to.equal('character varying')
   })
 
@@ -134,7 +189,9 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     try {
       const result = await runCli(['init-dlq', '--schema', schema])
       expect(result.code, result.stderr).to.equal(0)
-      expect(await sql(`select 1 from pg_tables where schemaname = $1 and tablename = 'backfill_dlq'`, [schema])).to.have.length(1)
+      expect(
+        await sql(`select 1 from pg_tables where schemaname = $1 and tablename = 'backfill_dlq'`, [schema]),
+      ).to.have.length(1)
     } finally {
       await sql(`drop schema if exists "${schema}" cascade`)
     }
@@ -158,7 +215,10 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
       expect(migrated.code, migrated.stderr).to.equal(0)
       const printed = await runCli(['schema', 'print', '--schema', 'jobs'], {databaseUrl: null})
       expect(printed.code, printed.stderr).to.equal(0)
-      execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-', printUrl], {input: printed.stdout, stdio: ['pipe', 'ignore', 'pipe']})
+      execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-', printUrl], {
+        input: printed.stdout,
+        stdio: ['pipe', 'ignore', 'pipe'],
+      })
       const a = await catalogSnapshot(migrateUrl, 'jobs')
       const b = await catalogSnapshot(printUrl, 'jobs')
       expect(a.migrations).to.have.length(19)
@@ -171,9 +231,14 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
       const viaDryRun = uniqueName('db_dryrun')
       databases.push(viaDryRun)
       const dryRunUrl = await createDatabase(viaDryRun)
-      const plan = await runCli(['migrate', '--schema', 'jobs', '--dry-run', '--show-sql', '--quiet'], {databaseUrl: dryRunUrl})
+      const plan = await runCli(['migrate', '--schema', 'jobs', '--dry-run', '--show-sql', '--quiet'], {
+        databaseUrl: dryRunUrl,
+      })
       expect(plan.code, plan.stderr).to.equal(0)
-      execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-', dryRunUrl], {input: plan.stdout, stdio: ['pipe', 'ignore', 'pipe']})
+      execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-', dryRunUrl], {
+        input: plan.stdout,
+        stdio: ['pipe', 'ignore', 'pipe'],
+      })
       expect(await catalogSnapshot(dryRunUrl, 'jobs')).to.deep.equal(a)
     })
 
@@ -193,8 +258,10 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     })
 
     it('unsafe schema names → 2, before connecting', async () => {
-      for (const schema of ["x; drop table y", 'Robert"', '1abc']) {
-        const result = await runCli(['migrate', '--schema', schema], {databaseUrl: 'postgres://nobody@127.0.0.1:1/none'})
+      for (const schema of ['x; drop table y', 'Robert"', '1abc']) {
+        const result = await runCli(['migrate', '--schema', schema], {
+          databaseUrl: 'postgres://nobody@127.0.0.1:1/none',
+        })
         expect(result.code, schema).to.equal(2)
         expect(result.stderr).to.contain('invalid schema name')
       }
@@ -212,7 +279,11 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
       expect(envelope.error).to.include({code: 'E_CONNECTION', exitCode: 3})
       expect(json.stdout + json.stderr).not.to.contain('Sup3rSecret')
       // Passwords libpq accepts but URL parsers choke on (an unencoded @, / or #).
-      for (const url of ['postgres://app:Sup3r@Secret@127.0.0.1:1/app', 'postgres://app:Sup3r/Secret@127.0.0.1:1/app', 'postgres://app:Sup3r#Secret@127.0.0.1:1/app']) {
+      for (const url of [
+        'postgres://app:Sup3r@Secret@127.0.0.1:1/app',
+        'postgres://app:Sup3r/Secret@127.0.0.1:1/app',
+        'postgres://app:Sup3r#Secret@127.0.0.1:1/app',
+      ]) {
         for (const args of [['migrate'], ['migrate', '--json']]) {
           const run = await runCli(args, {databaseUrl: url})
           expect(run.code, url).to.equal(3)
@@ -230,7 +301,11 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     it('no database configured → 3 naming every option', async () => {
       const result = await runCli(['migrate'], {databaseUrl: null})
       expect(result.code).to.equal(3)
-      expect(result.stderr).to.contain('no database configured').and.contain('DATABASE_URL').and.contain('PGHOST').and.contain('--embedded')
+      expect(result.stderr)
+        .to.contain('no database configured')
+        .and.contain('DATABASE_URL')
+        .and.contain('PGHOST')
+        .and.contain('--embedded')
     })
 
     it('a role without CREATE permission → 3 with a GRANT hint; nothing created; password not printed', async () => {
@@ -241,7 +316,9 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
         const schema = uniqueName('denied')
         const result = await runCli(['migrate', '--schema', schema], {databaseUrl: url})
         expect(result.code, result.stderr).to.equal(3)
-        expect(result.stderr).to.contain('permission denied').and.contain(`GRANT CREATE ON DATABASE ${testDatabaseName()} TO ${role}`)
+        expect(result.stderr)
+          .to.contain('permission denied')
+          .and.contain(`GRANT CREATE ON DATABASE ${testDatabaseName()} TO ${role}`)
         expect(result.stderr).not.to.contain('Pa55word-xyz')
         expect(await schemaExists(schema)).to.equal(false)
       } finally {
@@ -256,7 +333,9 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     await sql(`create role ${role} login`)
     try {
       await t.query(`grant usage on schema ${t.quoted} to ${role}`)
-      const result = await runCli(['status', '--schema', t.schema], {databaseUrl: urlForDatabase(testDatabaseName(), role)})
+      const result = await runCli(['status', '--schema', t.schema], {
+        databaseUrl: urlForDatabase(testDatabaseName(), role),
+      })
       expect(result.code, result.stderr).to.equal(3)
       expect(result.stderr).to.contain(`GRANT SELECT ON ALL TABLES IN SCHEMA ${t.quoted} TO ${role}`)
       expect(result.stderr).not.to.contain('GRANT CREATE ON DATABASE')

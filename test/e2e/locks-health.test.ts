@@ -11,7 +11,11 @@ import {jobRow, lockedJob, poolId, presenceSession, queueLock, registerWorker} f
 /** Runs the binary, sends SIGINT after `afterMs`, and collects what it wrote. */
 function runUntilInterrupted(args: string[], afterMs: number): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {env: cleanEnv({DATABASE_URL: testUrl()}), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: cleanEnv({DATABASE_URL: testUrl()}),
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
@@ -30,7 +34,9 @@ function runUntilInterrupted(args: string[], afterMs: number): Promise<CliResult
 /** Heartbeats count from the server's start (restart grace): let a freshly started test server age a little. */
 async function serverUptimeAtLeast(t: TestSchema, ms: number): Promise<void> {
   for (;;) {
-    const [row] = await t.query<{uptime: number}>(`select (extract(epoch from now() - pg_postmaster_start_time()) * 1000)::float8 as uptime`)
+    const [row] = await t.query<{uptime: number}>(
+      `select (extract(epoch from now() - pg_postmaster_start_time()) * 1000)::float8 as uptime`,
+    )
     if ((row?.uptime ?? 0) >= ms) return
     await new Promise((resolve) => setTimeout(resolve, ms - (row?.uptime ?? 0)))
   }
@@ -64,7 +70,11 @@ describe('backfill locks / status / check / schema status (real binary)', functi
 
       const list = await runCli(['locks', 'list', ...args, '--json'])
       expect(list.code, list.stderr).to.equal(0)
-      const listing = parseJson<{owners: {owner: string; liveness: string; reason: string}[]; locks: unknown[]; totals: {byLiveness: Record<string, number>}}>(list)
+      const listing = parseJson<{
+        owners: {owner: string; liveness: string; reason: string}[]
+        locks: unknown[]
+        totals: {byLiveness: Record<string, number>}
+      }>(list)
       expect(listing.owners.map((o) => `${o.owner}:${o.liveness}`)).to.deep.equal([`${dead}:dead`, `${live}:live`])
       expect(listing.owners[0]?.reason).to.match(/host-died/)
       expect(listing.totals.byLiveness).to.deep.equal({live: 1, dead: 2, unknown: 0})
@@ -80,7 +90,11 @@ describe('backfill locks / status / check / schema status (real binary)', functi
 
       const dry = await runCli(['locks', 'clean', ...args, '--dry-run', '--json'])
       expect(dry.code, dry.stderr).to.equal(0)
-      expect(parseJson<{dryRun: boolean; jobLocks: number; queueLocks: number}>(dry)).to.include({dryRun: true, jobLocks: 1, queueLocks: 1})
+      expect(parseJson<{dryRun: boolean; jobLocks: number; queueLocks: number}>(dry)).to.include({
+        dryRun: true,
+        jobLocks: 1,
+        queueLocks: 1,
+      })
       expect((await jobRow(t, deadJob))?.locked_by).to.equal(dead)
 
       const clean = await runCli(['locks', 'clean', ...args, '--yes'])
@@ -98,28 +112,49 @@ describe('backfill locks / status / check / schema status (real binary)', functi
       const dead = poolId()
       await registerWorker(t, dead, {stopped: true})
       await t.query(`insert into ${t.quoted}._private_tasks (identifier) values ('bulk')`)
-      await t.query(`insert into ${t.quoted}._private_jobs (task_id, attempts, locked_by, locked_at)
-        select (select id from ${t.quoted}._private_tasks where identifier = 'bulk'), 1, $1, now() - interval '1 minute' from generate_series(1, 300)`, [dead])
+      await t.query(
+        `insert into ${t.quoted}._private_jobs (task_id, attempts, locked_by, locked_at)
+        select (select id from ${t.quoted}._private_tasks where identifier = 'bulk'), 1, $1, now() - interval '1 minute' from generate_series(1, 300)`,
+        [dead],
+      )
       const args = ['locks', 'clean', '--schema', t.schema, '--yes', '--json']
       const [a, b] = await Promise.all([runCli(args), runCli(args)])
       expect(a.code, a.stderr).to.equal(0)
       expect(b.code, b.stderr).to.equal(0)
       const released = parseJson<{jobLocks: number}>(a).jobLocks + parseJson<{jobLocks: number}>(b).jobLocks
       expect(released).to.equal(300)
-      const [left] = await t.query<{locked: number; total: number}>(`select count(*) filter (where locked_at is not null)::int as locked, count(*)::int as total from ${t.quoted}._private_jobs`)
+      const [left] = await t.query<{locked: number; total: number}>(
+        `select count(*) filter (where locked_at is not null)::int as locked, count(*)::int as total from ${t.quoted}._private_jobs`,
+      )
       expect(left).to.deep.equal({locked: 0, total: 300})
     })
 
     it('bad input is a one-line usage error (exit 2) that changes nothing', async () => {
       const t = await fresh()
-      const result = await runCli(['locks', 'clean', '--schema', t.schema, '--stale-job-lock-timeout', '30 minutes', '--yes'])
+      const result = await runCli([
+        'locks',
+        'clean',
+        '--schema',
+        t.schema,
+        '--stale-job-lock-timeout',
+        '30 minutes',
+        '--yes',
+      ])
       expect(result.code).to.equal(2)
       expect(result.stderr).to.match(/^Error: --stale-job-lock-timeout "30 minutes" is not a duration\n/)
     })
 
     it('warns when the job lock timeout is dangerously short', async () => {
       const t = await fresh()
-      const result = await runCli(['locks', 'clean', '--schema', t.schema, '--stale-job-lock-timeout', '2m', '--dry-run'])
+      const result = await runCli([
+        'locks',
+        'clean',
+        '--schema',
+        t.schema,
+        '--stale-job-lock-timeout',
+        '2m',
+        '--dry-run',
+      ])
       expect(result.code).to.equal(0)
       expect(result.stderr).to.match(/DANGEROUS.*DUPLICATE EXECUTION/)
     })
@@ -177,7 +212,9 @@ describe('backfill locks / status / check / schema status (real binary)', functi
       await t.query(`select ${t.quoted}.add_job('email', '{}'::json, run_at => now() - interval '10 minutes')`)
       await t.query(`select ${t.quoted}.add_job('email', '{}'::json, max_attempts => 1)`)
       await t.query(`update ${t.quoted}._private_jobs set attempts = 1 where max_attempts = 1`)
-      await t.query(`insert into ${t.quoted}.backfill_dlq (task_identifier, payload, failure_reason) values ('email', '{}', 'x')`)
+      await t.query(
+        `insert into ${t.quoted}.backfill_dlq (task_identifier, payload, failure_reason) values ('email', '{}', 'x')`,
+      )
     })
 
     it('exit 0 when a threshold holds, 6 with one line on stdout when it fails, for each threshold', async () => {
@@ -202,13 +239,32 @@ describe('backfill locks / status / check / schema status (real binary)', functi
     })
 
     it('several failures: one line each; --json has every check and the same exit code', async () => {
-      const result = await runCli(['check', '--schema', t.schema, '--max-dlq', '0', '--max-dead-locks', '0', '--require-migrated', '--json'])
+      const result = await runCli([
+        'check',
+        '--schema',
+        t.schema,
+        '--max-dlq',
+        '0',
+        '--max-dead-locks',
+        '0',
+        '--require-migrated',
+        '--json',
+      ])
       expect(result.code).to.equal(6)
       const json = parseJson<{ok: boolean; failed: number; checks: {name: string; status: string}[]}>(result)
       expect(json).to.include({ok: false, failed: 2})
-      expect(json.checks.map((c) => `${c.name}:${c.status}`)).to.deep.equal(['migrated:pass', 'dlq:fail', 'dead-locks:fail'])
+      expect(json.checks.map((c) => `${c.name}:${c.status}`)).to.deep.equal([
+        'migrated:pass',
+        'dlq:fail',
+        'dead-locks:fail',
+      ])
       const human = await runCli(['check', '--schema', t.schema, '--max-dlq', '0', '--max-dead-locks', '0'])
-      expect(human.stdout.trim().split('\n').map((l) => l.split(':')[0])).to.deep.equal(['FAIL dlq', 'FAIL dead-locks'])
+      expect(
+        human.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.split(':')[0]),
+      ).to.deep.equal(['FAIL dlq', 'FAIL dead-locks'])
     })
 
     it('no threshold: exit 2; un-migrated: exit 4, or 6 with --require-migrated', async () => {
@@ -226,7 +282,9 @@ describe('backfill locks / status / check / schema status (real binary)', functi
       const t = await fresh()
       const node = await runCli(['schema', 'status', '--schema', t.schema])
       expect(node.code, node.stdout + node.stderr).to.equal(0)
-      expect(node.stdout).to.match(/graphile-worker: revision 19 \(bundled graphile-worker 0\.17\.3 knows up to 19\), no pending migrations/)
+      expect(node.stdout).to.match(
+        /graphile-worker: revision 19 \(bundled graphile-worker 0\.17\.3 knows up to 19\), no pending migrations/,
+      )
       expect(node.stdout).to.match(/migration 19: applied by Node graphile-worker/)
 
       await t.db.execScript(rustMigration19Sql(t.quoted, t.schema))

@@ -22,7 +22,12 @@ describe('README quick start: `npm run demo` on the embedded database', function
 
   it('starts PostgreSQL, runs the worker while example jobs are enqueued, and some jobs reach the DLQ', () => {
     // Exactly what the README says, with the data kept in a temp folder instead of .backfill/.
-    const result = spawnSync('npm', ['run', 'demo', '--silent'], {cwd: ROOT, env: cleanEnv({BACKFILL_DEV_DIR: devDir}), encoding: 'utf8', timeout: 200_000})
+    const result = spawnSync('npm', ['run', 'demo', '--silent'], {
+      cwd: ROOT,
+      env: cleanEnv({BACKFILL_DEV_DIR: devDir}),
+      encoding: 'utf8',
+      timeout: 200_000,
+    })
     expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0)
     const output = result.stdout + result.stderr
     expect(output).to.match(/send_email#\d+ completed/)
@@ -35,7 +40,11 @@ describe('README quick start: `npm run demo` on the embedded database', function
     const url = (await runCli(['dev', 'url'], {databaseUrl: null, env: {BACKFILL_DEV_DIR: devDir}})).stdout.trim()
     const [jobs] = await sql<{n: number}>(`select count(*)::int as n from graphile_worker._private_jobs`, [], url)
     expect(jobs?.n).to.equal(0)
-    const dlq = await sql<{task_identifier: string; n: number}>(`select task_identifier, count(*)::int as n from graphile_worker.backfill_dlq group by 1 order by 1`, [], url)
+    const dlq = await sql<{task_identifier: string; n: number}>(
+      `select task_identifier, count(*)::int as n from graphile_worker.backfill_dlq group by 1 order by 1`,
+      [],
+      url,
+    )
     expect(dlq).to.deep.equal([
       {task_identifier: 'failing', n: 6},
       {task_identifier: 'send_email', n: 1},

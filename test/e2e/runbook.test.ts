@@ -32,16 +32,35 @@ const DEAD = 'pool-0123456789abcdef01'
 /** A backfill worker that died holding locks: a stale registry row and no presence session. */
 async function deadWorkerHolding(t: TestSchema, jobs: number, queue?: string): Promise<void> {
   // Heartbeat ages count from the server's start (restart grace): let one 30 s bound pass.
-  const [up] = await t.query<{seconds: number}>(`select extract(epoch from now() - pg_postmaster_start_time())::float as seconds`)
+  const [up] = await t.query<{seconds: number}>(
+    `select extract(epoch from now() - pg_postmaster_start_time())::float as seconds`,
+  )
   if ((up?.seconds ?? 60) < 31) await new Promise((r) => setTimeout(r, (31 - (up?.seconds ?? 0)) * 1000))
-  await t.query(`insert into ${t.quoted}.backfill_workers (pool_id, hostname, pid, started_at, last_heartbeat_at, metadata)
-    values ($1, 'worker-7.internal', 4242, now() - interval '2 hours', now() - interval '10 minutes', '{"heartbeatIntervalMs": 10000}')`, [DEAD])
-  await t.query(`select ${t.quoted}.add_job('send_email', json_build_object('n', i), queue_name => $1) from generate_series(1, $2::int) i`, [queue ?? null, jobs])
-  await t.query(`update ${t.quoted}._private_jobs set locked_at = now() - interval '3 minutes', locked_by = $1, attempts = 1 where id in (select id from ${t.quoted}._private_jobs order by id limit $2)`, [DEAD, jobs])
-  if (queue) await t.query(`update ${t.quoted}._private_job_queues set locked_at = now() - interval '3 minutes', locked_by = $1 where queue_name = $2`, [DEAD, queue])
+  await t.query(
+    `insert into ${t.quoted}.backfill_workers (pool_id, hostname, pid, started_at, last_heartbeat_at, metadata)
+    values ($1, 'worker-7.internal', 4242, now() - interval '2 hours', now() - interval '10 minutes', '{"heartbeatIntervalMs": 10000}')`,
+    [DEAD],
+  )
+  await t.query(
+    `select ${t.quoted}.add_job('send_email', json_build_object('n', i), queue_name => $1) from generate_series(1, $2::int) i`,
+    [queue ?? null, jobs],
+  )
+  await t.query(
+    `update ${t.quoted}._private_jobs set locked_at = now() - interval '3 minutes', locked_by = $1, attempts = 1 where id in (select id from ${t.quoted}._private_jobs order by id limit $2)`,
+    [DEAD, jobs],
+  )
+  if (queue)
+    await t.query(
+      `update ${t.quoted}._private_job_queues set locked_at = now() - interval '3 minutes', locked_by = $1 where queue_name = $2`,
+      [DEAD, queue],
+    )
 }
 
-async function dlqRows(t: TestSchema, count: number, options: {task: string; error: (i: number) => string; failedAgo?: string}): Promise<void> {
+async function dlqRows(
+  t: TestSchema,
+  count: number,
+  options: {task: string; error: (i: number) => string; failedAgo?: string},
+): Promise<void> {
   for (let i = 1; i <= count; i++) {
     await t.query(
       `insert into ${t.quoted}.backfill_dlq (original_job_id, task_identifier, payload, queue_name, priority, max_attempts, failure_reason, last_error, failed_at)
@@ -53,7 +72,9 @@ async function dlqRows(t: TestSchema, count: number, options: {task: string; err
 
 const setups: Record<string, (t: TestSchema) => Promise<void>> = {
   async backlog(t) {
-    await t.query(`select ${t.quoted}.add_job('send_email', '{}', run_at => now() - interval '10 minutes') from generate_series(1, 200)`)
+    await t.query(
+      `select ${t.quoted}.add_job('send_email', '{}', run_at => now() - interval '10 minutes') from generate_series(1, 200)`,
+    )
     await t.query(`select ${t.quoted}.add_job('resize_image', '{}') from generate_series(1, 20)`)
     await deadWorkerHolding(t, 2)
   },
@@ -61,9 +82,14 @@ const setups: Record<string, (t: TestSchema) => Promise<void>> = {
     await deadWorkerHolding(t, 3, 'account:42')
   },
   async 'broken-deploy'(t) {
-    await dlqRows(t, 12, {task: 'send_email', error: (i) => `SMTP 421 mailbox user${i}@example.com busy, try again at 2026-11-23T10:0${i % 10}:00Z`})
+    await dlqRows(t, 12, {
+      task: 'send_email',
+      error: (i) => `SMTP 421 mailbox user${i}@example.com busy, try again at 2026-11-23T10:0${i % 10}:00Z`,
+    })
     await dlqRows(t, 3, {task: 'resize_image', error: (i) => `image ${i} not found`})
-    await t.query(`select ${t.quoted}.add_job('send_email', '{"left":"behind"}', max_attempts => 1) from generate_series(1, 3)`)
+    await t.query(
+      `select ${t.quoted}.add_job('send_email', '{"left":"behind"}', max_attempts => 1) from generate_series(1, 3)`,
+    )
     await t.query(`update ${t.quoted}._private_jobs set attempts = 1, last_error = 'SMTP 421 busy'`)
   },
   async purge(t) {
@@ -74,7 +100,8 @@ const setups: Record<string, (t: TestSchema) => Promise<void>> = {
     // A schema at graphile-worker revision 18 (a Node 0.16 install): migration 19 (breaking) pending.
     const quoted = t.quoted
     await t.db.execScript(graphileBootstrapSql(quoted))
-    for (const m of graphilePackage().migrations.filter((m) => m.id <= 18)) await t.db.execScript(graphileMigrationSql(quoted, m))
+    for (const m of graphilePackage().migrations.filter((m) => m.id <= 18))
+      await t.db.execScript(graphileMigrationSql(quoted, m))
   },
   async 'ci-setup'() {},
 }
@@ -113,27 +140,46 @@ describe('docs/runbook.md: every command block runs against a prepared database'
   const playbooks = parseRunbook(readFileSync(path.join(ROOT, 'docs', 'runbook.md'), 'utf8'))
 
   it('has the playbooks the on-call team needs, each with commands', () => {
-    expect(playbooks.map((p) => p.id)).to.deep.equal(['backlog', 'host-died', 'broken-deploy', 'purge', 'upgrade', 'ci-setup'])
+    expect(playbooks.map((p) => p.id)).to.deep.equal([
+      'backlog',
+      'host-died',
+      'broken-deploy',
+      'purge',
+      'upgrade',
+      'ci-setup',
+    ])
     for (const p of playbooks) expect(p.blocks.length, p.id).to.be.greaterThan(0)
   })
 
   for (const playbook of parseRunbook(readFileSync(path.join(ROOT, 'docs', 'runbook.md'), 'utf8'))) {
     it(`${playbook.title}`, async function () {
       if (playbook.blocks.some((b) => /\bpsql\b/.test(b)) && spawnSync('psql', ['--version']).status !== 0) this.skip()
-      const t = await TestSchema.create({migrated: playbook.id !== 'upgrade' && playbook.id !== 'ci-setup', prefix: 'rb'})
+      const t = await TestSchema.create({
+        migrated: playbook.id !== 'upgrade' && playbook.id !== 'ci-setup',
+        prefix: 'rb',
+      })
       try {
         await setups[playbook.id]?.(t)
         const dir = mkdtempSync(path.join(os.tmpdir(), 'runbook-'))
         // One shell per playbook, so variables set in one block (GROUP=…) reach the next.
         const script = path.join(dir, 'playbook.sh')
-        writeFileSync(script, [`backfill() { "${process.execPath}" "${BIN}" "$@"; }`, ...playbook.blocks.map((b, i) => `echo "### block ${i + 1}" >&2\n${b}`)].join('\n'))
+        writeFileSync(
+          script,
+          [
+            `backfill() { "${process.execPath}" "${BIN}" "$@"; }`,
+            ...playbook.blocks.map((b, i) => `echo "### block ${i + 1}" >&2\n${b}`),
+          ].join('\n'),
+        )
         const result = spawnSync('bash', ['-euo', 'pipefail', script], {
           cwd: dir,
           env: cleanEnv({DATABASE_URL: t.url, GRAPHILE_WORKER_SCHEMA: t.schema, NO_COLOR: '1'}),
           encoding: 'utf8',
           timeout: 90_000,
         })
-        expect(result.status, `"${playbook.title}" failed (see the last ### block):\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`).to.equal(0)
+        expect(
+          result.status,
+          `"${playbook.title}" failed (see the last ### block):\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`,
+        ).to.equal(0)
         await checks[playbook.id]?.(t)
       } finally {
         await t.drop()

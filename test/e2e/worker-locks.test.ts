@@ -26,10 +26,26 @@ describe('a worker killed with SIGKILL mid-job (real binaries)', function () {
 
   it('locks list shows it dead, locks clean frees its jobs at once, and a new worker completes them', async () => {
     await addJobs(t, 3, {payload: {ms: 60_000}})
-    const doomed = new WorkerProcess(['--schema', t.schema, '--tasks', TASKS_DIR, '--concurrency', '3', '--heartbeat-interval', '1', '--lock-cleanup-interval', '0'], {LEDGER_TABLE: ledger})
+    const doomed = new WorkerProcess(
+      [
+        '--schema',
+        t.schema,
+        '--tasks',
+        TASKS_DIR,
+        '--concurrency',
+        '3',
+        '--heartbeat-interval',
+        '1',
+        '--lock-cleanup-interval',
+        '0',
+      ],
+      {LEDGER_TABLE: ledger},
+    )
     workers.push(doomed)
     for (let i = 0; i < 200 && (await t.query(`select 1 from ${ledger}`)).length < 3; i++) await sleep(50)
-    const [{owner}] = (await t.query<{owner: string}>(`select distinct locked_by as owner from ${t.quoted}._private_jobs where locked_at is not null`)) as [{owner: string}]
+    const [{owner}] = (await t.query<{owner: string}>(
+      `select distinct locked_by as owner from ${t.quoted}._private_jobs where locked_at is not null`,
+    )) as [{owner: string}]
     expect(owner).to.match(/^pool-/)
     doomed.signal('SIGKILL')
     await doomed.exited
@@ -37,7 +53,9 @@ describe('a worker killed with SIGKILL mid-job (real binaries)', function () {
     // The presence session is gone at once; the heartbeat goes stale after 3 × 1 s (at least 30 s by default, so we lower the bound).
     let listing: LockListing | undefined
     for (let i = 0; i < 100; i++) {
-      listing = parseJson<LockListing>(await runCli(['locks', 'list', '--schema', t.schema, '--heartbeat-timeout', '3s', '--json']))
+      listing = parseJson<LockListing>(
+        await runCli(['locks', 'list', '--schema', t.schema, '--heartbeat-timeout', '3s', '--json']),
+      )
       if (listing.owners.find((o) => o.owner === owner)?.liveness === 'dead') break
       await sleep(200)
     }
@@ -53,18 +71,35 @@ describe('a worker killed with SIGKILL mid-job (real binaries)', function () {
     await t.query(`update ${t.quoted}._private_jobs set payload = '{"ms": 10}'`)
     const rescuer = new WorkerProcess(['--schema', t.schema, '--tasks', TASKS_DIR], {LEDGER_TABLE: ledger})
     workers.push(rescuer)
-    for (let i = 0; i < 200 && (await t.query(`select 1 from ${t.quoted}._private_jobs`)).length > 0; i++) await sleep(100)
+    for (let i = 0; i < 200 && (await t.query(`select 1 from ${t.quoted}._private_jobs`)).length > 0; i++)
+      await sleep(100)
     expect(await t.query(`select 1 from ${t.quoted}._private_jobs`)).to.have.length(0)
     expect(await t.query(`select 1 from ${ledger} where done_at is not null`)).to.have.length(3)
   })
 
-  it('a live worker\'s locks survive locks clean, however old and whatever the timeouts', async () => {
+  it("a live worker's locks survive locks clean, however old and whatever the timeouts", async () => {
     await addJobs(t, 2, {payload: {ms: 60_000}})
-    const alive = new WorkerProcess(['--schema', t.schema, '--tasks', TASKS_DIR, '--concurrency', '2', '--shutdown-timeout', '1'], {LEDGER_TABLE: ledger})
+    const alive = new WorkerProcess(
+      ['--schema', t.schema, '--tasks', TASKS_DIR, '--concurrency', '2', '--shutdown-timeout', '1'],
+      {LEDGER_TABLE: ledger},
+    )
     workers.push(alive)
     for (let i = 0; i < 200 && (await t.query(`select 1 from ${ledger}`)).length < 2; i++) await sleep(50)
-    await t.query(`update ${t.quoted}._private_jobs set locked_at = now() - interval '6 hours' where locked_at is not null`)
-    const clean = await runCli(['locks', 'clean', '--schema', t.schema, '--stale-job-lock-timeout', '1s', '--stale-queue-lock-timeout', '1s', '--yes', '--json'])
+    await t.query(
+      `update ${t.quoted}._private_jobs set locked_at = now() - interval '6 hours' where locked_at is not null`,
+    )
+    const clean = await runCli([
+      'locks',
+      'clean',
+      '--schema',
+      t.schema,
+      '--stale-job-lock-timeout',
+      '1s',
+      '--stale-queue-lock-timeout',
+      '1s',
+      '--yes',
+      '--json',
+    ])
     expect(clean.code, clean.stderr).to.equal(0)
     expect(parseJson<{jobLocks: number}>(clean).jobLocks).to.equal(0)
     expect(await t.query(`select 1 from ${t.quoted}._private_jobs where locked_at is not null`)).to.have.length(2)

@@ -4,7 +4,11 @@ import {captureExhausted, countUncaptured} from '../../src/lib/dlq/capture.js'
 import {TestSchema} from '../support/db.js'
 
 /** Adds a job with SQL add_job and fast-forwards it to "exhausted" (attempts = max_attempts). */
-async function exhaustedJob(t: TestSchema, task: string, options: {queue?: string; key?: string; payload?: unknown; error?: string; locked?: boolean} = {}): Promise<string> {
+async function exhaustedJob(
+  t: TestSchema,
+  task: string,
+  options: {queue?: string; key?: string; payload?: unknown; error?: string; locked?: boolean} = {},
+): Promise<string> {
   const [job] = await t.query<{id: string}>(
     `select id from ${t.quoted}.add_job($1, $2::json, queue_name => $3, job_key => $4, max_attempts => 3, priority => -5)`,
     [task, JSON.stringify(options.payload ?? {task}), options.queue ?? null, options.key ?? null],
@@ -26,7 +30,10 @@ describe('DLQ capture (atomic move of exhausted jobs)', () => {
   })
 
   it('moves exhausted jobs with payload, priority, queue and key intact, as the Rust crate writes rows', async () => {
-    const parallel = await exhaustedJob(t, 'send_email', {payload: {to: 'ada@example.com'}, error: 'SMTP 421 try later'})
+    const parallel = await exhaustedJob(t, 'send_email', {
+      payload: {to: 'ada@example.com'},
+      error: 'SMTP 421 try later',
+    })
     const serial = await exhaustedJob(t, 'charge', {queue: 'user:42', key: 'charge-42'})
     expect((await countUncaptured(t.db)).total).to.equal(2)
     const result = await captureExhausted(t.db)
@@ -34,13 +41,23 @@ describe('DLQ capture (atomic move of exhausted jobs)', () => {
     expect(result.byTask).to.deep.equal({send_email: 1, charge: 1})
     const rows = await t.query(`select * from ${t.quoted}.backfill_dlq order by original_job_id`)
     expect(rows).to.have.length(2)
-    expect(rows[0]).to.include({original_job_id: parallel, task_identifier: 'send_email', queue_name: '', priority: -5, max_attempts: 3, failure_count: 1, requeued_count: 0})
+    expect(rows[0]).to.include({
+      original_job_id: parallel,
+      task_identifier: 'send_email',
+      queue_name: '',
+      priority: -5,
+      max_attempts: 3,
+      failure_count: 1,
+      requeued_count: 0,
+    })
     expect(rows[0]!.payload).to.deep.equal({to: 'ada@example.com'})
     expect(rows[0]!.last_error).to.equal('SMTP 421 try later')
     expect(rows[0]!.failure_reason).to.equal('Job exceeded maximum retry attempts (3/3)')
     expect(rows[1]).to.include({original_job_id: serial, queue_name: 'user:42', job_key: 'charge-42'})
     // jsonb string, exactly as the crate's to_jsonb(last_error)
-    const [raw] = await t.query<{t: string}>(`select jsonb_typeof(last_error) as t from ${t.quoted}.backfill_dlq limit 1`)
+    const [raw] = await t.query<{t: string}>(
+      `select jsonb_typeof(last_error) as t from ${t.quoted}.backfill_dlq limit 1`,
+    )
     expect(raw!.t).to.equal('string')
     expect(await t.query(`select 1 from ${t.quoted}._private_jobs`)).to.have.length(0)
     expect((await countUncaptured(t.db)).total).to.equal(0)
@@ -63,7 +80,10 @@ describe('DLQ capture (atomic move of exhausted jobs)', () => {
 
   it('carries retry history over when a retried job lands again', async () => {
     const id = await exhaustedJob(t, 'flaky')
-    await t.query(`insert into ${t.quoted}.backfill_dlq_retried_jobs (job_id, case_id, requeued_count, failure_count, notes) values ($1, 77, 2, 2, 'tried after deploy')`, [id])
+    await t.query(
+      `insert into ${t.quoted}.backfill_dlq_retried_jobs (job_id, case_id, requeued_count, failure_count, notes) values ($1, 77, 2, 2, 'tried after deploy')`,
+      [id],
+    )
     const result = await captureExhausted(t.db)
     expect(result.sample[0]!.recaptured).to.equal(true)
     const [row] = await t.query(`select requeued_count, failure_count, notes from ${t.quoted}.backfill_dlq`)
@@ -74,9 +94,14 @@ describe('DLQ capture (atomic move of exhausted jobs)', () => {
   })
 
   it('two capturers at once move every job exactly once', async () => {
-    await t.query(`select ${t.quoted}.add_jobs(array(select row('bulk_task', json_build_object('i', i), null, null, 2, null, 0, null)::${t.quoted}.job_spec from generate_series(1, 5000) i))`)
+    await t.query(
+      `select ${t.quoted}.add_jobs(array(select row('bulk_task', json_build_object('i', i), null, null, 2, null, 0, null)::${t.quoted}.job_spec from generate_series(1, 5000) i))`,
+    )
     await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = 'x'`)
-    const [a, b] = await Promise.all([captureExhausted(t.db, {batchSize: 500}), captureExhausted(t.db, {batchSize: 500})])
+    const [a, b] = await Promise.all([
+      captureExhausted(t.db, {batchSize: 500}),
+      captureExhausted(t.db, {batchSize: 500}),
+    ])
     expect(a.captured + b.captured).to.equal(5000)
     const [counts] = await t.query<{dlq: number; distinct_jobs: number; jobs: number}>(
       `select (select count(*)::int from ${t.quoted}.backfill_dlq) as dlq,
@@ -100,14 +125,18 @@ describe('DLQ capture of a job the DLQ cannot store', () => {
     // graphile's payload is json, which accepts \u0000; the DLQ's jsonb does not (22P05).
     await exhaustedJob(t, 'before')
     await t.query(`select ${t.quoted}.add_job('poison', '{"text":"a\\u0000b"}'::json, max_attempts => 1)`)
-    await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = 'x' where attempts < max_attempts`)
+    await t.query(
+      `update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = 'x' where attempts < max_attempts`,
+    )
     await exhaustedJob(t, 'after')
     const exclude = new Set<string>()
     const first = await captureExhausted(t.db, {exclude})
     expect(first.captured).to.equal(2)
     expect(first.failed).to.have.length(1)
     expect(first.failed[0]!.error).to.match(/unsupported Unicode escape|cannot be converted/)
-    const left = await t.query<{task: string}>(`select t.identifier as task from ${t.quoted}._private_jobs j join ${t.quoted}._private_tasks t on t.id = j.task_id`)
+    const left = await t.query<{task: string}>(
+      `select t.identifier as task from ${t.quoted}._private_jobs j join ${t.quoted}._private_tasks t on t.id = j.task_id`,
+    )
     expect(left).to.deep.equal([{task: 'poison'}])
     await exhaustedJob(t, 'later')
     const second = await captureExhausted(t.db, {exclude})

@@ -16,17 +16,21 @@ import {NotMigratedError, UsageError} from '../../src/lib/errors.js'
 import {BULK_FLAG} from '../../src/lib/jobs/priority.js'
 import {type JobRow, sql, TestSchema, uniqueName} from '../support/db.js'
 
-
 const jobs = (t: TestSchema): Promise<JobRow[]> => t.jobs()
 
 async function lockJob(t: TestSchema, key: string): Promise<void> {
-  await t.query(`update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-test', attempts = attempts + 1 where key = $1`, [key])
+  await t.query(
+    `update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-test', attempts = attempts + 1 where key = $1`,
+    [key],
+  )
 }
 
 /** Resolves once some backend waits on a row lock while running add_job(s). */
 async function waitForLockWait(t: TestSchema): Promise<void> {
   for (let i = 0; i < 500; i += 1) {
-    const rows = await t.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and query like '%add_job%'`)
+    const rows = await t.query(
+      `select 1 from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and query like '%add_job%'`,
+    )
     if (rows.length > 0) return
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
@@ -52,8 +56,12 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
       try {
         const outcome = await first.enqueue('hello', {n: 1})
         expect(outcome.status).to.equal('enqueued')
-        expect((await sql<{id: number}>(`select max(id)::int as id from "${schema}".migrations`, [], t.url))[0]!.id).to.equal(19)
-        expect(await sql(`select 1 from pg_tables where schemaname = $1 and tablename = 'backfill_dlq'`, [schema], t.url)).to.have.length(1)
+        expect(
+          (await sql<{id: number}>(`select max(id)::int as id from "${schema}".migrations`, [], t.url))[0]!.id,
+        ).to.equal(19)
+        expect(
+          await sql(`select 1 from pg_tables where schemaname = $1 and tablename = 'backfill_dlq'`, [schema], t.url),
+        ).to.have.length(1)
       } finally {
         await first.end()
         await second.end()
@@ -75,7 +83,7 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
       expect(await sql('select 1 from pg_namespace where nspname = $1', [schema], t.url)).to.have.length(0)
     })
 
-    it('uses a caller\'s pg.Pool and leaves it open on end()', async () => {
+    it("uses a caller's pg.Pool and leaves it open on end()", async () => {
       const pool = new pg.Pool({connectionString: t.url, max: 2})
       pool.on('error', () => undefined)
       try {
@@ -102,12 +110,20 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
   })
 
   describe('enqueue', () => {
-    it('writes the crate\'s defaults: parallel, priority 0, 8 attempts, run_at now, and the bulk flag', async () => {
+    it("writes the crate's defaults: parallel, priority 0, 8 attempts, run_at now, and the bulk flag", async () => {
       const outcome = await client.enqueue('send_email', {to: 'ada@example.com'})
       expect(outcome.status).to.equal('enqueued')
       if (outcome.status !== 'enqueued') return
       expect(outcome.action).to.equal('created')
-      expect(outcome.job).to.deep.include({taskIdentifier: 'send_email', queueName: null, priority: 0, maxAttempts: 8, attempts: 0, key: null, revision: 0})
+      expect(outcome.job).to.deep.include({
+        taskIdentifier: 'send_email',
+        queueName: null,
+        priority: 0,
+        maxAttempts: 8,
+        attempts: 0,
+        key: null,
+        revision: 0,
+      })
       expect(outcome.job.payload).to.deep.equal({to: 'ada@example.com'})
       expect(outcome.job.flags).to.deep.equal([BULK_FLAG])
       const [row] = await jobs(t)
@@ -119,9 +135,16 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
     it('fast priorities carry no bulk flag; caller flags are kept; serial queues and run_at are stored', async () => {
       const runAt = new Date('2031-05-01T12:00:00Z')
       await client.enqueue('urgent', {}, {priority: -5, flags: ['tenant:7']})
-      const later1 = await client.enqueue('later', {}, {priority: 3, flags: ['tenant:7'], queue: serialFor('user', 42), runAt, maxAttempts: 2})
+      const later1 = await client.enqueue(
+        'later',
+        {},
+        {priority: 3, flags: ['tenant:7'], queue: serialFor('user', 42), runAt, maxAttempts: 2},
+      )
       // Task and queue were created by this very add_job call; the names still come back.
-      expect(later1.status === 'enqueued' && [later1.job.taskIdentifier, later1.job.queueName]).to.deep.equal(['later', 'user:42'])
+      expect(later1.status === 'enqueued' && [later1.job.taskIdentifier, later1.job.queueName]).to.deep.equal([
+        'later',
+        'user:42',
+      ])
       const [fast, later] = await jobs(t)
       expect(fast!.flags).to.deep.equal({'tenant:7': true})
       expect(later).to.deep.include({queue: 'user:42', priority: 3, max_attempts: 2})
@@ -129,7 +152,7 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
       expect(later!.run_at.toISOString()).to.equal(runAt.toISOString())
     })
 
-    it('the helpers use the crate\'s exact priority, attempts and queue', async () => {
+    it("the helpers use the crate's exact priority, attempts and queue", async () => {
       await enqueueFast(client, 'fast', {})
       await enqueueBulk(client, 'bulk', {})
       await enqueueEmergency(client, 'emergency', {})
@@ -153,7 +176,11 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
       const first = await client.enqueue('sync', {v: 1}, {jobKey: 'sync:1', runAt: new Date('2031-01-01T00:00:00Z')})
       const replaced = await client.enqueue('sync', {v: 2}, {jobKey: 'sync:1', runAt: new Date('2032-01-01T00:00:00Z')})
       expect(replaced).to.deep.include({status: 'enqueued', action: 'updated'})
-      const preserved = await client.enqueue('sync', {v: 3}, {jobKey: 'sync:1', jobKeyMode: 'preserve_run_at', runAt: new Date('2033-01-01T00:00:00Z')})
+      const preserved = await client.enqueue(
+        'sync',
+        {v: 3},
+        {jobKey: 'sync:1', jobKeyMode: 'preserve_run_at', runAt: new Date('2033-01-01T00:00:00Z')},
+      )
       expect(preserved).to.deep.include({status: 'enqueued', action: 'updated'})
       const deduped = await client.enqueue('sync', {v: 4}, {jobKey: 'sync:1', jobKeyMode: 'unsafe_dedupe'})
       expect(deduped).to.deep.include({status: 'enqueued', action: 'deduplicated'})
@@ -185,7 +212,9 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
       await worker.connect()
       try {
         await worker.query('begin')
-        await worker.query(`update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-race', attempts = attempts + 1 where key = 'sync:3'`)
+        await worker.query(
+          `update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-race', attempts = attempts + 1 where key = 'sync:3'`,
+        )
         const pending = client.enqueue('sync', {v: 2}, {jobKey: 'sync:3'})
         await waitForLockWait(t)
         await worker.query('commit')
@@ -227,14 +256,20 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
   describe('enqueueMany', () => {
     it('writes every job through add_jobs in batches, in one transaction', async () => {
       const result = await client.enqueueMany(
-        Array.from({length: 53}, (_, i) => ({task: i % 2 === 0 ? 'even' : 'odd', payload: {i}, priority: i % 3 === 0 ? -5 : 0})),
+        Array.from({length: 53}, (_, i) => ({
+          task: i % 2 === 0 ? 'even' : 'odd',
+          payload: {i},
+          priority: i % 3 === 0 ? -5 : 0,
+        })),
         {batchSize: 10},
       )
       expect(result).to.deep.include({count: 53, enqueued: 53, alreadyInProgress: 0})
       const rows = await jobs(t)
       expect(rows).to.have.length(53)
       // add_jobs joins the specs with the tasks table, so ids within a batch need not follow input order.
-      expect(rows.map((r) => (r.payload as {i: number}).i).sort((a, b) => a - b)).to.deep.equal(Array.from({length: 53}, (_, i) => i))
+      expect(rows.map((r) => (r.payload as {i: number}).i).sort((a, b) => a - b)).to.deep.equal(
+        Array.from({length: 53}, (_, i) => i),
+      )
       expect(rows.filter((r) => r.task === 'even')).to.have.length(27)
       expect(rows.filter((r) => r.flags?.[BULK_FLAG]).length).to.equal(53 - 18)
       expect(rows.every((r) => r.max_attempts === 8)).to.equal(true)
@@ -254,7 +289,9 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
         error = caught
       }
       expect(error).to.be.instanceOf(UsageError)
-      expect((error as UsageError).message).to.equal('job at index 30: max attempts 0 is outside 1..32767; nothing was enqueued')
+      expect((error as UsageError).message).to.equal(
+        'job at index 30: max attempts 0 is outside 1..32767; nothing was enqueued',
+      )
       expect(await jobs(t)).to.have.length(0)
     })
 
@@ -263,7 +300,13 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
         [
           {task: 'k', payload: {v: 1}, jobKey: 'a', runAt: new Date('2031-01-01T00:00:00Z')},
           {task: 'k', payload: {v: 2}, jobKey: 'a'},
-          {task: 'k', payload: {v: 3}, jobKey: 'a', jobKeyMode: 'preserve_run_at', runAt: new Date('2035-01-01T00:00:00Z')},
+          {
+            task: 'k',
+            payload: {v: 3},
+            jobKey: 'a',
+            jobKeyMode: 'preserve_run_at',
+            runAt: new Date('2035-01-01T00:00:00Z'),
+          },
           {task: 'k', payload: {v: 1}, jobKey: 'b'},
           {task: 'k', payload: {v: 2}, jobKey: 'b', jobKeyMode: 'unsafe_dedupe'},
           {task: 'k', payload: {v: 1}, jobKey: 'c', jobKeyMode: 'unsafe_dedupe'},
@@ -291,11 +334,21 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
       await worker.connect()
       try {
         await worker.query('begin')
-        await worker.query(`update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-race' where key = 'race'`)
-        const pending = client.enqueueMany([{task: 'other', payload: {}}, {task: 'sync', payload: {v: 2}, jobKey: 'race'}])
+        await worker.query(
+          `update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-race' where key = 'race'`,
+        )
+        const pending = client.enqueueMany([
+          {task: 'other', payload: {}},
+          {task: 'sync', payload: {v: 2}, jobKey: 'race'},
+        ])
         await waitForLockWait(t)
         await worker.query('commit')
-        expect(await pending).to.deep.include({count: 2, enqueued: 1, alreadyInProgress: 1, alreadyInProgressKeys: ['race']})
+        expect(await pending).to.deep.include({
+          count: 2,
+          enqueued: 1,
+          alreadyInProgress: 1,
+          alreadyInProgressKeys: ['race'],
+        })
       } finally {
         await worker.end()
       }
@@ -320,7 +373,15 @@ describe('BackfillClient (library, real PostgreSQL)', () => {
         `select id from ${t.quoted}.add_job('from_sql', '{"n": 7}'::json, queue_name => 'q1', priority => -3, max_attempts => 4, job_key => 'sql:7')`,
       )
       const job = await client.getJob(added!.id)
-      expect(job).to.deep.include({id: added!.id, taskIdentifier: 'from_sql', queueName: 'q1', priority: -3, maxAttempts: 4, key: 'sql:7', flags: []})
+      expect(job).to.deep.include({
+        id: added!.id,
+        taskIdentifier: 'from_sql',
+        queueName: 'q1',
+        priority: -3,
+        maxAttempts: 4,
+        key: 'sql:7',
+        flags: [],
+      })
       expect(job!.payload).to.deep.equal({n: 7})
       expect((await client.getJobByKey('sql:7'))!.id).to.equal(added!.id)
       // And our enqueue with the same key replaces it, as add_job does.

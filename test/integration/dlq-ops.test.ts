@@ -16,7 +16,6 @@ import {BULK_FLAG} from '../../src/lib/jobs/priority.js'
 import {type JobRow, TestSchema} from '../support/db.js'
 import {fillDlq, insertDlq, whereIsEverything} from '../support/dlq.js'
 
-
 const jobs = (t: TestSchema): Promise<JobRow[]> => t.jobs()
 
 async function dlqCount(t: TestSchema): Promise<number> {
@@ -26,7 +25,10 @@ async function dlqCount(t: TestSchema): Promise<number> {
 
 /** Makes the job fail for good, as graphile leaves it after its last attempt. */
 async function exhaust(t: TestSchema, jobId: string, error = 'failed again'): Promise<void> {
-  await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = $2 where id = $1`, [jobId, error])
+  await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = $2 where id = $1`, [
+    jobId,
+    error,
+  ])
 }
 
 describe('DLQ operations (library against PostgreSQL)', () => {
@@ -41,7 +43,12 @@ describe('DLQ operations (library against PostgreSQL)', () => {
   describe('list', () => {
     it('pages newest first with keyset cursors: every entry exactly once, also when failed_at ties', async () => {
       const same = '2024-05-01T10:00:00.123456Z'
-      await insertDlq(t, Array.from({length: 25}, (_, i) => ({failedAt: i < 10 ? same : new Date(Date.parse('2024-05-02T00:00:00Z') + i * 1000)})))
+      await insertDlq(
+        t,
+        Array.from({length: 25}, (_, i) => ({
+          failedAt: i < 10 ? same : new Date(Date.parse('2024-05-02T00:00:00Z') + i * 1000),
+        })),
+      )
       const seen: string[] = []
       let cursor: string | undefined
       let pages = 0
@@ -51,7 +58,10 @@ describe('DLQ operations (library against PostgreSQL)', () => {
         seen.push(...page.entries.map((e) => e.id))
         for (let i = 1; i < page.entries.length; i++) {
           const [a, b] = [page.entries[i - 1]!, page.entries[i]!]
-          expect(a.failedAt.getTime() > b.failedAt.getTime() || (a.failedAt.getTime() === b.failedAt.getTime() && BigInt(a.id) > BigInt(b.id))).to.equal(true)
+          expect(
+            a.failedAt.getTime() > b.failedAt.getTime() ||
+              (a.failedAt.getTime() === b.failedAt.getTime() && BigInt(a.id) > BigInt(b.id)),
+          ).to.equal(true)
         }
         if (!page.nextCursor) break
         cursor = page.nextCursor
@@ -82,8 +92,20 @@ describe('DLQ operations (library against PostgreSQL)', () => {
     it('applies every selector (and their combination)', async () => {
       const ids = await insertDlq(t, [
         {task: 'send_email', queue: '', lastError: 'SMTP 421 for a@x.io', failedAt: '2024-05-01T00:00:00Z'},
-        {task: 'send_email', queue: 'default', jobKey: 'k1', lastError: 'SMTP 421 for b@y.io', failedAt: '2024-05-02T00:00:00Z'},
-        {task: 'charge', queue: 'user:1', jobKey: 'k2', lastError: {message: 'Card Declined'}, failedAt: '2024-05-03T00:00:00Z'},
+        {
+          task: 'send_email',
+          queue: 'default',
+          jobKey: 'k1',
+          lastError: 'SMTP 421 for b@y.io',
+          failedAt: '2024-05-02T00:00:00Z',
+        },
+        {
+          task: 'charge',
+          queue: 'user:1',
+          jobKey: 'k2',
+          lastError: {message: 'Card Declined'},
+          failedAt: '2024-05-03T00:00:00Z',
+        },
         {task: 'charge', queue: 'user:2', lastError: 'timeout', failedAt: '2024-05-04T00:00:00Z'},
       ])
       const select = async (selector: DlqSelector): Promise<string[]> =>
@@ -108,7 +130,12 @@ describe('DLQ operations (library against PostgreSQL)', () => {
     })
 
     it('pages a --group selection', async () => {
-      await insertDlq(t, Array.from({length: 30}, (_, i) => ({lastError: i % 3 === 0 ? `disk full on node ${i}` : `timeout after ${i}ms`})))
+      await insertDlq(
+        t,
+        Array.from({length: 30}, (_, i) => ({
+          lastError: i % 3 === 0 ? `disk full on node ${i}` : `timeout after ${i}ms`,
+        })),
+      )
       const group = fingerprint('send_email', 'disk full on node 1').fingerprint
       const seen: string[] = []
       let cursor: string | undefined
@@ -124,7 +151,9 @@ describe('DLQ operations (library against PostgreSQL)', () => {
     })
 
     it('reports exhausted jobs still waiting in the jobs table', async () => {
-      const [job] = await t.query<{id: string}>(`select id from ${t.quoted}.add_job('resize', '{}'::json, max_attempts => 1)`)
+      const [job] = await t.query<{id: string}>(
+        `select id from ${t.quoted}.add_job('resize', '{}'::json, max_attempts => 1)`,
+      )
       await exhaust(t, job!.id)
       const page = await listDlq(t.db, {selector: {}})
       expect(page.uncaptured?.total).to.equal(1)
@@ -137,7 +166,12 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       await insertDlq(t, [
         {task: 'send_email', lastError: 'SMTP 421 try later for user 1', failedAt: '2024-05-01T00:00:00Z'},
         {task: 'send_email', lastError: 'SMTP 421 try later for user 2', failedAt: '2024-05-03T00:00:00Z'},
-        {task: 'send_email', queue: 'mail', lastError: 'SMTP 421 try later for user 3', failedAt: '2024-05-02T00:00:00Z'},
+        {
+          task: 'send_email',
+          queue: 'mail',
+          lastError: 'SMTP 421 try later for user 3',
+          failedAt: '2024-05-02T00:00:00Z',
+        },
         {task: 'send_email', lastError: 'mailbox "x@y.z" full', failedAt: '2024-05-04T00:00:00Z'},
         {task: 'charge', lastError: {message: 'card 4242 declined'}, failedAt: '2024-05-05T00:00:00Z'},
       ])
@@ -155,7 +189,12 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       ])
       expect(stats.groups).to.have.length(3)
       const smtp = stats.groups[0]!
-      expect(smtp).to.include({taskIdentifier: 'send_email', template: 'SMTP <n> try later for user <n>', count: 3, sampleError: 'SMTP 421 try later for user 1'})
+      expect(smtp).to.include({
+        taskIdentifier: 'send_email',
+        template: 'SMTP <n> try later for user <n>',
+        count: 3,
+        sampleError: 'SMTP 421 try later for user 1',
+      })
       expect(smtp.fingerprint).to.equal(fingerprint('send_email', 'SMTP 421 try later for user 77').fingerprint)
       expect(smtp.firstSeen.toISOString()).to.equal('2024-05-01T00:00:00.000Z')
       expect(smtp.lastSeen.toISOString()).to.equal('2024-05-03T00:00:00.000Z')
@@ -171,7 +210,10 @@ describe('DLQ operations (library against PostgreSQL)', () => {
     })
 
     it('--limit counts the first N selected entries in id order, with and without a group', async () => {
-      await insertDlq(t, Array.from({length: 10}, (_, i) => ({task: i % 2 === 0 ? 'even' : 'odd', lastError: 'same error'})))
+      await insertDlq(
+        t,
+        Array.from({length: 10}, (_, i) => ({task: i % 2 === 0 ? 'even' : 'odd', lastError: 'same error'})),
+      )
       expect((await dlqStats(t.db, {selector: {limit: 3}})).byTask).to.deep.equal([
         {taskIdentifier: 'even', count: 2},
         {taskIdentifier: 'odd', count: 1},
@@ -184,7 +226,10 @@ describe('DLQ operations (library against PostgreSQL)', () => {
     })
 
     it('caps the number of groups tracked (bounded memory) and counts the rest', async () => {
-      await insertDlq(t, Array.from({length: 6}, (_, i) => ({lastError: `error kind ${'abcdef'[i]}`})))
+      await insertDlq(
+        t,
+        Array.from({length: 6}, (_, i) => ({lastError: `error kind ${'abcdef'[i]}`})),
+      )
       const stats = await dlqStats(t.db, {selector: {}, maxGroups: 4, fetchSize: 2})
       expect(stats.total).to.equal(6)
       expect(stats.groups).to.have.length(4)
@@ -201,13 +246,25 @@ describe('DLQ operations (library against PostgreSQL)', () => {
         {task: 'charge', payload: {u: 1}, queue: 'user:1', priority: 100_000, maxAttempts: 99_999},
         {task: 'charge', payload: {u: 2}, queue: 'user:2', priority: -100_000, maxAttempts: 0},
       ])
-      const result = await retryDlq(t.db, {selector: {ids}, reason: 'after the fix', actor: {osUser: 'oncall', hostname: 'laptop'}})
+      const result = await retryDlq(t.db, {
+        selector: {ids},
+        reason: 'after the fix',
+        actor: {osUser: 'oncall', hostname: 'laptop'},
+      })
       expect(result).to.include({retried: 4, interrupted: false, batches: 1})
       expect(result.skipped).to.deep.equal({keyConflict: 0, invalid: 0})
       expect(await dlqCount(t)).to.equal(0)
       const rows = await jobs(t)
-      const byPayload = (key: string, value: unknown): JobRow => rows.find((r) => (r.payload as Record<string, unknown>)[key] === value)!
-      expect(byPayload('to', 'a')).to.include({task: 'send_email', queue: null, priority: 0, max_attempts: 5, key: null, attempts: 0})
+      const byPayload = (key: string, value: unknown): JobRow =>
+        rows.find((r) => (r.payload as Record<string, unknown>)[key] === value)!
+      expect(byPayload('to', 'a')).to.include({
+        task: 'send_email',
+        queue: null,
+        priority: 0,
+        max_attempts: 5,
+        key: null,
+        attempts: 0,
+      })
       expect(byPayload('to', 'a').flags).to.deep.equal({[BULK_FLAG]: true})
       expect(byPayload('to', 'b')).to.include({queue: null, priority: -10, max_attempts: 8, key: 'mail-b'})
       expect(byPayload('to', 'b').flags).to.equal(null)
@@ -218,18 +275,43 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       const runAts = order.map((jobId) => rows.find((r) => r.id === jobId)!.run_at.getTime())
       expect([...runAts].sort((a, b) => a - b)).to.deep.equal(runAts)
 
-      const [audit] = await t.query<{action: string; os_user: string; hostname: string; reason: string; count: number; dlq_ids: string[]; job_ids: string[]; selection: unknown}>(
+      const [audit] = await t.query<{
+        action: string
+        os_user: string
+        hostname: string
+        reason: string
+        count: number
+        dlq_ids: string[]
+        job_ids: string[]
+        selection: unknown
+      }>(
         `select action, os_user, hostname, reason, count, dlq_ids, job_ids, selection from ${t.quoted}.backfill_dlq_audit`,
       )
-      expect(audit).to.deep.include({action: 'retry', os_user: 'oncall', hostname: 'laptop', reason: 'after the fix', count: 4})
+      expect(audit).to.deep.include({
+        action: 'retry',
+        os_user: 'oncall',
+        hostname: 'laptop',
+        reason: 'after the fix',
+        count: 4,
+      })
       expect(audit!.dlq_ids).to.deep.equal(ids)
       expect(audit!.job_ids).to.deep.equal(order)
       expect(audit!.selection).to.deep.equal({ids})
-      const lineage = await t.query<{job_id: string; case_id: string; requeued_count: number; dlq_id: string; audit_id: string}>(
+      const lineage = await t.query<{
+        job_id: string
+        case_id: string
+        requeued_count: number
+        dlq_id: string
+        audit_id: string
+      }>(
         `select l.job_id, l.case_id, l.requeued_count, l.dlq_id, l.audit_id from ${t.quoted}.backfill_dlq_retried_jobs l order by case_id`,
       )
-      expect(lineage.map((l) => [l.case_id, l.job_id, l.requeued_count, l.dlq_id])).to.deep.equal(ids.map((id, i) => [id, order[i], 1, id]))
-      const [{id: auditId}] = (await t.query<{id: string}>(`select id from ${t.quoted}.backfill_dlq_audit`)) as [{id: string}]
+      expect(lineage.map((l) => [l.case_id, l.job_id, l.requeued_count, l.dlq_id])).to.deep.equal(
+        ids.map((id, i) => [id, order[i], 1, id]),
+      )
+      const [{id: auditId}] = (await t.query<{id: string}>(`select id from ${t.quoted}.backfill_dlq_audit`)) as [
+        {id: string},
+      ]
       expect(lineage.every((l) => l.audit_id === auditId)).to.equal(true)
       // The 'retried' event is written only if the job lands in the DLQ again (see the story test below).
       expect(await t.query(`select 1 from ${t.quoted}.backfill_dlq_events`)).to.have.length(0)
@@ -261,8 +343,14 @@ describe('DLQ operations (library against PostgreSQL)', () => {
 
     describe('when a job with the same job_key is in the jobs table', () => {
       async function keyedJob(state: 'waiting' | 'running' | 'failed'): Promise<string> {
-        const [job] = await t.query<{id: string}>(`select id from ${t.quoted}.add_job('sync', '{"v":"new"}'::json, job_key => 'user-7', max_attempts => 3)`)
-        if (state === 'running') await t.query(`update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-x', attempts = 1 where id = $1`, [job!.id])
+        const [job] = await t.query<{id: string}>(
+          `select id from ${t.quoted}.add_job('sync', '{"v":"new"}'::json, job_key => 'user-7', max_attempts => 3)`,
+        )
+        if (state === 'running')
+          await t.query(
+            `update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-x', attempts = 1 where id = $1`,
+            [job!.id],
+          )
         if (state === 'failed') await exhaust(t, job!.id)
         return job!.id
       }
@@ -279,7 +367,9 @@ describe('DLQ operations (library against PostgreSQL)', () => {
           expect(await dlqCount(t)).to.equal(1)
           expect(await jobs(t)).to.deep.equal(before)
           expect(before[0]!.id).to.equal(jobId)
-          const [audit] = await t.query<{count: number; details: {skipped: unknown[]}}>(`select count, details from ${t.quoted}.backfill_dlq_audit`)
+          const [audit] = await t.query<{count: number; details: {skipped: unknown[]}}>(
+            `select count, details from ${t.quoted}.backfill_dlq_audit`,
+          )
           expect(audit!.count).to.equal(0)
           expect(audit!.details.skipped).to.deep.equal([{id: entry, status: 'key_conflict'}])
           const preview = await previewSelection(t.db, {selector: {}, checkKeyConflicts: true})
@@ -335,14 +425,23 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       const where = await whereIsEverything(t)
       expect(where.jobs).to.have.length(7)
       expect(where.dlq).to.have.length(18)
-      const [ids] = await t.query<{ids: string[]}>(`select array_agg(id order by id) as ids from ${t.quoted}.backfill_dlq`)
-      const [retried] = await t.query<{ids: string[]}>(`select array_agg(x order by x) as ids from ${t.quoted}.backfill_dlq_audit, unnest(dlq_ids) x`)
+      const [ids] = await t.query<{ids: string[]}>(
+        `select array_agg(id order by id) as ids from ${t.quoted}.backfill_dlq`,
+      )
+      const [retried] = await t.query<{ids: string[]}>(
+        `select array_agg(x order by x) as ids from ${t.quoted}.backfill_dlq_audit, unnest(dlq_ids) x`,
+      )
       expect(retried!.ids.every((id) => BigInt(id) < BigInt(ids!.ids[0]!))).to.equal(true)
       expect(await t.query(`select 1 from ${t.quoted}.backfill_dlq_audit`)).to.have.length(3)
     })
 
     it('--group retries exactly that failure group', async () => {
-      await insertDlq(t, Array.from({length: 12}, (_, i) => ({lastError: i % 4 === 0 ? `quota exceeded for tenant ${i}` : `network reset ${i}`})))
+      await insertDlq(
+        t,
+        Array.from({length: 12}, (_, i) => ({
+          lastError: i % 4 === 0 ? `quota exceeded for tenant ${i}` : `network reset ${i}`,
+        })),
+      )
       const group = fingerprint('send_email', 'quota exceeded for tenant 1').fingerprint
       const result = await retryDlq(t.db, {selector: {group}, batchSize: 5})
       expect(result.retried).to.equal(3)
@@ -359,7 +458,10 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       )
       const disk = fingerprint('sync', 'disk full on node 1').fingerprint
       const timeout = fingerprint('sync', 'timeout after 1').fingerprint
-      const [a, b] = await Promise.all([retryDlq(t.db, {selector: {group: disk}, batchSize: 100}), retryDlq(t.db, {selector: {group: timeout}, batchSize: 100})])
+      const [a, b] = await Promise.all([
+        retryDlq(t.db, {selector: {group: disk}, batchSize: 100}),
+        retryDlq(t.db, {selector: {group: timeout}, batchSize: 100}),
+      ])
       expect([a.retried, b.retried]).to.deep.equal([1000, 1000])
       expect(await dlqCount(t)).to.equal(0)
     })
@@ -367,7 +469,12 @@ describe('DLQ operations (library against PostgreSQL)', () => {
     it('stops between batches when signalled, with every entry in exactly one place', async () => {
       await fillDlq(t, 20)
       const controller = new AbortController()
-      const result = await retryDlq(t.db, {selector: {}, batchSize: 5, signal: controller.signal, onBatch: () => controller.abort()})
+      const result = await retryDlq(t.db, {
+        selector: {},
+        batchSize: 5,
+        signal: controller.signal,
+        onBatch: () => controller.abort(),
+      })
       expect(result).to.include({retried: 5, interrupted: true, batches: 1})
       const where = await whereIsEverything(t)
       expect(where.jobs.length + where.dlq.length).to.equal(20)
@@ -379,16 +486,22 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       const one = await retryDlq(t.db, {selector: {}, reason: 'first try', actor: {osUser: 'ada', hostname: 'h1'}})
       await exhaust(t, one.sample[0]!.jobId, 'still broken')
       await captureExhausted(t.db)
-      const [second] = await t.query<{id: string; requeued_count: number; failure_count: number; notes: string; last_requeued_at: Date | null}>(
-        `select id, requeued_count, failure_count, notes, last_requeued_at from ${t.quoted}.backfill_dlq`,
-      )
+      const [second] = await t.query<{
+        id: string
+        requeued_count: number
+        failure_count: number
+        notes: string
+        last_requeued_at: Date | null
+      }>(`select id, requeued_count, failure_count, notes, last_requeued_at from ${t.quoted}.backfill_dlq`)
       expect(second).to.include({requeued_count: 1, failure_count: 2, notes: 'after deploy 12'})
       expect(second!.last_requeued_at).to.be.instanceOf(Date)
 
       const two = await retryDlq(t.db, {selector: {}, reason: 'second try'})
       await exhaust(t, two.sample[0]!.jobId, 'broken again')
       await captureExhausted(t.db)
-      const [third] = await t.query<{id: string; requeued_count: number}>(`select id, requeued_count from ${t.quoted}.backfill_dlq`)
+      const [third] = await t.query<{id: string; requeued_count: number}>(
+        `select id, requeued_count from ${t.quoted}.backfill_dlq`,
+      )
       expect(third!.requeued_count).to.equal(2)
 
       const shown = await showDlqEntry(t.db, third!.id)
@@ -427,24 +540,38 @@ describe('DLQ operations (library against PostgreSQL)', () => {
 
     it('two retries at once enqueue every entry exactly once in total', async () => {
       await fillDlq(t, 3000)
-      const [a, b] = await Promise.all([retryDlq(t.db, {selector: {}, batchSize: 100}), retryDlq(t.db, {selector: {}, batchSize: 100})])
+      const [a, b] = await Promise.all([
+        retryDlq(t.db, {selector: {}, batchSize: 100}),
+        retryDlq(t.db, {selector: {}, batchSize: 100}),
+      ])
       expect(a.retried + b.retried).to.equal(3000)
       const where = await whereIsEverything(t)
       expect(where.dlq).to.deep.equal([])
       expect(where.jobs).to.deep.equal(Array.from({length: 3000}, (_, i) => i + 1))
-      const [audit] = await t.query<{n: number}>(`select sum(count)::int as n from ${t.quoted}.backfill_dlq_audit where action = 'retry'`)
+      const [audit] = await t.query<{n: number}>(
+        `select sum(count)::int as n from ${t.quoted}.backfill_dlq_audit where action = 'retry'`,
+      )
       expect(audit!.n).to.equal(3000)
     })
 
     it('a retry racing a purge (both skipping locked rows): every entry is either enqueued or purged, never both', async () => {
       await fillDlq(t, 3000)
-      const payloadOf = new Map((await t.query<{id: string; i: number}>(`select id, (payload ->> 'i')::int as i from ${t.quoted}.backfill_dlq`)).map((r) => [r.id, r.i]))
-      const [retried, purged] = await Promise.all([retryDlq(t.db, {selector: {}, batchSize: 100}), purgeDlq(t.db, {selector: {limit: 3000}, batchSize: 100})])
+      const payloadOf = new Map(
+        (
+          await t.query<{id: string; i: number}>(`select id, (payload ->> 'i')::int as i from ${t.quoted}.backfill_dlq`)
+        ).map((r) => [r.id, r.i]),
+      )
+      const [retried, purged] = await Promise.all([
+        retryDlq(t.db, {selector: {}, batchSize: 100}),
+        purgeDlq(t.db, {selector: {limit: 3000}, batchSize: 100}),
+      ])
       expect(retried.retried + purged.purged).to.equal(3000)
       const where = await whereIsEverything(t)
       expect(where.dlq).to.deep.equal([])
       expect(where.jobs).to.have.length(retried.retried)
-      const purgedIds = await t.query<{id: string}>(`select x::text as id from ${t.quoted}.backfill_dlq_audit, unnest(dlq_ids) x where action = 'purge'`)
+      const purgedIds = await t.query<{id: string}>(
+        `select x::text as id from ${t.quoted}.backfill_dlq_audit, unnest(dlq_ids) x where action = 'purge'`,
+      )
       const purgedPayloads = new Set(purgedIds.map((r) => payloadOf.get(r.id)))
       expect(purgedPayloads.size).to.equal(purged.purged)
       expect(where.jobs.some((i) => purgedPayloads.has(i))).to.equal(false)
@@ -459,13 +586,20 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       await fillDlq(t, 23)
       await t.query(`analyze ${t.quoted}.backfill_dlq`)
       const progress: number[] = []
-      const result = await purgeDlq(t.db, {selector: {}, batchSize: 10, reason: 'cleanup', onBatch: (p) => progress.push(p.purged)})
+      const result = await purgeDlq(t.db, {
+        selector: {},
+        batchSize: 10,
+        reason: 'cleanup',
+        onBatch: (p) => progress.push(p.purged),
+      })
       expect(result).to.include({purged: 23, interrupted: false})
       expect(result.batches).to.be.greaterThan(1)
       expect(progress.at(-1)).to.equal(23)
       expect([...progress].sort((a, b) => a - b)).to.deep.equal(progress)
       expect(await dlqCount(t)).to.equal(0)
-      const audit = await t.query<{count: number; reason: string; dlq_ids: string[]}>(`select count, reason, dlq_ids from ${t.quoted}.backfill_dlq_audit order by id`)
+      const audit = await t.query<{count: number; reason: string; dlq_ids: string[]}>(
+        `select count, reason, dlq_ids from ${t.quoted}.backfill_dlq_audit order by id`,
+      )
       expect(audit).to.have.length(result.batches)
       expect(audit.every((a) => a.count > 0 && a.count <= 12 && a.reason === 'cleanup')).to.equal(true)
       expect(audit.every((a) => a.dlq_ids === null)).to.equal(true) // a bulk delete records selection and counts
@@ -476,18 +610,27 @@ describe('DLQ operations (library against PostgreSQL)', () => {
     it('with --limit walks ids in order, in batches of exactly the batch size', async () => {
       await fillDlq(t, 30)
       const progress: number[] = []
-      const result = await purgeDlq(t.db, {selector: {limit: 23}, batchSize: 10, onBatch: (p) => progress.push(p.purged)})
+      const result = await purgeDlq(t.db, {
+        selector: {limit: 23},
+        batchSize: 10,
+        onBatch: (p) => progress.push(p.purged),
+      })
       expect(result).to.include({purged: 23, batches: 3})
       expect(progress).to.deep.equal([10, 20, 23])
       const audit = await t.query<{count: number}>(`select count from ${t.quoted}.backfill_dlq_audit order by id`)
       expect(audit.map((a) => a.count)).to.deep.equal([10, 10, 3])
-      const [left] = await t.query<{min: number}>(`select min((payload ->> 'i')::int) as min, count(*)::int from ${t.quoted}.backfill_dlq`)
+      const [left] = await t.query<{min: number}>(
+        `select min((payload ->> 'i')::int) as min, count(*)::int from ${t.quoted}.backfill_dlq`,
+      )
       expect(left!.min).to.equal(24)
     })
 
     it('a wide purge racing a retry that holds rows waits for them and never deletes a retried entry', async () => {
       await fillDlq(t, 2000)
-      const [retried, purged] = await Promise.all([retryDlq(t.db, {selector: {}, batchSize: 300}), purgeDlq(t.db, {selector: {tasks: ['task_0', 'task_1', 'task_2']}, batchSize: 50})])
+      const [retried, purged] = await Promise.all([
+        retryDlq(t.db, {selector: {}, batchSize: 300}),
+        purgeDlq(t.db, {selector: {tasks: ['task_0', 'task_1', 'task_2']}, batchSize: 50}),
+      ])
       expect(retried.retried + purged.purged).to.equal(2000)
       const where = await whereIsEverything(t)
       expect(where.dlq).to.deep.equal([])
@@ -505,29 +648,44 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       const group = fingerprint('send_email', 'gone 9').fingerprint
       const result = await purgeDlq(t.db, {selector: {until: new Date(Date.now() - 30 * 86_400_000), group}})
       expect(result.purged).to.equal(2)
-      const left = await t.query<{e: string}>(`select last_error #>> '{}' as e from ${t.quoted}.backfill_dlq order by id`)
+      const left = await t.query<{e: string}>(
+        `select last_error #>> '{}' as e from ${t.quoted}.backfill_dlq order by id`,
+      )
       expect(left.map((r) => r.e)).to.deep.equal(['gone 3', 'other'])
       expect((await purgeDlq(t.db, {selector: {limit: 1}})).purged).to.equal(1)
       expect(await dlqCount(t)).to.equal(1)
     })
   })
 
-  describe('capture (the worker\'s statement, audited)', () => {
+  describe("capture (the worker's statement, audited)", () => {
     it('dry run counts; a run moves and writes an audit row per batch with the ids', async () => {
-      const made = await t.query<{id: string}>(`select (${t.quoted}.add_job('resize', json_build_object('n', n), max_attempts => 1)).id from generate_series(1, 5) n`)
+      const made = await t.query<{id: string}>(
+        `select (${t.quoted}.add_job('resize', json_build_object('n', n), max_attempts => 1)).id from generate_series(1, 5) n`,
+      )
       for (const job of made) await exhaust(t, job.id)
       const dry = await captureNow(t.db, {dryRun: true})
       expect(dry).to.include({dryRun: true, captured: 0})
       expect(dry.waiting.total).to.equal(5)
       expect(await dlqCount(t)).to.equal(0)
-      const run = await captureNow(t.db, {batchSize: 2, reason: 'workers without DLQ', actor: {osUser: 'ops', hostname: 'box'}})
+      const run = await captureNow(t.db, {
+        batchSize: 2,
+        reason: 'workers without DLQ',
+        actor: {osUser: 'ops', hostname: 'box'},
+      })
       expect(run).to.include({captured: 5, batches: 3})
-      const audit = await t.query<{action: string; count: number; job_ids: string[]; dlq_ids: string[]; os_user: string; reason: string}>(
-        `select action, count, job_ids, dlq_ids, os_user, reason from ${t.quoted}.backfill_dlq_audit order by id`,
-      )
+      const audit = await t.query<{
+        action: string
+        count: number
+        job_ids: string[]
+        dlq_ids: string[]
+        os_user: string
+        reason: string
+      }>(`select action, count, job_ids, dlq_ids, os_user, reason from ${t.quoted}.backfill_dlq_audit order by id`)
       expect(audit.map((a) => a.count)).to.deep.equal([2, 2, 1])
       expect(audit.flatMap((a) => a.job_ids).sort()).to.deep.equal(made.map((m) => m.id).sort())
-      expect(audit.every((a) => a.action === 'capture' && a.os_user === 'ops' && a.reason === 'workers without DLQ')).to.equal(true)
+      expect(
+        audit.every((a) => a.action === 'capture' && a.os_user === 'ops' && a.reason === 'workers without DLQ'),
+      ).to.equal(true)
       const [history] = await dlqHistory(t.db, {action: 'capture'})
       expect(history).to.include({count: 5, batches: 3})
     })

@@ -17,8 +17,17 @@ const L = {restartGrace: false} as const
  */
 async function craft(t: TestSchema, sessions: pg.Client[]): Promise<{live: string; dead: string}> {
   const q = t.quoted
-  const add = async (task: string, queue: string | null, runAt: string, attempts = 0, maxAttempts = 8): Promise<void> => {
-    const [row] = await t.query<{id: string}>(`select id::text from ${q}.add_job($1, '{}'::json, queue_name => $2, run_at => now() + $3::interval, max_attempts => $4)`, [task, queue, runAt, maxAttempts])
+  const add = async (
+    task: string,
+    queue: string | null,
+    runAt: string,
+    attempts = 0,
+    maxAttempts = 8,
+  ): Promise<void> => {
+    const [row] = await t.query<{id: string}>(
+      `select id::text from ${q}.add_job($1, '{}'::json, queue_name => $2, run_at => now() + $3::interval, max_attempts => $4)`,
+      [task, queue, runAt, maxAttempts],
+    )
     await t.query(`update ${q}._private_jobs set attempts = $2 where id = $1`, [row?.id, attempts])
   }
   await add('email', null, '-10 minutes') // oldest ready
@@ -81,8 +90,16 @@ describe('health: status, check, schema status', function () {
       expect(queue('user:9')).to.include({ready: 0, dlq: 1})
       expect(s.serialQueues).to.equal(2)
       expect(s.otherQueues).to.equal(null)
-      expect(s.locks).to.deep.equal({live: {jobs: 1, queues: 1}, dead: {jobs: 1, queues: 0}, unknown: {jobs: 0, queues: 0}, stale: {jobs: 0, queues: 0}})
-      expect(Object.fromEntries(s.workers.map((w) => [w.id, w.state]))).to.deep.equal({[owners.live]: 'live', [owners.dead]: 'dead'})
+      expect(s.locks).to.deep.equal({
+        live: {jobs: 1, queues: 1},
+        dead: {jobs: 1, queues: 0},
+        unknown: {jobs: 0, queues: 0},
+        stale: {jobs: 0, queues: 0},
+      })
+      expect(Object.fromEntries(s.workers.map((w) => [w.id, w.state]))).to.deep.equal({
+        [owners.live]: 'live',
+        [owners.dead]: 'dead',
+      })
     })
 
     it('lists the busiest queues and folds the rest', async () => {
@@ -130,12 +147,19 @@ describe('health: status, check, schema status', function () {
         if (typeof actual === 'number') expect(bad.checks[0]?.actual).to.equal(actual)
       }
       const dead = await check({maxDeadLocks: 0})
-      expect(dead.checks[0]?.message).to.match(/dead-locks: 1 locks held by dead workers \(max 0\): pool-.*; run backfill locks clean/)
+      expect(dead.checks[0]?.message).to.match(
+        /dead-locks: 1 locks held by dead workers \(max 0\): pool-.*; run backfill locks clean/,
+      )
     })
 
     it('reports every requested check together', async () => {
       const result = await check({maxDlq: 0, maxExhausted: 0, requireMigrated: true, maxReady: 100})
-      expect(result.checks.map((c) => `${c.name}:${c.status}`)).to.deep.equal(['migrated:pass', 'ready:pass', 'exhausted:fail', 'dlq:fail'])
+      expect(result.checks.map((c) => `${c.name}:${c.status}`)).to.deep.equal([
+        'migrated:pass',
+        'ready:pass',
+        'exhausted:fail',
+        'dlq:fail',
+      ])
       expect(result.failed).to.equal(2)
     })
 
@@ -197,7 +221,11 @@ describe('health: status, check, schema status', function () {
       expect(s.migration19.by).to.equal('rust')
       expect(s.rust).to.include({migration20: true, workersTable: true})
       expect(s.graphile.unknown).to.deep.equal([20])
-      expect(codes(s)).to.deep.equal(['info:unknown-migrations', 'info:migration-19-rust', 'info:rust-recovery-installed'])
+      expect(codes(s)).to.deep.equal([
+        'info:unknown-migrations',
+        'info:migration-19-rust',
+        'info:rust-recovery-installed',
+      ])
 
       await t.query(`select ${t.quoted}.worker_heartbeat('graphile_worker_abc', null)`)
       await lockedJob(t, {owner: poolId(), lockedAgo: '6 minutes'})
@@ -217,7 +245,7 @@ describe('health: status, check, schema status', function () {
       expect(await t.query(`select 1 from pg_namespace where nspname = $1`, [t.schema]), 'read-only').to.have.length(0)
     })
 
-    it('graphile-worker without the DLQ, or a DLQ from the crate\'s SQL file without its unique index', async () => {
+    it("graphile-worker without the DLQ, or a DLQ from the crate's SQL file without its unique index", async () => {
       const t = await fresh()
       await t.query(`drop table ${t.quoted}.backfill_dlq`)
       expect(codes(await schemaStatus(t.db))).to.include('error:dlq-missing')
@@ -248,13 +276,16 @@ describe('health: status, check, schema status', function () {
       expect(codes(s)).to.include('warning:migration-19-mixed')
     })
 
-    it('dead workers\' locks are reported with what to do', async () => {
+    it("dead workers' locks are reported with what to do", async () => {
       const t = await fresh()
       const dead = poolId()
       await registerWorker(t, dead, {stopped: true})
       await lockedJob(t, {owner: dead, lockedAgo: '1 minute'})
       const s = await schemaStatus(t.db)
-      expect(s.findings.find((f) => f.code === 'dead-locks')).to.include({severity: 'warning', action: 'backfill locks clean' + (t.schema === 'graphile_worker' ? '' : ` --schema ${t.schema}`)})
+      expect(s.findings.find((f) => f.code === 'dead-locks')).to.include({
+        severity: 'warning',
+        action: 'backfill locks clean' + (t.schema === 'graphile_worker' ? '' : ` --schema ${t.schema}`),
+      })
     })
   })
 })

@@ -67,7 +67,12 @@ describe('locks with a real graphile-worker pool', function () {
     session = await presenceSession(t.url, poolId)
     const listing = await listLocks(t.db, {restartGrace: false})
     expect(listing.owners).to.have.length(1)
-    expect(listing.owners[0]).to.include({owner: poolId, family: 'node', liveness: 'live', evidence: 'presence-session'})
+    expect(listing.owners[0]).to.include({
+      owner: poolId,
+      family: 'node',
+      liveness: 'live',
+      evidence: 'presence-session',
+    })
     const result = await cleanLocks(t.db, {restartGrace: false, staleJobLockTimeoutMs: 0, staleQueueLockTimeoutMs: 0})
     expect(result.jobLocks).to.equal(0)
     expect((await jobRow(t, jobId))?.locked_by).to.equal(poolId)
@@ -83,7 +88,9 @@ describe('locks with a real graphile-worker pool', function () {
     const listing = await listLocks(t.db)
     expect(listing.owners[0]).to.include({owner: poolId, liveness: 'unknown', family: 'node'})
     expect((await cleanLocks(t.db)).jobLocks).to.equal(0)
-    await t.query(`update ${t.quoted}._private_jobs set locked_at = now() - interval '31 minutes' where id = $1`, [jobId])
+    await t.query(`update ${t.quoted}._private_jobs set locked_at = now() - interval '31 minutes' where id = $1`, [
+      jobId,
+    ])
     const result = await cleanLocks(t.db)
     expect(result.released['stale-unknown'].jobs).to.equal(1)
     const row = await jobRow(t, jobId)

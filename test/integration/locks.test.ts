@@ -64,7 +64,12 @@ describe('locks: owner liveness and release', function () {
       expect(listing.locks).to.have.length(8)
       expect(listing.locks.every((l) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(l.lockedAt))).to.equal(true)
       const workers = new Map(listing.workers.map((w) => [w.id, w.state]))
-      expect(Object.fromEntries(workers)).to.deep.equal({[liveSession]: 'live', [liveHeartbeat]: 'live', [dead]: 'dead', [stopped]: 'dead'})
+      expect(Object.fromEntries(workers)).to.deep.equal({
+        [liveSession]: 'live',
+        [liveHeartbeat]: 'live',
+        [dead]: 'dead',
+        [stopped]: 'dead',
+      })
     })
 
     it('uses the heartbeat interval each worker recorded (3 ×, at least 30 s)', async () => {
@@ -83,8 +88,15 @@ describe('locks: owner liveness and release', function () {
     it('reads Rust heartbeats from _private_workers: fresh is live, stale is dead, resilient jobs get 3 × the bound', async () => {
       const t = await fresh()
       await t.db.execScript(rustMigration20Sql(t.quoted))
-      const [fresh1, stale, resilient] = ['a', 'b', 'c'].map((x) => `graphile_worker_${x}${poolId('y').slice(2)}`) as [string, string, string]
-      await t.query(`insert into ${t.quoted}._private_workers (id, last_heartbeat_at) values ($1, now() - interval '20 seconds'), ($2, now() - interval '6 minutes'), ($3, now() - interval '6 minutes')`, [fresh1, stale, resilient])
+      const [fresh1, stale, resilient] = ['a', 'b', 'c'].map((x) => `graphile_worker_${x}${poolId('y').slice(2)}`) as [
+        string,
+        string,
+        string,
+      ]
+      await t.query(
+        `insert into ${t.quoted}._private_workers (id, last_heartbeat_at) values ($1, now() - interval '20 seconds'), ($2, now() - interval '6 minutes'), ($3, now() - interval '6 minutes')`,
+        [fresh1, stale, resilient],
+      )
       await lockedJob(t, {owner: fresh1, lockedAgo: '1 hour'})
       await lockedJob(t, {owner: stale, lockedAgo: '1 second'})
       await lockedJob(t, {owner: resilient, lockedAgo: '1 second', flags: ['infrastructure_resilient']})
@@ -101,10 +113,14 @@ describe('locks: owner liveness and release', function () {
       const pool = poolId()
       await registerWorker(t, pool, {heartbeatAgo: '10 days'})
       await lockedJob(t, {owner: pool, lockedAgo: '1 minute'})
-      const [{uptime}] = (await t.query<{uptime: number}>(`select (extract(epoch from now() - pg_postmaster_start_time()) * 1000)::float8 as uptime`)) as [{uptime: number}]
+      const [{uptime}] = (await t.query<{uptime: number}>(
+        `select (extract(epoch from now() - pg_postmaster_start_time()) * 1000)::float8 as uptime`,
+      )) as [{uptime: number}]
       const bound = uptime + 60_000 // the server started less than one bound ago
       expect((await listLocks(t.db, {heartbeatTimeoutMs: bound})).owners[0]?.liveness).to.equal('live')
-      expect((await listLocks(t.db, {heartbeatTimeoutMs: bound, restartGrace: false})).owners[0]?.liveness).to.equal('dead')
+      expect((await listLocks(t.db, {heartbeatTimeoutMs: bound, restartGrace: false})).owners[0]?.liveness).to.equal(
+        'dead',
+      )
     })
 
     it('works on a schema graphile-worker migrated without backfill objects (every Node owner unknown)', async () => {
@@ -163,11 +179,15 @@ describe('locks: owner liveness and release', function () {
       for (const id of [parallel, serial]) {
         const row = await jobRow(t, id)
         expect(row).to.include({locked_by: null, locked_at: null, attempts: before?.attempts})
-        expect(row?.last_error).to.match(new RegExp(`^Lock released by backfill locks clean: owner ${dead} is dead: backfill worker on host-gone`))
+        expect(row?.last_error).to.match(
+          new RegExp(`^Lock released by backfill locks clean: owner ${dead} is dead: backfill worker on host-gone`),
+        )
         expect(row?.run_at.getTime()).to.be.at.least(Date.now() - 60_000)
       }
       expect(await queueLock(t, 'user:1')).to.deep.equal({locked_by: null, locked_at: null})
-      const [{count}] = (await t.query<{count: number}>(`select count(*)::int as count from ${t.quoted}._private_jobs`)) as [{count: number}]
+      const [{count}] = (await t.query<{count: number}>(
+        `select count(*)::int as count from ${t.quoted}._private_jobs`,
+      )) as [{count: number}]
       expect(count, 'no job is deleted').to.equal(2)
     })
 
@@ -247,7 +267,10 @@ describe('locks: owner liveness and release', function () {
       const plan = await cleanLocks(t.db, {...L, dryRun: true})
       expect(plan.jobLocks).to.equal(2)
       // Meanwhile another cleaner released one job and a worker took it at once...
-      await t.query(`update ${t.quoted}._private_jobs set locked_by = $2, locked_at = now() where id = $1`, [retaken, taker])
+      await t.query(`update ${t.quoted}._private_jobs set locked_by = $2, locked_at = now() where id = $1`, [
+        retaken,
+        taker,
+      ])
       // ...and the dead worker's presence session is back.
       await session(t, dead)
       const result = await cleanLocks(t.db, {...L, only: plan.locks.map((l) => l.key), owners: [dead, taker]})
@@ -283,14 +306,21 @@ describe('locks: owner liveness and release', function () {
       expect(await jobRow(t, id)).to.include({attempts: 3, locked_by: null})
       const captured = await captureExhausted(t.db)
       expect(captured.captured).to.equal(1)
-      const [entry] = await t.query<{failure_reason: string; last_error: unknown}>(`select failure_reason, last_error from ${t.quoted}.backfill_dlq`)
+      const [entry] = await t.query<{failure_reason: string; last_error: unknown}>(
+        `select failure_reason, last_error from ${t.quoted}.backfill_dlq`,
+      )
       expect(entry?.failure_reason).to.match(/exceeded maximum retry attempts \(3\/3\)/)
       expect(String(entry?.last_error)).to.match(/is dead/)
     })
 
     it('warns about dangerously short timeouts as the crate does', async () => {
       const t = await fresh()
-      const result = await cleanLocks(t.db, {...L, staleQueueLockTimeoutMs: 30_000, staleJobLockTimeoutMs: 60_000, dryRun: true})
+      const result = await cleanLocks(t.db, {
+        ...L,
+        staleQueueLockTimeoutMs: 30_000,
+        staleJobLockTimeoutMs: 60_000,
+        dryRun: true,
+      })
       expect(result.warnings.map((w) => w.level)).to.deep.equal(['warning', 'error'])
       expect(result.warnings[1]?.message).to.match(/DUPLICATE EXECUTION/)
     })
@@ -300,13 +330,19 @@ describe('locks: owner liveness and release', function () {
       const owners = [poolId(), poolId(), poolId()]
       for (const owner of owners) await registerWorker(t, owner, {heartbeatAgo: '10 minutes'})
       await t.query(`insert into ${t.quoted}._private_tasks (identifier) values ('bulk') on conflict do nothing`)
-      await t.query(`insert into ${t.quoted}._private_job_queues (queue_name, locked_by, locked_at)
-        select 'q' || i, ($1::text[])[1 + i % 3], now() - interval '1 minute' from generate_series(1, 60) i`, [owners])
-      await t.query(`insert into ${t.quoted}._private_jobs (task_id, job_queue_id, attempts, locked_by, locked_at)
+      await t.query(
+        `insert into ${t.quoted}._private_job_queues (queue_name, locked_by, locked_at)
+        select 'q' || i, ($1::text[])[1 + i % 3], now() - interval '1 minute' from generate_series(1, 60) i`,
+        [owners],
+      )
+      await t.query(
+        `insert into ${t.quoted}._private_jobs (task_id, job_queue_id, attempts, locked_by, locked_at)
         select (select id from ${t.quoted}._private_tasks where identifier = 'bulk'),
                case when i <= 60 then (select id from ${t.quoted}._private_job_queues where queue_name = 'q' || i) end,
                1, ($1::text[])[1 + i % 3], now() - interval '1 minute'
-        from generate_series(1, 600) i`, [owners])
+        from generate_series(1, 600) i`,
+        [owners],
+      )
       const results = await Promise.all([cleanLocks(t.db, L), cleanLocks(t.db, L), cleanLocks(t.db, L)])
       expect(results.reduce((n, r) => n + r.jobLocks, 0)).to.equal(600)
       expect(results.reduce((n, r) => n + r.queueLocks, 0)).to.equal(60)

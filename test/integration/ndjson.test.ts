@@ -60,7 +60,9 @@ describe('bulk enqueue from NDJSON (library, real PostgreSQL)', () => {
     const input = lines(3000) + '{"task": "job", "priority": "urgent"}\n' + lines(10)
     const error = await rejection(enqueueNdjson(t.db, Readable.from([input]), {batchSize: 500}))
     expect(error).to.be.instanceOf(UsageError)
-    expect(error.message).to.equal('line 3001: priority "urgent" is not a priority name or an integer; nothing was enqueued')
+    expect(error.message).to.equal(
+      'line 3001: priority "urgent" is not a priority name or an integer; nothing was enqueued',
+    )
     expect((error as UsageError).details).to.deep.include({line: 3001})
     expect(await count(t)).to.equal(0)
   })
@@ -82,7 +84,9 @@ describe('bulk enqueue from NDJSON (library, real PostgreSQL)', () => {
     expect(result.skippedLines[0]!.reason).to.match(/^invalid JSON/)
     expect(result.skippedLines[2]!.reason).to.equal('missing "task"')
     expect(seen).to.deep.equal(result.skippedLines)
-    const rows = await t.query<{priority: number; flags: Record<string, boolean> | null}>(`select priority, flags from ${t.quoted}._private_jobs order by priority`)
+    const rows = await t.query<{priority: number; flags: Record<string, boolean> | null}>(
+      `select priority, flags from ${t.quoted}._private_jobs order by priority`,
+    )
     expect(rows).to.deep.equal([
       {priority: -5, flags: null},
       {priority: 0, flags: {[BULK_FLAG]: true}},
@@ -90,7 +94,8 @@ describe('bulk enqueue from NDJSON (library, real PostgreSQL)', () => {
   })
 
   it('handles CRLF, a byte-order mark, blank lines, a last line without newline, and characters split across chunks', async () => {
-    const text = '\uFEFF{"task":"crlf","payload":{"s":"é"}}\r\n\r\n{"task":"crlf","payload":{"s":"日本"}}\n\n{"task":"crlf","payload":{"s":"😀"}}'
+    const text =
+      '\uFEFF{"task":"crlf","payload":{"s":"é"}}\r\n\r\n{"task":"crlf","payload":{"s":"日本"}}\n\n{"task":"crlf","payload":{"s":"😀"}}'
     const bytes = Buffer.from(text, 'utf8')
     // One byte per chunk: every multi-byte character is split.
     const chunks = Array.from(bytes, (b) => Buffer.from([b]))
@@ -101,11 +106,14 @@ describe('bulk enqueue from NDJSON (library, real PostgreSQL)', () => {
   })
 
   it('repeated keys, both key modes and unsafe_dedupe in one input behave like successive add_job calls', async () => {
-    const input = lines(4, (i) => JSON.stringify({task: 'k', jobKey: 'same', payload: {i}})) +
+    const input =
+      lines(4, (i) => JSON.stringify({task: 'k', jobKey: 'same', payload: {i}})) +
       '{"task":"k","jobKey":"d","payload":{"v":1}}\n{"task":"k","jobKey":"d","jobKeyMode":"unsafe_dedupe","payload":{"v":2}}\n'
     const result = await enqueueNdjson(t.db, Readable.from([input]), {batchSize: 1000})
     expect(result.enqueued).to.equal(6)
-    const rows = await t.query<{key: string; payload: unknown; revision: number}>(`select key, payload, revision from ${t.quoted}._private_jobs order by key`)
+    const rows = await t.query<{key: string; payload: unknown; revision: number}>(
+      `select key, payload, revision from ${t.quoted}._private_jobs order by key`,
+    )
     expect(rows).to.deep.equal([
       {key: 'd', payload: {v: 1}, revision: 1},
       {key: 'same', payload: {i: 3}, revision: 3},

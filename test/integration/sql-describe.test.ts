@@ -15,10 +15,20 @@ const SQL_DIR = path.join(ROOT, 'src', 'lib', 'sql')
 
 async function loadStatements(): Promise<AnyStatement[]> {
   const found: AnyStatement[] = []
-  for (const file of readdirSync(SQL_DIR).filter((f) => f.endsWith('.ts') && f !== 'statement.ts').sort()) {
+  for (const file of readdirSync(SQL_DIR)
+    .filter((f) => f.endsWith('.ts') && f !== 'statement.ts')
+    .sort()) {
     const module = (await import(pathToFileURL(path.join(SQL_DIR, file)).href)) as Record<string, unknown>
     for (const value of Object.values(module)) {
-      if (value && typeof value === 'object' && 'id' in value && 'sql' in value && 'columns' in value && 'params' in value) found.push(value as AnyStatement)
+      if (
+        value &&
+        typeof value === 'object' &&
+        'id' in value &&
+        'sql' in value &&
+        'columns' in value &&
+        'params' in value
+      )
+        found.push(value as AnyStatement)
     }
   }
   return found
@@ -70,12 +80,18 @@ describe('checked SQL: every library statement against a migrated schema', funct
       const params = description.paramTypes.map((oid) => typeNames.get(oid))
       const declaredParams = statement.params.map((p) => p.replace(/\?$/, ''))
       if (JSON.stringify(params) !== JSON.stringify(declaredParams)) {
-        problems.push(`${statement.id}: parameters are ${JSON.stringify(params)}, declared ${JSON.stringify(declaredParams)}`)
+        problems.push(
+          `${statement.id}: parameters are ${JSON.stringify(params)}, declared ${JSON.stringify(declaredParams)}`,
+        )
       }
       const columns = description.fields.map((f) => `${f.name}:${typeNames.get(f.dataTypeID)}`)
-      const declaredColumns = Object.entries(statement.columns).map(([name, type]) => `${name}:${type.replace(/\?$/, '')}`)
+      const declaredColumns = Object.entries(statement.columns).map(
+        ([name, type]) => `${name}:${type.replace(/\?$/, '')}`,
+      )
       if (JSON.stringify(columns) !== JSON.stringify(declaredColumns)) {
-        problems.push(`${statement.id}: columns are ${JSON.stringify(columns)}, declared ${JSON.stringify(declaredColumns)}`)
+        problems.push(
+          `${statement.id}: columns are ${JSON.stringify(columns)}, declared ${JSON.stringify(declaredColumns)}`,
+        )
       }
     }
     expect(problems, problems.join('\n')).to.deep.equal([])

@@ -38,51 +38,94 @@ describe('WorkerRunner (library, in process)', function () {
     expect(seen.sort()).to.deep.equal(['1', '2', '3', '4', '5'])
     expect(summary.jobs.succeeded).to.equal(5)
     expect(summary.forced).to.equal(false)
-    expect(events.map((e) => e.type)).to.include.members(['worker:start', 'job:start', 'job:success', 'worker:stopping', 'worker:stop'])
-    const registry = await t.query(`select pool_id, stopped_at is not null as stopped from ${t.quoted}.backfill_workers`)
+    expect(events.map((e) => e.type)).to.include.members([
+      'worker:start',
+      'job:start',
+      'job:success',
+      'worker:stopping',
+      'worker:stop',
+    ])
+    const registry = await t.query(
+      `select pool_id, stopped_at is not null as stopped from ${t.quoted}.backfill_workers`,
+    )
     expect(registry).to.deep.equal([{pool_id: summary.poolIds[0], stopped: true}])
   })
 
   it('start() returns a handle; while running, the pool id has a presence session and a fresh heartbeat', async () => {
-    const runner = new WorkerRunner({db: t.db, tasks: {noop: async () => undefined}, config: {heartbeatIntervalMs: 200}})
+    const runner = new WorkerRunner({
+      db: t.db,
+      tasks: {noop: async () => undefined},
+      config: {heartbeatIntervalMs: 200},
+    })
     const handle = await runner.start()
     try {
       const [poolId] = handle.poolIds
       expect(poolId).to.match(/^pool-[0-9a-f]{18}$/)
-      const sessions = await t.query(`select 1 from pg_stat_activity where application_name = $1`, [`backfill-worker:${poolId}`])
+      const sessions = await t.query(`select 1 from pg_stat_activity where application_name = $1`, [
+        `backfill-worker:${poolId}`,
+      ])
       expect(sessions).to.have.length(1)
-      const [first] = await t.query<{at: Date}>(`select last_heartbeat_at as at from ${t.quoted}.backfill_workers where pool_id = $1`, [poolId])
+      const [first] = await t.query<{at: Date}>(
+        `select last_heartbeat_at as at from ${t.quoted}.backfill_workers where pool_id = $1`,
+        [poolId],
+      )
       await sleep(600)
-      const [second] = await t.query<{at: Date}>(`select last_heartbeat_at as at from ${t.quoted}.backfill_workers where pool_id = $1`, [poolId])
+      const [second] = await t.query<{at: Date}>(
+        `select last_heartbeat_at as at from ${t.quoted}.backfill_workers where pool_id = $1`,
+        [poolId],
+      )
       expect(second!.at.getTime()).to.be.greaterThan(first!.at.getTime())
     } finally {
       await handle.stop()
     }
-    const gone = await t.query(`select 1 from pg_stat_activity where application_name like 'backfill-worker:%' and datname = current_database() and application_name = $1`, [`backfill-worker:${handle.poolIds[0]}`])
+    const gone = await t.query(
+      `select 1 from pg_stat_activity where application_name like 'backfill-worker:%' and datname = current_database() and application_name = $1`,
+      [`backfill-worker:${handle.poolIds[0]}`],
+    )
     expect(gone).to.have.length(0)
   })
 
-  it('heartbeats into the Rust port\'s _private_workers too (when it exists), so its recovery sweeper sees the worker alive', async () => {
+  it("heartbeats into the Rust port's _private_workers too (when it exists), so its recovery sweeper sees the worker alive", async () => {
     await t.db.execScript(rustMigration20Sql(t.quoted))
-    const runner = new WorkerRunner({db: t.db, tasks: {noop: async () => undefined}, config: {heartbeatIntervalMs: 200}})
+    const runner = new WorkerRunner({
+      db: t.db,
+      tasks: {noop: async () => undefined},
+      config: {heartbeatIntervalMs: 200},
+    })
     const handle = await runner.start()
     const [poolId] = handle.poolIds
     try {
-      const [first] = await t.query<{at: Date}>(`select last_heartbeat_at as at from ${t.quoted}._private_workers where id = $1`, [poolId])
+      const [first] = await t.query<{at: Date}>(
+        `select last_heartbeat_at as at from ${t.quoted}._private_workers where id = $1`,
+        [poolId],
+      )
       expect(first, 'registered at start').to.not.equal(undefined)
       await sleep(600)
-      const [second] = await t.query<{at: Date}>(`select last_heartbeat_at as at from ${t.quoted}._private_workers where id = $1`, [poolId])
+      const [second] = await t.query<{at: Date}>(
+        `select last_heartbeat_at as at from ${t.quoted}._private_workers where id = $1`,
+        [poolId],
+      )
       expect(second!.at.getTime()).to.be.greaterThan(first!.at.getTime())
     } finally {
       await handle.stop()
     }
-    expect(await t.query(`select 1 from ${t.quoted}._private_workers where id = $1`, [poolId]), 'deregistered on stop').to.have.length(0)
+    expect(
+      await t.query(`select 1 from ${t.quoted}._private_workers where id = $1`, [poolId]),
+      'deregistered on stop',
+    ).to.have.length(0)
   })
 
   it('fences itself: when its heartbeat cannot be recorded, it aborts its jobs and stops with a failure', async () => {
-    const runner = new WorkerRunner({db: t.db, tasks: {slow: async () => {
-      await sleep(30_000)
-    }}, config: {heartbeatIntervalMs: 100}, fenceAfterMs: 1500})
+    const runner = new WorkerRunner({
+      db: t.db,
+      tasks: {
+        slow: async () => {
+          await sleep(30_000)
+        },
+      },
+      config: {heartbeatIntervalMs: 100},
+      fenceAfterMs: 1500,
+    })
     const handle = await runner.start()
     await t.query(`select ${t.quoted}.add_job('slow', '{}')`)
     await sleep(500)
@@ -99,13 +142,20 @@ describe('WorkerRunner (library, in process)', function () {
       blocker.release()
     }
     // The aborted job was failed by graphile (an attempt used, backoff), not left locked.
-    const [job] = await t.query<{locked_at: Date | null; attempts: number}>(`select locked_at, attempts from ${t.quoted}._private_jobs`)
+    const [job] = await t.query<{locked_at: Date | null; attempts: number}>(
+      `select locked_at, attempts from ${t.quoted}._private_jobs`,
+    )
     expect(job).to.deep.equal({locked_at: null, attempts: 1})
   })
 
   it('stops and releases its locks when a fetch loses its connection (the fetch may have locked jobs it never received)', async () => {
     const events: WorkerEvent[] = []
-    const runner = new WorkerRunner({db: t.db, tasks: {noop: async () => undefined}, config: {concurrency: 2, pollIntervalMs: 100}, onEvent: (e) => events.push(e)})
+    const runner = new WorkerRunner({
+      db: t.db,
+      tasks: {noop: async () => undefined},
+      config: {concurrency: 2, pollIntervalMs: 100},
+      onEvent: (e) => events.push(e),
+    })
     const handle = await runner.start()
     const [poolId] = handle.poolIds
     // What a fetch that committed but never answered leaves: a job locked by this live pool.
@@ -139,10 +189,16 @@ describe('WorkerRunner (library, in process)', function () {
   it('tells a broken fetch connection (ambiguous) from an error the server rolled back', () => {
     expect(isAmbiguousOutcome(Object.assign(new Error('Connection terminated unexpectedly'), {}))).to.equal(true)
     expect(isAmbiguousOutcome(Object.assign(new Error('write EPIPE'), {code: 'EPIPE'}))).to.equal(true)
-    expect(isAmbiguousOutcome(Object.assign(new Error('terminating connection due to administrator command'), {code: '57P01'}))).to.equal(true)
+    expect(
+      isAmbiguousOutcome(
+        Object.assign(new Error('terminating connection due to administrator command'), {code: '57P01'}),
+      ),
+    ).to.equal(true)
     expect(isAmbiguousOutcome(Object.assign(new Error('connection failure'), {code: '08006'}))).to.equal(true)
     expect(isAmbiguousOutcome(Object.assign(new Error('deadlock detected'), {code: '40P01'}))).to.equal(false)
-    expect(isAmbiguousOutcome(Object.assign(new Error('canceling statement due to statement timeout'), {code: '57014'}))).to.equal(false)
+    expect(
+      isAmbiguousOutcome(Object.assign(new Error('canceling statement due to statement timeout'), {code: '57014'})),
+    ).to.equal(false)
   })
 
   it('runOnce() captures, runs what is runnable, captures the new failures, and reports', async () => {
@@ -161,7 +217,9 @@ describe('WorkerRunner (library, in process)', function () {
     expect(summary.jobs).to.deep.equal({started: 2, succeeded: 1, failed: 1, permanent: 1})
     expect(summary.dlqCaptured).to.equal(1)
     const rows = await t.query(`select task_identifier, last_error from ${t.quoted}.backfill_dlq`)
-    expect(rows).to.deep.equal([{task_identifier: 'bad', last_error: 'Permanent failure (non-retryable error): card declined'}])
+    expect(rows).to.deep.equal([
+      {task_identifier: 'bad', last_error: 'Permanent failure (non-retryable error): card declined'},
+    ])
     expect(await t.query(`select 1 from ${t.quoted}._private_jobs`)).to.have.length(0)
   })
 

@@ -27,7 +27,12 @@ export interface CliOptions {
 export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}
   for (const [key, value] of Object.entries(process.env)) {
-    if (/^(PG|DATABASE_URL$|GRAPHILE_|BACKFILL_|NO_COLOR$|FORCE_COLOR$|CONCURRENCY$|POLL_INTERVAL_MS$|DLQ_|FAST_QUEUE|BULK_QUEUE)/.test(key)) continue
+    if (
+      /^(PG|DATABASE_URL$|GRAPHILE_|BACKFILL_|NO_COLOR$|FORCE_COLOR$|CONCURRENCY$|POLL_INTERVAL_MS$|DLQ_|FAST_QUEUE|BULK_QUEUE)/.test(
+        key,
+      )
+    )
+      continue
     env[key] = value
   }
   for (const [key, value] of Object.entries(extra)) {
@@ -42,7 +47,11 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
   const databaseUrl = options.databaseUrl === undefined ? testUrl() : options.databaseUrl
   const env = cleanEnv({...(databaseUrl === null ? {} : {DATABASE_URL: databaseUrl}), ...options.env})
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {env, cwd: options.cwd ?? ROOT, stdio: ['pipe', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env,
+      cwd: options.cwd ?? ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
@@ -63,6 +72,8 @@ export function parseJson<T = Record<string, unknown>>(result: CliResult): T {
   try {
     return JSON.parse(result.stdout) as T
   } catch {
-    throw new Error(`stdout is not one JSON document (exit ${result.code}):\n${result.stdout}\nstderr:\n${result.stderr}`)
+    throw new Error(
+      `stdout is not one JSON document (exit ${result.code}):\n${result.stdout}\nstderr:\n${result.stderr}`,
+    )
   }
 }

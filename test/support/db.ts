@@ -34,7 +34,11 @@ export function uniqueName(prefix = 't'): string {
 }
 
 /** One query on the test database with a short-lived client. */
-export async function sql<R extends pg.QueryResultRow = Record<string, unknown>>(text: string, params: unknown[] = [], url = testUrl()): Promise<R[]> {
+export async function sql<R extends pg.QueryResultRow = Record<string, unknown>>(
+  text: string,
+  params: unknown[] = [],
+  url = testUrl(),
+): Promise<R[]> {
   const client = new pg.Client({connectionString: url})
   await client.connect()
   try {
@@ -82,7 +86,10 @@ export class TestSchema {
     return quoteIdent(this.schema)
   }
 
-  async query<R extends pg.QueryResultRow = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<R[]> {
+  async query<R extends pg.QueryResultRow = Record<string, unknown>>(
+    text: string,
+    params: unknown[] = [],
+  ): Promise<R[]> {
     return (await this.db.pool.query<R>(text, params)).rows
   }
 

@@ -51,7 +51,11 @@ export async function insertDlq(t: TestSchema, rows: DlqRowSpec[]): Promise<stri
  * n scanner-shaped rows in one statement: payload {"i": i} (1-based), task task_(i % tasks),
  * error "SMTP 421 try later for user <i>", failed_at spread one second apart (newest = i = 1).
  */
-export async function fillDlq(t: TestSchema, n: number, options: {tasks?: number; keyed?: boolean} = {}): Promise<void> {
+export async function fillDlq(
+  t: TestSchema,
+  n: number,
+  options: {tasks?: number; keyed?: boolean} = {},
+): Promise<void> {
   await t.query(
     `insert into ${t.quoted}.backfill_dlq (original_job_id, task_identifier, payload, queue_name, priority, job_key, max_attempts, failure_reason, last_error, failed_at)
      select i, 'task_' || (i % $2), jsonb_build_object('i', i), '', 0, case when $3 then 'key-' || i end, 8,
@@ -64,6 +68,8 @@ export async function fillDlq(t: TestSchema, n: number, options: {tasks?: number
 /** Every payload "i" in the DLQ and in the jobs table (to check that nothing is lost or doubled). */
 export async function whereIsEverything(t: TestSchema): Promise<{dlq: number[]; jobs: number[]}> {
   const dlq = await t.query<{i: number}>(`select (payload ->> 'i')::int as i from ${t.quoted}.backfill_dlq order by 1`)
-  const jobs = await t.query<{i: number}>(`select (payload::jsonb ->> 'i')::int as i from ${t.quoted}._private_jobs order by 1`)
+  const jobs = await t.query<{i: number}>(
+    `select (payload::jsonb ->> 'i')::int as i from ${t.quoted}._private_jobs order by 1`,
+  )
   return {dlq: dlq.map((r) => r.i), jobs: jobs.map((r) => r.i)}
 }

@@ -33,7 +33,13 @@ export async function registerWorker(t: TestSchema, pool: string, options: Regis
   await t.query(
     `insert into ${t.quoted}.backfill_workers (pool_id, hostname, pid, started_at, last_heartbeat_at, stopped_at, version, metadata)
      values ($1, $2, 4242, now() - interval '1 day', now() - $3::interval, case when $4 then now() - $3::interval end, 'test', $5::jsonb)`,
-    [pool, options.hostname ?? 'host-a', options.heartbeatAgo ?? '0 seconds', options.stopped ?? false, JSON.stringify({heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000})],
+    [
+      pool,
+      options.hostname ?? 'host-a',
+      options.heartbeatAgo ?? '0 seconds',
+      options.stopped ?? false,
+      JSON.stringify({heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000}),
+    ],
   )
 }
 
@@ -61,14 +67,26 @@ export async function lockedJob(t: TestSchema, options: LockedJobOptions): Promi
     `update ${t.quoted}._private_jobs set attempts = coalesce($4::int, attempts + 1), locked_by = $2, locked_at = now() - $3::interval where id = $1`,
     [id, options.owner, options.lockedAgo, options.attempts ?? null],
   )
-  if (options.queue && options.lockQueue !== false) await lockedQueue(t, options.queue, options.owner, options.lockedAgo)
+  if (options.queue && options.lockQueue !== false)
+    await lockedQueue(t, options.queue, options.owner, options.lockedAgo)
   return id
 }
 
 /** A queue lock (its queue row is created when missing). */
-export async function lockedQueue(t: TestSchema, queue: string, owner: string | null, lockedAgo: string): Promise<void> {
-  await t.query(`insert into ${t.quoted}._private_job_queues (queue_name) values ($1) on conflict (queue_name) do nothing`, [queue])
-  await t.query(`update ${t.quoted}._private_job_queues set locked_by = $2, locked_at = now() - $3::interval where queue_name = $1`, [queue, owner, lockedAgo])
+export async function lockedQueue(
+  t: TestSchema,
+  queue: string,
+  owner: string | null,
+  lockedAgo: string,
+): Promise<void> {
+  await t.query(
+    `insert into ${t.quoted}._private_job_queues (queue_name) values ($1) on conflict (queue_name) do nothing`,
+    [queue],
+  )
+  await t.query(
+    `update ${t.quoted}._private_job_queues set locked_by = $2, locked_at = now() - $3::interval where queue_name = $1`,
+    [queue, owner, lockedAgo],
+  )
 }
 
 export interface JobRow {
@@ -89,7 +107,13 @@ export async function jobRow(t: TestSchema, id: string): Promise<JobRow | undefi
   return row
 }
 
-export async function queueLock(t: TestSchema, queue: string): Promise<{locked_by: string | null; locked_at: Date | null} | undefined> {
-  const [row] = await t.query<{locked_by: string | null; locked_at: Date | null}>(`select locked_by, locked_at from ${t.quoted}._private_job_queues where queue_name = $1`, [queue])
+export async function queueLock(
+  t: TestSchema,
+  queue: string,
+): Promise<{locked_by: string | null; locked_at: Date | null} | undefined> {
+  const [row] = await t.query<{locked_by: string | null; locked_at: Date | null}>(
+    `select locked_by, locked_at from ${t.quoted}._private_job_queues where queue_name = $1`,
+    [queue],
+  )
   return row
 }

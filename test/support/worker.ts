@@ -12,7 +12,11 @@ export class WorkerProcess {
   stderr = ''
   readonly exited: Promise<{code: number | null; signal: NodeJS.Signals | null}>
 
-  constructor(args: string[], env: Record<string, string | undefined> = {}, options: {cwd?: string; databaseUrl?: string | null} = {}) {
+  constructor(
+    args: string[],
+    env: Record<string, string | undefined> = {},
+    options: {cwd?: string; databaseUrl?: string | null} = {},
+  ) {
     const databaseUrl = options.databaseUrl === undefined ? testUrl() : options.databaseUrl
     this.child = spawn(process.execPath, [BIN, 'worker', ...args], {
       cwd: options.cwd ?? ROOT,
@@ -31,7 +35,9 @@ export class WorkerProcess {
       const match = (this.stdout + this.stderr).match(pattern)
       if (match) return match
       if (this.child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`worker output never matched ${pattern} (exit ${this.child.exitCode}):\n${this.stdout}\n${this.stderr}`)
+        throw new Error(
+          `worker output never matched ${pattern} (exit ${this.child.exitCode}):\n${this.stdout}\n${this.stderr}`,
+        )
       }
       await new Promise((r) => setTimeout(r, 25))
     }
@@ -53,13 +59,34 @@ export class WorkerProcess {
 
 /** A ledger table the test task writes to (one row per run). */
 export async function createLedger(t: TestSchema): Promise<string> {
-  await t.query(`create table ${t.quoted}.test_ledger (job_id bigint not null, attempt int not null, task text, pid int, started_at timestamptz not null default clock_timestamp(), done_at timestamptz)`)
+  await t.query(
+    `create table ${t.quoted}.test_ledger (job_id bigint not null, attempt int not null, task text, pid int, started_at timestamptz not null default clock_timestamp(), done_at timestamptz)`,
+  )
   return `${t.quoted}.test_ledger`
 }
 
-export async function addJobs(t: TestSchema, count: number, options: {task?: string; payload?: Record<string, unknown>; priority?: number; queue?: string; maxAttempts?: number; flags?: string[]} = {}): Promise<void> {
+export async function addJobs(
+  t: TestSchema,
+  count: number,
+  options: {
+    task?: string
+    payload?: Record<string, unknown>
+    priority?: number
+    queue?: string
+    maxAttempts?: number
+    flags?: string[]
+  } = {},
+): Promise<void> {
   await t.query(
     `select ${t.quoted}.add_jobs(array(select row($1::text, $2::json, $3::text, null, $4::smallint, null, $5::smallint, $6::text[])::${t.quoted}.job_spec from generate_series(1, $7::int)))`,
-    [options.task ?? 'work', JSON.stringify(options.payload ?? {}), options.queue ?? null, options.maxAttempts ?? 8, options.priority ?? 0, options.flags ?? null, count],
+    [
+      options.task ?? 'work',
+      JSON.stringify(options.payload ?? {}),
+      options.queue ?? null,
+      options.maxAttempts ?? 8,
+      options.priority ?? 0,
+      options.flags ?? null,
+      count,
+    ],
   )
 }

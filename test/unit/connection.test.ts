@@ -12,7 +12,9 @@ describe('connection resolution', () => {
   })
 
   it('falls back to the libpq PG* variables as pg reads them', () => {
-    const target = resolveConnection({env: {PGHOST: '/var/run/postgresql', PGDATABASE: 'jobs', PGUSER: 'ops', PGPASSWORD: 'pw123'}})
+    const target = resolveConnection({
+      env: {PGHOST: '/var/run/postgresql', PGDATABASE: 'jobs', PGUSER: 'ops', PGPASSWORD: 'pw123'},
+    })
     expect(target.connectionString).to.equal(undefined)
     expect(target).to.include({host: '/var/run/postgresql', database: 'jobs', user: 'ops', source: 'pg-env'})
     expect(target.display).not.to.contain('pw123')
@@ -26,13 +28,20 @@ describe('connection resolution', () => {
     } catch (error) {
       expect(error).to.be.instanceOf(ConfigError)
       const text = [(error as ConfigError).message, ...(error as ConfigError).suggestions].join('\n')
-      expect(text).to.contain('--database-url').and.contain('DATABASE_URL').and.contain('PGHOST').and.contain('--embedded')
+      expect(text)
+        .to.contain('--database-url')
+        .and.contain('DATABASE_URL')
+        .and.contain('PGHOST')
+        .and.contain('--embedded')
       expect((error as ConfigError).exitCode).to.equal(3)
     }
   })
 
   it('rejects URLs that are not postgres URLs without echoing the password', () => {
-    expect(() => resolveConnection({databaseUrl: 'mysql://u:hunter22@h/db', env: {}})).to.throw(ConfigError, /mysql:\/\/u:\*\*\*@h\/db/)
+    expect(() => resolveConnection({databaseUrl: 'mysql://u:hunter22@h/db', env: {}})).to.throw(
+      ConfigError,
+      /mysql:\/\/u:\*\*\*@h\/db/,
+    )
   })
 
   it('redacts passwords in URLs and query strings, and scrubs known secrets', () => {
@@ -46,7 +55,11 @@ describe('connection resolution', () => {
     expect(redactUrl('postgres://bob:abc@TopSecret99@127.0.0.1:1/app')).to.equal('postgres://bob:***@127.0.0.1:1/app')
     expect(redactUrl('postgres://bob:abc/Tail99@127.0.0.1:1/app')).to.equal('postgres://bob:***@127.0.0.1:1/app')
     expect(redactUrl('postgres://bob:abc#Tail99@127.0.0.1:1/app')).to.equal('postgres://bob:***@127.0.0.1:1/app')
-    for (const url of ['postgres://bob:abc/Tail99@127.0.0.1:1/app', 'postgres://bob:abc#Tail99@h/app', 'mysql://bob:abc@Tail99@h/app']) {
+    for (const url of [
+      'postgres://bob:abc/Tail99@127.0.0.1:1/app',
+      'postgres://bob:abc#Tail99@h/app',
+      'mysql://bob:abc@Tail99@h/app',
+    ]) {
       try {
         resolveConnection({databaseUrl: url, env: {}})
       } catch (error) {

@@ -1,7 +1,14 @@
 import {expect} from 'chai'
 
 import {decodeCursor, encodeCursor} from '../../src/lib/dlq/entries.js'
-import {buildSelector, describeSelector, isEmptySelector, parseDuration, parseTimeAgo, selectorParams} from '../../src/lib/dlq/selector.js'
+import {
+  buildSelector,
+  describeSelector,
+  isEmptySelector,
+  parseDuration,
+  parseTimeAgo,
+  selectorParams,
+} from '../../src/lib/dlq/selector.js'
 import {UsageError} from '../../src/lib/errors.js'
 
 function usageError(fn: () => unknown): UsageError {
@@ -42,13 +49,25 @@ describe('DLQ selectors', () => {
     usageError(() => parseTimeAgo('yesterday', '--since', now))
     usageError(() => parseTimeAgo('2024-13-45', '--since', now))
     // A date-time without a zone would depend on the operator's TZ: refused, with the fix.
-    expect(usageError(() => parseTimeAgo('2024-05-01T10:00:00', '--since', now)).message).to.contain('needs a time zone')
+    expect(usageError(() => parseTimeAgo('2024-05-01T10:00:00', '--since', now)).message).to.contain(
+      'needs a time zone',
+    )
     expect(parseTimeAgo('2024-05-01T10:00:00Z', '--since', now).toISOString()).to.equal('2024-05-01T10:00:00.000Z')
   })
 
   it('builds a selector from flag values', () => {
     const selector = buildSelector(
-      {ids: ['3', '1', '3'], tasks: ['a', 'b'], queues: [''], jobKeys: ['k'], since: '2d', olderThan: '1d', error: 'SMTP', group: 'ABCDEF012345', limit: 10},
+      {
+        ids: ['3', '1', '3'],
+        tasks: ['a', 'b'],
+        queues: [''],
+        jobKeys: ['k'],
+        since: '2d',
+        olderThan: '1d',
+        error: 'SMTP',
+        group: 'ABCDEF012345',
+        limit: 10,
+      },
       now,
     )
     expect(selector.ids).to.deep.equal(['3', '1'])
@@ -56,7 +75,15 @@ describe('DLQ selectors', () => {
     expect(selector.since?.toISOString()).to.equal('2024-05-08T12:00:00.000Z')
     expect(selector.until?.toISOString()).to.equal('2024-05-09T12:00:00.000Z')
     expect(selector.group).to.equal('abcdef012345')
-    expect(selectorParams(selector)).to.deep.equal([['3', '1'], ['a', 'b'], [''], ['k'], selector.since, selector.until, 'SMTP'])
+    expect(selectorParams(selector)).to.deep.equal([
+      ['3', '1'],
+      ['a', 'b'],
+      [''],
+      ['k'],
+      selector.since,
+      selector.until,
+      'SMTP',
+    ])
   })
 
   it('--older-than and --until together keep the earlier bound', () => {
@@ -89,6 +116,9 @@ describe('DLQ selectors', () => {
     const cursor = encodeCursor({failedAt: '2024-05-01T10:00:00.123456Z', id: '42'})
     expect(decodeCursor(cursor)).to.deep.equal({failedAt: '2024-05-01T10:00:00.123456Z', id: '42'})
     expect(usageError(() => decodeCursor('not-a-cursor')).code).to.equal('E_BAD_CURSOR')
-    expect(usageError(() => decodeCursor(Buffer.from('2024-05-01T10:00:00.123456Z|0; drop table x').toString('base64url'))).code).to.equal('E_BAD_CURSOR')
+    expect(
+      usageError(() => decodeCursor(Buffer.from('2024-05-01T10:00:00.123456Z|0; drop table x').toString('base64url')))
+        .code,
+    ).to.equal('E_BAD_CURSOR')
   })
 })

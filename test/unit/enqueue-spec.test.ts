@@ -30,12 +30,16 @@ function usageError(fn: () => unknown): UsageError {
 
 describe('enqueue input validation (no database)', () => {
   it('priority: the crate names, integers in smallint range, nothing else', () => {
-    expect(['emergency', 'critical', 'fast', 'bulk', 'bulk-low', 'bulk-lowest'].map((n) => parsePriority(n))).to.deep.equal([-20, -10, -5, 0, 5, 10])
+    expect(
+      ['emergency', 'critical', 'fast', 'bulk', 'bulk-low', 'bulk-lowest'].map((n) => parsePriority(n)),
+    ).to.deep.equal([-20, -10, -5, 0, 5, 10])
     expect(parsePriority('FAST')).to.equal(-5)
     expect(parsePriority('-32768')).to.equal(-32768)
     expect(parsePriority(32767)).to.equal(32767)
     expect(parsePriority(undefined)).to.equal(0)
-    expect(usageError(() => parsePriority('urgent', '--priority')).message).to.equal('--priority "urgent" is not a priority name or an integer')
+    expect(usageError(() => parsePriority('urgent', '--priority')).message).to.equal(
+      '--priority "urgent" is not a priority name or an integer',
+    )
     expect(usageError(() => parsePriority('32768')).message).to.contain('outside -32768..32767')
     expect(usageError(() => parsePriority(-32769)).message).to.contain('outside -32768..32767')
     expect(usageError(() => parsePriority(1.5)).message).to.contain('not an integer')
@@ -43,11 +47,13 @@ describe('enqueue input validation (no database)', () => {
     expect(usageError(() => parsePriority(true)).message).to.contain('must be a name or an integer')
   })
 
-  it('max attempts: 1..32767, default 8 (the crate), not graphile\'s 25', () => {
+  it("max attempts: 1..32767, default 8 (the crate), not graphile's 25", () => {
     expect(parseMaxAttempts(undefined)).to.equal(8)
     expect(parseMaxAttempts('3')).to.equal(3)
     expect(parseMaxAttempts(32767)).to.equal(32767)
-    expect(usageError(() => parseMaxAttempts('0', '--max-attempts')).message).to.equal('--max-attempts 0 is outside 1..32767')
+    expect(usageError(() => parseMaxAttempts('0', '--max-attempts')).message).to.equal(
+      '--max-attempts 0 is outside 1..32767',
+    )
     expect(usageError(() => parseMaxAttempts('-1')).message).to.contain('outside 1..32767')
     expect(usageError(() => parseMaxAttempts('32768')).message).to.contain('outside 1..32767')
     expect(usageError(() => parseMaxAttempts('three')).message).to.contain('not an integer')
@@ -60,7 +66,15 @@ describe('enqueue input validation (no database)', () => {
     expect(parseRunAt('2030-01-31 10:30+0130')!.toISOString()).to.equal('2030-01-31T09:00:00.000Z')
     expect(parseRunAt('2030-01-31T09:00:00.123456Z')!.toISOString()).to.equal('2030-01-31T09:00:00.123Z')
     expect(parseRunAt(undefined)).to.equal(null)
-    for (const bad of ['tomorrow', '2030-01-31T09:00:00', '2030-01-31', '2030-02-30T00:00:00Z', '2030-13-01T00:00:00Z', '2030-01-01T24:00:00Z', '']) {
+    for (const bad of [
+      'tomorrow',
+      '2030-01-31T09:00:00',
+      '2030-01-31',
+      '2030-02-30T00:00:00Z',
+      '2030-13-01T00:00:00Z',
+      '2030-01-01T24:00:00Z',
+      '',
+    ]) {
       usageError(() => parseRunAt(bad, '--run-at'))
     }
     expect(usageError(() => parseRunAt('2030-01-31T09:00:00')).suggestions[0]).to.contain('time zone')
@@ -75,12 +89,15 @@ describe('enqueue input validation (no database)', () => {
     expect(parseDuration('1.5d')).to.equal(129_600_000)
     // One parser for the whole CLI: spaces between parts are allowed ("1h 30m"), words are not.
     expect(parseDuration('1h 30m')).to.equal(5_400_000)
-    for (const bad of ['10', 'ten minutes', '5 minutes', '-5m', '', 'm']) usageError(() => parseDuration(bad, '--delay'))
+    for (const bad of ['10', 'ten minutes', '5 minutes', '-5m', '', 'm'])
+      usageError(() => parseDuration(bad, '--delay'))
   })
 
-  it('task, queue and job key limits are graphile-worker\'s, counted in characters as PostgreSQL does', () => {
+  it("task, queue and job key limits are graphile-worker's, counted in characters as PostgreSQL does", () => {
     expect(validateTask('a'.repeat(128))).to.have.length(128)
-    expect(usageError(() => validateTask('a'.repeat(129))).message).to.equal('task is 129 characters long; graphile-worker allows at most 128')
+    expect(usageError(() => validateTask('a'.repeat(129))).message).to.equal(
+      'task is 129 characters long; graphile-worker allows at most 128',
+    )
     // 128 astral characters are 256 UTF-16 units but 128 characters for PostgreSQL's length().
     expect(() => validateTask('😀'.repeat(128))).not.to.throw()
     usageError(() => validateTask(''))
@@ -90,7 +107,9 @@ describe('enqueue input validation (no database)', () => {
     usageError(() => validateQueue(''))
     usageError(() => validateQueue('q'.repeat(129)))
     expect(validateJobKey('k'.repeat(512))).to.have.length(512)
-    expect(usageError(() => validateJobKey('k'.repeat(513), '--job-key')).message).to.equal('--job-key is 513 characters long; graphile-worker allows at most 512')
+    expect(usageError(() => validateJobKey('k'.repeat(513), '--job-key')).message).to.equal(
+      '--job-key is 513 characters long; graphile-worker allows at most 512',
+    )
     usageError(() => validateJobKey(''))
   })
 
@@ -112,14 +131,23 @@ describe('enqueue input validation (no database)', () => {
 
   it('prepareJob applies the crate defaults and the bulk flag for priority >= 0', () => {
     const bulk = prepareJob('send_email', {to: 'a'})
-    expect(bulk).to.deep.include({task: 'send_email', payload: '{"to":"a"}', queue: null, runAt: null, maxAttempts: 8, jobKey: null, jobKeyMode: 'replace', priority: 0})
+    expect(bulk).to.deep.include({
+      task: 'send_email',
+      payload: '{"to":"a"}',
+      queue: null,
+      runAt: null,
+      maxAttempts: 8,
+      jobKey: null,
+      jobKeyMode: 'replace',
+      priority: 0,
+    })
     expect(bulk.flags).to.deep.equal([BULK_FLAG])
     expect(prepareJob('t', {}, {priority: -5}).flags).to.equal(null)
     expect(prepareJob('t', {}, {priority: 5, flags: ['x', BULK_FLAG]}).flags).to.deep.equal(['x', BULK_FLAG])
     expect(prepareJob('t', {}, {priority: -10, flags: ['x']}).flags).to.deep.equal(['x'])
   })
 
-  it('serialFor gives the crate\'s entity:id queue names', () => {
+  it("serialFor gives the crate's entity:id queue names", () => {
     expect(serialFor('user', 42)).to.equal('user:42')
     expect(serialFor('account', 'abc')).to.equal('account:abc')
   })
@@ -129,7 +157,15 @@ describe('enqueue input validation (no database)', () => {
       const job = parseNdjsonLine(
         '{"task":"charge","payload":{"id":1},"priority":"fast","queue":"user:1","runAt":"2030-01-01T00:00:00Z","jobKey":"charge:1","jobKeyMode":"preserve_run_at","maxAttempts":3,"flags":["f"]}',
       )
-      expect(job).to.deep.include({task: 'charge', payload: '{"id":1}', priority: -5, queue: 'user:1', jobKey: 'charge:1', jobKeyMode: 'preserve_run_at', maxAttempts: 3})
+      expect(job).to.deep.include({
+        task: 'charge',
+        payload: '{"id":1}',
+        priority: -5,
+        queue: 'user:1',
+        jobKey: 'charge:1',
+        jobKeyMode: 'preserve_run_at',
+        maxAttempts: 3,
+      })
       expect(job.runAt!.toISOString()).to.equal('2030-01-01T00:00:00.000Z')
       expect(job.flags).to.deep.equal(['f'])
       const defaults = {task: 'reindex', priority: 5, queue: 'serial', maxAttempts: 2, flags: ['d']}
@@ -146,9 +182,15 @@ describe('enqueue input validation (no database)', () => {
       expect(usageError(() => parseNdjsonLine('[1]')).message).to.equal('expected a JSON object, got an array')
       expect(usageError(() => parseNdjsonLine('{"payload":{}}')).message).to.equal('missing "task"')
       expect(usageError(() => parseNdjsonLine('{"task":""}')).message).to.equal('task is empty')
-      expect(usageError(() => parseNdjsonLine('{"task":"t","priority":"urgent"}')).message).to.contain('"urgent" is not a priority name')
-      expect(usageError(() => parseNdjsonLine('{"task":"t","runAt":"soon"}')).message).to.contain('runAt "soon" is not an ISO 8601 date-time')
-      expect(usageError(() => parseNdjsonLine('{"task":"t","run_at":"2030-01-01T00:00:00Z"}')).message).to.equal('unknown field "run_at" (did you mean "runAt"?)')
+      expect(usageError(() => parseNdjsonLine('{"task":"t","priority":"urgent"}')).message).to.contain(
+        '"urgent" is not a priority name',
+      )
+      expect(usageError(() => parseNdjsonLine('{"task":"t","runAt":"soon"}')).message).to.contain(
+        'runAt "soon" is not an ISO 8601 date-time',
+      )
+      expect(usageError(() => parseNdjsonLine('{"task":"t","run_at":"2030-01-01T00:00:00Z"}')).message).to.equal(
+        'unknown field "run_at" (did you mean "runAt"?)',
+      )
       expect(usageError(() => parseNdjsonLine('{"task":"t","maxAttempts":0}')).message).to.contain('outside 1..32767')
       expect(usageError(() => parseNdjsonLine('{"task":"t","flags":"x"}')).message).to.contain('must be an array')
     })

@@ -4,7 +4,13 @@ import {UsageError} from '../../src/lib/errors.js'
 import {formatDuration, parseDuration} from '../../src/lib/duration.js'
 import {planLocks, timeoutWarnings} from '../../src/lib/locks/clean.js'
 import type {LockEntry} from '../../src/lib/locks/list.js'
-import {heartbeatBound, judgeOwner, ownerFamily, type OwnerFacts, type RegistryFacts} from '../../src/lib/locks/owners.js'
+import {
+  heartbeatBound,
+  judgeOwner,
+  ownerFamily,
+  type OwnerFacts,
+  type RegistryFacts,
+} from '../../src/lib/locks/owners.js'
 
 const registry = (over: Partial<RegistryFacts> = {}): RegistryFacts => ({
   hostname: 'h',
@@ -18,7 +24,14 @@ const registry = (over: Partial<RegistryFacts> = {}): RegistryFacts => ({
   effectiveHeartbeatAgeMs: 0,
   ...over,
 })
-const facts = (over: Partial<OwnerFacts> = {}): OwnerFacts => ({owner: 'pool-aa', sessions: 0, registry: null, rust: null, holdsResilientJob: false, ...over})
+const facts = (over: Partial<OwnerFacts> = {}): OwnerFacts => ({
+  owner: 'pool-aa',
+  sessions: 0,
+  registry: null,
+  rust: null,
+  holdsResilientJob: false,
+  ...over,
+})
 
 describe('lock owners', () => {
   it('families from the owner prefix', () => {
@@ -39,21 +52,32 @@ describe('lock owners', () => {
   })
 
   it('a presence session proves life even with a stale or stopped registry row', () => {
-    const v = judgeOwner(facts({sessions: 1, registry: registry({effectiveHeartbeatAgeMs: 1e9, stoppedAt: new Date()})}))
+    const v = judgeOwner(
+      facts({sessions: 1, registry: registry({effectiveHeartbeatAgeMs: 1e9, stoppedAt: new Date()})}),
+    )
     expect(v).to.include({liveness: 'live', evidence: 'presence-session'})
   })
 
   it('registry rows: fresh heartbeat live, stale dead, stopped dead', () => {
     expect(judgeOwner(facts({registry: registry({effectiveHeartbeatAgeMs: 29_000})})).liveness).to.equal('live')
-    expect(judgeOwner(facts({registry: registry({effectiveHeartbeatAgeMs: 31_000, heartbeatAgeMs: 31_000})})).liveness).to.equal('dead')
+    expect(
+      judgeOwner(facts({registry: registry({effectiveHeartbeatAgeMs: 31_000, heartbeatAgeMs: 31_000})})).liveness,
+    ).to.equal('dead')
     expect(judgeOwner(facts({registry: registry({stoppedAt: new Date()})})).liveness).to.equal('dead')
   })
 
   it('Rust heartbeats: 5 min bound, tripled for resilient jobs; no evidence is unknown', () => {
-    const rust = (age: number) => ({startedAt: new Date(0), lastHeartbeatAt: new Date(0), heartbeatAgeMs: age, effectiveHeartbeatAgeMs: age})
+    const rust = (age: number) => ({
+      startedAt: new Date(0),
+      lastHeartbeatAt: new Date(0),
+      heartbeatAgeMs: age,
+      effectiveHeartbeatAgeMs: age,
+    })
     expect(judgeOwner(facts({owner: 'graphile_worker_x', rust: rust(299_000)})).liveness).to.equal('live')
     expect(judgeOwner(facts({owner: 'graphile_worker_x', rust: rust(301_000)})).liveness).to.equal('dead')
-    expect(judgeOwner(facts({owner: 'graphile_worker_x', rust: rust(600_000), holdsResilientJob: true})).liveness).to.equal('live')
+    expect(
+      judgeOwner(facts({owner: 'graphile_worker_x', rust: rust(600_000), holdsResilientJob: true})).liveness,
+    ).to.equal('live')
     expect(judgeOwner(facts({owner: 'graphile_worker_x'}))).to.include({liveness: 'unknown', evidence: 'none'})
     expect(judgeOwner(facts())).to.include({liveness: 'unknown'})
   })
@@ -94,7 +118,12 @@ describe('lock release plan', () => {
       ],
       opts,
     )
-    expect(plan.map((p) => `${p.action}:${p.reason}`)).to.deep.equal(['release:dead-owner', 'keep:live-owner', 'keep:unknown-not-stale', 'release:stale-unknown'])
+    expect(plan.map((p) => `${p.action}:${p.reason}`)).to.deep.equal([
+      'release:dead-owner',
+      'keep:live-owner',
+      'keep:unknown-not-stale',
+      'release:stale-unknown',
+    ])
   })
 
   it('an unknown owner keeps its queue lock while its job in that queue is kept', () => {

@@ -26,8 +26,14 @@ describe('colour decisions', () => {
 describe('tables', () => {
   it('renders aligned, borderless columns without escape codes when colour is off', () => {
     const text = renderTable(
-      [{id: '1', task: 'send_email'}, {id: '22', task: 'x\ny'}],
-      [{header: 'ID', get: (r) => r.id, align: 'right'}, {header: 'TASK', get: (r) => r.task}],
+      [
+        {id: '1', task: 'send_email'},
+        {id: '22', task: 'x\ny'},
+      ],
+      [
+        {header: 'ID', get: (r) => r.id, align: 'right'},
+        {header: 'TASK', get: (r) => r.task},
+      ],
       new Chalk({level: 0}),
     )
     expect(text).to.equal('ID  TASK\n 1  send_email\n22  x ⏎ y')

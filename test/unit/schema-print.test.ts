@@ -20,11 +20,15 @@ describe('schema print (offline)', () => {
     expect(sql).not.to.contain(':GRAPHILE_WORKER_SCHEMA')
     expect(sql).not.to.contain('graphile_worker.')
     expect(sql).to.contain('create table if not exists "app_jobs".backfill_dlq')
-    expect(sql).to.contain('create unique index if not exists idx_backfill_dlq_job_key_unique on "app_jobs".backfill_dlq (job_key) where job_key is not null')
+    expect(sql).to.contain(
+      'create unique index if not exists idx_backfill_dlq_job_key_unique on "app_jobs".backfill_dlq (job_key) where job_key is not null',
+    )
   })
 
   it('marks the breaking migrations the way graphile-worker does', () => {
-    const breaking = graphilePackage().migrations.filter((m) => m.breaking).map((m) => m.id)
+    const breaking = graphilePackage()
+      .migrations.filter((m) => m.breaking)
+      .map((m) => m.id)
     expect(breaking).to.deep.equal([1, 3, 11, 13, 14, 16, 19])
   })
 
@@ -32,6 +36,8 @@ describe('schema print (offline)', () => {
     const dlq = printSchemaSql(schema, {graphile: false})
     expect(dlq).to.contain('backfill_dlq').and.not.contain('migrations (id, breaking)')
     const graphile = printSchemaSql(schema, {backfill: false})
-    expect(graphile).to.contain('migrations (id, breaking)').and.not.contain('create table if not exists "app_jobs".backfill_dlq')
+    expect(graphile)
+      .to.contain('migrations (id, breaking)')
+      .and.not.contain('create table if not exists "app_jobs".backfill_dlq')
   })
 })

@@ -7,7 +7,12 @@ const LEDGER = process.env.LEDGER_TABLE
 
 export default async function soak(payload, helpers) {
   const {job} = helpers
-  await helpers.query(`insert into ${LEDGER} (i, job_id, attempt, pid) values ($1, $2, $3, $4)`, [payload.i, job.id, job.attempts, process.pid])
+  await helpers.query(`insert into ${LEDGER} (i, job_id, attempt, pid) values ($1, $2, $3, $4)`, [
+    payload.i,
+    job.id,
+    job.attempts,
+    process.pid,
+  ])
   const ms = Math.floor(Math.random() * (payload.ms ?? 5))
   if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms))
   if (payload.mode === 'permanent') {
@@ -15,6 +20,10 @@ export default async function soak(payload, helpers) {
     error.permanent = true
     throw error
   }
-  if (payload.mode === 'flaky' && job.attempts < job.max_attempts) throw new Error(`flaky #${payload.i} attempt ${job.attempts}`)
-  await helpers.query(`update ${LEDGER} set done_at = clock_timestamp() where job_id = $1 and attempt = $2 and pid = $3`, [job.id, job.attempts, process.pid])
+  if (payload.mode === 'flaky' && job.attempts < job.max_attempts)
+    throw new Error(`flaky #${payload.i} attempt ${job.attempts}`)
+  await helpers.query(
+    `update ${LEDGER} set done_at = clock_timestamp() where job_id = $1 and attempt = $2 and pid = $3`,
+    [job.id, job.attempts, process.pid],
+  )
 }

@@ -16,12 +16,19 @@ const hook: Hook.CommandNotFound = async function (options) {
     if (options.config.findCommand(id)) known = id
   }
   const error = known
-    ? new UsageError(`unexpected argument "${words.slice(known.split(':').length).join(' ')}" for \`backfill ${known.replaceAll(':', ' ')}\``, {
-        suggestions: [`see: backfill ${known.replaceAll(':', ' ')} --help`],
+    ? new UsageError(
+        `unexpected argument "${words.slice(known.split(':').length).join(' ')}" for \`backfill ${known.replaceAll(':', ' ')}\``,
+        {
+          suggestions: [`see: backfill ${known.replaceAll(':', ' ')} --help`],
+        },
+      )
+    : new UsageError(`unknown command "${words.join(' ')}"`, {
+        code: 'E_UNKNOWN_COMMAND',
+        suggestions: ['see: backfill --help'],
       })
-    : new UsageError(`unknown command "${words.join(' ')}"`, {code: 'E_UNKNOWN_COMMAND', suggestions: ['see: backfill --help']})
   process.exitCode = error.exitCode
-  if ((options.argv ?? []).includes('--json')) process.stdout.write(`${JSON.stringify(errorEnvelope(error, []), null, 2)}\n`)
+  if ((options.argv ?? []).includes('--json'))
+    process.stdout.write(`${JSON.stringify(errorEnvelope(error, []), null, 2)}\n`)
   else process.stderr.write(`Error: ${error.message}\n${error.suggestions.map((s) => `  → ${s}\n`).join('')}`)
 }
 

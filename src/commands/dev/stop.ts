@@ -3,7 +3,8 @@ import {devServer} from '../../lib/embedded/dev.js'
 
 export default class DevStop extends BaseCommand<typeof DevStop> {
   static override summary = "Stop the project's embedded development PostgreSQL (data is kept)."
-  static override description = "Stops the project's embedded development PostgreSQL with a fast shutdown (open transactions are rolled back). Its data stays in .backfill/postgres; backfill dev start (or any command with --embedded) starts it again."
+  static override description =
+    "Stops the project's embedded development PostgreSQL with a fast shutdown (open transactions are rolled back). Its data stays in .backfill/postgres; backfill dev start (or any command with --embedded) starts it again."
 
   static override examples = ['<%= config.bin %> <%= command.id %>']
 

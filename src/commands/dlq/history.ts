@@ -12,7 +12,10 @@ export default class DlqHistory extends DlqCommand<typeof DlqHistory> {
   static override summary = 'Show the DLQ audit trail: who retried, purged or captured what, when and why.'
   static override description = `One row per run of dlq retry, purge or capture (a run's batches are summed), newest first: when, the OS user and host, the database role, the reason given, the selection and how many entries it moved. --json adds the selection and options of each run; the audit table (backfill_dlq_audit) also keeps the entry and job ids of every batch.`
 
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --action retry --since 7d --json']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --action retry --since 7d --json',
+  ]
 
   static override flags = {
     action: Flags.string({options: ['retry', 'purge', 'capture'], summary: 'Only runs of this action.'}),
@@ -23,7 +26,11 @@ export default class DlqHistory extends DlqCommand<typeof DlqHistory> {
   async run(): Promise<HistoryResult> {
     const since = this.flags.since === undefined ? undefined : parseTimeAgo(this.flags.since, '--since')
     await this.requireDlq()
-    const runs = await dlqHistory(this.db(), {action: this.flags.action as 'retry' | 'purge' | 'capture' | undefined, since, limit: this.flags.limit})
+    const runs = await dlqHistory(this.db(), {
+      action: this.flags.action as 'retry' | 'purge' | 'capture' | undefined,
+      since,
+      limit: this.flags.limit,
+    })
     this.out.table(
       runs,
       [

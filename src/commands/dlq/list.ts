@@ -26,11 +26,23 @@ export default class DlqList extends DlqCommand<typeof DlqList> {
     await this.requireDlq()
     const selector = await this.selector(this.flags)
     const result = await listDlq(this.db(), {selector, cursor: this.flags.cursor})
-    this.out.table(result.entries, ENTRY_COLUMNS, this.flags.cursor ? 'no more entries' : 'the DLQ has no entries matching the selection')
-    if (result.nextCursor) this.out.info(`more: backfill dlq list${schemaFlag(this.schema)} --cursor ${result.nextCursor} (with the same selectors)`)
+    this.out.table(
+      result.entries,
+      ENTRY_COLUMNS,
+      this.flags.cursor ? 'no more entries' : 'the DLQ has no entries matching the selection',
+    )
+    if (result.nextCursor)
+      this.out.info(
+        `more: backfill dlq list${schemaFlag(this.schema)} --cursor ${result.nextCursor} (with the same selectors)`,
+      )
     if (result.uncaptured && result.uncaptured.total > 0) {
-      const tasks = result.uncaptured.groups.slice(0, 3).map((g) => `${g.taskIdentifier} ${g.count}`).join(', ')
-      this.out.warn(`${result.uncaptured.total} exhausted job(s) are still in the jobs table, not in the DLQ (${tasks}${result.uncaptured.groups.length > 3 ? ', …' : ''}): move them with backfill dlq capture${schemaFlag(this.schema)}`)
+      const tasks = result.uncaptured.groups
+        .slice(0, 3)
+        .map((g) => `${g.taskIdentifier} ${g.count}`)
+        .join(', ')
+      this.out.warn(
+        `${result.uncaptured.total} exhausted job(s) are still in the jobs table, not in the DLQ (${tasks}${result.uncaptured.groups.length > 3 ? ', …' : ''}): move them with backfill dlq capture${schemaFlag(this.schema)}`,
+      )
     }
     return result
   }

@@ -11,8 +11,7 @@ import {EXIT_CODES} from '../../lib/errors.js'
 import {renderStats} from './stats.js'
 
 export type PurgeCommandResult =
-  | ({dryRun: true; selection: DlqSelector} & SelectionPreview)
-  | ({dryRun: false; selection: DlqSelector} & PurgeResult)
+  ({dryRun: true; selection: DlqSelector} & SelectionPreview) | ({dryRun: false; selection: DlqSelector} & PurgeResult)
 
 export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
   static override summary = 'Delete DLQ entries for good, in batches.'
@@ -34,7 +33,11 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
     'dry-run': Flags.boolean({summary: 'Show what would be deleted (count, groups, sample); change nothing.'}),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.'}),
     reason: Flags.string({summary: 'Why, recorded in the audit trail (dlq history).'}),
-    'batch-size': Flags.integer({summary: `Entries per transaction (default ${DEFAULT_PURGE_BATCH}).`, min: 1, max: 100_000}),
+    'batch-size': Flags.integer({
+      summary: `Entries per transaction (default ${DEFAULT_PURGE_BATCH}).`,
+      min: 1,
+      max: 100_000,
+    }),
   }
 
   async run(): Promise<PurgeCommandResult> {
@@ -48,7 +51,9 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
       const preview = await previewSelection(db, {selector: selection})
       if (preview.stats.total === 0) this.out.result('nothing to purge: no DLQ entries match the selection')
       else {
-        this.out.result(`dry run: would delete ${preview.stats.total} entr${preview.stats.total === 1 ? 'y' : 'ies'} for good`)
+        this.out.result(
+          `dry run: would delete ${preview.stats.total} entr${preview.stats.total === 1 ? 'y' : 'ies'} for good`,
+        )
         this.out.result('')
         renderStats(this.out, preview.stats, 10)
         this.out.result('')
@@ -80,10 +85,16 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
       signal: this.interrupt.signal,
       onBatch: (p) => this.out.info(`batch ${p.batch}: ${p.purged}${count === null ? '' : `/${count}`} deleted`),
     })
-    if (result.purged > 0) this.out.result(`deleted ${result.purged} entr${result.purged === 1 ? 'y' : 'ies'} in ${result.batches} batch(es), ${(result.durationMs / 1000).toFixed(1)} s; audit run ${result.run}`)
-    else if (!result.interrupted) this.out.result('nothing to purge: no DLQ entries match the selection (another run may have taken them)')
+    if (result.purged > 0)
+      this.out.result(
+        `deleted ${result.purged} entr${result.purged === 1 ? 'y' : 'ies'} in ${result.batches} batch(es), ${(result.durationMs / 1000).toFixed(1)} s; audit run ${result.run}`,
+      )
+    else if (!result.interrupted)
+      this.out.result('nothing to purge: no DLQ entries match the selection (another run may have taken them)')
     if (result.interrupted) {
-      this.out.warn(`interrupted after batch ${result.batches}: ${result.purged} deleted; the rest are still in the DLQ`)
+      this.out.warn(
+        `interrupted after batch ${result.batches}: ${result.purged} deleted; the rest are still in the DLQ`,
+      )
       process.exitCode = EXIT_CODES.interrupted
     }
     return {dryRun: false, selection, ...result}

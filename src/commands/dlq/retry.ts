@@ -7,12 +7,11 @@ import {DEFAULT_RETRY_BATCH, retryDlq, type RetryResult} from '../../lib/dlq/ret
 import {countSelection} from '../../lib/dlq/scan.js'
 import {parseRunAt} from '../../lib/client/spec.js'
 import {parseDuration, type DlqSelector, selectionAsOfNow} from '../../lib/dlq/selector.js'
-import {EXIT_CODES, UsageError} from '../../lib/errors.js'
+import {EXIT_CODES} from '../../lib/errors.js'
 import {renderStats} from './stats.js'
 
 export type RetryCommandResult =
-  | ({dryRun: true; selection: DlqSelector} & SelectionPreview)
-  | ({dryRun: false; selection: DlqSelector} & RetryResult)
+  ({dryRun: true; selection: DlqSelector} & SelectionPreview) | ({dryRun: false; selection: DlqSelector} & RetryResult)
 
 export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
   static override summary = 'Put DLQ entries back in the jobs table, exactly once.'
@@ -41,14 +40,20 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     'key-conflict': Flags.string({
       options: ['skip', 'replace'],
       default: 'skip',
-      summary: "When a job with the entry's job key is in the jobs table: skip (leave the entry) or replace (graphile's job_key semantics).",
+      summary:
+        "When a job with the entry's job key is in the jobs table: skip (leave the entry) or replace (graphile's job_key semantics).",
     }),
     'default-queue': Flags.string({
       options: ['parallel', 'serial'],
       default: 'parallel',
-      summary: "How to read the crate's legacy queue_name 'default': parallel (no queue) or a serial queue named \"default\".",
+      summary:
+        "How to read the crate's legacy queue_name 'default': parallel (no queue) or a serial queue named \"default\".",
     }),
-    'batch-size': Flags.integer({summary: `Entries per transaction (default ${DEFAULT_RETRY_BATCH}).`, min: 1, max: 50_000}),
+    'batch-size': Flags.integer({
+      summary: `Entries per transaction (default ${DEFAULT_RETRY_BATCH}).`,
+      min: 1,
+      max: 50_000,
+    }),
   }
 
   async run(): Promise<RetryCommandResult> {
@@ -62,7 +67,10 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     const db = this.db()
 
     if (flags['dry-run']) {
-      const preview = await previewSelection(db, {selector: selection, checkKeyConflicts: flags['key-conflict'] === 'skip'})
+      const preview = await previewSelection(db, {
+        selector: selection,
+        checkKeyConflicts: flags['key-conflict'] === 'skip',
+      })
       this.renderPreview(preview)
       return {dryRun: true, selection, ...preview}
     }
@@ -74,7 +82,12 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
       this.out.result('nothing to retry: no DLQ entries match the selection')
       return {dryRun: false, selection, ...emptyResult()}
     }
-    await confirmDestructive({yes: flags.yes, json: this.jsonEnabled(), message: `Retry ${count} DLQ entr${count === 1 ? 'y' : 'ies'} (schema "${this.schema}")?`, action: 'retry DLQ entries'})
+    await confirmDestructive({
+      yes: flags.yes,
+      json: this.jsonEnabled(),
+      message: `Retry ${count} DLQ entr${count === 1 ? 'y' : 'ies'} (schema "${this.schema}")?`,
+      action: 'retry DLQ entries',
+    })
     this.handlesInterrupt = true
     const result = await retryDlq(db, {
       selector: asOfNow,
@@ -86,7 +99,10 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
       batchSize: flags['batch-size'],
       reason: flags.reason,
       signal: this.interrupt.signal,
-      onBatch: (p) => this.out.info(`batch ${p.batch}: ${p.retried}${count === null ? '' : `/${count}`} retried${p.skipped > 0 ? `, ${p.skipped} left in the DLQ` : ''}`),
+      onBatch: (p) =>
+        this.out.info(
+          `batch ${p.batch}: ${p.retried}${count === null ? '' : `/${count}`} retried${p.skipped > 0 ? `, ${p.skipped} left in the DLQ` : ''}`,
+        ),
     })
     this.renderSummary(result)
     if (result.interrupted) process.exitCode = EXIT_CODES.interrupted
@@ -100,31 +116,61 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
       return
     }
     out.result(`dry run: would retry ${preview.stats.total} entr${preview.stats.total === 1 ? 'y' : 'ies'}`)
-    if (preview.stats.keyConflicts) out.result(`${preview.stats.keyConflicts} of them would stay in the DLQ: a job with the same job key is in the jobs table (see --key-conflict)`)
+    if (preview.stats.keyConflicts)
+      out.result(
+        `${preview.stats.keyConflicts} of them would stay in the DLQ: a job with the same job key is in the jobs table (see --key-conflict)`,
+      )
     out.result('')
     renderStats(out, preview.stats, 10)
     out.result('')
     out.result(out.color.bold(`First ${preview.sample.length} (in retry order):`))
     out.table(preview.sample, ENTRY_COLUMNS)
-    out.info(`\nnothing was changed; run again without --dry-run to retry${schemaFlag(this.schema) ? ` (${schemaFlag(this.schema).trim()})` : ''}`)
+    out.info(
+      `\nnothing was changed; run again without --dry-run to retry${schemaFlag(this.schema) ? ` (${schemaFlag(this.schema).trim()})` : ''}`,
+    )
   }
 
   private renderSummary(result: RetryResult): void {
     const {out} = this
     const skipped = result.skipped.keyConflict + result.skipped.invalid
-    const tasks = Object.entries(result.byTask).sort((a, b) => b[1] - a[1]).slice(0, 5).map(([t, n]) => `${t} ${n}`).join(', ')
-    if (result.retried > 0) out.result(`retried ${result.retried} entr${result.retried === 1 ? 'y' : 'ies'} as new jobs in ${result.batches} batch(es), ${(result.durationMs / 1000).toFixed(1)} s (${tasks}); audit run ${result.run}`)
-    else if (skipped === 0 && !result.interrupted) out.result('nothing to retry: no DLQ entries match the selection (another run may have taken them)')
+    const tasks = Object.entries(result.byTask)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([t, n]) => `${t} ${n}`)
+      .join(', ')
+    if (result.retried > 0)
+      out.result(
+        `retried ${result.retried} entr${result.retried === 1 ? 'y' : 'ies'} as new jobs in ${result.batches} batch(es), ${(result.durationMs / 1000).toFixed(1)} s (${tasks}); audit run ${result.run}`,
+      )
+    else if (skipped === 0 && !result.interrupted)
+      out.result('nothing to retry: no DLQ entries match the selection (another run may have taken them)')
     if (result.skipped.keyConflict > 0) {
-      out.warn(`${result.skipped.keyConflict} entr${result.skipped.keyConflict === 1 ? 'y' : 'ies'} left in the DLQ: a job with the same job key is already in the jobs table (e.g. entry ${result.skippedSample.find((s) => s.reason === 'key_conflict')?.dlqId}); the newer job was kept. Retry them with --key-conflict replace, or purge them.`)
+      out.warn(
+        `${result.skipped.keyConflict} entr${result.skipped.keyConflict === 1 ? 'y' : 'ies'} left in the DLQ: a job with the same job key is already in the jobs table (e.g. entry ${result.skippedSample.find((s) => s.reason === 'key_conflict')?.dlqId}); the newer job was kept. Retry them with --key-conflict replace, or purge them.`,
+      )
     }
     if (result.skipped.invalid > 0) {
-      out.warn(`${result.skipped.invalid} entr${result.skipped.invalid === 1 ? 'y' : 'ies'} left in the DLQ: task or queue name longer than 128 characters, or an empty/over-long job key, which graphile-worker rejects`)
+      out.warn(
+        `${result.skipped.invalid} entr${result.skipped.invalid === 1 ? 'y' : 'ies'} left in the DLQ: task or queue name longer than 128 characters, or an empty/over-long job key, which graphile-worker rejects`,
+      )
     }
-    if (result.interrupted) out.warn(`interrupted after batch ${result.batches}: ${result.retried} retried; the rest are still in the DLQ (rerun the same command to continue)`)
+    if (result.interrupted)
+      out.warn(
+        `interrupted after batch ${result.batches}: ${result.retried} retried; the rest are still in the DLQ (rerun the same command to continue)`,
+      )
   }
 }
 
 function emptyResult(): RetryResult {
-  return {run: '', retried: 0, skipped: {keyConflict: 0, invalid: 0}, batches: 0, byTask: {}, sample: [], skippedSample: [], interrupted: false, durationMs: 0}
+  return {
+    run: '',
+    retried: 0,
+    skipped: {keyConflict: 0, invalid: 0},
+    batches: 0,
+    byTask: {},
+    sample: [],
+    skippedSample: [],
+    interrupted: false,
+    durationMs: 0,
+  }
 }

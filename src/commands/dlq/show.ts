@@ -27,7 +27,9 @@ export default class DlqShow extends DlqCommand<typeof DlqShow> {
     const {out} = this
     const c = out.color
     const line = (label: string, value: string | number | null | undefined): void => {
-      out.result(`${c.bold(`${label}:`.padEnd(18))}${value === null || value === undefined || value === '' ? '–' : value}`)
+      out.result(
+        `${c.bold(`${label}:`.padEnd(18))}${value === null || value === undefined || value === '' ? '–' : value}`,
+      )
     }
     line('Entry', e.id)
     line('Task', e.taskIdentifier)
@@ -38,7 +40,10 @@ export default class DlqShow extends DlqCommand<typeof DlqShow> {
     line('Failure reason', e.failureReason)
     line('Failed at', `${shortTime(e.failedAt)} (${age(e.failedAt)} ago)`)
     line('Landed', `${e.failureCount} time(s)`)
-    line('Retried before', `${e.requeuedCount} time(s)${e.lastRequeuedAt ? `, last ${shortTime(e.lastRequeuedAt)}` : ''}`)
+    line(
+      'Retried before',
+      `${e.requeuedCount} time(s)${e.lastRequeuedAt ? `, last ${shortTime(e.lastRequeuedAt)}` : ''}`,
+    )
     line('Original job', e.originalJobId)
     line('Created', shortTime(e.originalCreatedAt))
     line('Run at', shortTime(e.originalRunAt))
@@ -49,7 +54,9 @@ export default class DlqShow extends DlqCommand<typeof DlqShow> {
     out.result(JSON.stringify(e.payload, null, 2))
     out.result('')
     out.result(c.bold('Error:'))
-    out.result(typeof e.lastError === 'object' && e.lastError !== null ? JSON.stringify(e.lastError, null, 2) : e.errorText)
+    out.result(
+      typeof e.lastError === 'object' && e.lastError !== null ? JSON.stringify(e.lastError, null, 2) : e.errorText,
+    )
     out.result('')
     if (history.length === 0) {
       out.result(c.bold('History: ') + 'none (never retried from the DLQ)')
@@ -61,7 +68,10 @@ export default class DlqShow extends DlqCommand<typeof DlqShow> {
       {header: 'EVENT', get: (h) => h.event},
       {header: 'ENTRY', get: (h) => h.dlqId ?? '', align: 'right'},
       {header: 'JOB', get: (h) => h.jobId ?? '', align: 'right'},
-      {header: 'BY', get: (h) => (h.event === 'retried' ? [h.osUser, h.hostname].filter(Boolean).join('@') || (h.dbUser ?? '') : '')},
+      {
+        header: 'BY',
+        get: (h) => (h.event === 'retried' ? [h.osUser, h.hostname].filter(Boolean).join('@') || (h.dbUser ?? '') : ''),
+      },
       {header: 'REASON', get: (h) => h.reason ?? '', max: 50},
     ]
     out.table(history, columns)

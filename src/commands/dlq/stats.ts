@@ -21,7 +21,10 @@ export default class DlqStatsCommand extends DlqCommand<typeof DlqStatsCommand> 
   static override args = idsArg
   static override flags = {
     ...selectorFlags,
-    limit: Flags.integer({summary: 'Only the first N selected entries (in id order, as retry --limit N would take them).', min: 1}),
+    limit: Flags.integer({
+      summary: 'Only the first N selected entries (in id order, as retry --limit N would take them).',
+      min: 1,
+    }),
     top: Flags.integer({summary: 'Rows shown per table (default 20; --json has every group).', min: 1, default: 20}),
   }
 
@@ -32,7 +35,9 @@ export default class DlqStatsCommand extends DlqCommand<typeof DlqStatsCommand> 
     renderStats(this.out, stats, this.flags.top)
     if (stats.groups.length > 0) {
       const first = stats.groups[0]
-      this.out.info(`\nnext: backfill dlq list${schemaFlag(this.schema)} --group ${first?.fingerprint}   or   backfill dlq retry${schemaFlag(this.schema)} --group ${first?.fingerprint} --dry-run`)
+      this.out.info(
+        `\nnext: backfill dlq list${schemaFlag(this.schema)} --group ${first?.fingerprint}   or   backfill dlq retry${schemaFlag(this.schema)} --group ${first?.fingerprint} --dry-run`,
+      )
     }
     return {...stats, selection}
   }
@@ -44,7 +49,9 @@ export function renderStats(out: Output, stats: DlqStats, top: number): void {
     out.result('no DLQ entries match the selection')
     return
   }
-  out.result(`${stats.total} entr${stats.total === 1 ? 'y' : 'ies'}, oldest ${shortTime(stats.oldest)} (${age(stats.oldest)} ago), newest ${shortTime(stats.newest)} (${age(stats.newest)} ago)`)
+  out.result(
+    `${stats.total} entr${stats.total === 1 ? 'y' : 'ies'}, oldest ${shortTime(stats.oldest)} (${age(stats.oldest)} ago), newest ${shortTime(stats.newest)} (${age(stats.newest)} ago)`,
+  )
   out.result('')
   out.table(stats.byTask.slice(0, top), [
     {header: 'TASK', get: (t) => t.taskIdentifier},
@@ -68,5 +75,8 @@ export function renderStats(out: Output, stats: DlqStats, top: number): void {
     {header: 'ERROR (sample)', get: (g) => g.sampleError, max: 70},
   ])
   if (stats.groups.length > top) out.result(`… and ${stats.groups.length - top} more groups`)
-  if (stats.groupsTruncated) out.warn(`${stats.ungrouped} entries fell outside the ${stats.groups.length} groups tracked (too many distinct errors)`)
+  if (stats.groupsTruncated)
+    out.warn(
+      `${stats.ungrouped} entries fell outside the ${stats.groups.length} groups tracked (too many distinct errors)`,
+    )
 }

@@ -7,7 +7,8 @@ import {formatDuration, parseDuration} from '../../lib/duration.js'
 import {cleanLocks, type CleanLocksOptions, type CleanLocksResult, type PlannedLock} from '../../lib/locks/clean.js'
 
 export default class LocksClean extends DbCommand<typeof LocksClean> {
-  static override summary = "Release locks whose owner is dead (at once), or stale locks of owners that publish no liveness."
+  static override summary =
+    'Release locks whose owner is dead (at once), or stale locks of owners that publish no liveness.'
   static override description = `Dead owners (backfill workers whose presence session is gone and whose heartbeat is stale, Rust workers with a stale heartbeat) lose their locks at once, whatever the age. Owners without liveness information (plain graphile-worker pools, Rust without recovery, hand-made locks) lose a job lock only when it is older than --stale-job-lock-timeout, and a queue lock when it is older than --stale-queue-lock-timeout and none of their jobs in that queue keeps running. Live owners keep their locks unless --force.
 
 Released jobs become runnable at once and keep their attempt count (the interrupted run counts as an attempt, so a job that crashes its worker every time ends in the DLQ); last_error says why the lock was released. No job is ever deleted. Each lock is released only if it is still the very lock that was judged, so running this from two terminals, or while workers run, is safe.`
@@ -20,10 +21,18 @@ Released jobs become runnable at once and keep their attempt count (the interrup
   ]
 
   static override flags = {
-    'stale-queue-lock-timeout': Flags.string({summary: 'Release queue locks of owners without liveness once older than this.', default: '5m'}),
-    'stale-job-lock-timeout': Flags.string({summary: 'Release job locks of owners without liveness once older than this (keep it above your longest job).', default: '30m'}),
+    'stale-queue-lock-timeout': Flags.string({
+      summary: 'Release queue locks of owners without liveness once older than this.',
+      default: '5m',
+    }),
+    'stale-job-lock-timeout': Flags.string({
+      summary: 'Release job locks of owners without liveness once older than this (keep it above your longest job).',
+      default: '30m',
+    }),
     owner: Flags.string({summary: 'Only locks of this owner (locked_by); repeatable.', multiple: true}),
-    force: Flags.boolean({summary: 'Also release live owners\' locks and unknown owners\' locks of any age (the jobs may run twice).'}),
+    force: Flags.boolean({
+      summary: "Also release live owners' locks and unknown owners' locks of any age (the jobs may run twice).",
+    }),
     'dry-run': Flags.boolean({summary: 'Show what would be released; change nothing.'}),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.'}),
     ...livenessFlags,
@@ -33,8 +42,14 @@ Released jobs become runnable at once and keep their attempt count (the interrup
     const {flags} = this
     const options: CleanLocksOptions = {
       ...livenessOptions(flags),
-      staleQueueLockTimeoutMs: parseDuration(flags['stale-queue-lock-timeout'], {defaultUnit: 's', name: '--stale-queue-lock-timeout'}),
-      staleJobLockTimeoutMs: parseDuration(flags['stale-job-lock-timeout'], {defaultUnit: 's', name: '--stale-job-lock-timeout'}),
+      staleQueueLockTimeoutMs: parseDuration(flags['stale-queue-lock-timeout'], {
+        defaultUnit: 's',
+        name: '--stale-queue-lock-timeout',
+      }),
+      staleJobLockTimeoutMs: parseDuration(flags['stale-job-lock-timeout'], {
+        defaultUnit: 's',
+        name: '--stale-job-lock-timeout',
+      }),
       force: flags.force,
       owners: flags.owner,
     }
@@ -71,18 +86,26 @@ Released jobs become runnable at once and keep their attempt count (the interrup
     }
     const r = result.released
     const parts = [
-      r['dead-owner'].jobs + r['dead-owner'].queues > 0 ? `${describeCounts(r['dead-owner'].jobs, r['dead-owner'].queues)} of dead owners` : '',
-      r['stale-unknown'].jobs + r['stale-unknown'].queues > 0 ? `${describeCounts(r['stale-unknown'].jobs, r['stale-unknown'].queues)} of owners without liveness past the timeouts` : '',
+      r['dead-owner'].jobs + r['dead-owner'].queues > 0
+        ? `${describeCounts(r['dead-owner'].jobs, r['dead-owner'].queues)} of dead owners`
+        : '',
+      r['stale-unknown'].jobs + r['stale-unknown'].queues > 0
+        ? `${describeCounts(r['stale-unknown'].jobs, r['stale-unknown'].queues)} of owners without liveness past the timeouts`
+        : '',
       r.forced.jobs + r.forced.queues > 0 ? `${describeCounts(r.forced.jobs, r.forced.queues)} forced` : '',
     ].filter(Boolean)
     const k = result.kept
     const kept = [
-      k['live-owner'].jobs + k['live-owner'].queues > 0 ? `${k['live-owner'].jobs + k['live-owner'].queues} of live owners` : '',
+      k['live-owner'].jobs + k['live-owner'].queues > 0
+        ? `${k['live-owner'].jobs + k['live-owner'].queues} of live owners`
+        : '',
       k['unknown-not-stale'].jobs + k['unknown-not-stale'].queues > 0
         ? `${k['unknown-not-stale'].jobs + k['unknown-not-stale'].queues} of owners without liveness, younger than ${formatDuration(result.timeouts.jobMs)} (jobs) / ${formatDuration(result.timeouts.queueMs)} (queues)`
         : '',
       k['queue-in-use'].queues > 0 ? `${k['queue-in-use'].queues} queue locks whose job still runs` : '',
-      k['not-confirmed'].jobs + k['not-confirmed'].queues > 0 ? `${k['not-confirmed'].jobs + k['not-confirmed'].queues} that appeared after the confirmation` : '',
+      k['not-confirmed'].jobs + k['not-confirmed'].queues > 0
+        ? `${k['not-confirmed'].jobs + k['not-confirmed'].queues} that appeared after the confirmation`
+        : '',
     ].filter(Boolean)
     const skipped = result.skipped.jobs + result.skipped.queues
     if (parts.length === 0 && skipped > 0) out.result(`released nothing in schema "${result.schema}"`)
@@ -91,12 +114,16 @@ Released jobs become runnable at once and keep their attempt count (the interrup
     else out.result(`${verb} ${parts.join('; ')}`)
     if (kept.length > 0) out.info(`kept ${kept.join('; ')}`)
     if (skipped > 0) {
-      out.info(`left ${describeCounts(result.skipped.jobs, result.skipped.queues)} that changed before they could be released (taken again, owner back, or another cleaner was first)`)
+      out.info(
+        `left ${describeCounts(result.skipped.jobs, result.skipped.queues)} that changed before they could be released (taken again, owner back, or another cleaner was first)`,
+      )
     }
   }
 }
 
-function lockColumns(title: string): {header: string; get: (l: PlannedLock) => string; align?: 'left' | 'right'; max?: number}[] {
+function lockColumns(
+  title: string,
+): {header: string; get: (l: PlannedLock) => string; align?: 'left' | 'right'; max?: number}[] {
   return [
     {header: title, get: (l) => l.kind},
     {header: 'JOB', get: (l) => l.jobId ?? '-', align: 'right'},
@@ -109,6 +136,9 @@ function lockColumns(title: string): {header: string; get: (l: PlannedLock) => s
 }
 
 function describeCounts(jobs: number, queues: number): string {
-  const parts = [jobs > 0 || queues === 0 ? `${jobs} job lock${jobs === 1 ? '' : 's'}` : '', queues > 0 ? `${queues} queue lock${queues === 1 ? '' : 's'}` : ''].filter(Boolean)
+  const parts = [
+    jobs > 0 || queues === 0 ? `${jobs} job lock${jobs === 1 ? '' : 's'}` : '',
+    queues > 0 ? `${queues} queue lock${queues === 1 ? '' : 's'}` : '',
+  ].filter(Boolean)
   return parts.join(' and ')
 }

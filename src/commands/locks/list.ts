@@ -32,7 +32,11 @@ export default class LocksList extends DbCommand<typeof LocksList> {
 
   static override flags = {
     owner: Flags.string({summary: 'Only locks of this owner (locked_by); repeatable.', multiple: true}),
-    liveness: Flags.string({summary: 'Only locks whose owner has this liveness; repeatable.', options: ['live', 'dead', 'unknown'], multiple: true}),
+    liveness: Flags.string({
+      summary: 'Only locks whose owner has this liveness; repeatable.',
+      options: ['live', 'dead', 'unknown'],
+      multiple: true,
+    }),
     limit: Flags.integer({summary: 'Show at most this many locks (oldest first).', default: 100, min: 1}),
     ...livenessFlags,
   }
@@ -49,7 +53,11 @@ export default class LocksList extends DbCommand<typeof LocksList> {
       at: listing.now,
       owners: listing.owners.filter((o) => !wanted || wanted.has(o.liveness)),
       locks,
-      totals: {jobs: listing.locks.filter((l) => l.kind === 'job').length, queues: listing.locks.filter((l) => l.kind === 'queue').length, byLiveness},
+      totals: {
+        jobs: listing.locks.filter((l) => l.kind === 'job').length,
+        queues: listing.locks.filter((l) => l.kind === 'queue').length,
+        byLiveness,
+      },
       omitted: listing.locks.length - locks.length,
       workers: listing.workers,
       evidence: listing.evidence,
@@ -64,18 +72,15 @@ export default class LocksList extends DbCommand<typeof LocksList> {
       out.success(`no locks in schema "${result.schema}"`)
       return
     }
-    out.table(
-      result.owners,
-      [
-        {header: 'OWNER', get: (o) => o.owner ?? '(none)'},
-        {header: 'RUNTIME', get: (o) => o.family},
-        {header: 'LIVENESS', get: (o) => o.liveness},
-        {header: 'JOBS', get: (o) => String(o.jobLocks), align: 'right'},
-        {header: 'QUEUES', get: (o) => String(o.queueLocks), align: 'right'},
-        {header: 'OLDEST', get: (o) => formatDuration(o.oldestLockAgeMs), align: 'right'},
-        {header: 'WHY', get: (o) => o.reason},
-      ],
-    )
+    out.table(result.owners, [
+      {header: 'OWNER', get: (o) => o.owner ?? '(none)'},
+      {header: 'RUNTIME', get: (o) => o.family},
+      {header: 'LIVENESS', get: (o) => o.liveness},
+      {header: 'JOBS', get: (o) => String(o.jobLocks), align: 'right'},
+      {header: 'QUEUES', get: (o) => String(o.queueLocks), align: 'right'},
+      {header: 'OLDEST', get: (o) => formatDuration(o.oldestLockAgeMs), align: 'right'},
+      {header: 'WHY', get: (o) => o.reason},
+    ])
     if (result.locks.length > 0) {
       out.result('')
       out.table(result.locks, [
@@ -90,9 +95,14 @@ export default class LocksList extends DbCommand<typeof LocksList> {
       ])
     }
     const {byLiveness, jobs, queues} = result.totals
-    out.info(`${jobs + queues} locks (${jobs} job, ${queues} queue): ${byLiveness.dead} held by dead owners, ${byLiveness.unknown} by owners without liveness information, ${byLiveness.live} by live owners${result.omitted > 0 ? ` (${result.omitted} not shown)` : ''}`)
+    out.info(
+      `${jobs + queues} locks (${jobs} job, ${queues} queue): ${byLiveness.dead} held by dead owners, ${byLiveness.unknown} by owners without liveness information, ${byLiveness.live} by live owners${result.omitted > 0 ? ` (${result.omitted} not shown)` : ''}`,
+    )
     if (byLiveness.dead > 0) out.info(`release the dead owners' locks now: backfill locks clean${this.schemaFlag()}`)
-    if (!result.evidence.registry) out.info(`no backfill_workers table in this schema: backfill workers' liveness cannot be proven (run backfill migrate${this.schemaFlag()})`)
+    if (!result.evidence.registry)
+      out.info(
+        `no backfill_workers table in this schema: backfill workers' liveness cannot be proven (run backfill migrate${this.schemaFlag()})`,
+      )
   }
 
   private schemaFlag(): string {

@@ -21,7 +21,11 @@ export default class SchemaPrint extends BaseCommand<typeof SchemaPrint> {
   ]
 
   static override flags = {
-    schema: Flags.string({env: 'GRAPHILE_WORKER_SCHEMA', default: DEFAULT_SCHEMA, summary: 'Schema name to generate SQL for.'}),
+    schema: Flags.string({
+      env: 'GRAPHILE_WORKER_SCHEMA',
+      default: DEFAULT_SCHEMA,
+      summary: 'Schema name to generate SQL for.',
+    }),
     'dlq-only': Flags.boolean({summary: 'Only the backfill DLQ objects.', exclusive: ['graphile-only']}),
     'graphile-only': Flags.boolean({summary: "Only graphile-worker's migrations.", exclusive: ['dlq-only']}),
   }
@@ -32,6 +36,10 @@ export default class SchemaPrint extends BaseCommand<typeof SchemaPrint> {
     const backfill = !this.flags['graphile-only']
     const sql = printSchemaSql(schema, {graphile, backfill})
     this.out.result(sql)
-    return {schema, parts: [...(graphile ? ['graphile' as const] : []), ...(backfill ? ['backfill' as const] : [])], sql}
+    return {
+      schema,
+      parts: [...(graphile ? ['graphile' as const] : []), ...(backfill ? ['backfill' as const] : [])],
+      sql,
+    }
   }
 }

@@ -9,10 +9,11 @@ import type {WorkerEvent} from '../../lib/worker/events.js'
 import type {WorkerHandle, WorkerSummary} from '../../lib/worker/runner.js'
 
 export default class Worker extends DbCommand<typeof Worker> {
-  static override summary = 'Run task handlers: graphile-worker with DLQ capture, permanent failures, reserved fast capacity and a clean shutdown.'
+  static override summary =
+    'Run task handlers: graphile-worker with DLQ capture, permanent failures, reserved fast capacity and a clean shutdown.'
 
   static override description =
-    'Loads tasks from a directory (file name = task identifier) or a module, installs the schema if needed, captures exhausted jobs into the DLQ (at startup, every --dlq-interval and soon after a job exhausts its attempts), and processes jobs until SIGINT/SIGTERM. On the first signal it stops fetching, hands back prefetched jobs, lets running jobs finish within --shutdown-timeout and exits 0 with no job left locked; a second signal (or the timeout) aborts the running jobs (they are retried elsewhere), still releases this worker\'s locks, and exits 130. Logs one line per job event on stdout (stderr with --json, which prints a summary document at exit).'
+    "Loads tasks from a directory (file name = task identifier) or a module, installs the schema if needed, captures exhausted jobs into the DLQ (at startup, every --dlq-interval and soon after a job exhausts its attempts), and processes jobs until SIGINT/SIGTERM. On the first signal it stops fetching, hands back prefetched jobs, lets running jobs finish within --shutdown-timeout and exits 0 with no job left locked; a second signal (or the timeout) aborts the running jobs (they are retried elsewhere), still releases this worker's locks, and exits 130. Logs one line per job event on stdout (stderr with --json, which prints a summary document at exit)."
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --concurrency 10',
@@ -22,15 +23,29 @@ export default class Worker extends DbCommand<typeof Worker> {
   ]
 
   static override flags = {
-    tasks: Flags.string({env: 'BACKFILL_TASKS', summary: 'Directory of task files (.js/.cjs/.mjs; file name = task identifier). Default: ./tasks', exclusive: ['task-module']}),
-    'task-module': Flags.string({env: 'BACKFILL_TASK_MODULE', summary: 'Module exporting a task list (default export or `tasks`).', exclusive: ['tasks']}),
-    crontab: Flags.string({env: 'BACKFILL_CRONTAB', summary: "graphile-worker crontab file for recurring jobs."}),
-    concurrency: Flags.integer({env: 'CONCURRENCY', min: 1, max: 1000, summary: 'Jobs run at once, one shared pool (default 10).'}),
+    tasks: Flags.string({
+      env: 'BACKFILL_TASKS',
+      summary: 'Directory of task files (.js/.cjs/.mjs; file name = task identifier). Default: ./tasks',
+      exclusive: ['task-module'],
+    }),
+    'task-module': Flags.string({
+      env: 'BACKFILL_TASK_MODULE',
+      summary: 'Module exporting a task list (default export or `tasks`).',
+      exclusive: ['tasks'],
+    }),
+    crontab: Flags.string({env: 'BACKFILL_CRONTAB', summary: 'graphile-worker crontab file for recurring jobs.'}),
+    concurrency: Flags.integer({
+      env: 'CONCURRENCY',
+      min: 1,
+      max: 1000,
+      summary: 'Jobs run at once, one shared pool (default 10).',
+    }),
     'fast-concurrency': Flags.integer({
       env: 'FAST_QUEUE_CONCURRENCY',
       min: 1,
       max: 1000,
-      summary: 'Slots reserved for fast jobs (priority < 0); with --bulk-concurrency replaces --concurrency (default 10 when either is set).',
+      summary:
+        'Slots reserved for fast jobs (priority < 0); with --bulk-concurrency replaces --concurrency (default 10 when either is set).',
     }),
     'bulk-concurrency': Flags.integer({
       env: 'BULK_QUEUE_CONCURRENCY',
@@ -38,26 +53,90 @@ export default class Worker extends DbCommand<typeof Worker> {
       max: 1000,
       summary: 'Slots for any job, including bulk (priority >= 0) (default 5 when either is set).',
     }),
-    'poll-interval': Flags.string({env: 'POLL_INTERVAL_MS', summary: 'How often idle workers look for scheduled/retried jobs (bare number = ms; default 200).'}),
-    'dlq-interval': Flags.string({env: 'DLQ_PROCESSOR_INTERVAL_SECS', summary: 'DLQ capture interval (bare number = seconds; default 60; 0 turns the DLQ off).'}),
-    dlq: Flags.boolean({default: true, allowNo: true, summary: 'Capture exhausted jobs into backfill_dlq (--no-dlq leaves them in the jobs table).'}),
-    'shutdown-timeout': Flags.string({env: 'SHUTDOWN_TIMEOUT_SECS', summary: 'Time running jobs get to finish after SIGINT/SIGTERM (bare number = seconds; default 30).'}),
-    'prepared-statements': Flags.boolean({default: true, allowNo: true, summary: 'Use prepared statements (--no-prepared-statements for PgBouncer in transaction mode).'}),
-    'local-queue-size': Flags.integer({env: 'BACKFILL_LOCAL_QUEUE_SIZE', min: 0, max: 10_000, summary: 'Jobs fetched per query into a local queue (0 = off; default 2 × concurrency, at most 500).'}),
-    'batch-delay': Flags.integer({env: 'BACKFILL_BATCH_DELAY_MS', min: -1, max: 60_000, summary: 'Batch completion/failure writes within this many ms (-1 = write each at once; default 0 = same tick).'}),
+    'poll-interval': Flags.string({
+      env: 'POLL_INTERVAL_MS',
+      summary: 'How often idle workers look for scheduled/retried jobs (bare number = ms; default 200).',
+    }),
+    'dlq-interval': Flags.string({
+      env: 'DLQ_PROCESSOR_INTERVAL_SECS',
+      summary: 'DLQ capture interval (bare number = seconds; default 60; 0 turns the DLQ off).',
+    }),
+    dlq: Flags.boolean({
+      default: true,
+      allowNo: true,
+      summary: 'Capture exhausted jobs into backfill_dlq (--no-dlq leaves them in the jobs table).',
+    }),
+    'shutdown-timeout': Flags.string({
+      env: 'SHUTDOWN_TIMEOUT_SECS',
+      summary: 'Time running jobs get to finish after SIGINT/SIGTERM (bare number = seconds; default 30).',
+    }),
+    'prepared-statements': Flags.boolean({
+      default: true,
+      allowNo: true,
+      summary: 'Use prepared statements (--no-prepared-statements for PgBouncer in transaction mode).',
+    }),
+    'local-queue-size': Flags.integer({
+      env: 'BACKFILL_LOCAL_QUEUE_SIZE',
+      min: 0,
+      max: 10_000,
+      summary: 'Jobs fetched per query into a local queue (0 = off; default 2 × concurrency, at most 500).',
+    }),
+    'batch-delay': Flags.integer({
+      env: 'BACKFILL_BATCH_DELAY_MS',
+      min: -1,
+      max: 60_000,
+      summary: 'Batch completion/failure writes within this many ms (-1 = write each at once; default 0 = same tick).',
+    }),
     'lock-cleanup-interval': Flags.string({
       env: 'BACKFILL_LOCK_CLEANUP_INTERVAL_SECS',
-      summary: 'Release stale locks (dead workers at once, unknown owners past the timeouts) at start and this often (bare number = seconds; default 60; 0 = off).',
+      summary:
+        'Release stale locks (dead workers at once, unknown owners past the timeouts) at start and this often (bare number = seconds; default 60; 0 = off).',
     }),
-    'stale-queue-lock-timeout': Flags.string({env: 'BACKFILL_STALE_QUEUE_LOCK_TIMEOUT_SECS', summary: 'Age after which an unknown owner\'s queue lock is released (default 5m).'}),
-    'stale-job-lock-timeout': Flags.string({env: 'BACKFILL_STALE_JOB_LOCK_TIMEOUT_SECS', summary: 'Age after which an unknown owner\'s job lock is released (default 30m; keep it above your longest job).'}),
-    'heartbeat-interval': Flags.string({env: 'BACKFILL_HEARTBEAT_INTERVAL', summary: 'Registry heartbeat interval proving this worker is alive (bare number = seconds; default 10).'}),
-    migrate: Flags.boolean({default: true, allowNo: true, summary: 'Install or upgrade the schema and DLQ at start (--no-migrate: require them, for least-privilege roles).'}),
-    once: Flags.boolean({summary: 'Capture, run every job that is runnable now (serial queues drain fully; no local queue or batching), capture again, then exit.'}),
-    'log-format': Flags.option({options: ['text', 'json'] as const, env: 'BACKFILL_LOG_FORMAT', default: 'text', summary: 'Log lines as text or NDJSON.'})(),
-    'log-level': Flags.option({options: ['debug', 'info', 'warn', 'error'] as const, env: 'BACKFILL_LOG_LEVEL', default: 'info', summary: 'Least severe events to log (job starts are debug, completions info).'})(),
-    'metrics-port': Flags.integer({env: 'BACKFILL_METRICS_PORT', min: 0, max: 65_535, summary: 'Serve Prometheus metrics on this port (0 = any free port).'}),
-    'metrics-host': Flags.string({env: 'BACKFILL_METRICS_HOST', default: '127.0.0.1', summary: 'Address for the metrics server (loopback by default).'}),
+    'stale-queue-lock-timeout': Flags.string({
+      env: 'BACKFILL_STALE_QUEUE_LOCK_TIMEOUT_SECS',
+      summary: "Age after which an unknown owner's queue lock is released (default 5m).",
+    }),
+    'stale-job-lock-timeout': Flags.string({
+      env: 'BACKFILL_STALE_JOB_LOCK_TIMEOUT_SECS',
+      summary: "Age after which an unknown owner's job lock is released (default 30m; keep it above your longest job).",
+    }),
+    'heartbeat-interval': Flags.string({
+      env: 'BACKFILL_HEARTBEAT_INTERVAL',
+      summary: 'Registry heartbeat interval proving this worker is alive (bare number = seconds; default 10).',
+    }),
+    migrate: Flags.boolean({
+      default: true,
+      allowNo: true,
+      summary:
+        'Install or upgrade the schema and DLQ at start (--no-migrate: require them, for least-privilege roles).',
+    }),
+    once: Flags.boolean({
+      summary:
+        'Capture, run every job that is runnable now (serial queues drain fully; no local queue or batching), capture again, then exit.',
+    }),
+    'log-format': Flags.option({
+      options: ['text', 'json'] as const,
+      env: 'BACKFILL_LOG_FORMAT',
+      default: 'text',
+      summary: 'Log lines as text or NDJSON.',
+    })(),
+    'log-level': Flags.option({
+      options: ['debug', 'info', 'warn', 'error'] as const,
+      env: 'BACKFILL_LOG_LEVEL',
+      default: 'info',
+      summary: 'Least severe events to log (job starts are debug, completions info).',
+    })(),
+    'metrics-port': Flags.integer({
+      env: 'BACKFILL_METRICS_PORT',
+      min: 0,
+      max: 65_535,
+      summary: 'Serve Prometheus metrics on this port (0 = any free port).',
+    }),
+    'metrics-host': Flags.string({
+      env: 'BACKFILL_METRICS_HOST',
+      default: '127.0.0.1',
+      summary: 'Address for the metrics server (loopback by default).',
+    }),
   }
 
   private handle: WorkerHandle | undefined
@@ -77,13 +156,20 @@ export default class Worker extends DbCommand<typeof Worker> {
     const db = this.db({max: requiredPoolSize(config)})
     const log = this.logger(flags['log-format'], flags['log-level'])
     const runner = new WorkerRunner({db, tasks: loaded.tasks, config, ...(cron ? {cron} : {}), onEvent: log})
-    const metrics = flags['metrics-port'] === undefined ? undefined : await serveMetrics(runner.metrics.registry, {port: flags['metrics-port'], host: flags['metrics-host']})
+    const metrics =
+      flags['metrics-port'] === undefined
+        ? undefined
+        : await serveMetrics(runner.metrics.registry, {port: flags['metrics-port'], host: flags['metrics-host']})
     if (metrics) log({type: 'log', level: 'info', message: `metrics at ${metrics.url}`})
     // graphile-worker 0.17.3 can reject a promise nobody awaits when the database goes away
     // mid-batch (returning its local queue fails); stop cleanly instead of crashing.
     let unhandled: string | undefined
     const onUnhandled = (reason: unknown): void => {
-      log({type: 'error', where: 'unhandled rejection', error: reason instanceof Error ? reason.message : String(reason)})
+      log({
+        type: 'error',
+        where: 'unhandled rejection',
+        error: reason instanceof Error ? reason.message : String(reason),
+      })
       unhandled = reason instanceof Error ? reason.message : String(reason)
       if (this.handle) void this.handle.stop({force: true, reason: 'unhandled error'}).catch(() => undefined)
       setTimeout(() => process.exit(1), 15_000).unref()
@@ -128,23 +214,42 @@ export default class Worker extends DbCommand<typeof Worker> {
     if (split && explicitConcurrency) {
       throw new UsageError('--concurrency cannot be combined with --fast-concurrency/--bulk-concurrency', {
         code: 'E_CONCURRENCY_FLAGS',
-        suggestions: ['use --concurrency N for one shared pool, or --fast-concurrency F --bulk-concurrency B for reserved fast capacity (F + B slots in all)'],
+        suggestions: [
+          'use --concurrency N for one shared pool, or --fast-concurrency F --bulk-concurrency B for reserved fast capacity (F + B slots in all)',
+        ],
       })
     }
-    const seconds = (value: string | undefined, name: string): number | undefined => (value === undefined ? undefined : parseDuration(value, {defaultUnit: 's', name}))
+    const seconds = (value: string | undefined, name: string): number | undefined =>
+      value === undefined ? undefined : parseDuration(value, {defaultUnit: 's', name})
     const dlqIntervalMs = flags.dlq ? seconds(flags['dlq-interval'], '--dlq-interval') : null
     const config: WorkerConfigInput = {
       ...(flags.concurrency === undefined ? {} : {concurrency: flags.concurrency}),
-      ...(split ? {fastConcurrency: flags['fast-concurrency'] ?? null, bulkConcurrency: flags['bulk-concurrency'] ?? null} : {}),
-      ...(flags['poll-interval'] === undefined ? {} : {pollIntervalMs: parseDuration(flags['poll-interval'], {defaultUnit: 'ms', name: '--poll-interval'})}),
+      ...(split
+        ? {fastConcurrency: flags['fast-concurrency'] ?? null, bulkConcurrency: flags['bulk-concurrency'] ?? null}
+        : {}),
+      ...(flags['poll-interval'] === undefined
+        ? {}
+        : {pollIntervalMs: parseDuration(flags['poll-interval'], {defaultUnit: 'ms', name: '--poll-interval'})}),
       ...(dlqIntervalMs === undefined ? {} : {dlqIntervalMs}),
-      ...(flags['shutdown-timeout'] === undefined ? {} : {shutdownTimeoutMs: seconds(flags['shutdown-timeout'], '--shutdown-timeout')}),
-      ...(flags['heartbeat-interval'] === undefined ? {} : {heartbeatIntervalMs: seconds(flags['heartbeat-interval'], '--heartbeat-interval')}),
-      ...(flags['lock-cleanup-interval'] === undefined ? {} : {lockCleanupIntervalMs: seconds(flags['lock-cleanup-interval'], '--lock-cleanup-interval')}),
-      ...(flags['stale-queue-lock-timeout'] === undefined ? {} : {staleQueueLockTimeoutMs: seconds(flags['stale-queue-lock-timeout'], '--stale-queue-lock-timeout')}),
-      ...(flags['stale-job-lock-timeout'] === undefined ? {} : {staleJobLockTimeoutMs: seconds(flags['stale-job-lock-timeout'], '--stale-job-lock-timeout')}),
+      ...(flags['shutdown-timeout'] === undefined
+        ? {}
+        : {shutdownTimeoutMs: seconds(flags['shutdown-timeout'], '--shutdown-timeout')}),
+      ...(flags['heartbeat-interval'] === undefined
+        ? {}
+        : {heartbeatIntervalMs: seconds(flags['heartbeat-interval'], '--heartbeat-interval')}),
+      ...(flags['lock-cleanup-interval'] === undefined
+        ? {}
+        : {lockCleanupIntervalMs: seconds(flags['lock-cleanup-interval'], '--lock-cleanup-interval')}),
+      ...(flags['stale-queue-lock-timeout'] === undefined
+        ? {}
+        : {staleQueueLockTimeoutMs: seconds(flags['stale-queue-lock-timeout'], '--stale-queue-lock-timeout')}),
+      ...(flags['stale-job-lock-timeout'] === undefined
+        ? {}
+        : {staleJobLockTimeoutMs: seconds(flags['stale-job-lock-timeout'], '--stale-job-lock-timeout')}),
       ...(flags['local-queue-size'] === undefined ? {} : {localQueueSize: flags['local-queue-size']}),
-      ...(flags['batch-delay'] === undefined ? {} : {completeBatchDelayMs: flags['batch-delay'], failBatchDelayMs: flags['batch-delay']}),
+      ...(flags['batch-delay'] === undefined
+        ? {}
+        : {completeBatchDelayMs: flags['batch-delay'], failBatchDelayMs: flags['batch-delay']}),
       preparedStatements: flags['prepared-statements'],
       migrate: flags.migrate,
     }

@@ -105,7 +105,7 @@ export async function runBench(base: Database, options: BenchOptions): Promise<B
     let processing: BenchReport['processing']
     if (!options.durationMs) {
       // Burn-down: insert everything, then time the worker draining it.
-      for (let done = 0; done < options.jobs && !options.signal?.aborted; ) {
+      for (let done = 0; done < options.jobs && !options.signal?.aborted;) {
         const count = Math.min(20_000, options.jobs - done)
         enqueueMs += await enqueueBatch(count)
         done += count
@@ -118,7 +118,12 @@ export async function runBench(base: Database, options: BenchOptions): Promise<B
       try {
         while (processed < enqueued && !options.signal?.aborted) {
           await sleep(200)
-          progress({phase: 'process', done: processed, total: enqueued, rate: (processed / (performance.now() - started)) * 1000})
+          progress({
+            phase: 'process',
+            done: processed,
+            total: enqueued,
+            rate: (processed / (performance.now() - started)) * 1000,
+          })
         }
       } finally {
         await handle.stop()
@@ -139,13 +144,22 @@ export async function runBench(base: Database, options: BenchOptions): Promise<B
             enqueueMs += await enqueueBatch(5000)
             enqueued += 5000
           } else await sleep(50)
-          progress({phase: 'process', done: processed, total: null, rate: (processed / (performance.now() - started)) * 1000})
+          progress({
+            phase: 'process',
+            done: processed,
+            total: null,
+            rate: (processed / (performance.now() - started)) * 1000,
+          })
         }
       } finally {
         const windowEnd = performance.now()
         const inWindow = processed
         await handle.stop()
-        processing = {jobs: inWindow, seconds: (windowEnd - started) / 1000, jobsPerSecond: (inWindow / (windowEnd - started)) * 1000}
+        processing = {
+          jobs: inWindow,
+          seconds: (windowEnd - started) / 1000,
+          jobsPerSecond: (inWindow / (windowEnd - started)) * 1000,
+        }
       }
     }
 
@@ -167,8 +181,15 @@ export async function runBench(base: Database, options: BenchOptions): Promise<B
           await sleep(10)
         }
         values.sort((a, b) => a - b)
-        const pick = (p: number): number => values[Math.min(values.length - 1, Math.max(0, Math.ceil((p / 100) * values.length) - 1))] ?? Number.NaN
-        latencyMs = {samples: values.length, p50: pick(50), p95: pick(95), p99: pick(99), max: values[values.length - 1] ?? Number.NaN}
+        const pick = (p: number): number =>
+          values[Math.min(values.length - 1, Math.max(0, Math.ceil((p / 100) * values.length) - 1))] ?? Number.NaN
+        latencyMs = {
+          samples: values.length,
+          p50: pick(50),
+          p95: pick(95),
+          p99: pick(99),
+          max: values[values.length - 1] ?? Number.NaN,
+        }
       } finally {
         await handle.stop()
       }
@@ -191,13 +212,18 @@ export async function runBench(base: Database, options: BenchOptions): Promise<B
 async function refuseForeignSchema(db: Database): Promise<void> {
   const inspection = await inspectSchema(db)
   if (!inspection.schemaExists) return
-  const isBench = inspection.backfill.catalog.relations.has('backfill_meta') && (await db.rows(backfillMeta, [])).some((r) => r.key === 'bench')
+  const isBench =
+    inspection.backfill.catalog.relations.has('backfill_meta') &&
+    (await db.rows(backfillMeta, [])).some((r) => r.key === 'bench')
   const hasJobs = inspection.graphile.installed && (await db.one(schemaHasWork, [])).has_jobs
   if (!isBench || hasJobs) {
-    throw new PreconditionError(`schema "${db.schema}" already exists${hasJobs ? ' and holds jobs' : ''}; backfill bench only uses a schema it creates`, {
-      code: 'E_BENCH_SCHEMA',
-      suggestions: ['omit --schema to use a random throwaway schema, or name one that does not exist'],
-    })
+    throw new PreconditionError(
+      `schema "${db.schema}" already exists${hasJobs ? ' and holds jobs' : ''}; backfill bench only uses a schema it creates`,
+      {
+        code: 'E_BENCH_SCHEMA',
+        suggestions: ['omit --schema to use a random throwaway schema, or name one that does not exist'],
+      },
+    )
   }
 }
 

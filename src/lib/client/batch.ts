@@ -27,9 +27,17 @@ export interface BatchTotals {
 }
 
 export function addJobParams(job: PreparedJob) {
-  return [job.task, job.payload, job.queue, job.runAt, job.maxAttempts, job.jobKey, job.priority, job.flags, job.jobKeyMode] as [
-    string, string, string | null, Date | null, number, string | null, number, string[] | null, string,
-  ]
+  return [
+    job.task,
+    job.payload,
+    job.queue,
+    job.runAt,
+    job.maxAttempts,
+    job.jobKey,
+    job.priority,
+    job.flags,
+    job.jobKeyMode,
+  ] as [string, string, string | null, Date | null, number, string | null, number, string[] | null, string]
 }
 
 // Bulk inputs repeat a handful of tasks, queues and flag sets: their JSON is computed once.
@@ -99,7 +107,8 @@ export class JobBatchWriter {
       if (job.jobKeyMode === 'unsafe_dedupe') return this.addDeduplicated(job, key)
       const preserve = job.jobKeyMode === 'preserve_run_at'
       // After the flush the batch holds no keys, so the retry cannot come back here.
-      if (this.keys.size > 0 && (preserve !== this.preserveRunAt || this.keys.has(key))) return this.flush().then(() => this.add(job))
+      if (this.keys.size > 0 && (preserve !== this.preserveRunAt || this.keys.has(key)))
+        return this.flush().then(() => this.add(job))
       if (this.keys.size === 0) this.preserveRunAt = preserve
       this.keys.add(key)
     }
@@ -153,7 +162,10 @@ export class JobBatchWriter {
       ? this.db.rows(addJobsReturning, [json, preserve]).then(async (rows) => {
           const jobs = await this.named(rows)
           this.wrote(jobs)
-          this.missing(keys, jobs.map((j) => j.key))
+          this.missing(
+            keys,
+            jobs.map((j) => j.key),
+          )
         })
       : this.db.one(addJobsCount, [json, preserve]).then((row) => {
           this.totals.enqueued += row.count
@@ -184,7 +196,13 @@ export class JobBatchWriter {
     const tasks = new Map(names.filter((n) => n.kind === 'task').map((n) => [n.id, n.name]))
     const queues = new Map(names.filter((n) => n.kind === 'queue').map((n) => [n.id, n.name]))
     return rows
-      .map((row) => rowToJob({...row, task_identifier: tasks.get(row.task_id ?? -1) ?? null, queue_name: row.job_queue_id === null ? null : (queues.get(row.job_queue_id) ?? null)}))
+      .map((row) =>
+        rowToJob({
+          ...row,
+          task_identifier: tasks.get(row.task_id ?? -1) ?? null,
+          queue_name: row.job_queue_id === null ? null : (queues.get(row.job_queue_id) ?? null),
+        }),
+      )
       .filter((job): job is Job => job !== undefined)
   }
 
@@ -201,6 +219,7 @@ export class JobBatchWriter {
 
   private inProgress(keys: string[]): void {
     this.totals.alreadyInProgress += keys.length
-    for (const key of keys) if (this.totals.alreadyInProgressKeys.length < MAX_LISTED) this.totals.alreadyInProgressKeys.push(key)
+    for (const key of keys)
+      if (this.totals.alreadyInProgressKeys.length < MAX_LISTED) this.totals.alreadyInProgressKeys.push(key)
   }
 }

@@ -1,4 +1,4 @@
-import pg from 'pg'
+import type pg from 'pg'
 
 import {redactUrl, targetFromUrl, type ConnectionTarget} from '../connection.js'
 import {Database} from '../db.js'
@@ -83,7 +83,11 @@ export class BackfillClient {
             max: options.maxConnections ?? 10,
             applicationName: 'backfill client',
           })
-        : Database.fromPool(connection, {target: targetFromPool(connection), schema, preparedStatements: options.preparedStatements})
+        : Database.fromPool(connection, {
+            target: targetFromPool(connection),
+            schema,
+            preparedStatements: options.preparedStatements,
+          })
     try {
       return await BackfillClient.fromDatabase(db, options)
     } catch (error) {
@@ -93,7 +97,10 @@ export class BackfillClient {
   }
 
   /** On an existing Database handle (the CLI's); ensureSchema as in connect(). */
-  static async fromDatabase(db: Database, options: Pick<BackfillClientOptions, 'ensureSchema'> = {}): Promise<BackfillClient> {
+  static async fromDatabase(
+    db: Database,
+    options: Pick<BackfillClientOptions, 'ensureSchema'> = {},
+  ): Promise<BackfillClient> {
     if (options.ensureSchema ?? true) await migrate(db)
     else await requireMigrated(db)
     return new BackfillClient(db)
@@ -132,7 +139,10 @@ export class BackfillClient {
    * validated as it goes and one invalid job (a UsageError naming its index) rolls back all.
    * Accepts arrays and (async) iterables, so a generator can feed millions of jobs.
    */
-  async enqueueMany(jobs: Iterable<JobInput> | AsyncIterable<JobInput>, options: EnqueueManyOptions = {}): Promise<EnqueueManyResult> {
+  async enqueueMany(
+    jobs: Iterable<JobInput> | AsyncIterable<JobInput>,
+    options: EnqueueManyOptions = {},
+  ): Promise<EnqueueManyResult> {
     const started = performance.now()
     return this.db.transaction(async (tx) => {
       const writer = new JobBatchWriter(tx, {batchSize: options.batchSize, returnJobs: options.returnJobs})
@@ -195,7 +205,8 @@ export class BackfillClient {
   /** A job by id, from any runtime (Node, Rust, SQL); undefined when it is gone (done or removed). */
   async getJob(id: string | number | bigint): Promise<Job | undefined> {
     const text = String(id)
-    if (!/^\d{1,19}$/.test(text)) throw new UsageError(`job id ${JSON.stringify(text)} is not a positive integer`, {code: 'E_INVALID_JOB'})
+    if (!/^\d{1,19}$/.test(text))
+      throw new UsageError(`job id ${JSON.stringify(text)} is not a positive integer`, {code: 'E_INVALID_JOB'})
     return rowToJob(await this.db.maybeOne(getJob, [text]))
   }
 
@@ -212,7 +223,10 @@ export class BackfillClient {
 /** A description of a caller's pool for error messages (never its password). */
 function targetFromPool(pool: pg.Pool): ConnectionTarget {
   const options = (pool as unknown as {options: pg.PoolConfig}).options ?? {}
-  if (typeof options.connectionString === 'string' && /^(postgres|postgresql|socket):/i.test(options.connectionString)) {
+  if (
+    typeof options.connectionString === 'string' &&
+    /^(postgres|postgresql|socket):/i.test(options.connectionString)
+  ) {
     const target = targetFromUrl(options.connectionString, 'pool')
     return typeof options.password === 'string' ? {...target, secrets: [...target.secrets, options.password]} : target
   }

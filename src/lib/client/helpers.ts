@@ -24,36 +24,72 @@ export function serialFor(entity: string, id: string | number | bigint): string 
 }
 
 function spec(priority: number, maxAttempts: number, jobKey: string | undefined, queue?: string): JobSpec {
-  return {priority, maxAttempts, jobKeyMode: 'replace', ...(jobKey === undefined ? {} : {jobKey}), ...(queue === undefined ? {} : {queue})}
+  return {
+    priority,
+    maxAttempts,
+    jobKeyMode: 'replace',
+    ...(jobKey === undefined ? {} : {jobKey}),
+    ...(queue === undefined ? {} : {queue}),
+  }
 }
 
 /** Priority -5 (FAST_DEFAULT), 8 attempts. */
-export function enqueueFast(client: BackfillClient, task: string, payload?: unknown, jobKey?: string): Promise<EnqueueOutcome> {
+export function enqueueFast(
+  client: BackfillClient,
+  task: string,
+  payload?: unknown,
+  jobKey?: string,
+): Promise<EnqueueOutcome> {
   return client.enqueue(task, payload, spec(Priority.FAST_DEFAULT, DEFAULT_MAX_ATTEMPTS, jobKey))
 }
 
 /** Priority 0 (BULK_DEFAULT), 8 attempts. */
-export function enqueueBulk(client: BackfillClient, task: string, payload?: unknown, jobKey?: string): Promise<EnqueueOutcome> {
+export function enqueueBulk(
+  client: BackfillClient,
+  task: string,
+  payload?: unknown,
+  jobKey?: string,
+): Promise<EnqueueOutcome> {
   return client.enqueue(task, payload, spec(Priority.BULK_DEFAULT, DEFAULT_MAX_ATTEMPTS, jobKey))
 }
 
 /** Priority -20 (EMERGENCY), 8 attempts. */
-export function enqueueEmergency(client: BackfillClient, task: string, payload?: unknown, jobKey?: string): Promise<EnqueueOutcome> {
+export function enqueueEmergency(
+  client: BackfillClient,
+  task: string,
+  payload?: unknown,
+  jobKey?: string,
+): Promise<EnqueueOutcome> {
   return client.enqueue(task, payload, spec(Priority.EMERGENCY, DEFAULT_MAX_ATTEMPTS, jobKey))
 }
 
 /** Priority -10 (FAST_HIGH), 12 attempts (aggressive). */
-export function enqueueCritical(client: BackfillClient, task: string, payload?: unknown, jobKey?: string): Promise<EnqueueOutcome> {
+export function enqueueCritical(
+  client: BackfillClient,
+  task: string,
+  payload?: unknown,
+  jobKey?: string,
+): Promise<EnqueueOutcome> {
   return client.enqueue(task, payload, spec(Priority.FAST_HIGH, RetryAttempts.AGGRESSIVE, jobKey))
 }
 
 /** Priority -10 (FAST_HIGH), 3 attempts (fast). */
-export function enqueueFastWithRetries(client: BackfillClient, task: string, payload?: unknown, jobKey?: string): Promise<EnqueueOutcome> {
+export function enqueueFastWithRetries(
+  client: BackfillClient,
+  task: string,
+  payload?: unknown,
+  jobKey?: string,
+): Promise<EnqueueOutcome> {
   return client.enqueue(task, payload, spec(Priority.FAST_HIGH, RetryAttempts.FAST, jobKey))
 }
 
 /** Priority 0 (BULK_DEFAULT), 5 attempts (conservative). */
-export function enqueueBulkWithRetries(client: BackfillClient, task: string, payload?: unknown, jobKey?: string): Promise<EnqueueOutcome> {
+export function enqueueBulkWithRetries(
+  client: BackfillClient,
+  task: string,
+  payload?: unknown,
+  jobKey?: string,
+): Promise<EnqueueOutcome> {
   return client.enqueue(task, payload, spec(Priority.BULK_DEFAULT, RetryAttempts.CONSERVATIVE, jobKey))
 }
 

@@ -85,7 +85,17 @@ export interface NdjsonResult {
 /** A single line may not exceed this (it is held in memory whole). */
 export const MAX_LINE_BYTES = 16 * 1024 * 1024
 
-const FIELDS = new Set(['task', 'payload', 'priority', 'queue', 'runAt', 'jobKey', 'jobKeyMode', 'maxAttempts', 'flags'])
+const FIELDS = new Set([
+  'task',
+  'payload',
+  'priority',
+  'queue',
+  'runAt',
+  'jobKey',
+  'jobKeyMode',
+  'maxAttempts',
+  'flags',
+])
 const ALIASES: Record<string, string> = {
   identifier: 'task',
   task_identifier: 'task',
@@ -112,7 +122,9 @@ export function parseNdjsonLine(text: string, defaults: NdjsonDefaults = {}): Pr
   for (const key of Object.keys(line)) {
     if (!FIELDS.has(key)) {
       const alias = ALIASES[key]
-      throw new UsageError(`unknown field "${key}"${alias ? ` (did you mean "${alias}"?)` : ''}`, {code: 'E_INVALID_NDJSON'})
+      throw new UsageError(`unknown field "${key}"${alias ? ` (did you mean "${alias}"?)` : ''}`, {
+        code: 'E_INVALID_NDJSON',
+      })
     }
   }
   const has = (key: string): boolean => line[key] !== undefined
@@ -126,9 +138,13 @@ export function parseNdjsonLine(text: string, defaults: NdjsonDefaults = {}): Pr
     // An explicit null queue means parallel even when a default queue is given.
     queue: 'queue' in line ? validateQueue(line.queue) : (defaults.queue ?? null),
     runAt: has('runAt') ? parseRunAt(line.runAt, 'runAt') : (defaults.runAt ?? null),
-    maxAttempts: has('maxAttempts') ? parseMaxAttempts(line.maxAttempts, 'maxAttempts') : parseMaxAttempts(defaults.maxAttempts),
+    maxAttempts: has('maxAttempts')
+      ? parseMaxAttempts(line.maxAttempts, 'maxAttempts')
+      : parseMaxAttempts(defaults.maxAttempts),
     jobKey: validateJobKey(line.jobKey, 'jobKey'),
-    jobKeyMode: has('jobKeyMode') ? validateJobKeyMode(line.jobKeyMode, 'jobKeyMode') : (defaults.jobKeyMode ?? 'replace'),
+    jobKeyMode: has('jobKeyMode')
+      ? validateJobKeyMode(line.jobKeyMode, 'jobKeyMode')
+      : (defaults.jobKeyMode ?? 'replace'),
     priority,
     flags: flagsForPriority(priority, flags),
   }
@@ -139,7 +155,11 @@ export function parseNdjsonLine(text: string, defaults: NdjsonDefaults = {}): Pr
  * enqueues every line in one transaction. Without skipInvalid the first invalid line rolls
  * everything back and throws a UsageError naming the line.
  */
-export async function enqueueNdjson(db: Database, input: AsyncIterable<string | Uint8Array>, options: NdjsonOptions = {}): Promise<NdjsonResult> {
+export async function enqueueNdjson(
+  db: Database,
+  input: AsyncIterable<string | Uint8Array>,
+  options: NdjsonOptions = {},
+): Promise<NdjsonResult> {
   if (options.dryRun) return validateNdjson(input, options)
   const started = performance.now()
   return db.transaction(async (tx) => {
@@ -157,7 +177,10 @@ export async function enqueueNdjson(db: Database, input: AsyncIterable<string | 
 }
 
 /** Parses and validates every line without a database (a dry run): invalid lines are all reported, none thrown. */
-export async function validateNdjson(input: AsyncIterable<string | Uint8Array>, options: Omit<NdjsonOptions, 'dryRun'> = {}): Promise<NdjsonResult> {
+export async function validateNdjson(
+  input: AsyncIterable<string | Uint8Array>,
+  options: Omit<NdjsonOptions, 'dryRun'> = {},
+): Promise<NdjsonResult> {
   const started = performance.now()
   const counts = await readNdjson(input, {...options, dryRun: true}, undefined)
   return result(counts, {enqueued: 0, alreadyInProgress: 0, alreadyInProgressKeys: []}, started, true)
@@ -171,7 +194,11 @@ interface ReadCounts {
   skippedLines: SkippedLine[]
 }
 
-async function readNdjson(input: AsyncIterable<string | Uint8Array>, options: NdjsonOptions, writer: JobBatchWriter | undefined): Promise<ReadCounts> {
+async function readNdjson(
+  input: AsyncIterable<string | Uint8Array>,
+  options: NdjsonOptions,
+  writer: JobBatchWriter | undefined,
+): Promise<ReadCounts> {
   const reader = new LineReader(options, writer)
   // A stream waiting for input (a quiet pipe) is destroyed on abort, which ends the loop.
   const onAbort = (): void => (input as {destroy?: (error?: Error) => void}).destroy?.(interrupted(reader.counts))
@@ -223,11 +250,14 @@ class LineReader {
       this.rest = text.slice(start)
     }
     if (this.rest.length > MAX_LINE_BYTES) {
-      throw new UsageError(`line ${this.counts.lines + 1} is longer than ${MAX_LINE_BYTES / 1024 / 1024} MiB; nothing was enqueued`, {
-        code: 'E_INVALID_NDJSON',
-        details: {line: this.counts.lines + 1},
-        suggestions: ['put one job per line; large payloads belong in storage the job can fetch'],
-      })
+      throw new UsageError(
+        `line ${this.counts.lines + 1} is longer than ${MAX_LINE_BYTES / 1024 / 1024} MiB; nothing was enqueued`,
+        {
+          code: 'E_INVALID_NDJSON',
+          details: {line: this.counts.lines + 1},
+          suggestions: ['put one job per line; large payloads belong in storage the job can fetch'],
+        },
+      )
     }
     this.progress()
   }
@@ -265,7 +295,10 @@ class LineReader {
       throw new UsageError(`line ${counts.lines}: ${reason}; nothing was enqueued`, {
         code: error.code,
         details: {line: counts.lines, reason},
-        suggestions: [...error.suggestions, 'fix the line and rerun, or pass --skip-invalid to enqueue the valid lines and report the others'],
+        suggestions: [
+          ...error.suggestions,
+          'fix the line and rerun, or pass --skip-invalid to enqueue the valid lines and report the others',
+        ],
       })
     }
     counts.skipped += 1

@@ -84,10 +84,12 @@ function invalid(message: string, suggestions: string[] = [], code = 'E_INVALID_
 
 export function validateTask(task: unknown, label = 'task'): string {
   if (typeof task !== 'string') throw invalid(`${label} must be a string, got ${describe(task)}`)
-  if (task.trim() === '') throw invalid(`${label} is empty`, ['give the task identifier your workers register, e.g. send_email'])
+  if (task.trim() === '')
+    throw invalid(`${label} is empty`, ['give the task identifier your workers register, e.g. send_email'])
   // UTF-16 length bounds the character count from above: only long strings need counting.
   const length = task.length <= MAX_TASK_LENGTH ? task.length : charLength(task)
-  if (length > MAX_TASK_LENGTH) throw invalid(`${label} is ${length} characters long; graphile-worker allows at most ${MAX_TASK_LENGTH}`)
+  if (length > MAX_TASK_LENGTH)
+    throw invalid(`${label} is ${length} characters long; graphile-worker allows at most ${MAX_TASK_LENGTH}`)
   return task
 }
 
@@ -95,20 +97,24 @@ export function validateQueue(queue: unknown, label = 'queue'): string | null {
   if (queue === undefined || queue === null) return null
   if (typeof queue !== 'string') throw invalid(`${label} must be a string, got ${describe(queue)}`)
   // '' is how the crate's DLQ spells "parallel"; as a graphile queue it would serialise jobs.
-  if (queue === '') throw invalid(`${label} is empty`, ['leave it out for parallel jobs; give a name for a serial queue, e.g. user:42'])
+  if (queue === '')
+    throw invalid(`${label} is empty`, ['leave it out for parallel jobs; give a name for a serial queue, e.g. user:42'])
   // UTF-16 length bounds the character count from above: only long strings need counting.
   const length = queue.length <= MAX_QUEUE_LENGTH ? queue.length : charLength(queue)
-  if (length > MAX_QUEUE_LENGTH) throw invalid(`${label} is ${length} characters long; graphile-worker allows at most ${MAX_QUEUE_LENGTH}`)
+  if (length > MAX_QUEUE_LENGTH)
+    throw invalid(`${label} is ${length} characters long; graphile-worker allows at most ${MAX_QUEUE_LENGTH}`)
   return queue
 }
 
 export function validateJobKey(key: unknown, label = 'job key'): string | null {
   if (key === undefined || key === null) return null
   if (typeof key !== 'string') throw invalid(`${label} must be a string, got ${describe(key)}`)
-  if (key === '') throw invalid(`${label} is empty`, ['leave it out, or give a key unique across all tasks, e.g. send_email:user-42'])
+  if (key === '')
+    throw invalid(`${label} is empty`, ['leave it out, or give a key unique across all tasks, e.g. send_email:user-42'])
   // UTF-16 length bounds the character count from above: only long strings need counting.
   const length = key.length <= MAX_JOB_KEY_LENGTH ? key.length : charLength(key)
-  if (length > MAX_JOB_KEY_LENGTH) throw invalid(`${label} is ${length} characters long; graphile-worker allows at most ${MAX_JOB_KEY_LENGTH}`)
+  if (length > MAX_JOB_KEY_LENGTH)
+    throw invalid(`${label} is ${length} characters long; graphile-worker allows at most ${MAX_JOB_KEY_LENGTH}`)
   return key
 }
 
@@ -129,11 +135,15 @@ export function parsePriority(value: unknown, label = 'priority'): number {
     const name = value.trim().toLowerCase()
     const named = PRIORITY_NAMES[name]
     if (named !== undefined) return named
-    if (!/^[+-]?\d+$/.test(name)) throw invalid(`${label} ${JSON.stringify(value)} is not a priority name or an integer`, [PRIORITY_HELP])
+    if (!/^[+-]?\d+$/.test(name))
+      throw invalid(`${label} ${JSON.stringify(value)} is not a priority name or an integer`, [PRIORITY_HELP])
     number = Number(name)
   } else throw invalid(`${label} must be a name or an integer, got ${describe(value)}`, [PRIORITY_HELP])
   if (!Number.isInteger(number)) throw invalid(`${label} ${value} is not an integer`, [PRIORITY_HELP])
-  if (number < SMALLINT_MIN || number > SMALLINT_MAX) throw invalid(`${label} ${value} is outside ${SMALLINT_MIN}..${SMALLINT_MAX} (PostgreSQL smallint)`, [PRIORITY_HELP])
+  if (number < SMALLINT_MIN || number > SMALLINT_MAX)
+    throw invalid(`${label} ${value} is outside ${SMALLINT_MIN}..${SMALLINT_MAX} (PostgreSQL smallint)`, [
+      PRIORITY_HELP,
+    ])
   return number
 }
 
@@ -141,7 +151,8 @@ export function parseMaxAttempts(value: unknown, label = 'max attempts'): number
   if (value === undefined || value === null) return DEFAULT_MAX_ATTEMPTS
   const number = typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : value
   const help = [`use an integer from 1 to ${SMALLINT_MAX} (default ${DEFAULT_MAX_ATTEMPTS}; 1 = no retry)`]
-  if (typeof number !== 'number' || !Number.isInteger(number)) throw invalid(`${label} ${describe(value)} is not an integer`, help)
+  if (typeof number !== 'number' || !Number.isInteger(number))
+    throw invalid(`${label} ${describe(value)} is not an integer`, help)
   if (number < 1 || number > SMALLINT_MAX) throw invalid(`${label} ${number} is outside 1..${SMALLINT_MAX}`, help)
   return number
 }
@@ -150,14 +161,16 @@ export function validateFlags(flags: unknown, label = 'flags'): string[] {
   if (flags === undefined || flags === null) return []
   if (!Array.isArray(flags)) throw invalid(`${label} must be an array of strings, got ${describe(flags)}`)
   for (const flag of flags) {
-    if (typeof flag !== 'string' || flag === '') throw invalid(`${label} must be non-empty strings, got ${describe(flag)}`)
+    if (typeof flag !== 'string' || flag === '')
+      throw invalid(`${label} must be non-empty strings, got ${describe(flag)}`)
   }
   return flags as string[]
 }
 
 // Date-time with an explicit offset: a bare local time would mean different instants on
 // the operator's laptop and on the server.
-const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?([Zz]|[+-]\d{2}(?::?\d{2})?)$/
+const ISO_DATE_TIME =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?([Zz]|[+-]\d{2}(?::?\d{2})?)$/
 const RUN_AT_HELP = 'use an ISO 8601 date-time with a time zone, e.g. 2030-01-31T09:00:00Z or 2030-01-31T10:00:00+01:00'
 
 export function parseRunAt(value: unknown, label = 'run at'): Date | null {
@@ -166,19 +179,29 @@ export function parseRunAt(value: unknown, label = 'run at'): Date | null {
     if (Number.isNaN(value.getTime())) throw invalid(`${label} is an invalid Date`, [RUN_AT_HELP])
     return value
   }
-  if (typeof value !== 'string') throw invalid(`${label} must be an ISO 8601 string, got ${describe(value)}`, [RUN_AT_HELP])
+  if (typeof value !== 'string')
+    throw invalid(`${label} must be an ISO 8601 string, got ${describe(value)}`, [RUN_AT_HELP])
   const match = ISO_DATE_TIME.exec(value.trim())
-  if (!match) throw invalid(`${label} ${JSON.stringify(value)} is not an ISO 8601 date-time with a time zone`, [RUN_AT_HELP])
+  if (!match)
+    throw invalid(`${label} ${JSON.stringify(value)} is not an ISO 8601 date-time with a time zone`, [RUN_AT_HELP])
   const [, y, mo, d, h, mi, s] = match.map(Number) as number[]
   const daysInMonth = new Date(Date.UTC(y!, mo!, 0)).getUTCDate()
   if (mo! < 1 || mo! > 12 || d! < 1 || d! > daysInMonth || h! > 23 || mi! > 59 || (s ?? 0) > 59) {
     throw invalid(`${label} ${JSON.stringify(value)} is not a valid date-time`, [RUN_AT_HELP])
   }
   const offset = match[8]!
-  const normalized = value.trim().replace(/^(.{10})[t ]/i, '$1T').replace(',', '.')
-  const withOffset = /^[+-]\d{4}$/.test(offset) ? normalized.replace(/([+-]\d{2})(\d{2})$/, '$1:$2') : /^[+-]\d{2}$/.test(offset) ? `${normalized}:00` : normalized
+  const normalized = value
+    .trim()
+    .replace(/^(.{10})[t ]/i, '$1T')
+    .replace(',', '.')
+  const withOffset = /^[+-]\d{4}$/.test(offset)
+    ? normalized.replace(/([+-]\d{2})(\d{2})$/, '$1:$2')
+    : /^[+-]\d{2}$/.test(offset)
+      ? `${normalized}:00`
+      : normalized
   const date = new Date(withOffset)
-  if (Number.isNaN(date.getTime())) throw invalid(`${label} ${JSON.stringify(value)} is not a valid date-time`, [RUN_AT_HELP])
+  if (Number.isNaN(date.getTime()))
+    throw invalid(`${label} ${JSON.stringify(value)} is not a valid date-time`, [RUN_AT_HELP])
   return date
 }
 
@@ -195,13 +218,22 @@ export function payloadText(payload: unknown, label = 'payload'): string {
     throw invalid(`${label} cannot be serialised as JSON: ${(error as Error).message}`)
   }
   if (text === undefined) throw invalid(`${label} cannot be serialised as JSON (${typeof payload})`)
-  if (text.includes('\\u0000') && NUL_ESCAPE.test(text)) throw invalid(`${label} contains the character U+0000, which PostgreSQL jsonb cannot store (the DLQ keeps payloads as jsonb)`, ['remove or escape the NUL character'])
+  if (text.includes('\\u0000') && NUL_ESCAPE.test(text))
+    throw invalid(
+      `${label} contains the character U+0000, which PostgreSQL jsonb cannot store (the DLQ keeps payloads as jsonb)`,
+      ['remove or escape the NUL character'],
+    )
   return text
 }
 
 /** Parses a payload given as JSON text (the CLI's --payload, a payload file). */
 export function parsePayloadJson(text: string, label = 'payload'): string {
-  if (text.trim() === '') throw invalid(`${label} is empty`, ['give a JSON value, e.g. \'{"to":"ada@example.com"}\' (default {})'], 'E_INVALID_PAYLOAD')
+  if (text.trim() === '')
+    throw invalid(
+      `${label} is empty`,
+      ['give a JSON value, e.g. \'{"to":"ada@example.com"}\' (default {})'],
+      'E_INVALID_PAYLOAD',
+    )
   let value: unknown
   try {
     value = JSON.parse(text)

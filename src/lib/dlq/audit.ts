@@ -11,14 +11,14 @@ export interface Actor {
 }
 
 export function currentActor(): Actor {
-  let osUser: string | null = null
+  let osUser: string | null
   try {
     osUser = os.userInfo().username
   } catch {
     // no passwd entry (containers running as an arbitrary uid)
     osUser = process.env.USER ?? process.env.LOGNAME ?? null
   }
-  let hostname: string | null = null
+  let hostname: string | null
   try {
     hostname = os.hostname()
   } catch {
@@ -42,7 +42,11 @@ export interface AuditContext {
 }
 
 export function auditContext(options: AuditOptions): AuditContext {
-  return {run: randomUUID(), actor: options.actor ?? currentActor(), reason: options.reason?.trim() ? options.reason.trim() : null}
+  return {
+    run: randomUUID(),
+    actor: options.actor ?? currentActor(),
+    reason: options.reason?.trim() ? options.reason.trim() : null,
+  }
 }
 
 export interface HistoryOptions {

@@ -38,7 +38,18 @@ export async function captureNow(db: Database, options: CaptureRunOptions = {}):
   const started = performance.now()
   const waiting = await countUncaptured(db)
   if (options.dryRun) {
-    return {dryRun: true, run: null, waiting, captured: 0, batches: 0, byTask: {}, recaptured: 0, failed: [], interrupted: false, durationMs: performance.now() - started}
+    return {
+      dryRun: true,
+      run: null,
+      waiting,
+      captured: 0,
+      batches: 0,
+      byTask: {},
+      recaptured: 0,
+      failed: [],
+      interrupted: false,
+      durationMs: performance.now() - started,
+    }
   }
   const audit = auditContext(options)
   let batch = 0

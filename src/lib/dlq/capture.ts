@@ -1,5 +1,12 @@
 import type {Database} from '../db.js'
-import {captureExhaustedJob, captureExhaustedJobs, type CaptureRow, countExhaustedJobs, exhaustedJobIds, pruneRetriedJobLineage} from '../sql/dlq-capture.js'
+import {
+  captureExhaustedJob,
+  captureExhaustedJobs,
+  type CaptureRow,
+  countExhaustedJobs,
+  exhaustedJobIds,
+  pruneRetriedJobLineage,
+} from '../sql/dlq-capture.js'
 
 export interface CaptureOptions {
   /** Rows per statement (each statement is one atomic move). */
@@ -116,8 +123,20 @@ function isDataError(error: unknown): boolean {
   return typeof sqlstate === 'string' && sqlstate.startsWith('22')
 }
 
-function toCapturedJob(row: {dlq_id: string; job_id: string; task_identifier: string; queue_name: string; recaptured: boolean}): CapturedJob {
-  return {dlqId: row.dlq_id, jobId: row.job_id, taskIdentifier: row.task_identifier, queueName: row.queue_name, recaptured: row.recaptured}
+function toCapturedJob(row: {
+  dlq_id: string
+  job_id: string
+  task_identifier: string
+  queue_name: string
+  recaptured: boolean
+}): CapturedJob {
+  return {
+    dlqId: row.dlq_id,
+    jobId: row.job_id,
+    taskIdentifier: row.task_identifier,
+    queueName: row.queue_name,
+    recaptured: row.recaptured,
+  }
 }
 
 export interface UncapturedSummary {
@@ -130,6 +149,11 @@ export async function countUncaptured(db: Database): Promise<UncapturedSummary> 
   const rows = await db.rows(countExhaustedJobs, [])
   return {
     total: rows.reduce((sum, r) => sum + r.count, 0),
-    groups: rows.map((r) => ({taskIdentifier: r.task_identifier, queueName: r.queue_name, count: r.count, oldest: r.oldest})),
+    groups: rows.map((r) => ({
+      taskIdentifier: r.task_identifier,
+      queueName: r.queue_name,
+      count: r.count,
+      oldest: r.oldest,
+    })),
   }
 }

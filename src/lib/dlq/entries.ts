@@ -84,7 +84,9 @@ export function decodeCursor(cursor: string): Position {
   if (!match) {
     throw new UsageError(`invalid --cursor "${cursor}"`, {
       code: 'E_BAD_CURSOR',
-      suggestions: ['pass the nextCursor value printed by the previous page unchanged, or omit --cursor for the first page'],
+      suggestions: [
+        'pass the nextCursor value printed by the previous page unchanged, or omit --cursor for the first page',
+      ],
     })
   }
   return {failedAt: match[1] as string, id: match[2] as string}
@@ -118,16 +120,32 @@ export interface ListResult {
  */
 export async function listDlq(db: Database, options: ListOptions): Promise<ListResult> {
   const size = options.selector.limit ?? DEFAULT_PAGE_SIZE
-  if (size > MAX_PAGE_SIZE) throw new UsageError(`--limit ${size} is too large for one page (at most ${MAX_PAGE_SIZE})`, {suggestions: ['page with --cursor']})
+  if (size > MAX_PAGE_SIZE)
+    throw new UsageError(`--limit ${size} is too large for one page (at most ${MAX_PAGE_SIZE})`, {
+      suggestions: ['page with --cursor'],
+    })
   const after = options.cursor === undefined ? null : decodeCursor(options.cursor)
   const uncaptured = options.checkUncaptured === false ? Promise.resolve(null) : countUncaptured(db)
-  const page = options.selector.group === undefined ? listPlain(db, options.selector, after, size) : listGroup(db, options.selector, after, size)
+  const page =
+    options.selector.group === undefined
+      ? listPlain(db, options.selector, after, size)
+      : listGroup(db, options.selector, after, size)
   const [result, waiting] = await Promise.all([page, uncaptured])
   return {...result, uncaptured: waiting}
 }
 
-async function listPlain(db: Database, selector: DlqSelector, after: Position | null, size: number): Promise<Omit<ListResult, 'uncaptured'>> {
-  const rows = await db.rows(listDlqPage, [...selectorParams(selector), after?.failedAt ?? null, after?.id ?? null, size + 1])
+async function listPlain(
+  db: Database,
+  selector: DlqSelector,
+  after: Position | null,
+  size: number,
+): Promise<Omit<ListResult, 'uncaptured'>> {
+  const rows = await db.rows(listDlqPage, [
+    ...selectorParams(selector),
+    after?.failedAt ?? null,
+    after?.id ?? null,
+    size + 1,
+  ])
   const page = rows.slice(0, size)
   const last = page.at(-1)
   return {
@@ -138,14 +156,24 @@ async function listPlain(db: Database, selector: DlqSelector, after: Position | 
 
 const GROUP_SCAN_CHUNK = 2000
 
-async function listGroup(db: Database, selector: DlqSelector, after: Position | null, size: number): Promise<Omit<ListResult, 'uncaptured'>> {
+async function listGroup(
+  db: Database,
+  selector: DlqSelector,
+  after: Position | null,
+  size: number,
+): Promise<Omit<ListResult, 'uncaptured'>> {
   const fingerprinter = new Fingerprinter()
   const params = selectorParams(selector)
   const matched: string[] = []
   let scanned = after
   let more = false
   scan: for (;;) {
-    const keys = await db.rows(listDlqKeys, [...params, scanned?.failedAt ?? null, scanned?.id ?? null, GROUP_SCAN_CHUNK])
+    const keys = await db.rows(listDlqKeys, [
+      ...params,
+      scanned?.failedAt ?? null,
+      scanned?.id ?? null,
+      GROUP_SCAN_CHUNK,
+    ])
     for (const key of keys) {
       scanned = {failedAt: key.failed_at_exact, id: key.id}
       if (fingerprinter.of(key.task_identifier, key.error_line).fingerprint !== selector.group) continue
@@ -158,9 +186,14 @@ async function listGroup(db: Database, selector: DlqSelector, after: Position | 
     if (keys.length < GROUP_SCAN_CHUNK) break
   }
   const rows = matched.length === 0 ? [] : await db.rows(entriesById, [matched])
-  rows.sort((a, b) => (a.failed_at_exact === b.failed_at_exact ? compareIds(b.id, a.id) : a.failed_at_exact < b.failed_at_exact ? 1 : -1))
+  rows.sort((a, b) =>
+    a.failed_at_exact === b.failed_at_exact ? compareIds(b.id, a.id) : a.failed_at_exact < b.failed_at_exact ? 1 : -1,
+  )
   const last = rows.at(-1)
-  return {entries: rows.map(toEntry), nextCursor: more && last ? encodeCursor({failedAt: last.failed_at_exact, id: last.id}) : null}
+  return {
+    entries: rows.map(toEntry),
+    nextCursor: more && last ? encodeCursor({failedAt: last.failed_at_exact, id: last.id}) : null,
+  }
 }
 
 function compareIds(a: string, b: string): number {
@@ -197,7 +230,10 @@ export async function showDlqEntry(db: Database, id: string): Promise<ShowResult
   if (!row) {
     throw new PreconditionError(`DLQ entry ${id} does not exist in "${db.schema}".backfill_dlq`, {
       code: 'E_NOT_FOUND',
-      suggestions: ['it may have been retried or purged: see backfill dlq history', 'list entries with: backfill dlq list'],
+      suggestions: [
+        'it may have been retried or purged: see backfill dlq history',
+        'list entries with: backfill dlq list',
+      ],
     })
   }
   const events = await db.rows(caseEvents, [row.case_id])

@@ -27,17 +27,38 @@ function countOf(text: string, char: string): number {
 }
 
 const RULES: readonly Rule[] = [
-  {name: 'uuid', pattern: /[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/g, replacement: '<uuid>', needs: (t) => countOf(t, '-') >= 4},
+  {
+    name: 'uuid',
+    pattern: /[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/g,
+    replacement: '<uuid>',
+    needs: (t) => countOf(t, '-') >= 4,
+  },
   {
     // ISO 8601 dates and timestamps, with optional time, fraction and zone.
     name: 'timestamp',
-    pattern: /[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?/g,
+    pattern:
+      /[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?/g,
     replacement: '<ts>',
     needs: hasDigit,
   },
-  {name: 'url', pattern: /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s"'<>]+/g, replacement: '<url>', needs: (t) => t.includes('://')},
-  {name: 'email', pattern: /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g, replacement: '<email>', needs: (t) => t.includes('@')},
-  {name: 'ip', pattern: /(^|[^0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?(?![0-9])/g, replacement: '$1<ip>', needs: hasDigit},
+  {
+    name: 'url',
+    pattern: /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s"'<>]+/g,
+    replacement: '<url>',
+    needs: (t) => t.includes('://'),
+  },
+  {
+    name: 'email',
+    pattern: /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g,
+    replacement: '<email>',
+    needs: (t) => t.includes('@'),
+  },
+  {
+    name: 'ip',
+    pattern: /(^|[^0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?(?![0-9])/g,
+    replacement: '$1<ip>',
+    needs: hasDigit,
+  },
   {name: 'hex', pattern: /0x[0-9a-fA-F]+/g, replacement: '<hex>', needs: (t) => t.includes('0x')},
   {
     // Hex ids (hashes, short commit ids, object ids): a whole token of 6+ hex characters with

@@ -13,7 +13,10 @@ export interface SelectionPreview {
 }
 
 /** What a retry or purge of this selection would act on (read-only: the dry run). */
-export async function previewSelection(db: Database, options: {selector: DlqSelector; checkKeyConflicts?: boolean; sampleSize?: number}): Promise<SelectionPreview> {
+export async function previewSelection(
+  db: Database,
+  options: {selector: DlqSelector; checkKeyConflicts?: boolean; sampleSize?: number},
+): Promise<SelectionPreview> {
   const stats = await dlqStats(db, {selector: options.selector, checkKeyConflicts: options.checkKeyConflicts})
   const ids: string[] = []
   for await (const id of peekSelectedIds(db, options.selector, 1000)) {

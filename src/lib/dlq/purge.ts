@@ -1,6 +1,12 @@
 import type {Database} from '../db.js'
 import {UsageError} from '../errors.js'
-import {dlqTablePages, insertDlqAudit, purgeLockedEntries, purgeNextEntries, purgePageRange} from '../sql/dlq-actions.js'
+import {
+  dlqTablePages,
+  insertDlqAudit,
+  purgeLockedEntries,
+  purgeNextEntries,
+  purgePageRange,
+} from '../sql/dlq-actions.js'
 import {auditContext, type AuditOptions} from './audit.js'
 import {forEachBatch, withDeadlockRetry} from './scan.js'
 import {describeSelector, selectorParams, type DlqSelector} from './selector.js'
@@ -39,7 +45,10 @@ const FALLBACK_ROWS_PER_PAGE = 40
  * (fingerprinted here), batches walk the ids and lock with skip locked instead.
  */
 export async function purgeDlq(db: Database, options: PurgeOptions): Promise<PurgeResult> {
-  if (options.batchSize !== undefined && (!Number.isInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 100_000)) {
+  if (
+    options.batchSize !== undefined &&
+    (!Number.isInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 100_000)
+  ) {
     throw new UsageError(`invalid batch size ${options.batchSize}: expected 1 to 100000`, {code: 'E_USAGE'})
   }
   const started = performance.now()
@@ -49,11 +58,13 @@ export async function purgeDlq(db: Database, options: PurgeOptions): Promise<Pur
   let batch = 0
   const params = selectorParams(options.selector)
   const batchSize = options.batchSize ?? DEFAULT_PURGE_BATCH
-  const auditParams = () => [audit.actor.osUser, audit.actor.hostname, audit.reason, selection, {run: audit.run, batch: ++batch}] as const
+  const auditParams = () =>
+    [audit.actor.osUser, audit.actor.hostname, audit.reason, selection, {run: audit.run, batch: ++batch}] as const
 
   // Page ranges pay off when the selection is a large part of the table; ids and job keys are found by index.
   const {selector} = options
-  const wide = selector.group === undefined && selector.limit === undefined && !selector.ids?.length && !selector.jobKeys?.length
+  const wide =
+    selector.group === undefined && selector.limit === undefined && !selector.ids?.length && !selector.jobKeys?.length
   const table = wide ? await db.maybeOne(dlqTablePages, [db.schema]) : undefined
   if (table?.tid_range_scans) {
     const step = Math.max(1, Math.floor(batchSize / (table.rows_per_page ?? FALLBACK_ROWS_PER_PAGE)))
@@ -68,7 +79,18 @@ export async function purgeDlq(db: Database, options: PurgeOptions): Promise<Pur
         db.transaction(async (tx) => {
           const count = await tx.exec(purgePageRange, [...params, `(${page},0)`, `(${page + step},0)`])
           const [osUser, hostname, reason, sel, details] = auditParams()
-          if (count > 0) await tx.rows(insertDlqAudit, ['purge', count, null, null, osUser, hostname, reason, sel, {...details, pages: [page, page + step]}])
+          if (count > 0)
+            await tx.rows(insertDlqAudit, [
+              'purge',
+              count,
+              null,
+              null,
+              osUser,
+              hostname,
+              reason,
+              sel,
+              {...details, pages: [page, page + step]},
+            ])
           return count
         }),
       )

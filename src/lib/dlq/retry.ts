@@ -98,7 +98,8 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
   // same boundary isBulkPriority uses (priority >= 0).
   const bulkFlags = flagsForPriority(0)
   const fastFlags = flagsForPriority(-1)
-  if (!isBulkPriority(0) || isBulkPriority(-1)) throw new InternalError('the bulk priority boundary moved: update retrySql in sql/dlq-actions.ts')
+  if (!isBulkPriority(0) || isBulkPriority(-1))
+    throw new InternalError('the bulk priority boundary moved: update retrySql in sql/dlq-actions.ts')
   const selection = describeSelector(options.selector)
   const overrides = {
     priority: options.priority ?? null,
@@ -107,7 +108,17 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
     keyConflict,
     defaultQueue,
   }
-  const result: RetryResult = {run: audit.run, retried: 0, skipped: {keyConflict: 0, invalid: 0}, batches: 0, byTask: {}, sample: [], skippedSample: [], interrupted: false, durationMs: 0}
+  const result: RetryResult = {
+    run: audit.run,
+    retried: 0,
+    skipped: {keyConflict: 0, invalid: 0},
+    batches: 0,
+    byTask: {},
+    sample: [],
+    skippedSample: [],
+    interrupted: false,
+    durationMs: 0,
+  }
   let batch = 0
 
   const params = selectorParams(options.selector)
@@ -132,7 +143,9 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
     {
       next: async (tx, after, limit) => {
         const batchParams = common()
-        const rows = await withRetriedRace(tx, keyConflict, () => tx.rows(retryNextEntries, [...batchParams, ...params, after, limit]))
+        const rows = await withRetriedRace(tx, keyConflict, () =>
+          tx.rows(retryNextEntries, [...batchParams, ...params, after, limit]),
+        )
         return {rows, examined: rows.length, lastId: rows[0]?.max_id ?? null}
       },
       locked: (tx, ids) => {
@@ -145,11 +158,17 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
         if (row.status === 'retried') {
           result.retried += 1
           result.byTask[row.task_identifier] = (result.byTask[row.task_identifier] ?? 0) + 1
-          if (result.sample.length < 100) result.sample.push({dlqId: row.dlq_id, jobId: row.job_id as string, taskIdentifier: row.task_identifier})
+          if (result.sample.length < 100)
+            result.sample.push({dlqId: row.dlq_id, jobId: row.job_id as string, taskIdentifier: row.task_identifier})
         } else {
           if (row.status === 'key_conflict') result.skipped.keyConflict += 1
           else result.skipped.invalid += 1
-          if (result.skippedSample.length < 100) result.skippedSample.push({dlqId: row.dlq_id, taskIdentifier: row.task_identifier, reason: row.status as SkippedEntry['reason']})
+          if (result.skippedSample.length < 100)
+            result.skippedSample.push({
+              dlqId: row.dlq_id,
+              taskIdentifier: row.task_identifier,
+              reason: row.status as SkippedEntry['reason'],
+            })
         }
       }
       options.onBatch?.({batch, retried: result.retried, skipped: result.skipped.keyConflict + result.skipped.invalid})
@@ -162,7 +181,21 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
 }
 
 type RetryRow = RowOf<(typeof retryNextEntries)['columns']>
-type RetryCommon = [number | null, number | null, Date | null, number, boolean, boolean, string[] | null, string[] | null, string | null, string | null, string | null, unknown, unknown]
+type RetryCommon = [
+  number | null,
+  number | null,
+  Date | null,
+  number,
+  boolean,
+  boolean,
+  string[] | null,
+  string[] | null,
+  string | null,
+  string | null,
+  string | null,
+  unknown,
+  unknown,
+]
 
 /**
  * Runs a retry statement under a savepoint, and undoes and reruns it when the statement's
@@ -170,33 +203,57 @@ type RetryCommon = [number | null, number | null, Date | null, number, boolean, 
  * race, graphile #580), or, in skip mode, it replaced a job someone enqueued with the same
  * key after the snapshot (the rerun sees that job and leaves the entry in the DLQ).
  */
-async function withRetriedRace(tx: Database, keyConflict: KeyConflictMode, run: () => Promise<RetryRow[]>): Promise<RetryRow[]> {
+async function withRetriedRace(
+  tx: Database,
+  keyConflict: KeyConflictMode,
+  run: () => Promise<RetryRow[]>,
+): Promise<RetryRow[]> {
   for (let attempt = 1; ; attempt++) {
     await tx.execScript('savepoint backfill_retry_batch')
     const rows = await run()
-    const overtaken = rows.some((r) => r.status === 'retried' && (r.job_id === null || (keyConflict === 'skip' && r.replaced === true)))
+    const overtaken = rows.some(
+      (r) => r.status === 'retried' && (r.job_id === null || (keyConflict === 'skip' && r.replaced === true)),
+    )
     if (!overtaken) {
       await tx.execScript('release savepoint backfill_retry_batch')
       return rows
     }
     await tx.execScript('rollback to savepoint backfill_retry_batch')
     if (attempt >= 3) {
-      throw new InternalError('the jobs table kept changing under this batch (a job key enqueued concurrently, or graphile-worker add_jobs() returning no job) three times; the batch was rolled back (its entries are still in the DLQ)', {
-        suggestions: ['rerun the same command: it only picks entries still in the DLQ'],
-      })
+      throw new InternalError(
+        'the jobs table kept changing under this batch (a job key enqueued concurrently, or graphile-worker add_jobs() returning no job) three times; the batch was rolled back (its entries are still in the DLQ)',
+        {
+          suggestions: ['rerun the same command: it only picks entries still in the DLQ'],
+        },
+      )
     }
   }
 }
 
 function validateOverrides(options: RetryOptions): void {
-  if (options.priority !== undefined && (!Number.isInteger(options.priority) || options.priority < -32768 || options.priority > SMALLINT_MAX)) {
-    throw new UsageError(`invalid priority ${options.priority}: expected an integer from -32768 to 32767 (lower runs first)`, {code: 'E_BAD_PRIORITY'})
+  if (
+    options.priority !== undefined &&
+    (!Number.isInteger(options.priority) || options.priority < -32768 || options.priority > SMALLINT_MAX)
+  ) {
+    throw new UsageError(
+      `invalid priority ${options.priority}: expected an integer from -32768 to 32767 (lower runs first)`,
+      {code: 'E_BAD_PRIORITY'},
+    )
   }
-  if (options.maxAttempts !== undefined && (!Number.isInteger(options.maxAttempts) || options.maxAttempts < 1 || options.maxAttempts > SMALLINT_MAX)) {
-    throw new UsageError(`invalid max attempts ${options.maxAttempts}: expected an integer from 1 to 32767`, {code: 'E_BAD_MAX_ATTEMPTS'})
+  if (
+    options.maxAttempts !== undefined &&
+    (!Number.isInteger(options.maxAttempts) || options.maxAttempts < 1 || options.maxAttempts > SMALLINT_MAX)
+  ) {
+    throw new UsageError(`invalid max attempts ${options.maxAttempts}: expected an integer from 1 to 32767`, {
+      code: 'E_BAD_MAX_ATTEMPTS',
+    })
   }
-  if (options.runAt !== undefined && Number.isNaN(options.runAt.getTime())) throw new UsageError('invalid run-at time', {code: 'E_BAD_TIME'})
-  if (options.batchSize !== undefined && (!Number.isInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 50_000)) {
+  if (options.runAt !== undefined && Number.isNaN(options.runAt.getTime()))
+    throw new UsageError('invalid run-at time', {code: 'E_BAD_TIME'})
+  if (
+    options.batchSize !== undefined &&
+    (!Number.isInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 50_000)
+  ) {
     throw new UsageError(`invalid batch size ${options.batchSize}: expected 1 to 50000`, {code: 'E_USAGE'})
   }
 }

@@ -72,24 +72,33 @@ export async function forEachBatch<R>(
     const remaining = selector.limit === undefined ? Number.POSITIVE_INFINITY : selector.limit - result.selected
     if (remaining <= 0) break
     // A batch chosen as a deadlock victim rolled back as a whole; running it again is safe.
-    const step = await withDeadlockRetry(() => db.transaction(async (tx): Promise<BatchStep<R> & {taken: number; want: number}> => {
-      if (!fingerprinter) {
-        // Every candidate is selected, so the limit goes into the statement.
-        const want = Math.min(batchSize, remaining)
-        const done = await actions.next(tx, after, want)
-        return {...done, taken: done.examined, want}
-      }
-      // Only the group's entries are locked (others stay free for a concurrent run with another
-      // selection), and the match is checked again on the locked rows (an entry may have changed).
-      const matches = (c: {task_identifier: string; error_line: string | null}): boolean => fingerprinter.of(c.task_identifier, c.error_line).fingerprint === group
-      const candidates = await tx.rows(peekDlqBatch, [...params, after, batchSize, true])
-      const matching = candidates.filter(matches).map((c) => c.id)
-      const locked = matching.length > 0 ? await tx.rows(lockDlqIds, [matching]) : []
-      let ids = locked.filter(matches).map((c) => c.id)
-      if (ids.length > remaining) ids = ids.slice(0, remaining)
-      const rows = ids.length > 0 ? await actions.locked(tx, ids) : []
-      return {rows, examined: candidates.length, lastId: candidates.at(-1)?.id ?? null, taken: ids.length, want: batchSize}
-    }))
+    const step = await withDeadlockRetry(() =>
+      db.transaction(async (tx): Promise<BatchStep<R> & {taken: number; want: number}> => {
+        if (!fingerprinter) {
+          // Every candidate is selected, so the limit goes into the statement.
+          const want = Math.min(batchSize, remaining)
+          const done = await actions.next(tx, after, want)
+          return {...done, taken: done.examined, want}
+        }
+        // Only the group's entries are locked (others stay free for a concurrent run with another
+        // selection), and the match is checked again on the locked rows (an entry may have changed).
+        const matches = (c: {task_identifier: string; error_line: string | null}): boolean =>
+          fingerprinter.of(c.task_identifier, c.error_line).fingerprint === group
+        const candidates = await tx.rows(peekDlqBatch, [...params, after, batchSize, true])
+        const matching = candidates.filter(matches).map((c) => c.id)
+        const locked = matching.length > 0 ? await tx.rows(lockDlqIds, [matching]) : []
+        let ids = locked.filter(matches).map((c) => c.id)
+        if (ids.length > remaining) ids = ids.slice(0, remaining)
+        const rows = ids.length > 0 ? await actions.locked(tx, ids) : []
+        return {
+          rows,
+          examined: candidates.length,
+          lastId: candidates.at(-1)?.id ?? null,
+          taken: ids.length,
+          want: batchSize,
+        }
+      }),
+    )
     if (step.taken > 0) {
       result.batches += 1
       result.selected += step.taken
@@ -152,7 +161,8 @@ export async function withDeadlockRetry<T>(run: () => Promise<T>): Promise<T> {
     try {
       return await run()
     } catch (error) {
-      const code = (error as {details?: {sqlstate?: string}}).details?.sqlstate ?? (error as {cause?: {code?: string}}).cause?.code
+      const code =
+        (error as {details?: {sqlstate?: string}}).details?.sqlstate ?? (error as {cause?: {code?: string}}).cause?.code
       if (code !== DEADLOCK || attempt >= 5) throw error
     }
   }

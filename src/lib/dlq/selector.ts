@@ -62,7 +62,8 @@ export type SelectorParams = [
 ]
 
 export function selectorParams(selector: DlqSelector): SelectorParams {
-  const list = (values: readonly string[] | undefined): string[] | null => (values && values.length > 0 ? [...values] : null)
+  const list = (values: readonly string[] | undefined): string[] | null =>
+    values && values.length > 0 ? [...values] : null
   return [
     list(selector.ids),
     list(selector.tasks),
@@ -100,7 +101,8 @@ export {parseDuration}
  */
 export function parseTimeAgo(text: string, flag: string, now = Date.now()): Date {
   const trimmed = text.trim()
-  if (/^\d+(?:\.\d+)?\s*(ms|s|m|h|d|w)/.test(trimmed) && !/^\d{4}-/.test(trimmed)) return new Date(now - parseDuration(trimmed, flag))
+  if (/^\d+(?:\.\d+)?\s*(ms|s|m|h|d|w)/.test(trimmed) && !/^\d{4}-/.test(trimmed))
+    return new Date(now - parseDuration(trimmed, flag))
   // A date alone is UTC midnight; a date-time must say its zone (the operator's TZ must not
   // change what is selected, and enqueue --run-at asks the same).
   if (/^\d{4}-\d{2}-\d{2}$/.test(trimmed)) {
@@ -117,10 +119,13 @@ export function parseTimeAgo(text: string, flag: string, now = Date.now()): Date
     const date = new Date(trimmed)
     if (!Number.isNaN(date.getTime())) return date
   }
-  throw new UsageError(`invalid ${flag} "${text}": expected an ISO date/time (2024-05-01T10:00:00Z) or a duration ago (2h, 30d)`, {
-    code: 'E_BAD_TIME',
-    suggestions: [`example: ${flag} 2h, or ${flag} 2024-05-01T00:00:00Z`],
-  })
+  throw new UsageError(
+    `invalid ${flag} "${text}": expected an ISO date/time (2024-05-01T10:00:00Z) or a duration ago (2h, 30d)`,
+    {
+      code: 'E_BAD_TIME',
+      suggestions: [`example: ${flag} 2h, or ${flag} 2024-05-01T00:00:00Z`],
+    },
+  )
 }
 
 /** A positive bigint id as a decimal string. */
@@ -183,7 +188,8 @@ export function buildSelector(input: SelectorInput, now = Date.now()): DlqSelect
     selector.group = group
   }
   if (input.limit !== undefined) {
-    if (!Number.isInteger(input.limit) || input.limit < 1) throw new UsageError(`invalid --limit ${input.limit}: expected a positive integer`, {code: 'E_USAGE'})
+    if (!Number.isInteger(input.limit) || input.limit < 1)
+      throw new UsageError(`invalid --limit ${input.limit}: expected a positive integer`, {code: 'E_USAGE'})
     selector.limit = input.limit
   }
   return selector

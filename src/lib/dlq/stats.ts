@@ -69,7 +69,18 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
   const fingerprinter = new Fingerprinter()
   const group = selector.group
 
-  const stats: DlqStats = {total: 0, oldest: null, newest: null, byTask: [], byQueue: [], groups: [], ungrouped: 0, groupsTruncated: false, keyConflicts: checkKeys ? 0 : null, durationMs: 0}
+  const stats: DlqStats = {
+    total: 0,
+    oldest: null,
+    newest: null,
+    byTask: [],
+    byQueue: [],
+    groups: [],
+    ungrouped: 0,
+    groupsTruncated: false,
+    keyConflicts: checkKeys ? 0 : null,
+    durationMs: 0,
+  }
   const byTask = new Map<string, number>()
   const byQueue = new Map<string, number>()
   const groups = new Map<string, GroupState>()
@@ -127,8 +138,12 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
       }
     })
   })
-  stats.byTask = [...byTask].map(([taskIdentifier, count]) => ({taskIdentifier, count})).sort((a, b) => b.count - a.count || a.taskIdentifier.localeCompare(b.taskIdentifier))
-  stats.byQueue = [...byQueue].map(([queueName, count]) => ({queueName, count})).sort((a, b) => b.count - a.count || a.queueName.localeCompare(b.queueName))
+  stats.byTask = [...byTask]
+    .map(([taskIdentifier, count]) => ({taskIdentifier, count}))
+    .sort((a, b) => b.count - a.count || a.taskIdentifier.localeCompare(b.taskIdentifier))
+  stats.byQueue = [...byQueue]
+    .map(([queueName, count]) => ({queueName, count}))
+    .sort((a, b) => b.count - a.count || a.queueName.localeCompare(b.queueName))
   stats.groups = [...groups.values()]
     .sort((a, b) => b.count - a.count || (a.firstSeen < b.firstSeen ? -1 : 1))
     .map(({sampleIdNum: _, ...g}) => g)

@@ -36,7 +36,8 @@ export function devServerLocation(projectDir = process.cwd(), env: NodeJS.Proces
     relocated = `${path.dirname(dir)} is not reachable by the unprivileged user PostgreSQL runs as`
     dir = path.join(os.tmpdir(), `backfill-dev-${hash}`)
   }
-  const socketDir = Buffer.byteLength(path.join(dir, '.s.PGSQL.5432')) > 100 ? path.join(os.tmpdir(), `bfdev-${hash}`) : dir
+  const socketDir =
+    Buffer.byteLength(path.join(dir, '.s.PGSQL.5432')) > 100 ? path.join(os.tmpdir(), `bfdev-${hash}`) : dir
   return {projectDir: project, dir, socketDir, relocated}
 }
 
@@ -72,7 +73,8 @@ async function ensureDatabase(server: EmbeddedPostgres): Promise<void> {
     const {rows} = await client.query('select 1 from pg_database where datname = $1', [DEV_DATABASE])
     if (rows.length === 0) {
       await client.query(`create database ${DEV_DATABASE}`).catch((error: {code?: string}) => {
-        if (error.code !== '42P04') throw new InternalError(`cannot create the development database: ${String(error)}`, {cause: error})
+        if (error.code !== '42P04')
+          throw new InternalError(`cannot create the development database: ${String(error)}`, {cause: error})
       })
     }
   } finally {
@@ -85,7 +87,10 @@ function recordLocation(location: DevServerLocation): void {
   const folder = path.join(location.projectDir, '.backfill')
   try {
     mkdirSync(folder, {recursive: true})
-    writeFileSync(path.join(folder, 'postgres.json'), `${JSON.stringify({dataDir: path.join(location.dir, 'data'), socketDir: location.socketDir, relocated: location.relocated}, null, 2)}\n`)
+    writeFileSync(
+      path.join(folder, 'postgres.json'),
+      `${JSON.stringify({dataDir: path.join(location.dir, 'data'), socketDir: location.socketDir, relocated: location.relocated}, null, 2)}\n`,
+    )
   } catch {
     // read-only project folder: the location is still derivable from the project path
   }

@@ -1,5 +1,16 @@
 import {execFile, execFileSync} from 'node:child_process'
-import {chownSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync} from 'node:fs'
+import {
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -85,7 +96,9 @@ function systemBinDir(): string | undefined {
 
 function serverVersion(binDir: string): string {
   try {
-    return execFileSync(path.join(binDir, 'postgres'), ['--version'], {encoding: 'utf8'}).trim().replace(/^postgres \(PostgreSQL\) /, '')
+    return execFileSync(path.join(binDir, 'postgres'), ['--version'], {encoding: 'utf8'})
+      .trim()
+      .replace(/^postgres \(PostgreSQL\) /, '')
   } catch {
     return 'unknown'
   }
@@ -176,7 +189,18 @@ export class EmbeddedPostgres {
       chownSync(this.socketDir, identity.uid, identity.gid)
     }
     if (!existsSync(path.join(this.dataDir, 'PG_VERSION'))) {
-      await this.run(binaries, 'initdb', ['-D', this.dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'])
+      await this.run(binaries, 'initdb', [
+        '-D',
+        this.dataDir,
+        '-U',
+        'postgres',
+        '--auth=trust',
+        '-E',
+        'UTF8',
+        '--locale=C',
+        '--no-sync',
+        '--no-instructions',
+      ])
     }
     this.writeSettings(identity)
     await this.run(binaries, 'pg_ctl', ['-D', this.dataDir, '-l', this.logFile, '-w', '-t', '60', 'start'])
@@ -202,7 +226,8 @@ export class EmbeddedPostgres {
   private async resolveBinaries(): Promise<PostgresBinaries> {
     if (!this.binaries) this.binaries = await locatePostgresBinaries()
     const identity = this.serverIdentity()
-    if (identity && !traversableBy(this.binaries.binDir, identity)) this.binaries = copyBinariesFor(this.binaries, identity)
+    if (identity && !traversableBy(this.binaries.binDir, identity))
+      this.binaries = copyBinariesFor(this.binaries, identity)
     return this.binaries
   }
 
@@ -236,12 +261,15 @@ export class EmbeddedPostgres {
       ...(this.options.ephemeral ? {fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off'} : {}),
       ...this.options.settings,
     }
-    const lines = Object.entries(settings).map(([key, value]) => `${key} = ${typeof value === 'number' ? value : `'${String(value).replaceAll("'", "''")}'`}`)
+    const lines = Object.entries(settings).map(
+      ([key, value]) => `${key} = ${typeof value === 'number' ? value : `'${String(value).replaceAll("'", "''")}'`}`,
+    )
     const include = path.join(this.dataDir, 'backfill.conf')
     writeFileSync(include, `# written by backfill on every start\n${lines.join('\n')}\n`)
     const mainConf = path.join(this.dataDir, 'postgresql.conf')
     const text = readFileSync(mainConf, 'utf8')
-    if (!text.includes("include_if_exists = 'backfill.conf'")) writeFileSync(mainConf, `${text}\ninclude_if_exists = 'backfill.conf'\n`)
+    if (!text.includes("include_if_exists = 'backfill.conf'"))
+      writeFileSync(mainConf, `${text}\ninclude_if_exists = 'backfill.conf'\n`)
     if (identity) chownSync(include, identity.uid, identity.gid)
   }
 
@@ -276,10 +304,13 @@ export class EmbeddedPostgres {
           if (!error) return resolve()
           const log = existsSync(this.logFile) ? tail(readFileSync(this.logFile, 'utf8'), 10) : ''
           reject(
-            new InternalError(`embedded PostgreSQL: ${program} failed: ${String(stderr).trim() || error.message}${log ? `\n${log}` : ''}`, {
-              cause: error,
-              suggestions: [`see the server log: ${this.logFile}`],
-            }),
+            new InternalError(
+              `embedded PostgreSQL: ${program} failed: ${String(stderr).trim() || error.message}${log ? `\n${log}` : ''}`,
+              {
+                cause: error,
+                suggestions: [`see the server log: ${this.logFile}`],
+              },
+            ),
           )
         },
       )

@@ -29,7 +29,8 @@ export interface CheckThresholds extends LivenessOptions {
   requireMigrated?: boolean
 }
 
-export type CheckName = 'migrated' | 'ready-age' | 'ready' | 'dlq' | 'exhausted' | 'dead-locks' | 'stale-locks' | 'workers'
+export type CheckName =
+  'migrated' | 'ready-age' | 'ready' | 'dlq' | 'exhausted' | 'dead-locks' | 'stale-locks' | 'workers'
 
 export interface CheckOutcome {
   name: CheckName
@@ -51,7 +52,16 @@ export interface CheckResult {
   durationMs: number
 }
 
-const THRESHOLD_KEYS = ['maxReadyAgeMs', 'maxReady', 'maxDlq', 'maxExhausted', 'maxDeadLocks', 'maxStaleLocks', 'minWorkers', 'requireMigrated'] as const
+const THRESHOLD_KEYS = [
+  'maxReadyAgeMs',
+  'maxReady',
+  'maxDlq',
+  'maxExhausted',
+  'maxDeadLocks',
+  'maxStaleLocks',
+  'minWorkers',
+  'requireMigrated',
+] as const
 
 /**
  * A health gate: measures only what the given thresholds need and reports each one.
@@ -80,7 +90,13 @@ export async function runChecks(db: Database, thresholds: CheckThresholds): Prom
     checks.push(outcome)
     if (!inspection.graphile.installed) {
       for (const name of requestedNames(thresholds).filter((n) => n !== 'migrated')) {
-        checks.push({name, status: 'skip', actual: null, limit: limitOf(name, thresholds), message: `${name}: not measured (graphile-worker is not installed)`})
+        checks.push({
+          name,
+          status: 'skip',
+          actual: null,
+          limit: limitOf(name, thresholds),
+          message: `${name}: not measured (graphile-worker is not installed)`,
+        })
       }
       return finish(db, checks, started, new Date())
     }
@@ -99,12 +115,14 @@ export async function runChecks(db: Database, thresholds: CheckThresholds): Prom
         status: ok ? 'pass' : 'fail',
         actual: Math.round(age),
         limit: thresholds.maxReadyAgeMs,
-        message: totals.oldest_ready_age_ms === null
-          ? `ready-age: no ready jobs (max ${formatDuration(thresholds.maxReadyAgeMs)})`
-          : `ready-age: the oldest ready job has waited ${formatDuration(age)} (max ${formatDuration(thresholds.maxReadyAgeMs)})`,
+        message:
+          totals.oldest_ready_age_ms === null
+            ? `ready-age: no ready jobs (max ${formatDuration(thresholds.maxReadyAgeMs)})`
+            : `ready-age: the oldest ready job has waited ${formatDuration(age)} (max ${formatDuration(thresholds.maxReadyAgeMs)})`,
       })
     }
-    if (thresholds.maxReady !== undefined) checks.push(countCheck('ready', totals.ready, thresholds.maxReady, 'ready jobs'))
+    if (thresholds.maxReady !== undefined)
+      checks.push(countCheck('ready', totals.ready, thresholds.maxReady, 'ready jobs'))
   }
   if (thresholds.maxExhausted !== undefined) {
     const {exhausted} = await db.one(exhaustedTotal, [])
@@ -112,13 +130,23 @@ export async function runChecks(db: Database, thresholds: CheckThresholds): Prom
   }
   if (thresholds.maxDlq !== undefined) {
     if (!inspection.backfill.dlqExists) {
-      checks.push({name: 'dlq', status: 'fail', actual: null, limit: thresholds.maxDlq, message: `dlq: the table "${db.schema}".backfill_dlq does not exist (run backfill init-dlq)`})
+      checks.push({
+        name: 'dlq',
+        status: 'fail',
+        actual: null,
+        limit: thresholds.maxDlq,
+        message: `dlq: the table "${db.schema}".backfill_dlq does not exist (run backfill init-dlq)`,
+      })
     } else {
       const {entries} = await db.one(dlqTotal, [])
       checks.push(countCheck('dlq', entries, thresholds.maxDlq, 'DLQ entries'))
     }
   }
-  if (thresholds.maxDeadLocks !== undefined || thresholds.maxStaleLocks !== undefined || thresholds.minWorkers !== undefined) {
+  if (
+    thresholds.maxDeadLocks !== undefined ||
+    thresholds.maxStaleLocks !== undefined ||
+    thresholds.minWorkers !== undefined
+  ) {
     const listing = await listLocks(db, {...thresholds, inspection})
     at = listing.now
     const locks = lockSummary(listing, thresholds)
@@ -127,19 +155,36 @@ export async function runChecks(db: Database, thresholds: CheckThresholds): Prom
       const owners = listing.owners.filter((o) => o.liveness === 'dead').map((o) => o.owner ?? '(no owner)')
       checks.push({
         ...countCheck('dead-locks', dead, thresholds.maxDeadLocks, 'locks held by dead workers'),
-        ...(dead > thresholds.maxDeadLocks ? {message: `dead-locks: ${dead} locks held by dead workers (max ${thresholds.maxDeadLocks}): ${owners.join(', ')}; run backfill locks clean`} : {}),
+        ...(dead > thresholds.maxDeadLocks
+          ? {
+              message: `dead-locks: ${dead} locks held by dead workers (max ${thresholds.maxDeadLocks}): ${owners.join(', ')}; run backfill locks clean`,
+            }
+          : {}),
       })
     }
     if (thresholds.maxStaleLocks !== undefined) {
       const stale = locks.stale.jobs + locks.stale.queues
       const q = formatDuration(thresholds.staleQueueLockTimeoutMs ?? DEFAULT_STALE_QUEUE_LOCK_TIMEOUT_MS)
       const j = formatDuration(thresholds.staleJobLockTimeoutMs ?? DEFAULT_STALE_JOB_LOCK_TIMEOUT_MS)
-      checks.push(countCheck('stale-locks', stale, thresholds.maxStaleLocks, `stale locks of owners without liveness (queue > ${q}, job > ${j})`))
+      checks.push(
+        countCheck(
+          'stale-locks',
+          stale,
+          thresholds.maxStaleLocks,
+          `stale locks of owners without liveness (queue > ${q}, job > ${j})`,
+        ),
+      )
     }
     if (thresholds.minWorkers !== undefined) {
       const live = listing.workers.filter((w) => w.state === 'live').length
       const ok = live >= thresholds.minWorkers
-      checks.push({name: 'workers', status: ok ? 'pass' : 'fail', actual: live, limit: thresholds.minWorkers, message: `workers: ${live} live workers with heartbeats (min ${thresholds.minWorkers})`})
+      checks.push({
+        name: 'workers',
+        status: ok ? 'pass' : 'fail',
+        actual: live,
+        limit: thresholds.minWorkers,
+        message: `workers: ${live} live workers with heartbeats (min ${thresholds.minWorkers})`,
+      })
     }
   }
   return finish(db, checks, started, at)
@@ -151,7 +196,13 @@ function finish(db: Database, checks: CheckOutcome[], started: number, at: Date)
 }
 
 function countCheck(name: CheckName, actual: number, max: number, what: string): CheckOutcome {
-  return {name, status: actual <= max ? 'pass' : 'fail', actual, limit: max, message: `${name}: ${actual} ${what} (max ${max})`}
+  return {
+    name,
+    status: actual <= max ? 'pass' : 'fail',
+    actual,
+    limit: max,
+    message: `${name}: ${actual} ${what} (max ${max})`,
+  }
 }
 
 function migratedCheck(inspection: SchemaInspection): CheckOutcome {
@@ -161,8 +212,12 @@ function migratedCheck(inspection: SchemaInspection): CheckOutcome {
   else if (!g.installed) problems.push('graphile-worker is not installed')
   else {
     if (g.pending.length > 0) problems.push(`pending graphile-worker migrations ${g.pending.join(', ')}`)
-    if (g.latestBreaking !== null && g.latestBreaking > g.highestKnown) problems.push(`breaking migration ${g.latestBreaking} is newer than the bundled graphile-worker (${g.highestKnown})`)
-    if (inspection.backfill.missingRequired.length > 0) problems.push(`missing backfill objects: ${inspection.backfill.missingRequired.join(', ')}`)
+    if (g.latestBreaking !== null && g.latestBreaking > g.highestKnown)
+      problems.push(
+        `breaking migration ${g.latestBreaking} is newer than the bundled graphile-worker (${g.highestKnown})`,
+      )
+    if (inspection.backfill.missingRequired.length > 0)
+      problems.push(`missing backfill objects: ${inspection.backfill.missingRequired.join(', ')}`)
   }
   const ok = problems.length === 0
   return {
@@ -170,7 +225,9 @@ function migratedCheck(inspection: SchemaInspection): CheckOutcome {
     status: ok ? 'pass' : 'fail',
     actual: g.revision,
     limit: 'migrated',
-    message: ok ? `migrated: graphile-worker revision ${g.revision}, backfill objects complete` : `migrated: ${problems.join('; ')} (run backfill migrate)`,
+    message: ok
+      ? `migrated: graphile-worker revision ${g.revision}, backfill objects complete`
+      : `migrated: ${problems.join('; ')} (run backfill migrate)`,
   }
 }
 

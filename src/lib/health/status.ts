@@ -1,5 +1,10 @@
 import type {Database} from '../db.js'
-import {DEFAULT_STALE_JOB_LOCK_TIMEOUT_MS, DEFAULT_STALE_QUEUE_LOCK_TIMEOUT_MS, planLocks, type LockCounts} from '../locks/clean.js'
+import {
+  DEFAULT_STALE_JOB_LOCK_TIMEOUT_MS,
+  DEFAULT_STALE_QUEUE_LOCK_TIMEOUT_MS,
+  planLocks,
+  type LockCounts,
+} from '../locks/clean.js'
 import {listLocks, type LockListing, type WorkerSeen} from '../locks/list.js'
 import type {Liveness, LivenessOptions} from '../locks/owners.js'
 import {requireMigrated} from '../schema/inspect.js'
@@ -92,7 +97,15 @@ export async function queueStatus(db: Database, options: StatusOptions = {}): Pr
     oldestReadyAt: r.oldest_ready_at,
     oldestReadyAgeMs: r.oldest_ready_age_ms,
   })
-  const emptyState = (): JobStateCounts => ({ready: 0, scheduled: 0, running: 0, retrying: 0, exhausted: 0, oldestReadyAt: null, oldestReadyAgeMs: null})
+  const emptyState = (): JobStateCounts => ({
+    ready: 0,
+    scheduled: 0,
+    running: 0,
+    retrying: 0,
+    exhausted: 0,
+    oldestReadyAt: null,
+    oldestReadyAgeMs: null,
+  })
 
   const dlqTotal = dlqRows.find((r) => r.kind === 'total')
   const dlqByTask = new Map(dlqRows.filter((r) => r.kind === 'task').map((r) => [r.name ?? '', r.entries]))
@@ -108,7 +121,9 @@ export async function queueStatus(db: Database, options: StatusOptions = {}): Pr
   }
   tasks.sort((a, b) => a.task.localeCompare(b.task))
 
-  const queueOwners = new Map(listing.locks.filter((l) => l.kind === 'queue').map((l) => [l.queueName ?? '', l.liveness]))
+  const queueOwners = new Map(
+    listing.locks.filter((l) => l.kind === 'queue').map((l) => [l.queueName ?? '', l.liveness]),
+  )
   const queues: QueueStatus[] = counts
     .filter((r) => r.kind === 'queue')
     .sort((a, b) => a.rank - b.rank)
@@ -127,13 +142,24 @@ export async function queueStatus(db: Database, options: StatusOptions = {}): Pr
     }
   }
   const other = counts.find((r) => r.kind === 'other-queues')
-  const otherQueues = other || dlqOther ? {queues: Math.max(other?.queues ?? 0, dlqOther?.queues ?? 0), ...(other ? stateOf(other) : emptyState()), dlq: dlqOther?.entries ?? 0} : null
+  const otherQueues =
+    other || dlqOther
+      ? {
+          queues: Math.max(other?.queues ?? 0, dlqOther?.queues ?? 0),
+          ...(other ? stateOf(other) : emptyState()),
+          dlq: dlqOther?.entries ?? 0,
+        }
+      : null
 
   const totals = total ? stateOf(total) : emptyState()
   return {
     schema: db.schema,
     at: listing.now,
-    totals: {...totals, jobs: totals.ready + totals.scheduled + totals.running + totals.exhausted, dlq: dlqExists ? (dlqTotal?.entries ?? 0) : null},
+    totals: {
+      ...totals,
+      jobs: totals.ready + totals.scheduled + totals.running + totals.exhausted,
+      dlq: dlqExists ? (dlqTotal?.entries ?? 0) : null,
+    },
     tasks,
     queues,
     otherQueues,
@@ -146,7 +172,10 @@ export async function queueStatus(db: Database, options: StatusOptions = {}): Pr
 }
 
 /** Locks by owner liveness, and the unknown owners' locks past the stale timeouts. */
-export function lockSummary(listing: LockListing, options: {staleQueueLockTimeoutMs?: number; staleJobLockTimeoutMs?: number} = {}): StatusResult['locks'] {
+export function lockSummary(
+  listing: LockListing,
+  options: {staleQueueLockTimeoutMs?: number; staleJobLockTimeoutMs?: number} = {},
+): StatusResult['locks'] {
   const counts = {live: zero(), dead: zero(), unknown: zero(), stale: zero()}
   for (const lock of listing.locks) counts[lock.liveness][lock.kind === 'job' ? 'jobs' : 'queues'] += 1
   const plan = planLocks(listing.locks, {
@@ -155,7 +184,9 @@ export function lockSummary(listing: LockListing, options: {staleQueueLockTimeou
     force: false,
     reasonOf: () => '',
   })
-  for (const lock of plan) if (lock.action === 'release' && lock.reason === 'stale-unknown') counts.stale[lock.kind === 'job' ? 'jobs' : 'queues'] += 1
+  for (const lock of plan)
+    if (lock.action === 'release' && lock.reason === 'stale-unknown')
+      counts.stale[lock.kind === 'job' ? 'jobs' : 'queues'] += 1
   return counts
 }
 

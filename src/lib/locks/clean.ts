@@ -77,7 +77,10 @@ export interface CleanLocksResult {
 export function timeoutWarnings(queueMs: number, jobMs: number): TimeoutWarning[] {
   const warnings: TimeoutWarning[] = []
   if (queueMs < 60_000) {
-    warnings.push({level: 'warning', message: `stale queue lock timeout ${formatDuration(queueMs)} is under 1 minute: serial queues of workers that publish no liveness may be unlocked while their job still runs`})
+    warnings.push({
+      level: 'warning',
+      message: `stale queue lock timeout ${formatDuration(queueMs)} is under 1 minute: serial queues of workers that publish no liveness may be unlocked while their job still runs`,
+    })
   }
   if (jobMs < 5 * 60_000) {
     warnings.push({
@@ -85,7 +88,10 @@ export function timeoutWarnings(queueMs: number, jobMs: number): TimeoutWarning[
       message: `DANGEROUS: stale job lock timeout ${formatDuration(jobMs)} is under 5 minutes: jobs of workers that publish no liveness and run longer than that are released while running and run twice (DUPLICATE EXECUTION)`,
     })
   } else if (jobMs < 15 * 60_000) {
-    warnings.push({level: 'warning', message: `stale job lock timeout ${formatDuration(jobMs)} is under 15 minutes: jobs of workers that publish no liveness and run longer than that will run twice`})
+    warnings.push({
+      level: 'warning',
+      message: `stale job lock timeout ${formatDuration(jobMs)} is under 15 minutes: jobs of workers that publish no liveness and run longer than that will run twice`,
+    })
   }
   return warnings
 }
@@ -93,7 +99,10 @@ export function timeoutWarnings(queueMs: number, jobMs: number): TimeoutWarning[
 function validTimeout(name: string, value: number | undefined, fallback: number): number {
   const ms = value ?? fallback
   if (!Number.isFinite(ms) || ms < 0) {
-    throw new UsageError(`${name} must be a duration of zero or more, got ${String(value)}`, {code: 'E_INVALID_TIMEOUT', suggestions: ['e.g. 5m, 30m, 2h']})
+    throw new UsageError(`${name} must be a duration of zero or more, got ${String(value)}`, {
+      code: 'E_INVALID_TIMEOUT',
+      suggestions: ['e.g. 5m, 30m, 2h'],
+    })
   }
   return ms
 }
@@ -118,14 +127,28 @@ const zero = (): LockCounts => ({jobs: 0, queues: 0})
  */
 export async function cleanLocks(db: Database, options: CleanLocksOptions = {}): Promise<CleanLocksResult> {
   const started = performance.now()
-  const queueMs = validTimeout('the stale queue lock timeout', options.staleQueueLockTimeoutMs, DEFAULT_STALE_QUEUE_LOCK_TIMEOUT_MS)
-  const jobMs = validTimeout('the stale job lock timeout', options.staleJobLockTimeoutMs, DEFAULT_STALE_JOB_LOCK_TIMEOUT_MS)
+  const queueMs = validTimeout(
+    'the stale queue lock timeout',
+    options.staleQueueLockTimeoutMs,
+    DEFAULT_STALE_QUEUE_LOCK_TIMEOUT_MS,
+  )
+  const jobMs = validTimeout(
+    'the stale job lock timeout',
+    options.staleJobLockTimeoutMs,
+    DEFAULT_STALE_JOB_LOCK_TIMEOUT_MS,
+  )
   const force = options.force ?? false
   const inspection = options.inspection ?? (await requireMigrated(db))
   const listing = await listLocks(db, {...options, inspection})
   const only = options.only ? new Set(options.only) : undefined
   const reasons = new Map(listing.owners.map((o) => [o.owner ?? '', o.reason]))
-  const locks = planLocks(listing.locks, {queueMs, jobMs, force, only, reasonOf: (owner) => reasons.get(owner ?? '') ?? ''})
+  const locks = planLocks(listing.locks, {
+    queueMs,
+    jobMs,
+    force,
+    only,
+    reasonOf: (owner) => reasons.get(owner ?? '') ?? '',
+  })
 
   const result: CleanLocksResult = {
     schema: db.schema,
@@ -149,19 +172,25 @@ export async function cleanLocks(db: Database, options: CleanLocksOptions = {}):
   if (!result.dryRun && (releaseJobs.length > 0 || releaseQueues.length > 0)) {
     const actor = options.actor ?? 'backfill locks clean'
     const {jobIds, queueIds} = await db.transaction(async (tx) => {
-      const jobRows = releaseJobs.length === 0 ? [] : await tx.rows(releaseJobLocks, [
-        releaseJobs.map((l) => l.jobId as string),
-        releaseJobs.map((l) => l.owner ?? (null as unknown as string)),
-        releaseJobs.map((l) => l.lockedAt),
-        releaseJobs.map((l) => `Lock released by ${actor}: ${l.why}`),
-        force,
-      ])
-      const queueRows = releaseQueues.length === 0 ? [] : await tx.rows(releaseQueueLocks, [
-        releaseQueues.map((l) => l.queueId as number),
-        releaseQueues.map((l) => l.owner ?? (null as unknown as string)),
-        releaseQueues.map((l) => l.lockedAt),
-        force,
-      ])
+      const jobRows =
+        releaseJobs.length === 0
+          ? []
+          : await tx.rows(releaseJobLocks, [
+              releaseJobs.map((l) => l.jobId as string),
+              releaseJobs.map((l) => l.owner ?? (null as unknown as string)),
+              releaseJobs.map((l) => l.lockedAt),
+              releaseJobs.map((l) => `Lock released by ${actor}: ${l.why}`),
+              force,
+            ])
+      const queueRows =
+        releaseQueues.length === 0
+          ? []
+          : await tx.rows(releaseQueueLocks, [
+              releaseQueues.map((l) => l.queueId as number),
+              releaseQueues.map((l) => l.owner ?? (null as unknown as string)),
+              releaseQueues.map((l) => l.lockedAt),
+              force,
+            ])
       return {jobIds: new Set(jobRows.map((r) => r.job_id)), queueIds: new Set(queueRows.map((r) => r.queue_id))}
     })
     for (const lock of locks) {
@@ -197,17 +226,50 @@ export function planLocks(locks: readonly LockEntry[], options: PlanOptions): Pl
   const plan = locks.map((lock): PlannedLock => {
     const owner = lock.owner ?? '(no owner)'
     const timeout = lock.kind === 'job' ? jobMs : queueMs
-    if (lock.liveness === 'dead') return {...lock, action: 'release', reason: 'dead-owner', why: `owner ${owner} is dead: ${options.reasonOf(lock.owner)}`}
+    if (lock.liveness === 'dead')
+      return {
+        ...lock,
+        action: 'release',
+        reason: 'dead-owner',
+        why: `owner ${owner} is dead: ${options.reasonOf(lock.owner)}`,
+      }
     if (lock.liveness === 'unknown' && lock.ageMs > timeout && lock.kind === 'job') {
-      return {...lock, action: 'release', reason: 'stale-unknown', why: `held ${formatDuration(lock.ageMs)} by ${owner}, which publishes no liveness (stale job lock timeout ${formatDuration(timeout)})`}
+      return {
+        ...lock,
+        action: 'release',
+        reason: 'stale-unknown',
+        why: `held ${formatDuration(lock.ageMs)} by ${owner}, which publishes no liveness (stale job lock timeout ${formatDuration(timeout)})`,
+      }
     }
-    if (force) return {...lock, action: 'release', reason: 'forced', why: `forced (owner ${owner} is ${lock.liveness}: ${options.reasonOf(lock.owner)})`}
-    if (lock.liveness === 'live') return {...lock, action: 'keep', reason: 'live-owner', why: `owner ${owner} is live: ${options.reasonOf(lock.owner)}`}
+    if (force)
+      return {
+        ...lock,
+        action: 'release',
+        reason: 'forced',
+        why: `forced (owner ${owner} is ${lock.liveness}: ${options.reasonOf(lock.owner)})`,
+      }
+    if (lock.liveness === 'live')
+      return {
+        ...lock,
+        action: 'keep',
+        reason: 'live-owner',
+        why: `owner ${owner} is live: ${options.reasonOf(lock.owner)}`,
+      }
     if (lock.kind === 'queue' && lock.ageMs > timeout) {
       // Reconsidered below, once we know which of the owner's job locks stay.
-      return {...lock, action: 'release', reason: 'stale-unknown', why: `held ${formatDuration(lock.ageMs)} by ${owner}, which publishes no liveness (stale queue lock timeout ${formatDuration(timeout)})`}
+      return {
+        ...lock,
+        action: 'release',
+        reason: 'stale-unknown',
+        why: `held ${formatDuration(lock.ageMs)} by ${owner}, which publishes no liveness (stale queue lock timeout ${formatDuration(timeout)})`,
+      }
     }
-    return {...lock, action: 'keep', reason: 'unknown-not-stale', why: `held ${formatDuration(lock.ageMs)} by ${owner}, which publishes no liveness; not older than ${formatDuration(timeout)}`}
+    return {
+      ...lock,
+      action: 'keep',
+      reason: 'unknown-not-stale',
+      why: `held ${formatDuration(lock.ageMs)} by ${owner}, which publishes no liveness; not older than ${formatDuration(timeout)}`,
+    }
   })
 
   if (options.only) {
@@ -223,9 +285,17 @@ export function planLocks(locks: readonly LockEntry[], options: PlanOptions): Pl
   // A serial queue stays locked while its owner's job in it keeps running: releasing the
   // queue lock would let the queue's next job run beside it. (The release statement checks
   // the same again at write time.)
-  const keptJobQueues = new Set(plan.filter((l) => l.kind === 'job' && l.action === 'keep' && l.queueId !== null).map((l) => `${l.queueId}:${l.owner ?? ''}`))
+  const keptJobQueues = new Set(
+    plan
+      .filter((l) => l.kind === 'job' && l.action === 'keep' && l.queueId !== null)
+      .map((l) => `${l.queueId}:${l.owner ?? ''}`),
+  )
   for (const lock of plan) {
-    if (lock.kind === 'queue' && lock.action === 'release' && keptJobQueues.has(`${lock.queueId}:${lock.owner ?? ''}`)) {
+    if (
+      lock.kind === 'queue' &&
+      lock.action === 'release' &&
+      keptJobQueues.has(`${lock.queueId}:${lock.owner ?? ''}`)
+    ) {
       lock.action = 'keep'
       lock.reason = 'queue-in-use'
       lock.why = `its owner ${lock.owner ?? '(no owner)'} still runs a job of this queue whose lock is kept`

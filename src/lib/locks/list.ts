@@ -1,7 +1,17 @@
 import type {Database} from '../db.js'
 import {requireMigrated, type SchemaInspection} from '../schema/inspect.js'
 import {jobLocks, presenceSessions, queueLocks, registryRows, rustHeartbeats, serverClock} from '../sql/locks.js'
-import {judgeOwner, ownerFamily, type Liveness, type LivenessOptions, type OwnerFacts, type OwnerFamily, type OwnerVerdict, type RegistryFacts, type RustFacts} from './owners.js'
+import {
+  judgeOwner,
+  ownerFamily,
+  type Liveness,
+  type LivenessOptions,
+  type OwnerFacts,
+  type OwnerFamily,
+  type OwnerVerdict,
+  type RegistryFacts,
+  type RustFacts,
+} from './owners.js'
 
 /** One job lock or queue lock. */
 export interface LockEntry {
@@ -32,7 +42,14 @@ export interface LockOwner {
   evidence: OwnerVerdict['evidence']
   sessions: number
   /** The backfill worker registry row, when the owner is a backfill worker pool. */
-  worker: {hostname: string; pid: number; startedAt: Date; lastHeartbeatAt: Date; stoppedAt: Date | null; version: string | null} | null
+  worker: {
+    hostname: string
+    pid: number
+    startedAt: Date
+    lastHeartbeatAt: Date
+    stoppedAt: Date | null
+    version: string | null
+  } | null
   rustHeartbeatAt: Date | null
   jobLocks: number
   queueLocks: number
@@ -101,14 +118,19 @@ export async function listLocks(db: Database, options: ListLocksOptions = {}): P
   const clock = await db.one(serverClock, [])
   const filter = options.owners && options.owners.length > 0 ? new Set(options.owners) : undefined
   const keep = (owner: string | null): boolean => !filter || filter.has(owner ?? '')
-  const ownerIds = [...new Set([...jobs.map((j) => j.locked_by), ...queues.map((q) => q.locked_by)].filter((o): o is string => o !== null))]
+  const ownerIds = [
+    ...new Set(
+      [...jobs.map((j) => j.locked_by), ...queues.map((q) => q.locked_by)].filter((o): o is string => o !== null),
+    ),
+  ]
   const recentMs = options.recentWorkersMs ?? DEFAULT_RECENT_WORKERS_MS
   const registryList = registry ? await db.rows(registryRows, [ownerIds, recentMs]) : []
   const rustList = rustHeartbeatsTable ? await db.rows(rustHeartbeats, [ownerIds, recentMs]) : []
 
   // A restart cut every session and paused every heartbeat: count ages from the server's
   // start, so that nobody is declared dead before the workers had one bound to come back.
-  const effectiveAge = (ageMs: number): number => (options.restartGrace === false ? ageMs : Math.min(ageMs, clock.uptime_ms))
+  const effectiveAge = (ageMs: number): number =>
+    options.restartGrace === false ? ageMs : Math.min(ageMs, clock.uptime_ms)
   const sessionsOf = new Map(sessions.map((s) => [s.pool_id, s.sessions]))
   const registryOf = new Map(
     registryList.map((r): [string, RegistryFacts] => [
@@ -129,7 +151,12 @@ export async function listLocks(db: Database, options: ListLocksOptions = {}): P
   const rustOf = new Map(
     rustList.map((r): [string, RustFacts] => [
       r.worker_id,
-      {startedAt: r.started_at, lastHeartbeatAt: r.last_heartbeat_at, heartbeatAgeMs: r.heartbeat_age_ms, effectiveHeartbeatAgeMs: effectiveAge(r.heartbeat_age_ms)},
+      {
+        startedAt: r.started_at,
+        lastHeartbeatAt: r.last_heartbeat_at,
+        heartbeatAgeMs: r.heartbeat_age_ms,
+        effectiveHeartbeatAgeMs: effectiveAge(r.heartbeat_age_ms),
+      },
     ]),
   )
 
@@ -157,7 +184,16 @@ export async function listLocks(db: Database, options: ListLocksOptions = {}): P
         reason: verdict.reason,
         evidence: verdict.evidence,
         sessions: facts.sessions,
-        worker: reg ? {hostname: reg.hostname, pid: reg.pid, startedAt: reg.startedAt, lastHeartbeatAt: reg.lastHeartbeatAt, stoppedAt: reg.stoppedAt, version: reg.version} : null,
+        worker: reg
+          ? {
+              hostname: reg.hostname,
+              pid: reg.pid,
+              startedAt: reg.startedAt,
+              lastHeartbeatAt: reg.lastHeartbeatAt,
+              stoppedAt: reg.stoppedAt,
+              version: reg.version,
+            }
+          : null,
         rustHeartbeatAt: facts.rust?.lastHeartbeatAt ?? null,
         jobLocks: 0,
         queueLocks: 0,
@@ -259,7 +295,9 @@ export async function listLocks(db: Database, options: ListLocksOptions = {}): P
   }
 
   const ownerList = [...owners.values()].filter((o) => keep(o.owner))
-  ownerList.sort((a, b) => LIVENESS_ORDER[a.liveness] - LIVENESS_ORDER[b.liveness] || b.oldestLockAgeMs - a.oldestLockAgeMs)
+  ownerList.sort(
+    (a, b) => LIVENESS_ORDER[a.liveness] - LIVENESS_ORDER[b.liveness] || b.oldestLockAgeMs - a.oldestLockAgeMs,
+  )
   return {
     schema: db.schema,
     now: clock.now,

@@ -93,9 +93,15 @@ export interface OwnerVerdict {
   boundMs: number | null
 }
 
-export function heartbeatBound(registry: Pick<RegistryFacts, 'heartbeatIntervalMs'>, options: LivenessOptions = {}): number {
+export function heartbeatBound(
+  registry: Pick<RegistryFacts, 'heartbeatIntervalMs'>,
+  options: LivenessOptions = {},
+): number {
   if (options.heartbeatTimeoutMs !== undefined) return options.heartbeatTimeoutMs
-  const interval = registry.heartbeatIntervalMs !== null && registry.heartbeatIntervalMs > 0 ? registry.heartbeatIntervalMs : DEFAULT_HEARTBEAT_INTERVAL_MS
+  const interval =
+    registry.heartbeatIntervalMs !== null && registry.heartbeatIntervalMs > 0
+      ? registry.heartbeatIntervalMs
+      : DEFAULT_HEARTBEAT_INTERVAL_MS
   return Math.max(options.minHeartbeatTimeoutMs ?? MIN_HEARTBEAT_TIMEOUT_MS, HEARTBEAT_TIMEOUT_FACTOR * interval)
 }
 
@@ -108,17 +114,32 @@ export function rustBound(holdsResilientJob: boolean, options: LivenessOptions =
 export function judgeOwner(facts: OwnerFacts, options: LivenessOptions = {}): OwnerVerdict {
   const family = ownerFamily(facts.owner)
   if (facts.sessions > 0) {
-    return {liveness: 'live', evidence: 'presence-session', boundMs: null, reason: `presence session connected${facts.sessions > 1 ? ` (${facts.sessions})` : ''}`}
+    return {
+      liveness: 'live',
+      evidence: 'presence-session',
+      boundMs: null,
+      reason: `presence session connected${facts.sessions > 1 ? ` (${facts.sessions})` : ''}`,
+    }
   }
   if (facts.registry) {
     const r = facts.registry
     const bound = heartbeatBound(r, options)
     const where = `${r.hostname} pid ${r.pid}`
     if (r.stoppedAt !== null) {
-      return {liveness: 'dead', evidence: 'backfill-heartbeat', boundMs: bound, reason: `backfill worker on ${where} stopped ${formatDuration(r.heartbeatAgeMs)} ago but still holds locks; no presence session`}
+      return {
+        liveness: 'dead',
+        evidence: 'backfill-heartbeat',
+        boundMs: bound,
+        reason: `backfill worker on ${where} stopped ${formatDuration(r.heartbeatAgeMs)} ago but still holds locks; no presence session`,
+      }
     }
     if (r.effectiveHeartbeatAgeMs <= bound) {
-      return {liveness: 'live', evidence: 'backfill-heartbeat', boundMs: bound, reason: `backfill worker on ${where}: heartbeat ${formatDuration(r.heartbeatAgeMs)} ago (no presence session)`}
+      return {
+        liveness: 'live',
+        evidence: 'backfill-heartbeat',
+        boundMs: bound,
+        reason: `backfill worker on ${where}: heartbeat ${formatDuration(r.heartbeatAgeMs)} ago (no presence session)`,
+      }
     }
     return {
       liveness: 'dead',
@@ -131,9 +152,19 @@ export function judgeOwner(facts: OwnerFacts, options: LivenessOptions = {}): Ow
     const bound = rustBound(facts.holdsResilientJob, options)
     const age = facts.rust.effectiveHeartbeatAgeMs
     if (age <= bound) {
-      return {liveness: 'live', evidence: 'rust-heartbeat', boundMs: bound, reason: `Rust worker heartbeat ${formatDuration(facts.rust.heartbeatAgeMs)} ago`}
+      return {
+        liveness: 'live',
+        evidence: 'rust-heartbeat',
+        boundMs: bound,
+        reason: `Rust worker heartbeat ${formatDuration(facts.rust.heartbeatAgeMs)} ago`,
+      }
     }
-    return {liveness: 'dead', evidence: 'rust-heartbeat', boundMs: bound, reason: `Rust worker heartbeat ${formatDuration(facts.rust.heartbeatAgeMs)} ago (bound ${formatDuration(bound)})`}
+    return {
+      liveness: 'dead',
+      evidence: 'rust-heartbeat',
+      boundMs: bound,
+      reason: `Rust worker heartbeat ${formatDuration(facts.rust.heartbeatAgeMs)} ago (bound ${formatDuration(bound)})`,
+    }
   }
   const reason =
     family === 'node'

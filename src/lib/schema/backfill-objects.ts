@@ -103,40 +103,60 @@ export const BACKFILL_OBJECTS: readonly BackfillObject[] = [
     present: (c) => c.schemaExists,
     ensureSql: (q) => `create schema if not exists ${q};\n`,
   },
-  table('backfill_dlq', (q) => `create table if not exists ${q}.backfill_dlq (\n${DLQ_COLUMNS.map((col) => `  ${col.name} ${col.clause}`).join(',\n')}\n);\n`),
+  table(
+    'backfill_dlq',
+    (q) =>
+      `create table if not exists ${q}.backfill_dlq (\n${DLQ_COLUMNS.map((col) => `  ${col.name} ${col.clause}`).join(',\n')}\n);\n`,
+  ),
   ...DLQ_COLUMNS.filter((col) => col.addable).map((col) => column('backfill_dlq', col.name, col.clause)),
-  ...WIDENED_COLUMNS.map(
-    (column): BackfillObject => ({
-      kind: 'column',
-      name: `backfill_dlq.${column} as text`,
-      present: (c) => {
-        const type = c.columns.get(`backfill_dlq.${column}`)
-        return type === undefined || !type.startsWith('character varying')
-      },
-      // varchar → text is binary compatible: PostgreSQL changes the catalog only.
-      ensureSql: (q, schema) => `do $backfill$ begin
+  ...WIDENED_COLUMNS.map((column): BackfillObject => ({
+    kind: 'column',
+    name: `backfill_dlq.${column} as text`,
+    present: (c) => {
+      const type = c.columns.get(`backfill_dlq.${column}`)
+      return type === undefined || !type.startsWith('character varying')
+    },
+    // varchar → text is binary compatible: PostgreSQL changes the catalog only.
+    ensureSql: (q, schema) => `do $backfill$ begin
   if exists (select 1 from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
              where n.nspname = '${schema}' and c.relname = 'backfill_dlq' and a.attname = '${column}'
                and a.atttypid = 'varchar'::regtype) then
     alter table ${q}.backfill_dlq alter column ${column} type text;
   end if;
 end $backfill$;\n`,
-    }),
-  ),
+  })),
   // The crate's five indexes, same names; the unique partial index backs every ON CONFLICT (job_key) upsert.
-  index('idx_backfill_dlq_task_identifier', (q) => `index if not exists idx_backfill_dlq_task_identifier on ${q}.backfill_dlq (task_identifier)`),
-  index('idx_backfill_dlq_failed_at', (q) => `index if not exists idx_backfill_dlq_failed_at on ${q}.backfill_dlq (failed_at desc)`),
-  index('idx_backfill_dlq_queue_name', (q) => `index if not exists idx_backfill_dlq_queue_name on ${q}.backfill_dlq (queue_name)`),
-  index('idx_backfill_dlq_job_key', (q) => `index if not exists idx_backfill_dlq_job_key on ${q}.backfill_dlq (job_key) where job_key is not null`),
+  index(
+    'idx_backfill_dlq_task_identifier',
+    (q) => `index if not exists idx_backfill_dlq_task_identifier on ${q}.backfill_dlq (task_identifier)`,
+  ),
+  index(
+    'idx_backfill_dlq_failed_at',
+    (q) => `index if not exists idx_backfill_dlq_failed_at on ${q}.backfill_dlq (failed_at desc)`,
+  ),
+  index(
+    'idx_backfill_dlq_queue_name',
+    (q) => `index if not exists idx_backfill_dlq_queue_name on ${q}.backfill_dlq (queue_name)`,
+  ),
+  index(
+    'idx_backfill_dlq_job_key',
+    (q) => `index if not exists idx_backfill_dlq_job_key on ${q}.backfill_dlq (job_key) where job_key is not null`,
+  ),
   index(
     'idx_backfill_dlq_job_key_unique',
-    (q) => `unique index if not exists idx_backfill_dlq_job_key_unique on ${q}.backfill_dlq (job_key) where job_key is not null`,
+    (q) =>
+      `unique index if not exists idx_backfill_dlq_job_key_unique on ${q}.backfill_dlq (job_key) where job_key is not null`,
   ),
   // Ours: keyset pagination (newest first, id as tie-breaker) without a sort.
-  index('idx_backfill_dlq_failed_at_id', (q) => `index if not exists idx_backfill_dlq_failed_at_id on ${q}.backfill_dlq (failed_at desc, id desc)`),
+  index(
+    'idx_backfill_dlq_failed_at_id',
+    (q) => `index if not exists idx_backfill_dlq_failed_at_id on ${q}.backfill_dlq (failed_at desc, id desc)`,
+  ),
   // Retried jobs still in the jobs table, so a recapture carries the retry count, touch
   // count and notes forward (the crate's table has no room for them on the job itself).
-  table('backfill_dlq_retried_jobs', (q) => `create table if not exists ${q}.backfill_dlq_retried_jobs (
+  table(
+    'backfill_dlq_retried_jobs',
+    (q) => `create table if not exists ${q}.backfill_dlq_retried_jobs (
   job_id bigint primary key,
   case_id bigint not null,
   requeued_count integer not null,
@@ -145,13 +165,16 @@ end $backfill$;\n`,
   retried_at timestamptz not null default now(),
   dlq_id bigint,
   audit_id bigint
-);\n`),
+);\n`,
+  ),
   // The entry a retried job came from and the retry's audit row: the `retried` event is written
   // only if the job lands in the DLQ again (a retry of 5,000 entries writes no per-row events).
   column('backfill_dlq_retried_jobs', 'dlq_id', 'bigint'),
   column('backfill_dlq_retried_jobs', 'audit_id', 'bigint'),
   // History of DLQ entries across retries: case_id is the id of the first DLQ entry of a job's story.
-  table('backfill_dlq_events', (q) => `create table if not exists ${q}.backfill_dlq_events (
+  table(
+    'backfill_dlq_events',
+    (q) => `create table if not exists ${q}.backfill_dlq_events (
   id bigserial primary key,
   case_id bigint not null,
   dlq_id bigint,
@@ -162,9 +185,12 @@ end $backfill$;\n`,
   details jsonb
 );
 create index if not exists idx_backfill_dlq_events_case on ${q}.backfill_dlq_events (case_id, id);
-create index if not exists idx_backfill_dlq_events_dlq on ${q}.backfill_dlq_events (dlq_id);\n`),
+create index if not exists idx_backfill_dlq_events_dlq on ${q}.backfill_dlq_events (dlq_id);\n`,
+  ),
   // Who did what to the DLQ: every retry, purge and capture run.
-  table('backfill_dlq_audit', (q) => `create table if not exists ${q}.backfill_dlq_audit (
+  table(
+    'backfill_dlq_audit',
+    (q) => `create table if not exists ${q}.backfill_dlq_audit (
   id bigserial primary key,
   at timestamptz not null default now(),
   action text not null,
@@ -178,9 +204,12 @@ create index if not exists idx_backfill_dlq_events_dlq on ${q}.backfill_dlq_even
   job_ids bigint[],
   details jsonb
 );
-create index if not exists idx_backfill_dlq_audit_at on ${q}.backfill_dlq_audit (at desc);\n`),
+create index if not exists idx_backfill_dlq_audit_at on ${q}.backfill_dlq_audit (at desc);\n`,
+  ),
   // Liveness of backfill workers: graphile's pool id (the locked_by value) with heartbeats.
-  table('backfill_workers', (q) => `create table if not exists ${q}.backfill_workers (
+  table(
+    'backfill_workers',
+    (q) => `create table if not exists ${q}.backfill_workers (
   pool_id text primary key,
   hostname text not null,
   pid integer not null,
@@ -190,16 +219,20 @@ create index if not exists idx_backfill_dlq_audit_at on ${q}.backfill_dlq_audit 
   version text,
   metadata jsonb
 );
-create index if not exists idx_backfill_workers_heartbeat on ${q}.backfill_workers (last_heartbeat_at);\n`),
+create index if not exists idx_backfill_workers_heartbeat on ${q}.backfill_workers (last_heartbeat_at);\n`,
+  ),
   // Locks (locks list/clean, the worker's periodic cleanup): one entry per running job.
   jobsIndex('idx_backfill_jobs_locked', '(locked_at) where locked_at is not null'),
   // Exhausted jobs waiting for DLQ capture (capture, check --max-exhausted): normally empty.
   jobsIndex('idx_backfill_jobs_exhausted', '(id) where attempts >= max_attempts'),
-  table('backfill_meta', (q) => `create table if not exists ${q}.backfill_meta (
+  table(
+    'backfill_meta',
+    (q) => `create table if not exists ${q}.backfill_meta (
   key text primary key,
   value text not null,
   updated_at timestamptz not null default now()
-);\n`),
+);\n`,
+  ),
 ]
 
 /** The statement recording which version of our objects is installed (run after the objects). */

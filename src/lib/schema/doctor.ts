@@ -98,15 +98,26 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
 
   // --- graphile-worker's schema
   if (!inspection.schemaExists) {
-    findings.push({severity: 'error', code: 'schema-missing', message: `schema "${db.schema}" does not exist in database "${db.target.database}"`, action: `backfill migrate${flag} (or check --schema / --database-url)`})
+    findings.push({
+      severity: 'error',
+      code: 'schema-missing',
+      message: `schema "${db.schema}" does not exist in database "${db.target.database}"`,
+      action: `backfill migrate${flag} (or check --schema / --database-url)`,
+    })
   } else if (!g.installed) {
-    findings.push({severity: 'error', code: 'graphile-missing', message: `schema "${db.schema}" exists but graphile-worker is not installed in it`, action: `backfill migrate${flag}`})
+    findings.push({
+      severity: 'error',
+      code: 'graphile-missing',
+      message: `schema "${db.schema}" exists but graphile-worker is not installed in it`,
+      action: `backfill migrate${flag}`,
+    })
   }
   if (g.migrationsTable && !g.breakingColumn) {
     findings.push({
       severity: 'error',
       code: 'no-breaking-column',
-      message: 'the migrations table has no "breaking" column (written by graphile-worker ≤ 0.15 or the archimedes crates): the Rust graphile_worker fails on it (42703)',
+      message:
+        'the migrations table has no "breaking" column (written by graphile-worker ≤ 0.15 or the archimedes crates): the Rust graphile_worker fails on it (42703)',
       action: `backfill migrate${flag} (graphile-worker ≥ 0.16 adds the column)`,
     })
   }
@@ -126,14 +137,21 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
       action: 'let a Rust graphile_worker (≥ 0.4) migrate it past revision 16 first',
     })
   } else if (g.installed && g.pending.length > 0 && !(g.latestBreaking !== null && g.latestBreaking > g.highestKnown)) {
-    const breaking = pendingBreaking.length > 0 ? ` (breaking: ${pendingBreaking.join(', ')}; stop every worker first)` : ''
-    findings.push({severity: 'error', code: 'pending-migrations', message: `graphile-worker migrations ${rangeText(g.pending)} are pending${breaking}`, action: `backfill migrate${flag}`})
+    const breaking =
+      pendingBreaking.length > 0 ? ` (breaking: ${pendingBreaking.join(', ')}; stop every worker first)` : ''
+    findings.push({
+      severity: 'error',
+      code: 'pending-migrations',
+      message: `graphile-worker migrations ${rangeText(g.pending)} are pending${breaking}`,
+      action: `backfill migrate${flag}`,
+    })
     if (pendingBreaking.length > 0 && recentJobs > 0) {
       findings.push({
         severity: 'error',
         code: 'locked-jobs-block-migration',
         message: `${recentJobs} jobs were locked in the last 4 hours${g.pending.includes(11) ? ': graphile-worker migration 11 refuses to run while any exists' : ''}; a breaking migration needs every worker stopped`,
-        action: 'stop all workers, then backfill locks clean --force (after checking they are gone), then backfill migrate',
+        action:
+          'stop all workers, then backfill locks clean --force (after checking they are gone), then backfill migrate',
       })
     }
   }
@@ -141,7 +159,7 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
     findings.push({
       severity: 'info',
       code: 'unknown-migrations',
-      message: `migration${g.unknown.length > 1 ? 's' : ''} ${g.unknown.join(', ')} unknown to graphile-worker ${g.packageVersion} (non-breaking${g.rustWorkersTable ? ': the Rust graphile_worker\'s worker recovery' : ''}); Node workers warn about it at every start and carry on`,
+      message: `migration${g.unknown.length > 1 ? 's' : ''} ${g.unknown.join(', ')} unknown to graphile-worker ${g.packageVersion} (non-breaking${g.rustWorkersTable ? ": the Rust graphile_worker's worker recovery" : ''}); Node workers warn about it at every start and carry on`,
     })
   }
 
@@ -150,20 +168,23 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
     findings.push({
       severity: 'info',
       code: 'migration-19-rust',
-      message: 'migration 19 was applied by the Rust graphile_worker (non-breaking; add_jobs has its per-key advisory-lock fix): graphile-worker 0.16 Node workers are not blocked by the 0.17 pool-centric marker and only warn',
+      message:
+        'migration 19 was applied by the Rust graphile_worker (non-breaking; add_jobs has its per-key advisory-lock fix): graphile-worker 0.16 Node workers are not blocked by the 0.17 pool-centric marker and only warn',
     })
   } else if (migration19.by === 'node') {
     findings.push({
       severity: 'info',
       code: 'migration-19-node',
-      message: 'migration 19 is graphile-worker 0.17\'s breaking marker: a Rust graphile_worker ≤ 0.11.2 (e.g. an older backfill crate) refuses to start on this schema; ≥ 0.11.3 is fine',
+      message:
+        "migration 19 is graphile-worker 0.17's breaking marker: a Rust graphile_worker ≤ 0.11.2 (e.g. an older backfill crate) refuses to start on this schema; ≥ 0.11.3 is fine",
     })
   } else if (migration19.by === 'unclear') {
     findings.push({
       severity: 'warning',
       code: 'migration-19-mixed',
       message: `migration 19's ledger row and the add_job/add_jobs bodies disagree (${migration19.evidence.join('; ')}): Node and Rust probably migrated at the same time`,
-      action: 'compare add_job/add_jobs with the runtime you want; re-create them from that runtime\'s migration if needed',
+      action:
+        "compare add_job/add_jobs with the runtime you want; re-create them from that runtime's migration if needed",
     })
   }
 
@@ -176,7 +197,8 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
         severity: 'warning',
         code: 'rust-sweeper-vs-node',
         message: `Rust workers with recovery enabled heartbeat here (${liveRust} live) while Node pools hold ${nodeLocks.length} locks: the Rust sweeper treats every lock owner without a _private_workers row as dead once its lock is 5 min old and unlocks all of its jobs (${olderThanSweep} Node locks are past that now), so long Node jobs run twice and serial queues break`,
-        action: 'disable Rust worker recovery (or its sweeper) while Node or backfill workers share this schema, or keep Node jobs under 5 min',
+        action:
+          'disable Rust worker recovery (or its sweeper) while Node or backfill workers share this schema, or keep Node jobs under 5 min',
       })
     } else {
       findings.push({
@@ -191,31 +213,53 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
   const deadLocks = listing?.locks.filter((l) => l.liveness === 'dead').length ?? 0
   if (deadLocks > 0) {
     const owners = [...new Set(listing?.locks.filter((l) => l.liveness === 'dead').map((l) => l.owner ?? '(no owner)'))]
-    findings.push({severity: 'warning', code: 'dead-locks', message: `${deadLocks} locks are held by dead workers (${owners.join(', ')})`, action: `backfill locks clean${flag}`})
+    findings.push({
+      severity: 'warning',
+      code: 'dead-locks',
+      message: `${deadLocks} locks are held by dead workers (${owners.join(', ')})`,
+      action: `backfill locks clean${flag}`,
+    })
   }
   if (recentJobs > 0 && pendingBreaking.length === 0) {
-    findings.push({severity: 'info', code: 'recent-locks', message: `${recentJobs} jobs were locked in the last 4 hours: a future breaking graphile-worker upgrade needs every worker stopped first`})
+    findings.push({
+      severity: 'info',
+      code: 'recent-locks',
+      message: `${recentJobs} jobs were locked in the last 4 hours: a future breaking graphile-worker upgrade needs every worker stopped first`,
+    })
   }
 
   // --- backfill's objects
   const dlqUniqueIndex = relations.has('idx_backfill_dlq_job_key_unique')
   if (g.installed) {
     if (!inspection.backfill.dlqExists) {
-      findings.push({severity: 'error', code: 'dlq-missing', message: `the dead letter queue table "${db.schema}".backfill_dlq does not exist: exhausted jobs cannot be captured`, action: `backfill init-dlq${flag}`})
+      findings.push({
+        severity: 'error',
+        code: 'dlq-missing',
+        message: `the dead letter queue table "${db.schema}".backfill_dlq does not exist: exhausted jobs cannot be captured`,
+        action: `backfill init-dlq${flag}`,
+      })
     } else if (!dlqUniqueIndex) {
       findings.push({
         severity: 'error',
         code: 'dlq-unique-index-missing',
-        message: 'backfill_dlq has no unique index on job_key (a table made from the crate\'s docs/dlq_schema.sql): captures of keyed jobs fail',
+        message:
+          "backfill_dlq has no unique index on job_key (a table made from the crate's docs/dlq_schema.sql): captures of keyed jobs fail",
         action: `backfill init-dlq${flag}`,
       })
     }
-    const missing = inspection.backfill.missing.filter((m) => m !== 'backfill_dlq' && m !== 'idx_backfill_dlq_job_key_unique' && m !== 'schema')
+    const missing = inspection.backfill.missing.filter(
+      (m) => m !== 'backfill_dlq' && m !== 'idx_backfill_dlq_job_key_unique' && m !== 'schema',
+    )
     const widen = missing.filter((m) => m.endsWith(' as text'))
     const required = missing.filter((m) => !widen.includes(m) && inspection.backfill.missingRequired.includes(m))
     const advisory = missing.filter((m) => !widen.includes(m) && !required.includes(m))
     if (required.length > 0 && inspection.backfill.dlqExists) {
-      findings.push({severity: 'error', code: 'backfill-objects-missing', message: `backfill objects are missing: ${required.join(', ')}`, action: `backfill migrate${flag}`})
+      findings.push({
+        severity: 'error',
+        code: 'backfill-objects-missing',
+        message: `backfill objects are missing: ${required.join(', ')}`,
+        action: `backfill migrate${flag}`,
+      })
     }
     if (widen.length > 0) {
       findings.push({
@@ -226,7 +270,12 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
       })
     }
     if (advisory.length > 0) {
-      findings.push({severity: 'warning', code: 'indexes-missing', message: `performance indexes are missing: ${advisory.join(', ')} (locks and capture scan the whole jobs table)`, action: `backfill migrate${flag}`})
+      findings.push({
+        severity: 'warning',
+        code: 'indexes-missing',
+        message: `performance indexes are missing: ${advisory.join(', ')} (locks and capture scan the whole jobs table)`,
+        action: `backfill migrate${flag}`,
+      })
     }
   }
 
@@ -247,7 +296,12 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
       runs: migrationRuns(g.migrations),
     },
     migration19,
-    rust: {migration20: g.migrations.some((m) => m.id === 20), workersTable: g.rustWorkersTable, workers: rustWorkers.length, liveWorkers: liveRust},
+    rust: {
+      migration20: g.migrations.some((m) => m.id === 20),
+      workersTable: g.rustWorkersTable,
+      workers: rustWorkers.length,
+      liveWorkers: liveRust,
+    },
     backfill: {dlq: inspection.backfill.dlqExists, dlqUniqueIndex, missing: inspection.backfill.missing, schemaVersion},
     locks: {
       recentJobLocks: recentJobs,
@@ -264,7 +318,10 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
 /** graphile-worker's breaking migrations (Node's set; Rust's lacks 19). */
 const BREAKING = new Set([1, 3, 11, 13, 14, 16, 19])
 
-function judgeMigration19(inspection: SchemaInspection, fingerprints: {name: string; advisory_lock: boolean; gwnor: boolean}[]): SchemaStatus['migration19'] {
+function judgeMigration19(
+  inspection: SchemaInspection,
+  fingerprints: {name: string; advisory_lock: boolean; gwnor: boolean}[],
+): SchemaStatus['migration19'] {
   const row = inspection.graphile.migrations.find((m) => m.id === 19)
   if (!row) return {applied: false, by: null, evidence: []}
   const addJobs = fingerprints.find((f) => f.name === 'add_jobs')
@@ -292,5 +349,7 @@ function migrationRuns(migrations: SchemaInspection['graphile']['migrations']): 
 }
 
 function rangeText(ids: number[]): string {
-  return ids.length > 2 && ids.every((id, i) => i === 0 || id === (ids[i - 1] ?? 0) + 1) ? `${ids[0]}..${ids[ids.length - 1]}` : ids.join(', ')
+  return ids.length > 2 && ids.every((id, i) => i === 0 || id === (ids[i - 1] ?? 0) + 1)
+    ? `${ids[0]}..${ids[ids.length - 1]}`
+    : ids.join(', ')
 }

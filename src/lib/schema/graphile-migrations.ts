@@ -35,7 +35,9 @@ export function graphilePackage(): GraphilePackage {
   }
   const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as {version: string}
   const sqlDir = path.join(dir, 'sql')
-  const files = readdirSync(sqlDir).filter((f) => /^\d{6}\.sql$/.test(f)).sort()
+  const files = readdirSync(sqlDir)
+    .filter((f) => /^\d{6}\.sql$/.test(f))
+    .sort()
   const migrations = files.map((file): GraphileMigration => {
     const text = readFileSync(path.join(sqlDir, file), 'utf8')
     return {

@@ -81,7 +81,9 @@ export async function inspectSchema(db: Database): Promise<SchemaInspection> {
       catalog,
       dlqExists: relations.has('backfill_dlq'),
       missing: missingObjects(catalog).map((o) => o.name),
-      missingRequired: missingObjects(catalog).filter((o) => !o.advisory).map((o) => o.name),
+      missingRequired: missingObjects(catalog)
+        .filter((o) => !o.advisory)
+        .map((o) => o.name),
     },
   }
 }

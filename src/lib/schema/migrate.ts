@@ -60,10 +60,13 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
     // Objects that wait for graphile's tables (our indexes on _private_jobs) are planned too
     // when graphile's migrations are pending: the printed SQL creates those tables first.
     const dlq = planDlq(db, before, true, before.graphile.pending.length > 0 ? ['_private_jobs'] : [])
-    const graphileSql = pending.length > 0
-      ? (before.graphile.migrationsTable && before.graphile.breakingColumn ? '' : graphileBootstrapSql(db.quotedSchema)) +
-        pending.map((m) => graphileMigrationSql(db.quotedSchema, m)).join('')
-      : ''
+    const graphileSql =
+      pending.length > 0
+        ? (before.graphile.migrationsTable && before.graphile.breakingColumn
+            ? ''
+            : graphileBootstrapSql(db.quotedSchema)) +
+          pending.map((m) => graphileMigrationSql(db.quotedSchema, m)).join('')
+        : ''
     return {
       schema: db.schema,
       dryRun: true,
@@ -102,12 +105,16 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
     const current = await inspectSchema(locked)
     checkCompatible(current)
     if (current.graphile.pending.length > 0) {
-      options.onProgress?.(`applying graphile-worker migrations ${rangeText(current.graphile.pending)} to schema "${db.schema}"`)
+      options.onProgress?.(
+        `applying graphile-worker migrations ${rangeText(current.graphile.pending)} to schema "${db.schema}"`,
+      )
       await runGraphileMigrations(locked, notes)
     }
     const after = await inspectSchema(locked)
     const dlq = await applyDlq(locked, after, options)
-    const applied = after.graphile.migrations.map((m) => m.id).filter((id) => !current.graphile.migrations.some((m) => m.id === id))
+    const applied = after.graphile.migrations
+      .map((m) => m.id)
+      .filter((id) => !current.graphile.migrations.some((m) => m.id === id))
     return {
       schema: db.schema,
       dryRun: false,
@@ -131,9 +138,16 @@ export async function initDlq(db: Database, options: MigrateOptions = {}): Promi
   return withInstallLock(db, async (locked) => applyDlq(locked, await inspectSchema(locked), options))
 }
 
-function planDlq(db: Database, inspection: SchemaInspection, dryRun: boolean, willExist: readonly string[] = []): InitDlqResult {
+function planDlq(
+  db: Database,
+  inspection: SchemaInspection,
+  dryRun: boolean,
+  willExist: readonly string[] = [],
+): InitDlqResult {
   const {catalog} = inspection.backfill
-  const missing = missingObjects(willExist.length > 0 ? {...catalog, relations: new Set([...catalog.relations, ...willExist])} : catalog)
+  const missing = missingObjects(
+    willExist.length > 0 ? {...catalog, relations: new Set([...catalog.relations, ...willExist])} : catalog,
+  )
   return {
     schema: db.schema,
     dryRun,
@@ -148,7 +162,7 @@ function dlqSql(db: Database, objects: readonly BackfillObject[]): string {
   return `begin;\n${objects.map((o) => o.ensureSql(db.quotedSchema, db.schema)).join('')}${metaVersionSql(db.quotedSchema)}commit;\n`
 }
 
-async function applyDlq(db: Database, inspection: SchemaInspection, options: MigrateOptions): Promise<InitDlqResult> {
+async function applyDlq(db: Database, inspection: SchemaInspection, _options: MigrateOptions): Promise<InitDlqResult> {
   const plan = planDlq(db, inspection, false)
   if (plan.upToDate) return plan
   try {
@@ -158,7 +172,10 @@ async function applyDlq(db: Database, inspection: SchemaInspection, options: Mig
     const cause = (error as {cause?: {code?: string; message?: string}}).cause
     // Only the unique index over duplicate keys; a 23505 from a concurrent CREATE … IF NOT EXISTS
     // (the Rust crate's init_dlq racing us) is not about the data.
-    if (cause?.code === '23505' && /could not create unique index "idx_backfill_dlq_job_key_unique"/.test(cause.message ?? '')) {
+    if (
+      cause?.code === '23505' &&
+      /could not create unique index "idx_backfill_dlq_job_key_unique"/.test(cause.message ?? '')
+    ) {
       const duplicates = await db.rows(duplicateDlqJobKeys, [])
       throw new PreconditionError(
         `cannot add the unique index on backfill_dlq.job_key: ${duplicates.length > 0 ? duplicates.map((d) => `"${d.job_key}" ×${d.count}`).join(', ') : 'duplicate job keys'} (the table was probably created from the crate's docs/dlq_schema.sql, which lacks the index)`,
@@ -191,7 +208,10 @@ async function runGraphileMigrations(db: Database, notes: string[]): Promise<voi
       throw new PreconditionError(`graphile-worker migration 11 refuses to run while jobs are locked: ${message}`, {
         code: 'E_LOCKED_JOBS',
         cause: error,
-        suggestions: ['stop every worker, then release the locks: backfill locks clean', 'then rerun: backfill migrate'],
+        suggestions: [
+          'stop every worker, then release the locks: backfill locks clean',
+          'then rerun: backfill migrate',
+        ],
       })
     }
     throw mapPgError(error, {target: db.target, schema: db.quotedSchema})
@@ -216,7 +236,10 @@ function checkCompatible(inspection: SchemaInspection): void {
   if (latestBreaking !== null && latestBreaking > highestKnown) {
     throw new PreconditionError(
       `schema "${inspection.schema}" is at revision ${revision} with breaking migration ${latestBreaking}, but the bundled graphile-worker ${packageVersion} only knows up to ${highestKnown}; refusing to touch it`,
-      {code: 'E_SCHEMA_TOO_NEW', suggestions: ['upgrade backfill (and every Node worker) to a graphile-worker that knows this revision']},
+      {
+        code: 'E_SCHEMA_TOO_NEW',
+        suggestions: ['upgrade backfill (and every Node worker) to a graphile-worker that knows this revision'],
+      },
     )
   }
   if (revision !== null && revision >= 11 && revision <= 15 && !functions.includes('permanently_fail_jobs')) {
@@ -224,7 +247,9 @@ function checkCompatible(inspection: SchemaInspection): void {
       `schema "${inspection.schema}" was built by the Rust graphile_worker at revision ${revision} without permanently_fail_jobs; graphile-worker's migration 16 would fail on it`,
       {
         code: 'E_RUST_REVISION_GAP',
-        suggestions: ['let a Rust graphile_worker (>= 0.4) migrate it past revision 16 first, then rerun backfill migrate'],
+        suggestions: [
+          'let a Rust graphile_worker (>= 0.4) migrate it past revision 16 first, then rerun backfill migrate',
+        ],
       },
     )
   }
@@ -234,13 +259,16 @@ function describeForeignState(inspection: SchemaInspection): string[] {
   const notes: string[] = []
   const {unknown, rustWorkersTable, highestKnown, packageVersion, migrations} = inspection.graphile
   if (unknown.length > 0) {
-    const rust = rustWorkersTable ? ' (the Rust graphile_worker crate\'s worker-recovery migration: _private_workers exists)' : ''
+    const rust = rustWorkersTable
+      ? " (the Rust graphile_worker crate's worker-recovery migration: _private_workers exists)"
+      : ''
     notes.push(
       `schema has migration${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} unknown to graphile-worker ${packageVersion} (knows up to ${highestKnown})${rust}; none is breaking, so it is left as is`,
     )
   }
   const m19 = migrations.find((m) => m.id === 19)
-  if (m19 && !m19.breaking) notes.push('migration 19 was applied by the Rust graphile_worker (recorded as non-breaking)')
+  if (m19 && !m19.breaking)
+    notes.push('migration 19 was applied by the Rust graphile_worker (recorded as non-breaking)')
   return notes
 }
 

@@ -11,9 +11,27 @@ import {statement} from './statement.js'
 const AUDIT_PARAMS = ['text?', 'text?', 'text?', 'jsonb', 'jsonb'] as const
 
 /** Parameters $1..$13 of both retry statements (see retrySql). */
-const RETRY_PARAMS = ['int4?', 'int4?', 'timestamptz?', 'int4', 'bool', 'bool', '_text?', '_text?', ...AUDIT_PARAMS] as const
+const RETRY_PARAMS = [
+  'int4?',
+  'int4?',
+  'timestamptz?',
+  'int4',
+  'bool',
+  'bool',
+  '_text?',
+  '_text?',
+  ...AUDIT_PARAMS,
+] as const
 
-const RETRY_COLUMNS = {dlq_id: 'int8', job_id: 'int8?', status: 'text', task_identifier: 'text', audit_id: 'int8?', max_id: 'int8', replaced: 'bool?'} as const
+const RETRY_COLUMNS = {
+  dlq_id: 'int8',
+  job_id: 'int8?',
+  status: 'text',
+  task_identifier: 'text',
+  audit_id: 'int8?',
+  max_id: 'int8',
+  replaced: 'bool?',
+} as const
 
 /**
  * ONE statement retrying a batch of entries: each entry leaves backfill_dlq and becomes a
@@ -219,7 +237,9 @@ export const insertDlqAudit = statement({
   id: 'dlq.insert_audit',
   params: ['text', 'int4', '_int8?', '_int8?', ...AUDIT_PARAMS],
   columns: {id: 'int8'},
-  sql: (s) => `insert into ${s}.backfill_dlq_audit (action, count, dlq_ids, job_ids, os_user, hostname, reason, selection, details)
+  sql: (
+    s,
+  ) => `insert into ${s}.backfill_dlq_audit (action, count, dlq_ids, job_ids, os_user, hostname, reason, selection, details)
 values ($1::text, $2::int, $3::bigint[], $4::bigint[], $5::text, $6::text, $7::text, $8::jsonb, $9::jsonb)
 returning id`,
 })
@@ -248,7 +268,9 @@ export const dlqAuditHistory = statement({
     first_audit_id: 'int8',
   },
   prepare: false,
-  sql: (s) => `select coalesce(a.details ->> 'run', a.id::text) as run, a.action, min(a.at) as started_at, max(a.at) as finished_at,
+  sql: (
+    s,
+  ) => `select coalesce(a.details ->> 'run', a.id::text) as run, a.action, min(a.at) as started_at, max(a.at) as finished_at,
        sum(a.count)::bigint as count, count(*) as batches,
        (array_agg(a.os_user order by a.id))[1] as os_user, (array_agg(a.db_user order by a.id))[1] as db_user,
        (array_agg(a.hostname order by a.id))[1] as hostname, (array_agg(a.reason order by a.id))[1] as reason,

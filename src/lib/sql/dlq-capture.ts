@@ -12,7 +12,13 @@ import {type RowOf, statement} from './statement.js'
  * so the DLQ holds the job that failed last rather than a stale one. A retried job's
  * retry count, touch count and notes are carried over from backfill_dlq_retried_jobs.
  */
-const CAPTURE_COLUMNS = {dlq_id: 'int8', job_id: 'int8', task_identifier: 'text', queue_name: 'text', recaptured: 'bool'} as const
+const CAPTURE_COLUMNS = {
+  dlq_id: 'int8',
+  job_id: 'int8',
+  task_identifier: 'text',
+  queue_name: 'text',
+  recaptured: 'bool',
+} as const
 export type CaptureRow = RowOf<typeof CAPTURE_COLUMNS>
 
 function captureSql(s: string, candidates: string): string {

@@ -46,7 +46,15 @@ export function selectorWhere(first = 1): string {
 /** The selector predicate over $1..$7 (most statements). */
 export const SELECTOR_WHERE = selectorWhere(1)
 
-export const SELECTOR_PARAMS = ['_int8?', '_text?', '_text?', '_text?', 'timestamptz?', 'timestamptz?', 'text?'] as const
+export const SELECTOR_PARAMS = [
+  '_int8?',
+  '_text?',
+  '_text?',
+  '_text?',
+  'timestamptz?',
+  'timestamptz?',
+  'text?',
+] as const
 
 const ENTRY_COLUMNS = {
   id: 'int8',
@@ -102,7 +110,9 @@ export const listDlqKeys = statement({
   params: [...SELECTOR_PARAMS, 'text?', 'int8?', 'int4'],
   columns: {id: 'int8', task_identifier: 'text', error_line: 'text', failed_at_exact: 'text'},
   prepare: false,
-  sql: (s) => `select d.id, d.task_identifier::text as task_identifier, ${errorLineSql('d')} as error_line, ${FAILED_AT_EXACT} as failed_at_exact
+  sql: (
+    s,
+  ) => `select d.id, d.task_identifier::text as task_identifier, ${errorLineSql('d')} as error_line, ${FAILED_AT_EXACT} as failed_at_exact
 from ${s}.backfill_dlq d
 where ${SELECTOR_WHERE}
   and ${KEYSET_AFTER}
@@ -138,7 +148,9 @@ export const caseEvents = statement({
     hostname: 'text?',
     reason: 'text?',
   },
-  sql: (s) => `select e.at, e.event, e.dlq_id, e.job_id, e.audit_id, e.details, a.os_user, a.db_user, a.hostname, a.reason
+  sql: (
+    s,
+  ) => `select e.at, e.event, e.dlq_id, e.job_id, e.audit_id, e.details, a.os_user, a.db_user, a.hostname, a.reason
 from ${s}.backfill_dlq_events e
 left join ${s}.backfill_dlq_audit a on a.id = e.audit_id
 where e.case_id = $1::bigint
@@ -166,7 +178,9 @@ export const aggregateDlq = statement({
     key_conflicts: 'int4',
   },
   prepare: false,
-  sql: (s) => `select d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, ${errorLineSql('d')} as error_line,
+  sql: (
+    s,
+  ) => `select d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, ${errorLineSql('d')} as error_line,
        count(*)::int as count, min(d.failed_at) as first_failed_at, max(d.failed_at) as last_failed_at, min(d.id) as sample_id,
        (count(*) filter (where $8::bool and d.job_key is not null
                          and exists (select 1 from ${s}._private_jobs j where j.key = d.job_key)))::int as key_conflicts
@@ -194,7 +208,8 @@ export const setLocalAggregateSettings = statement({
   id: 'dlq.set_local_aggregate_settings',
   params: ['text'],
   columns: {work_mem: 'text', cursor_tuple_fraction: 'text'},
-  sql: () => `select set_config('work_mem', $1::text, true) as work_mem, set_config('cursor_tuple_fraction', '1', true) as cursor_tuple_fraction`,
+  sql: () =>
+    `select set_config('work_mem', $1::text, true) as work_mem, set_config('cursor_tuple_fraction', '1', true) as cursor_tuple_fraction`,
 })
 
 const CANDIDATE_COLUMNS = {id: 'int8', task_identifier: 'text', error_line: 'text?'} as const
@@ -224,7 +239,9 @@ export const peekDlqBatch = statement({
   params: [...SELECTOR_PARAMS, 'int8', 'int4', 'bool'],
   columns: CANDIDATE_COLUMNS,
   prepare: false,
-  sql: (s) => `select d.id, d.task_identifier::text as task_identifier, case when $10::bool then ${errorLineSql('d')} end as error_line
+  sql: (
+    s,
+  ) => `select d.id, d.task_identifier::text as task_identifier, case when $10::bool then ${errorLineSql('d')} end as error_line
 from ${s}.backfill_dlq d
 where ${SELECTOR_WHERE} and d.id > $8::bigint
 order by d.id

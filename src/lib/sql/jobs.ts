@@ -7,7 +7,11 @@ import {statement} from './statement.js'
  */
 
 /** A job row as returned to callers: _private_jobs plus task and queue names. */
-const jobSelect = (s: string, j: string, names = {task: 't.identifier', queue: 'q.queue_name'}): string => `select ${j}.id, ${names.task}::text as task_identifier, ${names.queue}::text as queue_name,
+const jobSelect = (
+  s: string,
+  j: string,
+  names = {task: 't.identifier', queue: 'q.queue_name'},
+): string => `select ${j}.id, ${names.task}::text as task_identifier, ${names.queue}::text as queue_name,
        ${j}.payload, ${j}.priority, ${j}.run_at, ${j}.attempts, ${j}.max_attempts, ${j}.last_error,
        ${j}.created_at, ${j}.updated_at, ${j}.key, ${j}.locked_at, ${j}.locked_by, ${j}.revision, ${j}.flags
 from`
@@ -46,7 +50,9 @@ export const addJob = statement({
   id: 'jobs.add_job',
   params: ['text', 'json', 'text?', 'timestamptz?', 'int4', 'text?', 'int4', '_text?', 'text'],
   columns: jobColumns,
-  sql: (s) => `${jobSelect(s, 'j', {task: 'coalesce(t.identifier, $1::text)', queue: 'case when j.job_queue_id is null then null else coalesce(q.queue_name, $3::text) end'})} ${s}.add_job(
+  sql: (
+    s,
+  ) => `${jobSelect(s, 'j', {task: 'coalesce(t.identifier, $1::text)', queue: 'case when j.job_queue_id is null then null else coalesce(q.queue_name, $3::text) end'})} ${s}.add_job(
   identifier => $1::text,
   payload => $2::json,
   queue_name => $3::text,
@@ -83,7 +89,9 @@ export const addJobsReturning = statement({
   id: 'jobs.add_jobs_returning',
   params: ['json', 'bool'],
   columns: {...jobColumns, task_id: 'int4?', job_queue_id: 'int4?'},
-  sql: (s) => `select j.id, null::text as task_identifier, null::text as queue_name, j.payload, j.priority, j.run_at, j.attempts, j.max_attempts,
+  sql: (
+    s,
+  ) => `select j.id, null::text as task_identifier, null::text as queue_name, j.payload, j.priority, j.run_at, j.attempts, j.max_attempts,
        j.last_error, j.created_at, j.updated_at, j.key, j.locked_at, j.locked_by, j.revision, j.flags, j.task_id, j.job_queue_id
 from ${s}.add_jobs(array(select json_populate_recordset(null::${s}.job_spec, $1::json)), $2::bool) j`,
 })
@@ -93,7 +101,9 @@ export const taskAndQueueNames = statement({
   id: 'jobs.task_and_queue_names',
   params: ['_int4', '_int4'],
   columns: {kind: 'text', id: 'int4', name: 'text'},
-  sql: (s) => `select 'task'::text as kind, id, identifier::text as name from ${s}._private_tasks where id = any($1::int[])
+  sql: (
+    s,
+  ) => `select 'task'::text as kind, id, identifier::text as name from ${s}._private_tasks where id = any($1::int[])
 union all
 select 'queue'::text as kind, id, queue_name::text as name from ${s}._private_job_queues where id = any($2::int[])`,
 })

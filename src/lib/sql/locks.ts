@@ -55,7 +55,9 @@ export const queueLocks = statement({
   id: 'locks.queue_locks',
   params: [],
   columns: {queue_id: 'int4', queue_name: 'text', locked_by: 'text?', locked_at: 'text', age_ms: 'float8'},
-  sql: (s) => `select q.id as queue_id, q.queue_name::text as queue_name, q.locked_by, ${exactTime('q.locked_at')} as locked_at,
+  sql: (
+    s,
+  ) => `select q.id as queue_id, q.queue_name::text as queue_name, q.locked_by, ${exactTime('q.locked_at')} as locked_at,
        (extract(epoch from (now() - q.locked_at)) * 1000)::float8 as age_ms
 from ${s}._private_job_queues q
 where q.locked_at is not null

@@ -57,13 +57,19 @@ type TsOf<T extends PgScalar> = T extends 'bool'
                       ? void
                       : never
 
-export type TsType<T extends PgType> = T extends `${infer S extends PgScalar}?` ? TsOf<S> | null : T extends PgScalar ? TsOf<T> : never
+export type TsType<T extends PgType> = T extends `${infer S extends PgScalar}?`
+  ? TsOf<S> | null
+  : T extends PgScalar
+    ? TsOf<T>
+    : never
 
 export type ColumnSpec = Readonly<Record<string, PgType>>
 export type ParamSpec = readonly PgType[]
 
 export type RowOf<C extends ColumnSpec> = {-readonly [K in keyof C]: TsType<C[K]>}
-export type ParamsOf<P extends ParamSpec> = {-readonly [I in keyof P]: P[I] extends PgType ? TsType<P[I]> | (P[I] extends `${string}?` ? undefined : never) : never}
+export type ParamsOf<P extends ParamSpec> = {
+  -readonly [I in keyof P]: P[I] extends PgType ? TsType<P[I]> | (P[I] extends `${string}?` ? undefined : never) : never
+}
 
 export interface Statement<P extends ParamSpec, C extends ColumnSpec> {
   /** Unique id, also the prefix of the prepared statement name. */

@@ -131,7 +131,9 @@ export const recentJobLocks = statement({
   id: 'status.recent_job_locks',
   params: ['float8'],
   columns: {locked_by: 'text?', jobs: 'int4', newest_locked_at: 'timestamptz', oldest_locked_at: 'timestamptz'},
-  sql: (s) => `select locked_by, count(*)::int as jobs, max(locked_at) as newest_locked_at, min(locked_at) as oldest_locked_at
+  sql: (
+    s,
+  ) => `select locked_by, count(*)::int as jobs, max(locked_at) as newest_locked_at, min(locked_at) as oldest_locked_at
 from ${s}._private_jobs
 where locked_at is not null and locked_at > now() - $1::float8 * interval '1 millisecond'
 group by locked_by
@@ -163,7 +165,9 @@ export const jobTotals = statement({
     jobs: 'int4',
     ...STATE_COLUMNS,
   },
-  sql: (s) => `select count(*)::int as jobs, ${COUNTS}, ${AGE('min(run_at) filter (where is_available and run_at <= now())')} as oldest_ready_age_ms
+  sql: (
+    s,
+  ) => `select count(*)::int as jobs, ${COUNTS}, ${AGE('min(run_at) filter (where is_available and run_at <= now())')} as oldest_ready_age_ms
 from ${s}._private_jobs`,
 })
 
@@ -172,7 +176,8 @@ export const exhaustedTotal = statement({
   id: 'status.exhausted_total',
   params: [],
   columns: {exhausted: 'int4'},
-  sql: (s) => `select count(*)::int as exhausted from ${s}._private_jobs where attempts >= max_attempts and locked_at is null`,
+  sql: (s) =>
+    `select count(*)::int as exhausted from ${s}._private_jobs where attempts >= max_attempts and locked_at is null`,
 })
 
 export const dlqTotal = statement({

@@ -74,7 +74,8 @@ export function resolveWorkerConfig(input: WorkerConfigInput = {}): WorkerConfig
     bulkConcurrency: split ? (input.bulkConcurrency ?? WORKER_DEFAULTS.bulkConcurrency) : null,
     pollIntervalMs: input.pollIntervalMs ?? WORKER_DEFAULTS.pollIntervalMs,
     dlqIntervalMs: input.dlqIntervalMs === undefined ? WORKER_DEFAULTS.dlqIntervalMs : input.dlqIntervalMs,
-    lockCleanupIntervalMs: input.lockCleanupIntervalMs === undefined ? WORKER_DEFAULTS.lockCleanupIntervalMs : input.lockCleanupIntervalMs,
+    lockCleanupIntervalMs:
+      input.lockCleanupIntervalMs === undefined ? WORKER_DEFAULTS.lockCleanupIntervalMs : input.lockCleanupIntervalMs,
     staleQueueLockTimeoutMs: input.staleQueueLockTimeoutMs ?? WORKER_DEFAULTS.staleQueueLockTimeoutMs,
     staleJobLockTimeoutMs: input.staleJobLockTimeoutMs ?? WORKER_DEFAULTS.staleJobLockTimeoutMs,
     heartbeatIntervalMs: input.heartbeatIntervalMs ?? WORKER_DEFAULTS.heartbeatIntervalMs,
@@ -96,7 +97,9 @@ function validate(config: WorkerConfig): void {
   const intRange = (name: string, value: number | null, min: number, max: number): void => {
     if (value === null) return
     if (!Number.isInteger(value) || value < min || value > max) {
-      throw new UsageError(`${name} must be an integer from ${min} to ${max} (got ${value})`, {code: 'E_INVALID_WORKER_CONFIG'})
+      throw new UsageError(`${name} must be an integer from ${min} to ${max} (got ${value})`, {
+        code: 'E_INVALID_WORKER_CONFIG',
+      })
     }
   }
   intRange('concurrency', config.concurrency, 1, 1000)
@@ -125,7 +128,9 @@ export interface PoolPlan {
 /** The graphile pools this configuration runs. */
 export function planPools(config: WorkerConfig, bulkFlag: string): PoolPlan[] {
   if (config.fastConcurrency === null || config.bulkConcurrency === null) {
-    return [{role: 'shared', concurrency: config.concurrency, forbiddenFlags: null, localQueueSize: config.localQueueSize}]
+    return [
+      {role: 'shared', concurrency: config.concurrency, forbiddenFlags: null, localQueueSize: config.localQueueSize},
+    ]
   }
   // Neither pool uses a local queue. graphile-worker cannot batch fetches when a pool has
   // forbidden flags (its local queue then fetches job by job, and in 0.17.3 stalls), and

@@ -12,13 +12,41 @@ export interface JobRef {
 
 /** Everything a WorkerRunner reports; the CLI renders these as text or NDJSON log lines. */
 export type WorkerEvent =
-  | {type: 'worker:start'; schema: string; database: string; tasks: string[]; pools: (PoolPlan & {poolId: string})[]; dlq: boolean; once: boolean}
+  | {
+      type: 'worker:start'
+      schema: string
+      database: string
+      tasks: string[]
+      pools: (PoolPlan & {poolId: string})[]
+      dlq: boolean
+      once: boolean
+    }
   | ({type: 'job:start'} & JobRef)
   | ({type: 'job:success'; durationMs: number} & JobRef)
   | ({type: 'job:failure'; durationMs: number; error: string; outcome: 'retry' | 'exhausted' | 'permanent'} & JobRef)
-  | {type: 'dlq:capture'; captured: number; byTask: Record<string, number>; durationMs: number; reason: 'startup' | 'interval' | 'failure' | 'shutdown' | 'once'}
-  | {type: 'locks:cleanup'; queueLocks: number; jobLocks: number; durationMs: number; reason: 'startup' | 'interval'; details?: unknown}
+  | {
+      type: 'dlq:capture'
+      captured: number
+      byTask: Record<string, number>
+      durationMs: number
+      reason: 'startup' | 'interval' | 'failure' | 'shutdown' | 'once'
+    }
+  | {
+      type: 'locks:cleanup'
+      queueLocks: number
+      jobLocks: number
+      durationMs: number
+      reason: 'startup' | 'interval'
+      details?: unknown
+    }
   | {type: 'worker:stopping'; reason: string; force: boolean}
-  | {type: 'worker:stop'; durationMs: number; forced: boolean; releasedJobLocks: number; releasedQueueLocks: number; lockedAfter: number}
+  | {
+      type: 'worker:stop'
+      durationMs: number
+      forced: boolean
+      releasedJobLocks: number
+      releasedQueueLocks: number
+      lockedAfter: number
+    }
   | {type: 'error'; where: string; error: string}
   | {type: 'log'; level: 'debug' | 'info' | 'warning' | 'error'; message: string}

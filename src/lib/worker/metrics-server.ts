@@ -39,11 +39,14 @@ export async function serveMetrics(registry: Registry, options: {port: number; h
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
       reject(
-        new ConfigError(`cannot serve metrics on ${host}:${options.port}: ${error.code === 'EADDRINUSE' ? 'address in use' : error.message}`, {
-          code: 'E_METRICS_PORT',
-          cause: error,
-          suggestions: ['choose another --metrics-port (0 picks a free one)'],
-        }),
+        new ConfigError(
+          `cannot serve metrics on ${host}:${options.port}: ${error.code === 'EADDRINUSE' ? 'address in use' : error.message}`,
+          {
+            code: 'E_METRICS_PORT',
+            cause: error,
+            suggestions: ['choose another --metrics-port (0 picks a free one)'],
+          },
+        ),
       ),
     )
     server.listen(options.port, host, () => resolve())

@@ -31,9 +31,24 @@ export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
   const registers = [registry]
   return {
     registry,
-    workerActive: new Gauge({name: 'backfill_worker_active', help: 'Worker pools running (1) or stopped (0)', labelNames: ['pool'], registers}),
-    jobsStarted: new Counter({name: 'backfill_jobs_started_total', help: 'Jobs started by this worker', labelNames: ['task'], registers}),
-    jobsCompleted: new Counter({name: 'backfill_jobs_completed_total', help: 'Jobs whose handler succeeded', labelNames: ['task'], registers}),
+    workerActive: new Gauge({
+      name: 'backfill_worker_active',
+      help: 'Worker pools running (1) or stopped (0)',
+      labelNames: ['pool'],
+      registers,
+    }),
+    jobsStarted: new Counter({
+      name: 'backfill_jobs_started_total',
+      help: 'Jobs started by this worker',
+      labelNames: ['task'],
+      registers,
+    }),
+    jobsCompleted: new Counter({
+      name: 'backfill_jobs_completed_total',
+      help: 'Jobs whose handler succeeded',
+      labelNames: ['task'],
+      registers,
+    }),
     jobsFailed: new Counter({
       name: 'backfill_jobs_failed_total',
       help: 'Jobs whose handler failed, by outcome (retry, exhausted, permanent)',
@@ -47,7 +62,12 @@ export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     }),
-    dlqJobsAdded: new Counter({name: 'backfill_dlq_jobs_added', help: 'Jobs moved into the DLQ by this worker', labelNames: ['task'], registers}),
+    dlqJobsAdded: new Counter({
+      name: 'backfill_dlq_jobs_added',
+      help: 'Jobs moved into the DLQ by this worker',
+      labelNames: ['task'],
+      registers,
+    }),
     dlqSize: new Gauge({name: 'backfill_dlq_size', help: 'Rows in backfill_dlq (after the last capture)', registers}),
     dlqCaptureDuration: new Histogram({
       name: 'backfill_dlq_capture_duration_seconds',
@@ -55,10 +75,26 @@ export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
       buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
       registers,
     }),
-    dlqLastCapture: new Gauge({name: 'backfill_dlq_last_capture_timestamp', help: 'Unix time of the last successful DLQ capture', registers}),
-    dlqCaptureFailures: new Counter({name: 'backfill_dlq_capture_failures', help: 'Failed DLQ capture runs', registers}),
-    cleanupQueueLocksReleased: new Counter({name: 'backfill_cleanup_queue_locks_released', help: 'Stale queue locks released', registers}),
-    cleanupJobLocksReleased: new Counter({name: 'backfill_cleanup_job_locks_released', help: 'Stale job locks released', registers}),
+    dlqLastCapture: new Gauge({
+      name: 'backfill_dlq_last_capture_timestamp',
+      help: 'Unix time of the last successful DLQ capture',
+      registers,
+    }),
+    dlqCaptureFailures: new Counter({
+      name: 'backfill_dlq_capture_failures',
+      help: 'Failed DLQ capture runs',
+      registers,
+    }),
+    cleanupQueueLocksReleased: new Counter({
+      name: 'backfill_cleanup_queue_locks_released',
+      help: 'Stale queue locks released',
+      registers,
+    }),
+    cleanupJobLocksReleased: new Counter({
+      name: 'backfill_cleanup_job_locks_released',
+      help: 'Stale job locks released',
+      registers,
+    }),
     cleanupQueueLocksLastReleased: new Gauge({
       name: 'backfill_cleanup_queue_locks_last_released',
       help: 'Queue locks released by the last cleanup that released any',
@@ -69,8 +105,17 @@ export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
       help: 'Job locks released by the last cleanup that released any',
       registers,
     }),
-    cleanupLastSuccess: new Gauge({name: 'backfill_cleanup_last_success_timestamp', help: 'Unix time of the last successful lock cleanup', registers}),
-    cleanupFailures: new Counter({name: 'backfill_cleanup_failures', help: 'Failed cleanup runs', labelNames: ['operation'], registers}),
+    cleanupLastSuccess: new Gauge({
+      name: 'backfill_cleanup_last_success_timestamp',
+      help: 'Unix time of the last successful lock cleanup',
+      registers,
+    }),
+    cleanupFailures: new Counter({
+      name: 'backfill_cleanup_failures',
+      help: 'Failed cleanup runs',
+      labelNames: ['operation'],
+      registers,
+    }),
     shutdownLocksReleased: new Counter({
       name: 'backfill_shutdown_locks_released',
       help: 'Locks this worker still held at shutdown and released itself',

@@ -3,7 +3,14 @@ import os from 'node:os'
 import pg from 'pg'
 
 import type {Database} from '../db.js'
-import {heartbeatWorker, registerWorker, rustHeartbeatAvailable, rustWorkerDeregister, rustWorkerHeartbeat, stopWorker} from '../sql/worker.js'
+import {
+  heartbeatWorker,
+  registerWorker,
+  rustHeartbeatAvailable,
+  rustWorkerDeregister,
+  rustWorkerHeartbeat,
+  stopWorker,
+} from '../sql/worker.js'
 
 /** application_name prefix of a worker pool's presence session (`backfill-worker:<pool id>`). */
 export const PRESENCE_APPLICATION_PREFIX = 'backfill-worker:'
@@ -47,7 +54,10 @@ export class WorkerPresence {
     await this.register()
     this.timer = setInterval(() => {
       this.beating ??= this.beat()
-        .then(() => undefined, (error: Error) => this.options.onError(error))
+        .then(
+          () => undefined,
+          (error: Error) => this.options.onError(error),
+        )
         .finally(() => (this.beating = undefined))
     }, this.options.heartbeatIntervalMs)
     this.timer.unref()
@@ -73,7 +83,10 @@ export class WorkerPresence {
       JSON.stringify({...this.options.metadata, heartbeatIntervalMs: this.options.heartbeatIntervalMs}),
     ])
     if (this.rustRegistry) {
-      await this.db.exec(rustWorkerHeartbeat, [this.options.poolId, JSON.stringify({pid: process.pid, hostname: os.hostname(), runtime: 'backfill'})])
+      await this.db.exec(rustWorkerHeartbeat, [
+        this.options.poolId,
+        JSON.stringify({pid: process.pid, hostname: os.hostname(), runtime: 'backfill'}),
+      ])
     }
     this.lastHeartbeatOk = Date.now()
   }
@@ -99,7 +112,9 @@ export class WorkerPresence {
     await client.connect()
     this.client = client
     // Server-side keepalives: the backend notices a vanished host and ends the session.
-    await client.query('set tcp_keepalives_idle = 10; set tcp_keepalives_interval = 5; set tcp_keepalives_count = 3').catch(() => undefined)
+    await client
+      .query('set tcp_keepalives_idle = 10; set tcp_keepalives_interval = 5; set tcp_keepalives_count = 3')
+      .catch(() => undefined)
   }
 
   private scheduleReconnect(delayMs = 1000): void {

@@ -10,7 +10,14 @@ import {requireMigrated} from '../schema/inspect.js'
 import {migrate} from '../schema/migrate.js'
 import {countLockedBy, dlqSize, exhaustLockedJob, pruneWorkers, releaseOwnLocks} from '../sql/worker.js'
 import {BACKFILL_VERSION} from '../version.js'
-import {planPools, type PoolPlan, resolveWorkerConfig, totalConcurrency, type WorkerConfig, type WorkerConfigInput} from './config.js'
+import {
+  planPools,
+  type PoolPlan,
+  resolveWorkerConfig,
+  totalConcurrency,
+  type WorkerConfig,
+  type WorkerConfigInput,
+} from './config.js'
 import type {PoolRole, WorkerEvent} from './events.js'
 import {createWorkerMetrics, type WorkerMetrics} from './metrics.js'
 import {isPermanentError, PERMANENT_FAILURE_PREFIX} from './permanent-error.js'
@@ -30,7 +37,8 @@ export interface WorkerRunnerOptions {
    * module's cleanLocks (dead owners at once, unknown owners past the stale timeouts, live
    * owners never); false turns it off.
    */
-  cleanLocks?: false | ((db: Database, config: WorkerConfig) => Promise<{queueLocks: number; jobLocks: number; details?: unknown}>)
+  cleanLocks?:
+    false | ((db: Database, config: WorkerConfig) => Promise<{queueLocks: number; jobLocks: number; details?: unknown}>)
   /** Stop when no heartbeat was recorded for this long (default fenceAfter(heartbeatIntervalMs)). */
   fenceAfterMs?: number
 }
@@ -86,7 +94,11 @@ export class WorkerRunner {
   private readonly cleanLocks: Exclude<WorkerRunnerOptions['cleanLocks'], false>
   private readonly fenceAfterMs: number
   private readonly counts = {started: 0, succeeded: 0, failed: 0, permanent: 0, dlqCaptured: 0}
-  private captureState: {running: Promise<void> | undefined; again: boolean; timer: NodeJS.Timeout | undefined} = {running: undefined, again: false, timer: undefined}
+  private captureState: {running: Promise<void> | undefined; again: boolean; timer: NodeJS.Timeout | undefined} = {
+    running: undefined,
+    again: false,
+    timer: undefined,
+  }
   /** Exhausted jobs the DLQ cannot hold (found by capture); skipped from then on, reported once. */
   private readonly uncapturable = new Set<string>()
   private stopping = false
@@ -202,14 +214,28 @@ export class WorkerRunner {
     const {runOnce} = await import('graphile-worker')
     // No local queue and no batched writes: graphile's runOnce stops at the first empty fetch,
     // and a serial queue whose last completion is still batched looks locked (empty) to it.
-    const plan: PoolPlan = {role: 'shared', concurrency: this.config.concurrency, forbiddenFlags: null, localQueueSize: 0}
+    const plan: PoolPlan = {
+      role: 'shared',
+      concurrency: this.config.concurrency,
+      forbiddenFlags: null,
+      localQueueSize: 0,
+    }
     const events = new EventEmitter()
     const poolIds: string[] = []
     let presences: Promise<WorkerPresence>[] = []
     events.on('pool:create', ({workerPool}: {workerPool: WorkerPool}) => {
       poolIds.push(workerPool.id)
       presences.push(this.startPresence(workerPool.id, plan))
-      if (poolIds.length === 1) this.emit({type: 'worker:start', schema: this.db.schema, database: this.db.target.display, tasks: Object.keys(this.tasks).sort(), pools: [{...plan, poolId: workerPool.id}], dlq: this.config.dlqIntervalMs !== null, once: true})
+      if (poolIds.length === 1)
+        this.emit({
+          type: 'worker:start',
+          schema: this.db.schema,
+          database: this.db.target.display,
+          tasks: Object.keys(this.tasks).sort(),
+          pools: [{...plan, poolId: workerPool.id}],
+          dlq: this.config.dlqIntervalMs !== null,
+          once: true,
+        })
     })
     // Even unbatched, graphile fetches a slot's next job before the previous completion has
     // committed, so a serial queue's next job can look locked and end a pass early: passes
@@ -219,7 +245,8 @@ export class WorkerRunner {
       try {
         await runOnce(await this.graphileOptions(plan, events, {batchDelayMs: -1}), this.wrapTasks(plan.role))
       } finally {
-        for (const presence of await Promise.allSettled(presences)) if (presence.status === 'fulfilled') await presence.value.stop()
+        for (const presence of await Promise.allSettled(presences))
+          if (presence.status === 'fulfilled') await presence.value.stop()
         presences = []
       }
       if (this.counts.started === startedBefore) break
@@ -234,7 +261,12 @@ export class WorkerRunner {
     }
     return {
       poolIds,
-      jobs: {started: this.counts.started, succeeded: this.counts.succeeded, failed: this.counts.failed, permanent: this.counts.permanent},
+      jobs: {
+        started: this.counts.started,
+        succeeded: this.counts.succeeded,
+        failed: this.counts.failed,
+        permanent: this.counts.permanent,
+      },
       dlqCaptured: this.counts.dlqCaptured,
       forced: false,
       releasedJobLocks,
@@ -259,7 +291,9 @@ export class WorkerRunner {
     else await requireMigrated(this.db, {dlq: true})
     if (dlq) await this.capture('startup')
     if (this.cleanLocks) await this.runLockCleanup('startup')
-    await this.db.exec(pruneWorkers, [7 * 86_400]).catch((error: unknown) => this.emit({type: 'error', where: 'registry prune', error: describe(error)}))
+    await this.db
+      .exec(pruneWorkers, [7 * 86_400])
+      .catch((error: unknown) => this.emit({type: 'error', where: 'registry prune', error: describe(error)}))
   }
 
   private async startPool(plan: PoolPlan, cron: ParsedCronItem[] | undefined): Promise<RunningPool> {
@@ -271,7 +305,10 @@ export class WorkerRunner {
     })
     // Without a local queue each slot fetches for itself (the local queue's fetch errors are only logged).
     events.on('worker:getJob:error', (event: {error: unknown}) => this.fetchFailed(event.error))
-    const runner = await run({...(await this.graphileOptions(plan, events)), parsedCronItems: cron ?? []}, this.wrapTasks(plan.role))
+    const runner = await run(
+      {...(await this.graphileOptions(plan, events)), parsedCronItems: cron ?? []},
+      this.wrapTasks(plan.role),
+    )
     if (!workerPool) {
       await runner.stop()
       throw new Error('graphile-worker did not report its pool')
@@ -317,7 +354,9 @@ export class WorkerRunner {
       noPreparedStatements: !this.config.preparedStatements,
       forbiddenFlags: plan.forbiddenFlags,
       events: events as never,
-      logger: new Logger(() => (level: string, message: string, meta?: {error?: unknown}) => this.graphileLog(level, message, meta)),
+      logger: new Logger(
+        () => (level: string, message: string, meta?: {error?: unknown}) => this.graphileLog(level, message, meta),
+      ),
       preset: {
         worker: {
           ...(plan.localQueueSize > 0 ? {localQueue: {size: plan.localQueueSize}} : {}),
@@ -369,7 +408,9 @@ export class WorkerRunner {
     return async (payload: unknown, helpers: JobHelpers) => {
       const {job} = helpers
       const listening = this.emitter.listenerCount('event') > 0
-      const ref = listening ? {pool: role, task: name, jobId: String(job.id), attempt: job.attempts, maxAttempts: job.max_attempts} : undefined
+      const ref = listening
+        ? {pool: role, task: name, jobId: String(job.id), attempt: job.attempts, maxAttempts: job.max_attempts}
+        : undefined
       const t0 = performance.now()
       this.counts.started += 1
       started.inc()
@@ -390,7 +431,17 @@ export class WorkerRunner {
         if (permanent) this.counts.permanent += 1
         this.metrics.jobsFailed.inc({task: name, outcome})
         failureDuration.observe(durationMs / 1000)
-        this.emit({type: 'job:failure', durationMs, error: describe(error), outcome, pool: role, task: name, jobId: String(job.id), attempt: job.attempts, maxAttempts: job.max_attempts})
+        this.emit({
+          type: 'job:failure',
+          durationMs,
+          error: describe(error),
+          outcome,
+          pool: role,
+          task: name,
+          jobId: String(job.id),
+          attempt: job.attempts,
+          maxAttempts: job.max_attempts,
+        })
         if (permanent) {
           await this.exhaust(job)
           if (this.config.dlqIntervalMs !== null) this.scheduleCapture()
@@ -437,7 +488,11 @@ export class WorkerRunner {
         endTimer()
         for (const failed of result.failed) {
           this.metrics.dlqCaptureFailures.inc()
-          this.emit({type: 'error', where: 'dlq capture', error: `job ${failed.jobId} cannot be moved to the DLQ and stays in the jobs table: ${failed.error}`})
+          this.emit({
+            type: 'error',
+            where: 'dlq capture',
+            error: `job ${failed.jobId} cannot be moved to the DLQ and stays in the jobs table: ${failed.error}`,
+          })
         }
         this.counts.dlqCaptured += result.captured
         this.metrics.dlqLastCapture.set(Date.now() / 1000)
@@ -446,7 +501,14 @@ export class WorkerRunner {
           const size = await this.db.one(dlqSize, [])
           this.metrics.dlqSize.set(Number(size.count))
         }
-        if (result.captured > 0) this.emit({type: 'dlq:capture', captured: result.captured, byTask: result.byTask, durationMs: result.durationMs, reason})
+        if (result.captured > 0)
+          this.emit({
+            type: 'dlq:capture',
+            captured: result.captured,
+            byTask: result.byTask,
+            durationMs: result.durationMs,
+            reason,
+          })
       } catch (error) {
         endTimer()
         this.metrics.dlqCaptureFailures.inc()
@@ -478,7 +540,14 @@ export class WorkerRunner {
       if (result.jobLocks > 0) this.metrics.cleanupJobLocksLastReleased.set(result.jobLocks)
       this.metrics.cleanupLastSuccess.set(Date.now() / 1000)
       if (result.queueLocks + result.jobLocks > 0 || reason === 'startup') {
-        this.emit({type: 'locks:cleanup', queueLocks: result.queueLocks, jobLocks: result.jobLocks, durationMs: performance.now() - started, reason, details: result.details})
+        this.emit({
+          type: 'locks:cleanup',
+          queueLocks: result.queueLocks,
+          jobLocks: result.jobLocks,
+          durationMs: performance.now() - started,
+          reason,
+          details: result.details,
+        })
       }
     } catch (error) {
       this.metrics.cleanupFailures.inc({operation: 'locks'})
@@ -493,12 +562,16 @@ export class WorkerRunner {
     // no longer running when that happens (a network partition, a hung connection).
     const fenceAfterMs = this.fenceAfterMs
     timers.push(
-      setInterval(() => {
-        const silent = Math.max(...pools.map((p) => p.presence.silentForMs()))
-        if (silent > fenceAfterMs) fence(silent)
-      }, Math.min(1000, this.config.heartbeatIntervalMs)),
+      setInterval(
+        () => {
+          const silent = Math.max(...pools.map((p) => p.presence.silentForMs()))
+          if (silent > fenceAfterMs) fence(silent)
+        },
+        Math.min(1000, this.config.heartbeatIntervalMs),
+      ),
     )
-    if (this.config.dlqIntervalMs !== null) timers.push(setInterval(() => void this.capture('interval'), this.config.dlqIntervalMs))
+    if (this.config.dlqIntervalMs !== null)
+      timers.push(setInterval(() => void this.capture('interval'), this.config.dlqIntervalMs))
     if (this.cleanLocks && this.config.lockCleanupIntervalMs !== null) {
       timers.push(setInterval(() => void this.runLockCleanup('interval'), this.config.lockCleanupIntervalMs))
     }
@@ -515,7 +588,12 @@ export class WorkerRunner {
     }
   }
 
-  private async shutdown(pools: RunningPool[], timers: NodeJS.Timeout[], started: number, options: {force?: boolean; reason?: string}): Promise<WorkerSummary> {
+  private async shutdown(
+    pools: RunningPool[],
+    timers: NodeJS.Timeout[],
+    started: number,
+    options: {force?: boolean; reason?: string},
+  ): Promise<WorkerSummary> {
     this.stopping = true
     for (const timer of timers) clearInterval(timer)
     if (this.captureState.timer) clearTimeout(this.captureState.timer)
@@ -526,7 +604,11 @@ export class WorkerRunner {
     const timedOut = (await withTimeout(graceful, this.config.shutdownTimeoutMs)) === TIMED_OUT
     if (timedOut) {
       this.forced = true
-      this.emit({type: 'worker:stopping', reason: `jobs still running after ${this.config.shutdownTimeoutMs} ms`, force: true})
+      this.emit({
+        type: 'worker:stopping',
+        reason: `jobs still running after ${this.config.shutdownTimeoutMs} ms`,
+        force: true,
+      })
       this.forceAll(pools, 'shutdown timeout')
       await withTimeout(graceful, 5000)
     }
@@ -556,7 +638,12 @@ export class WorkerRunner {
     }
     const summary: WorkerSummary = {
       poolIds: pools.map((p) => p.workerPool.id),
-      jobs: {started: this.counts.started, succeeded: this.counts.succeeded, failed: this.counts.failed, permanent: this.counts.permanent},
+      jobs: {
+        started: this.counts.started,
+        succeeded: this.counts.succeeded,
+        failed: this.counts.failed,
+        permanent: this.counts.permanent,
+      },
       dlqCaptured: this.counts.dlqCaptured,
       forced,
       releasedJobLocks,
@@ -564,7 +651,14 @@ export class WorkerRunner {
       durationMs: performance.now() - started,
       ...(this.failure ? {failure: this.failure} : {}),
     }
-    this.emit({type: 'worker:stop', durationMs: summary.durationMs, forced, releasedJobLocks, releasedQueueLocks, lockedAfter})
+    this.emit({
+      type: 'worker:stop',
+      durationMs: summary.durationMs,
+      forced,
+      releasedJobLocks,
+      releasedQueueLocks,
+      lockedAfter,
+    })
     return summary
   }
 
@@ -575,20 +669,28 @@ export class WorkerRunner {
   }
 }
 
-async function defaultCleanLocks(db: Database, config: WorkerConfig): Promise<{queueLocks: number; jobLocks: number; details?: unknown}> {
+async function defaultCleanLocks(
+  db: Database,
+  config: WorkerConfig,
+): Promise<{queueLocks: number; jobLocks: number; details?: unknown}> {
   const {cleanLocks} = await import('../locks/clean.js')
   const result = await cleanLocks(db, {
     staleQueueLockTimeoutMs: config.staleQueueLockTimeoutMs,
     staleJobLockTimeoutMs: config.staleJobLockTimeoutMs,
     actor: 'backfill worker',
   })
-  return {queueLocks: result.queueLocks, jobLocks: result.jobLocks, details: {released: result.released, skipped: result.skipped}}
+  return {
+    queueLocks: result.queueLocks,
+    jobLocks: result.jobLocks,
+    details: {released: result.released, skipped: result.skipped},
+  }
 }
 
 function permanentFailure(error: unknown): Error {
   const message = error instanceof Error ? error.message : String(error)
   const wrapped = new Error(`${PERMANENT_FAILURE_PREFIX}${message}`)
-  if (error instanceof Error && error.stack) wrapped.stack = `${wrapped.message}\n${error.stack.split('\n').slice(1).join('\n')}`
+  if (error instanceof Error && error.stack)
+    wrapped.stack = `${wrapped.message}\n${error.stack.split('\n').slice(1).join('\n')}`
   return wrapped
 }
 
@@ -610,7 +712,10 @@ const TIMED_OUT = Symbol('timed out')
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
   let timer: NodeJS.Timeout | undefined
   try {
-    return await Promise.race([promise, new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)))])
+    return await Promise.race([
+      promise,
+      new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms))),
+    ])
   } finally {
     clearTimeout(timer)
   }

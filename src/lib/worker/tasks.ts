@@ -33,7 +33,9 @@ export async function loadTasks(source: TaskSource): Promise<LoadedTasks> {
   if (!existsSync(directory) || !statSync(directory).isDirectory()) {
     throw new ConfigError(`no tasks directory at ${directory}`, {
       code: 'E_NO_TASKS',
-      suggestions: ['create it with one file per task (tasks/send_email.js exporting an async function), or pass --tasks DIR / --task-module FILE'],
+      suggestions: [
+        'create it with one file per task (tasks/send_email.js exporting an async function), or pass --tasks DIR / --task-module FILE',
+      ],
     })
   }
   const {getTasks, Logger} = await import('graphile-worker')
@@ -54,7 +56,9 @@ export async function loadTasks(source: TaskSource): Promise<LoadedTasks> {
     await watched.release()
     throw new ConfigError(`no tasks found in ${directory}`, {
       code: 'E_NO_TASKS',
-      suggestions: ['add files named <task_identifier>.js, .cjs or .mjs that export the task function (module.exports = async (payload, helpers) => {…} or export default)'],
+      suggestions: [
+        'add files named <task_identifier>.js, .cjs or .mjs that export the task function (module.exports = async (payload, helpers) => {…} or export default)',
+      ],
     })
   }
   return {tasks: watched.tasks, source: directory, release: async () => watched.release()}
@@ -62,16 +66,24 @@ export async function loadTasks(source: TaskSource): Promise<LoadedTasks> {
 
 async function loadTaskModule(file: string): Promise<LoadedTasks> {
   if (!existsSync(file)) {
-    throw new ConfigError(`task module ${file} does not exist`, {code: 'E_NO_TASKS', suggestions: ['pass the path of a .js/.mjs/.cjs module exporting a task list']})
+    throw new ConfigError(`task module ${file} does not exist`, {
+      code: 'E_NO_TASKS',
+      suggestions: ['pass the path of a .js/.mjs/.cjs module exporting a task list'],
+    })
   }
   let loaded: Record<string, unknown>
   try {
     loaded = (await import(pathToFileURL(file).href)) as Record<string, unknown>
   } catch (error) {
-    throw new ConfigError(`cannot load task module ${file}: ${(error as Error).message}`, {code: 'E_TASK_MODULE', cause: error})
+    throw new ConfigError(`cannot load task module ${file}: ${(error as Error).message}`, {
+      code: 'E_TASK_MODULE',
+      cause: error,
+    })
   }
   const candidate = (loaded.tasks ?? loaded.default ?? loaded) as Record<string, unknown>
-  const list = (candidate && typeof candidate === 'object' && 'tasks' in candidate ? candidate.tasks : candidate) as Record<string, unknown>
+  const list = (
+    candidate && typeof candidate === 'object' && 'tasks' in candidate ? candidate.tasks : candidate
+  ) as Record<string, unknown>
   const tasks: TaskList = {}
   for (const [name, fn] of Object.entries(list ?? {})) {
     if (typeof fn === 'function') tasks[name] = fn as TaskList[string]
@@ -79,7 +91,9 @@ async function loadTaskModule(file: string): Promise<LoadedTasks> {
   if (Object.keys(tasks).length === 0) {
     throw new ConfigError(`task module ${file} exports no task functions`, {
       code: 'E_NO_TASKS',
-      suggestions: ['export an object of task functions: export const tasks = {send_email: async (payload, helpers) => {…}} (or as the default export)'],
+      suggestions: [
+        'export an object of task functions: export const tasks = {send_email: async (payload, helpers) => {…}} (or as the default export)',
+      ],
     })
   }
   return {tasks, source: file, release: async () => undefined}
@@ -88,7 +102,11 @@ async function loadTaskModule(file: string): Promise<LoadedTasks> {
 /** Parses a graphile-worker crontab file, so a mistake is a usage error before anything starts. */
 export async function loadCrontab(file: string): Promise<ParsedCronItem[]> {
   const resolved = path.resolve(file)
-  if (!existsSync(resolved)) throw new ConfigError(`crontab file ${resolved} does not exist`, {code: 'E_CRONTAB', suggestions: ['check --crontab / BACKFILL_CRONTAB']})
+  if (!existsSync(resolved))
+    throw new ConfigError(`crontab file ${resolved} does not exist`, {
+      code: 'E_CRONTAB',
+      suggestions: ['check --crontab / BACKFILL_CRONTAB'],
+    })
   const {parseCrontab} = await import('graphile-worker')
   try {
     return parseCrontab(readFileSync(resolved, 'utf8'))
@@ -96,7 +114,9 @@ export async function loadCrontab(file: string): Promise<ParsedCronItem[]> {
     throw new ConfigError(`invalid crontab ${resolved}: ${(error as Error).message}`, {
       code: 'E_CRONTAB',
       cause: error,
-      suggestions: ['each line: <minute> <hour> <day> <month> <weekday> <task> [?options] [payload JSON]; see graphile-worker\'s crontab docs'],
+      suggestions: [
+        "each line: <minute> <hour> <day> <month> <weekday> <task> [?options] [payload JSON]; see graphile-worker's crontab docs",
+      ],
     })
   }
 }
