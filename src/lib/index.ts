@@ -119,7 +119,7 @@ export {
 export {judgeOwner, ownerFamily, type Liveness, type LivenessOptions, type OwnerFamily} from './locks/owners.js'
 export {queueStatus, type StatusOptions, type StatusResult} from './health/status.js'
 export {runChecks, type CheckResult, type CheckThresholds} from './health/check.js'
-export {schemaStatus, type Finding, type SchemaStatus} from './schema/doctor.js'
+export {schemaStatus, type Finding, type SchemaStatus} from './health/doctor.js'
 export {captureNow, type CaptureRunOptions, type CaptureRunResult} from './dlq/capture-run.js'
 export {
   listDlq,

@@ -1,6 +1,6 @@
 import {DbCommand} from '../../cli/base-command.js'
 import {EXIT_CODES} from '../../lib/errors.js'
-import {schemaStatus, type SchemaStatus} from '../../lib/schema/doctor.js'
+import {schemaStatus, type SchemaStatus} from '../../lib/health/doctor.js'
 
 export default class SchemaStatusCommand extends DbCommand<typeof SchemaStatusCommand> {
   static override summary =

@@ -3,7 +3,7 @@ import {listLocks, type LockListing} from '../locks/list.js'
 import {ownerFamily} from '../locks/owners.js'
 import {backfillMeta} from '../sql/schema.js'
 import {functionFingerprints, recentJobLocks} from '../sql/status.js'
-import {inspectSchema, type SchemaInspection} from './inspect.js'
+import {inspectSchema, type SchemaInspection} from '../schema/inspect.js'
 
 /**
  * `schema status`: what is installed, who installed it, what is pending, and which of the
