@@ -40,10 +40,10 @@ export function formatText(event: WorkerEvent, color: ChalkInstance, now = new D
     warn: color.yellow('warn '),
     error: color.red('error'),
   }[level]
-  return `${color.dim(now.toISOString())} ${tag} ${describeEvent(event, color)}`
+  return `${color.dim(now.toISOString())} ${tag} ${describeEvent(event, color, now)}`
 }
 
-function describeEvent(event: WorkerEvent, color: ChalkInstance): string {
+function describeEvent(event: WorkerEvent, color: ChalkInstance, now: Date): string {
   switch (event.type) {
     case 'worker:start': {
       const pools = event.pools
@@ -60,11 +60,18 @@ function describeEvent(event: WorkerEvent, color: ChalkInstance): string {
       return `${event.task}#${event.jobId} ${color.green('completed')} in ${formatDuration(event.durationMs)} (attempt ${event.attempt}/${event.maxAttempts})`
     case 'job:failure': {
       const what = {
-        retry: 'failed, will retry',
+        retry: 'failed',
         exhausted: 'failed, attempts exhausted → DLQ',
         permanent: 'failed permanently → DLQ',
       }[event.outcome]
-      return `${event.task}#${event.jobId} ${color.red(what)} after ${formatDuration(event.durationMs)} (attempt ${event.attempt}/${event.maxAttempts}): ${event.error}`
+      // The next run is graphile's backoff after the failure (seconds, growing per attempt).
+      const next =
+        event.outcome === 'retry' && event.retryInMs !== undefined
+          ? `, will retry in ${formatDuration(event.retryInMs)} (at ${new Date(now.getTime() + event.retryInMs).toISOString()})`
+          : event.outcome === 'retry'
+            ? ', will retry'
+            : ''
+      return `${event.task}#${event.jobId} ${color.red(what)} after ${formatDuration(event.durationMs)}${next} (attempt ${event.attempt}/${event.maxAttempts}): ${event.error}`
     }
     case 'dlq:capture':
       return `moved ${event.captured} exhausted job(s) to the DLQ in ${formatDuration(event.durationMs)} (${event.reason}): ${Object.entries(

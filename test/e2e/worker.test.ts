@@ -1,4 +1,4 @@
-import {mkdtempSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -54,7 +54,7 @@ describe('backfill worker (real binary, real signals)', function () {
     expect(first.code, first.stderr + first.stdout).to.equal(0)
     expect(first.stdout)
       .to.match(/work#\d+ completed/)
-      .and.match(/work#\d+ failed, will retry.*attempt 1\/2/)
+      .and.match(/work#\d+ failed after \d+ms, will retry in 2\.7s \(at \S+\) \(attempt 1\/2\)/)
     // Failed once: graphile's backoff (exp(1) ≈ 2.7 s) put it in the future, unlocked.
     const [job] = await t.query<{attempts: number; last_error: string; delay: number; locked_at: Date | null}>(
       `select attempts, last_error, extract(epoch from run_at - now())::float as delay, locked_at from ${t.quoted}._private_jobs`,
@@ -315,9 +315,15 @@ describe('backfill worker (real binary, real signals)', function () {
     })
 
     it('a missing tasks directory names it (exit 3)', async () => {
-      const result = await runCli(['worker', '--schema', t.schema], {cwd: os.tmpdir()})
-      expect(result.code).to.equal(3)
-      expect(result.stderr).to.contain(`no tasks directory at ${path.join(os.tmpdir(), 'tasks')}`)
+      // A directory of its own: the default ./tasks must not exist there, whatever others leave in the temp dir.
+      const cwd = mkdtempSync(path.join(os.tmpdir(), 'no-tasks-'))
+      try {
+        const result = await runCli(['worker', '--schema', t.schema], {cwd})
+        expect(result.code).to.equal(3)
+        expect(result.stderr).to.contain(`no tasks directory at ${path.join(cwd, 'tasks')}`)
+      } finally {
+        rmSync(cwd, {recursive: true, force: true})
+      }
     })
 
     it('a task file with a syntax error names the directory (exit 3, not an internal error)', async () => {

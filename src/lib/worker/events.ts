@@ -23,7 +23,14 @@ export type WorkerEvent =
     }
   | ({type: 'job:start'} & JobRef)
   | ({type: 'job:success'; durationMs: number} & JobRef)
-  | ({type: 'job:failure'; durationMs: number; error: string; outcome: 'retry' | 'exhausted' | 'permanent'} & JobRef)
+  | ({
+      type: 'job:failure'
+      durationMs: number
+      error: string
+      outcome: 'retry' | 'exhausted' | 'permanent'
+      /** outcome retry: graphile runs the job again this long after its failure write (its backoff). */
+      retryInMs?: number
+    } & JobRef)
   | {
       type: 'dlq:capture'
       captured: number

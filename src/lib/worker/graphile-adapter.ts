@@ -1,0 +1,87 @@
+import type {EventEmitter} from 'node:events'
+
+import type {RunnerOptions} from 'graphile-worker'
+
+import type {Database} from '../db.js'
+import type {PoolPlan, WorkerConfig} from './config.js'
+
+/**
+ * What the worker relies on in graphile-worker beyond its typed API: event names and log
+ * text. test/unit/graphile-contract.test.ts reads the installed graphile-worker and fails
+ * when any of these is gone, so an upgrade cannot silently disable a safety.
+ */
+export const GRAPHILE_CONTRACT = {
+  /**
+   * LocalQueue._fetch logs this when a batch fetch fails and emits no event: the only signal
+   * that a fetch whose connection broke may have locked jobs the pool never received.
+   */
+  localQueueFetchErrorLog: 'Error occurred fetching jobs',
+  /** Without a local queue each slot fetches for itself and reports failures by this event. */
+  getJobErrorEvent: 'worker:getJob:error',
+  /** Emitted synchronously with the new pool, before any slot starts. */
+  poolCreateEvent: 'pool:create',
+  /** failJobs' backoff: the next run is exp(min(attempts, 10)) seconds after the failure. */
+  retryBackoffSql: 'exp(least(attempts, 10))',
+} as const
+
+/** When graphile runs a failed job again: exp(min(attempts, 10)) s after the failure write. */
+export function retryDelayMs(attempts: number): number {
+  return Math.round(Math.exp(Math.min(attempts, 10)) * 1000)
+}
+
+export type GraphileLogLevel = 'error' | 'warning' | 'info' | 'debug'
+
+export interface GraphileLogSink {
+  /** A graphile log line worth showing (per-job success/failure lines are dropped: ours say more). */
+  log(level: GraphileLogLevel, message: string): void
+  /** A fetch failed (from the log line or the event); the error decides whether that is ambiguous. */
+  fetchFailed(error: unknown): void
+}
+
+/** The log function graphile's Logger calls: job lines dropped, fetch failures reported. */
+export function graphileLogFunction(sink: GraphileLogSink) {
+  return (level: string, message: string, meta?: {error?: unknown; success?: unknown; failure?: unknown}): void => {
+    // graphile's per-job lines duplicate our own job events; it marks them in meta.
+    if (meta?.success === true || meta?.failure === true) return
+    if (message.startsWith(GRAPHILE_CONTRACT.localQueueFetchErrorLog)) sink.fetchFailed(meta?.error)
+    sink.log(level === 'error' || level === 'warning' || level === 'info' ? level : 'debug', message)
+  }
+}
+
+export interface PoolOptionsInput {
+  db: Database
+  config: WorkerConfig
+  plan: PoolPlan
+  /** The pool's own emitter (graphile's `events`), one per pool so events name one pool. */
+  events: EventEmitter
+  sink: GraphileLogSink
+  /** Overrides the configured completion/failure batch delay (-1 = write each at once). */
+  batchDelayMs?: number
+}
+
+/** graphile-worker options for one pool of ours (run() and runOnce() take the same shape). */
+export async function graphilePoolOptions(input: PoolOptionsInput): Promise<RunnerOptions> {
+  const {Logger} = await import('graphile-worker')
+  const {db, config, plan} = input
+  const logFunction = graphileLogFunction(input.sink)
+  return {
+    pgPool: db.pool,
+    schema: db.schema,
+    concurrency: plan.concurrency,
+    pollInterval: config.pollIntervalMs,
+    noHandleSignals: true,
+    noPreparedStatements: !config.preparedStatements,
+    forbiddenFlags: plan.forbiddenFlags,
+    events: input.events as RunnerOptions['events'],
+    logger: new Logger(() => logFunction),
+    preset: {
+      worker: {
+        ...(plan.localQueueSize > 0 ? {localQueue: {size: plan.localQueueSize}} : {}),
+        completeJobBatchDelay: input.batchDelayMs ?? config.completeBatchDelayMs,
+        failJobBatchDelay: input.batchDelayMs ?? config.failBatchDelayMs,
+        // Tasks see helpers.abortSignal shortly before the shutdown timeout aborts them.
+        gracefulShutdownAbortTimeout: Math.max(0, Math.floor(config.shutdownTimeoutMs * 0.8)),
+      },
+    },
+  }
+}

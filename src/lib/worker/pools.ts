@@ -1,0 +1,49 @@
+import {EventEmitter} from 'node:events'
+
+import type {ParsedCronItem, Runner, TaskList, WorkerPool} from 'graphile-worker'
+
+import type {Database} from '../db.js'
+import type {PoolPlan, WorkerConfig} from './config.js'
+import {GRAPHILE_CONTRACT, type GraphileLogSink, graphilePoolOptions} from './graphile-adapter.js'
+
+export interface PoolInput {
+  db: Database
+  config: WorkerConfig
+  plan: PoolPlan
+  /** Tasks as the pool runs them (already instrumented). */
+  tasks: TaskList
+  sink: GraphileLogSink
+}
+
+/** Starts one long-running graphile pool (run()) and returns it with its pool id. */
+export async function startGraphilePool(
+  input: PoolInput & {cron: ParsedCronItem[] | undefined},
+): Promise<{runner: Runner; workerPool: WorkerPool}> {
+  const {run} = await import('graphile-worker')
+  const events = new EventEmitter()
+  let workerPool: WorkerPool | undefined
+  events.on(GRAPHILE_CONTRACT.poolCreateEvent, (event: {workerPool: WorkerPool}) => {
+    workerPool = event.workerPool
+  })
+  // Without a local queue each slot fetches for itself (the local queue's fetch errors are only logged).
+  events.on(GRAPHILE_CONTRACT.getJobErrorEvent, (event: {error: unknown}) => input.sink.fetchFailed(event.error))
+  const options = await graphilePoolOptions({...input, events})
+  const runner = await run({...options, parsedCronItems: input.cron ?? []}, input.tasks)
+  if (!workerPool) {
+    await runner.stop()
+    throw new Error('graphile-worker did not report its pool')
+  }
+  return {runner, workerPool}
+}
+
+/**
+ * One pass of graphile's runOnce: runs what is runnable now and resolves when the pool is
+ * done. No batched writes: graphile's runOnce stops at the first empty fetch, and a serial
+ * queue whose last completion is still batched looks locked (empty) to it.
+ */
+export async function runOncePass(input: PoolInput & {onPool: (workerPool: WorkerPool) => void}): Promise<void> {
+  const {runOnce} = await import('graphile-worker')
+  const events = new EventEmitter()
+  events.on(GRAPHILE_CONTRACT.poolCreateEvent, ({workerPool}: {workerPool: WorkerPool}) => input.onPool(workerPool))
+  await runOnce(await graphilePoolOptions({...input, events, batchDelayMs: -1}), input.tasks)
+}

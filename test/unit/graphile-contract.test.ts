@@ -1,0 +1,81 @@
+/**
+ * The worker relies on graphile-worker details beyond its typed API (log text, event names,
+ * meta markers, the retry backoff). These tests read the installed graphile-worker, so an
+ * upgrade that rewords or drops one of them fails here instead of silently disabling a safety.
+ */
+import {readFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import path from 'node:path'
+
+import {expect} from 'chai'
+
+import {GRAPHILE_CONTRACT, graphileLogFunction, retryDelayMs} from '../../src/lib/worker/graphile-adapter.js'
+
+const dist = path.dirname(createRequire(import.meta.url).resolve('graphile-worker'))
+const source = (file: string): string => readFileSync(path.join(dist, file), 'utf8')
+
+describe('graphile-worker contract (the installed copy still has what the worker relies on)', () => {
+  it(`LocalQueue logs "${GRAPHILE_CONTRACT.localQueueFetchErrorLog}" with the error in meta when a batch fetch fails`, () => {
+    const localQueue = source('localQueue.js')
+    const at = localQueue.indexOf(`logger.error(\`${GRAPHILE_CONTRACT.localQueueFetchErrorLog}`)
+    expect(at, 'the fetch-failure log line the worker stops on is gone or reworded').to.be.greaterThan(-1)
+    expect(localQueue.slice(at, at + 200)).to.match(/\{\s*error: e\s*\}/)
+  })
+
+  it('LocalQueue still offers no event for a failed fetch (if it does, use the event instead of the log text)', () => {
+    const localQueue = source('localQueue.js')
+    const emitted = [...localQueue.matchAll(/safeEmit\)\(this\.ctx, "([^"]+)"/g)].map((m) => m[1])
+    expect(emitted).to.include('localQueue:getJobs:complete')
+    expect(emitted.filter((name) => /error|fail/i.test(name!))).to.deep.equal([])
+  })
+
+  it(`each slot reports its own fetch failures by "${GRAPHILE_CONTRACT.getJobErrorEvent}", and a new pool by "${GRAPHILE_CONTRACT.poolCreateEvent}"`, () => {
+    expect(source('worker.js')).to.contain(`"${GRAPHILE_CONTRACT.getJobErrorEvent}", { ctx, worker, error: err }`)
+    expect(source('main.js')).to.contain(`"${GRAPHILE_CONTRACT.poolCreateEvent}", { ctx, workerPool }`)
+  })
+
+  it('per-job success and failure lines carry success: true / failure: true in meta (the worker drops them)', () => {
+    const worker = source('worker.js')
+    expect(worker).to.match(/logger\.info\(`Completed task [\s\S]{0,300}?\{ job, duration, success: true \}/)
+    expect(worker).to.match(/logger\.error\(`Failed task [\s\S]{0,300}?\{ failure: true, job, error: err, duration \}/)
+  })
+
+  it(`failed jobs run again after exp(min(attempts, 10)) seconds (${GRAPHILE_CONTRACT.retryBackoffSql})`, () => {
+    expect(source('sql/failJobs.js')).to.contain(GRAPHILE_CONTRACT.retryBackoffSql)
+    expect(retryDelayMs(1)).to.equal(2718)
+    expect(retryDelayMs(3)).to.equal(20_086)
+    expect(retryDelayMs(25)).to.equal(retryDelayMs(10))
+  })
+})
+
+describe('graphile log lines', () => {
+  const lines: string[] = []
+  const failures: unknown[] = []
+  const log = graphileLogFunction({
+    log: (level, message) => lines.push(`${level} ${message}`),
+    fetchFailed: (error) => failures.push(error),
+  })
+
+  beforeEach(() => {
+    lines.length = 0
+    failures.length = 0
+  })
+
+  it('a failed local-queue fetch is reported with its error (and still logged)', () => {
+    const error = Object.assign(new Error('Connection terminated unexpectedly'), {code: undefined})
+    log('error', `${GRAPHILE_CONTRACT.localQueueFetchErrorLog}; will try again on next poll interval. Error: x`, {
+      error,
+    })
+    expect(failures).to.deep.equal([error])
+    expect(lines).to.have.length(1)
+  })
+
+  it("graphile's per-job lines are dropped (ours say more), other lines keep their level", () => {
+    log('info', 'Completed task 1 (work, 1.00ms) with success', {success: true})
+    log('error', "Failed task 2 (work, 1.00ms, attempt 1 of 8) with error 'x'", {failure: true})
+    log('warning', 'Something to know')
+    log('trace' as never, 'noise')
+    expect(lines).to.deep.equal(['warning Something to know', 'debug noise'])
+    expect(failures).to.deep.equal([])
+  })
+})

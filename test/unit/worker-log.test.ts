@@ -1,0 +1,51 @@
+import {Chalk} from 'chalk'
+import {expect} from 'chai'
+
+import {formatText} from '../../src/cli/worker-log.js'
+
+const plain = new Chalk({level: 0})
+const now = new Date('2026-01-01T00:00:00.000Z')
+
+describe('worker log lines', () => {
+  it("a retried failure shows graphile's real backoff and the next run time, not the job's duration", () => {
+    const line = formatText(
+      {
+        type: 'job:failure',
+        durationMs: 0.4,
+        error: 'boom',
+        outcome: 'retry',
+        retryInMs: 2718,
+        pool: 'shared',
+        task: 'work',
+        jobId: '7',
+        attempt: 1,
+        maxAttempts: 8,
+      },
+      plain,
+      now,
+    )
+    expect(line).to.equal(
+      '2026-01-01T00:00:00.000Z warn  work#7 failed after 0ms, will retry in 2.7s (at 2026-01-01T00:00:02.718Z) (attempt 1/8): boom',
+    )
+  })
+
+  it('an exhausted failure names the DLQ and no retry', () => {
+    const line = formatText(
+      {
+        type: 'job:failure',
+        durationMs: 12,
+        error: 'boom',
+        outcome: 'exhausted',
+        pool: 'shared',
+        task: 'work',
+        jobId: '7',
+        attempt: 8,
+        maxAttempts: 8,
+      },
+      plain,
+      now,
+    )
+    expect(line).to.contain('work#7 failed, attempts exhausted → DLQ after 12ms (attempt 8/8): boom')
+    expect(line).not.to.contain('retry in')
+  })
+})
