@@ -3,6 +3,7 @@ import {Args, Flags, type Command} from '@oclif/core'
 import type {DlqEntry} from '../lib/dlq/entries.js'
 import {buildSelector, isEmptySelector, type DlqSelector} from '../lib/dlq/selector.js'
 import {UsageError} from '../lib/errors.js'
+import {duration, since} from './flags.js'
 import {requireMigrated} from '../lib/schema/inspect.js'
 import {DbCommand} from './base-command.js'
 import type {Column} from './output.js'
@@ -25,15 +26,15 @@ export const selectorFlags = {
     helpGroup: 'SELECTION',
     summary: 'Only the entry with this job key (repeatable).',
   }),
-  since: Flags.string({
+  since: since({
     helpGroup: 'SELECTION',
     summary: 'Only entries that failed at or after this time (ISO 8601, or a duration ago: 2h, 7d).',
   }),
-  until: Flags.string({
+  until: since({
     helpGroup: 'SELECTION',
     summary: 'Only entries that failed before this time (ISO 8601, or a duration ago).',
   }),
-  'older-than': Flags.string({
+  'older-than': duration({
     helpGroup: 'SELECTION',
     summary: 'Only entries that failed more than this long ago (e.g. 30d).',
   }),
@@ -55,9 +56,9 @@ export interface SelectorFlagValues {
   task?: string[]
   queue?: string[]
   'job-key'?: string[]
-  since?: string
-  until?: string
-  'older-than'?: string
+  since?: Date
+  until?: Date
+  'older-than'?: number
   error?: string
   group?: string
   limit?: number

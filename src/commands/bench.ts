@@ -1,8 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {DbCommand} from '../cli/base-command.js'
+import {duration} from '../cli/flags.js'
 import {BENCH_DEFAULTS, type BenchProgress, type BenchReport, runBench} from '../lib/bench/run.js'
-import {formatDuration, parseDuration} from '../lib/duration.js'
+import {formatDuration} from '../lib/duration.js'
 import {parseSchemaName} from '../lib/identifiers.js'
 import {requiredPoolSize} from '../lib/worker/runner.js'
 
@@ -32,7 +33,7 @@ export default class Bench extends DbCommand<typeof Bench> {
       default: BENCH_DEFAULTS.concurrency,
       summary: 'Worker concurrency.',
     }),
-    duration: Flags.string({
+    duration: duration({
       summary: 'Continuous mode: keep the queue stocked and measure for this long (e.g. 30s, 2m).',
     }),
     'latency-samples': Flags.integer({
@@ -47,7 +48,7 @@ export default class Bench extends DbCommand<typeof Bench> {
   async run(): Promise<BenchReport> {
     this.handlesInterrupt = true
     const {flags} = this
-    const durationMs = flags.duration === undefined ? undefined : parseDuration(flags.duration, {name: '--duration'})
+    const durationMs = flags.duration
     // The global --schema defaults to the real queue; bench only ever uses a schema it creates.
     const explicitSchema = this.argv.some((a) => a === '--schema' || a.startsWith('--schema='))
     const db = this.db({max: requiredPoolSize({concurrency: flags.concurrency}) + 2})

@@ -1,10 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {DbCommand} from '../cli/base-command.js'
+import {duration, durationDefault} from '../cli/flags.js'
 import {livenessFlags, livenessOptions} from '../cli/liveness-flags.js'
 import {EXIT_CODES} from '../lib/errors.js'
 import {runChecks, type CheckResult, type CheckThresholds} from '../lib/health/check.js'
-import {parseDuration} from '../lib/duration.js'
 
 export default class Check extends DbCommand<typeof Check> {
   static override summary =
@@ -18,7 +18,10 @@ export default class Check extends DbCommand<typeof Check> {
   ]
 
   static override flags = {
-    'max-ready-age': Flags.string({summary: 'Fail when the oldest ready job has waited longer than this (e.g. 5m).'}),
+    'max-ready-age': duration({
+      defaultUnit: 's',
+      summary: 'Fail when the oldest ready job has waited longer than this (e.g. 5m; a bare number is seconds).',
+    }),
     'max-ready': Flags.integer({summary: 'Fail when more jobs than this are ready (backlog).', min: 0}),
     'max-dlq': Flags.integer({summary: 'Fail when the DLQ holds more entries than this (or has no table).', min: 0}),
     'max-exhausted': Flags.integer({summary: 'Fail when more exhausted jobs than this wait for DLQ capture.', min: 0}),
@@ -30,13 +33,15 @@ export default class Check extends DbCommand<typeof Check> {
       summary: 'Fail when owners without liveness hold more locks past the stale timeouts than this.',
       min: 0,
     }),
-    'stale-queue-lock-timeout': Flags.string({
+    'stale-queue-lock-timeout': duration({
+      defaultUnit: 's',
       summary: 'Queue lock age that counts as stale for --max-stale-locks.',
-      default: '5m',
+      ...durationDefault(5 * 60_000),
     }),
-    'stale-job-lock-timeout': Flags.string({
+    'stale-job-lock-timeout': duration({
+      defaultUnit: 's',
       summary: 'Job lock age that counts as stale for --max-stale-locks.',
-      default: '30m',
+      ...durationDefault(30 * 60_000),
     }),
     'min-workers': Flags.integer({
       summary: 'Fail when fewer workers than this are live (backfill workers, Rust workers with heartbeats).',
@@ -52,23 +57,14 @@ export default class Check extends DbCommand<typeof Check> {
     const {flags} = this
     const thresholds: CheckThresholds = {
       ...livenessOptions(flags),
-      maxReadyAgeMs:
-        flags['max-ready-age'] === undefined
-          ? undefined
-          : parseDuration(flags['max-ready-age'], {defaultUnit: 's', name: '--max-ready-age'}),
+      maxReadyAgeMs: flags['max-ready-age'],
       maxReady: flags['max-ready'],
       maxDlq: flags['max-dlq'],
       maxExhausted: flags['max-exhausted'],
       maxDeadLocks: flags['max-dead-locks'],
       maxStaleLocks: flags['max-stale-locks'],
-      staleQueueLockTimeoutMs: parseDuration(flags['stale-queue-lock-timeout'], {
-        defaultUnit: 's',
-        name: '--stale-queue-lock-timeout',
-      }),
-      staleJobLockTimeoutMs: parseDuration(flags['stale-job-lock-timeout'], {
-        defaultUnit: 's',
-        name: '--stale-job-lock-timeout',
-      }),
+      staleQueueLockTimeoutMs: flags['stale-queue-lock-timeout'],
+      staleJobLockTimeoutMs: flags['stale-job-lock-timeout'],
       minWorkers: flags['min-workers'],
       requireMigrated: flags['require-migrated'] || undefined,
     }

@@ -3,6 +3,7 @@ import {createReadStream, readFileSync, statSync} from 'node:fs'
 import {Args, Flags} from '@oclif/core'
 
 import {DbCommand} from '../cli/base-command.js'
+import {duration, maxAttempts, priority, PRIORITY_SUMMARY, timestamp} from '../cli/flags.js'
 import {ProgressLine} from '../cli/progress.js'
 import {DEFAULT_BATCH_SIZE} from '../lib/client/batch.js'
 import {BackfillClient, type EnqueueOutcome} from '../lib/client/client.js'
@@ -12,11 +13,7 @@ import {
   type JobKeyMode,
   type JobSpec,
   type PreparedJob,
-  parseDuration,
-  parseMaxAttempts,
   parsePayloadJson,
-  parsePriority,
-  parseRunAt,
   prepareJobText,
   validateFlags,
   validateJobKey,
@@ -24,7 +21,7 @@ import {
   validateTask,
 } from '../lib/client/spec.js'
 import {UsageError} from '../lib/errors.js'
-import {priorityBand} from '../lib/jobs/priority.js'
+import {DEFAULT_MAX_ATTEMPTS, Priority, priorityBand} from '../lib/jobs/priority.js'
 
 export type EnqueueCommandResult =
   | EnqueueOutcome
@@ -63,22 +60,16 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
       summary: 'Read the payload JSON from FILE (- for stdin).',
       exclusive: ['payload', 'ndjson'],
     }),
-    priority: Flags.string({
-      helpValue: 'NAME|INT',
-      summary:
-        'emergency (-20), critical (-10), fast (-5), bulk (0), bulk-low (5), bulk-lowest (10), or an integer; lower runs first (default bulk).',
-    }),
+    priority: priority({summary: `${PRIORITY_SUMMARY} (default bulk).`}),
     queue: Flags.string({
       helpValue: 'NAME',
       summary: 'Serial queue name: one job at a time per name (default: parallel, no queue).',
     }),
-    'run-at': Flags.string({
-      helpValue: 'ISO8601',
+    'run-at': timestamp({
       summary: 'Run at or after this ISO 8601 date-time with a time zone, e.g. 2030-01-31T09:00:00Z.',
       exclusive: ['delay'],
     }),
-    delay: Flags.string({
-      helpValue: 'DURATION',
+    delay: duration({
       summary: 'Run after this delay from now, e.g. 30s, 10m, 2h, 1h30m.',
       exclusive: ['run-at'],
     }),
@@ -92,8 +83,7 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
       summary:
         'replace (default), preserve_run_at (keep the existing run time), or unsafe_dedupe (keep the existing job).',
     })(),
-    'max-attempts': Flags.string({
-      helpValue: 'N',
+    'max-attempts': maxAttempts({
       summary: 'Attempts before the job counts as failed, 1..32767 (default 8).',
     }),
     flag: Flags.string({helpValue: 'FLAG', multiple: true, summary: 'A graphile-worker job flag (repeatable).'}),
@@ -133,15 +123,12 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
       })
     }
     return {
-      priority: parsePriority(flags.priority, '--priority'),
+      priority: flags.priority ?? Priority.BULK_DEFAULT,
       queue: validateQueue(flags.queue, '--queue'),
-      runAt:
-        flags.delay !== undefined
-          ? new Date(Date.now() + parseDuration(flags.delay, '--delay'))
-          : parseRunAt(flags['run-at'], '--run-at'),
+      runAt: flags.delay !== undefined ? new Date(Date.now() + flags.delay) : (flags['run-at'] ?? null),
       jobKey: validateJobKey(flags['job-key'], '--job-key'),
       jobKeyMode: (flags['job-key-mode'] ?? 'replace') as JobKeyMode,
-      maxAttempts: parseMaxAttempts(flags['max-attempts'], '--max-attempts'),
+      maxAttempts: flags['max-attempts'] ?? DEFAULT_MAX_ATTEMPTS,
       flags: validateFlags(flags.flag ?? [], '--flag'),
     }
   }

@@ -2,12 +2,12 @@ import {Flags} from '@oclif/core'
 import type {ChalkInstance} from 'chalk'
 
 import {DbCommand} from '../cli/base-command.js'
+import {duration} from '../cli/flags.js'
 import {livenessFlags, livenessOptions} from '../cli/liveness-flags.js'
 import {renderTable, type Column} from '../cli/output.js'
 import {toBackfillError} from '../cli/errors.js'
 import {scrubSecrets} from '../lib/connection.js'
-import {UsageError} from '../lib/errors.js'
-import {formatDuration, parseDuration} from '../lib/duration.js'
+import {formatDuration} from '../lib/duration.js'
 import {
   DEFAULT_QUEUE_LIMIT,
   queueStatus,
@@ -34,7 +34,12 @@ export default class Status extends DbCommand<typeof Status> {
   ]
 
   static override flags = {
-    watch: Flags.string({summary: 'Refresh every interval (default 2s) until Ctrl-C.', helpValue: '[interval]'}),
+    watch: duration({
+      defaultUnit: 's',
+      minMs: 500,
+      summary: 'Refresh every interval (default 2s; a bare number is seconds) until Ctrl-C.',
+      helpValue: '[interval]',
+    }),
     queues: Flags.integer({
       summary: 'Serial queues listed individually (the busiest first).',
       default: DEFAULT_QUEUE_LIMIT,
@@ -60,14 +65,7 @@ export default class Status extends DbCommand<typeof Status> {
       this.out.result(this.frame(result, this.out.color))
       return result
     }
-    const interval = parseDuration(this.flags.watch, {defaultUnit: 's', name: '--watch'})
-    if (interval < 500) {
-      throw new UsageError(`--watch interval ${formatDuration(interval)} is too short`, {
-        code: 'E_INVALID_INTERVAL',
-        suggestions: ['use 500ms or more, e.g. --watch 2s'],
-      })
-    }
-    return this.watch(interval, options)
+    return this.watch(this.flags.watch, options)
   }
 
   private async watch(intervalMs: number, options: StatusOptions): Promise<undefined> {

@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 
 import {age, DlqCommand, shortTime} from '../../cli/dlq.js'
+import {since} from '../../cli/flags.js'
 import {dlqHistory, type HistoryRun} from '../../lib/dlq/audit.js'
-import {parseTimeAgo} from '../../lib/dlq/selector.js'
 
 export interface HistoryResult {
   runs: HistoryRun[]
@@ -19,16 +19,15 @@ export default class DlqHistory extends DlqCommand<typeof DlqHistory> {
 
   static override flags = {
     action: Flags.string({options: ['retry', 'purge', 'capture'], summary: 'Only runs of this action.'}),
-    since: Flags.string({summary: 'Only runs since this time (ISO 8601, or a duration ago: 7d).'}),
+    since: since({summary: 'Only runs since this time (ISO 8601, or a duration ago: 7d).'}),
     limit: Flags.integer({summary: 'Runs shown (default 20).', min: 1, max: 10_000, default: 20}),
   }
 
   async run(): Promise<HistoryResult> {
-    const since = this.flags.since === undefined ? undefined : parseTimeAgo(this.flags.since, '--since')
     await this.requireDlq()
     const runs = await dlqHistory(this.db(), {
       action: this.flags.action as 'retry' | 'purge' | 'capture' | undefined,
-      since,
+      since: this.flags.since,
       limit: this.flags.limit,
     })
     this.out.table(

@@ -1,12 +1,12 @@
 import {Flags} from '@oclif/core'
 
 import {confirmDestructive} from '../../cli/confirm.js'
+import {duration, maxAttempts, priority, PRIORITY_SUMMARY, timestamp} from '../../cli/flags.js'
 import {DlqCommand, ENTRY_COLUMNS, idsArg, requireSelection, schemaFlag, selectorFlags} from '../../cli/dlq.js'
 import {previewSelection, type SelectionPreview} from '../../lib/dlq/preview.js'
 import {DEFAULT_RETRY_BATCH, retryDlq, type RetryResult} from '../../lib/dlq/retry.js'
 import {countSelection} from '../../lib/dlq/scan.js'
-import {parseRunAt} from '../../lib/client/spec.js'
-import {parseDuration, type DlqSelector, selectionAsOfNow} from '../../lib/dlq/selector.js'
+import {type DlqSelector, selectionAsOfNow} from '../../lib/dlq/selector.js'
 import {EXIT_CODES} from '../../lib/errors.js'
 import {renderStats} from './stats.js'
 
@@ -33,10 +33,13 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     'dry-run': Flags.boolean({summary: 'Show what would be retried (count, groups, sample); change nothing.'}),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.'}),
     reason: Flags.string({summary: 'Why, recorded in the audit trail (dlq history).'}),
-    priority: Flags.integer({summary: "Override each entry's priority (lower runs first; -32768 to 32767)."}),
-    'max-attempts': Flags.integer({summary: "Override each entry's max attempts (1 to 32767).", min: 1}),
-    'run-at': Flags.string({summary: 'Run the jobs at this time (ISO 8601) instead of now.', exclusive: ['delay']}),
-    delay: Flags.string({summary: 'Run the jobs after this delay (e.g. 10m) instead of now.', exclusive: ['run-at']}),
+    priority: priority({summary: `Override each entry's priority: ${PRIORITY_SUMMARY}.`}),
+    'max-attempts': maxAttempts({summary: "Override each entry's max attempts (1 to 32767)."}),
+    'run-at': timestamp({
+      summary: 'Run the jobs at this ISO 8601 date-time (with a time zone) instead of now.',
+      exclusive: ['delay'],
+    }),
+    delay: duration({summary: 'Run the jobs after this delay (e.g. 10m) instead of now.', exclusive: ['run-at']}),
     'key-conflict': Flags.string({
       options: ['skip', 'replace'],
       default: 'skip',
@@ -60,9 +63,7 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     const {flags} = this
     const selection = await this.selector(flags)
     requireSelection(selection, flags.all, 'retry')
-    // The same strict ISO 8601 (with a time zone) as enqueue --run-at.
-    const runAt = flags['run-at'] === undefined ? undefined : (parseRunAt(flags['run-at'], '--run-at') ?? undefined)
-    const delayed = flags.delay === undefined ? undefined : new Date(Date.now() + parseDuration(flags.delay, '--delay'))
+    const runAt = flags.delay === undefined ? flags['run-at'] : new Date(Date.now() + flags.delay)
     await this.requireDlq()
     const db = this.db()
 
@@ -93,7 +94,7 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
       selector: asOfNow,
       priority: flags.priority,
       maxAttempts: flags['max-attempts'],
-      runAt: runAt ?? delayed,
+      runAt,
       keyConflict: flags['key-conflict'] as 'skip' | 'replace',
       defaultQueue: flags['default-queue'] as 'parallel' | 'serial',
       batchSize: flags['batch-size'],

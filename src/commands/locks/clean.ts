@@ -2,8 +2,9 @@ import {Flags} from '@oclif/core'
 
 import {DbCommand} from '../../cli/base-command.js'
 import {confirmDestructive} from '../../cli/confirm.js'
+import {duration, durationDefault} from '../../cli/flags.js'
 import {livenessFlags, livenessOptions} from '../../cli/liveness-flags.js'
-import {formatDuration, parseDuration} from '../../lib/duration.js'
+import {formatDuration} from '../../lib/duration.js'
 import {cleanLocks, type CleanLocksOptions, type CleanLocksResult, type PlannedLock} from '../../lib/locks/clean.js'
 
 export default class LocksClean extends DbCommand<typeof LocksClean> {
@@ -21,13 +22,15 @@ Released jobs become runnable at once and keep their attempt count (the interrup
   ]
 
   static override flags = {
-    'stale-queue-lock-timeout': Flags.string({
+    'stale-queue-lock-timeout': duration({
+      defaultUnit: 's',
       summary: 'Release queue locks of owners without liveness once older than this.',
-      default: '5m',
+      ...durationDefault(5 * 60_000),
     }),
-    'stale-job-lock-timeout': Flags.string({
+    'stale-job-lock-timeout': duration({
+      defaultUnit: 's',
       summary: 'Release job locks of owners without liveness once older than this (keep it above your longest job).',
-      default: '30m',
+      ...durationDefault(30 * 60_000),
     }),
     owner: Flags.string({summary: 'Only locks of this owner (locked_by); repeatable.', multiple: true}),
     force: Flags.boolean({
@@ -42,14 +45,8 @@ Released jobs become runnable at once and keep their attempt count (the interrup
     const {flags} = this
     const options: CleanLocksOptions = {
       ...livenessOptions(flags),
-      staleQueueLockTimeoutMs: parseDuration(flags['stale-queue-lock-timeout'], {
-        defaultUnit: 's',
-        name: '--stale-queue-lock-timeout',
-      }),
-      staleJobLockTimeoutMs: parseDuration(flags['stale-job-lock-timeout'], {
-        defaultUnit: 's',
-        name: '--stale-job-lock-timeout',
-      }),
+      staleQueueLockTimeoutMs: flags['stale-queue-lock-timeout'],
+      staleJobLockTimeoutMs: flags['stale-job-lock-timeout'],
       force: flags.force,
       owners: flags.owner,
     }

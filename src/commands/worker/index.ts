@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 
 import {DbCommand} from '../../cli/base-command.js'
+import {duration} from '../../cli/flags.js'
 import {formatJson, formatText, type LogLevel, shouldLog} from '../../cli/worker-log.js'
-import {parseDuration} from '../../lib/duration.js'
 import {InternalError, UsageError} from '../../lib/errors.js'
 import type {WorkerConfigInput} from '../../lib/worker/config.js'
 import type {WorkerEvent} from '../../lib/worker/events.js'
@@ -53,12 +53,14 @@ export default class Worker extends DbCommand<typeof Worker> {
       max: 1000,
       summary: 'Slots for any job, including bulk (priority >= 0) (default 5 when either is set).',
     }),
-    'poll-interval': Flags.string({
+    'poll-interval': duration({
       env: 'POLL_INTERVAL_MS',
+      defaultUnit: 'ms',
       summary: 'How often idle workers look for scheduled/retried jobs (bare number = ms; default 200).',
     }),
-    'dlq-interval': Flags.string({
+    'dlq-interval': duration({
       env: 'DLQ_PROCESSOR_INTERVAL_SECS',
+      defaultUnit: 's',
       summary: 'DLQ capture interval (bare number = seconds; default 60; 0 turns the DLQ off).',
     }),
     dlq: Flags.boolean({
@@ -66,8 +68,9 @@ export default class Worker extends DbCommand<typeof Worker> {
       allowNo: true,
       summary: 'Capture exhausted jobs into backfill_dlq (--no-dlq leaves them in the jobs table).',
     }),
-    'shutdown-timeout': Flags.string({
+    'shutdown-timeout': duration({
       env: 'SHUTDOWN_TIMEOUT_SECS',
+      defaultUnit: 's',
       summary: 'Time running jobs get to finish after SIGINT/SIGTERM (bare number = seconds; default 30).',
     }),
     'prepared-statements': Flags.boolean({
@@ -87,21 +90,25 @@ export default class Worker extends DbCommand<typeof Worker> {
       max: 60_000,
       summary: 'Batch completion/failure writes within this many ms (-1 = write each at once; default 0 = same tick).',
     }),
-    'lock-cleanup-interval': Flags.string({
+    'lock-cleanup-interval': duration({
       env: 'BACKFILL_LOCK_CLEANUP_INTERVAL_SECS',
+      defaultUnit: 's',
       summary:
         'Release stale locks (dead workers at once, unknown owners past the timeouts) at start and this often (bare number = seconds; default 60; 0 = off).',
     }),
-    'stale-queue-lock-timeout': Flags.string({
+    'stale-queue-lock-timeout': duration({
       env: 'BACKFILL_STALE_QUEUE_LOCK_TIMEOUT_SECS',
+      defaultUnit: 's',
       summary: "Age after which an unknown owner's queue lock is released (default 5m).",
     }),
-    'stale-job-lock-timeout': Flags.string({
+    'stale-job-lock-timeout': duration({
       env: 'BACKFILL_STALE_JOB_LOCK_TIMEOUT_SECS',
+      defaultUnit: 's',
       summary: "Age after which an unknown owner's job lock is released (default 30m; keep it above your longest job).",
     }),
-    'heartbeat-interval': Flags.string({
+    'heartbeat-interval': duration({
       env: 'BACKFILL_HEARTBEAT_INTERVAL',
+      defaultUnit: 's',
       summary: 'Registry heartbeat interval proving this worker is alive (bare number = seconds; default 10).',
     }),
     migrate: Flags.boolean({
@@ -219,41 +226,25 @@ export default class Worker extends DbCommand<typeof Worker> {
         ],
       })
     }
-    const seconds = (value: string | undefined, name: string): number | undefined =>
-      value === undefined ? undefined : parseDuration(value, {defaultUnit: 's', name})
-    const dlqIntervalMs = flags.dlq ? seconds(flags['dlq-interval'], '--dlq-interval') : null
-    const config: WorkerConfigInput = {
-      ...(flags.concurrency === undefined ? {} : {concurrency: flags.concurrency}),
+    // Unset flags stay undefined: resolveWorkerConfig fills in the defaults and checks the ranges.
+    return {
+      concurrency: flags.concurrency,
       ...(split
         ? {fastConcurrency: flags['fast-concurrency'] ?? null, bulkConcurrency: flags['bulk-concurrency'] ?? null}
         : {}),
-      ...(flags['poll-interval'] === undefined
-        ? {}
-        : {pollIntervalMs: parseDuration(flags['poll-interval'], {defaultUnit: 'ms', name: '--poll-interval'})}),
-      ...(dlqIntervalMs === undefined ? {} : {dlqIntervalMs}),
-      ...(flags['shutdown-timeout'] === undefined
-        ? {}
-        : {shutdownTimeoutMs: seconds(flags['shutdown-timeout'], '--shutdown-timeout')}),
-      ...(flags['heartbeat-interval'] === undefined
-        ? {}
-        : {heartbeatIntervalMs: seconds(flags['heartbeat-interval'], '--heartbeat-interval')}),
-      ...(flags['lock-cleanup-interval'] === undefined
-        ? {}
-        : {lockCleanupIntervalMs: seconds(flags['lock-cleanup-interval'], '--lock-cleanup-interval')}),
-      ...(flags['stale-queue-lock-timeout'] === undefined
-        ? {}
-        : {staleQueueLockTimeoutMs: seconds(flags['stale-queue-lock-timeout'], '--stale-queue-lock-timeout')}),
-      ...(flags['stale-job-lock-timeout'] === undefined
-        ? {}
-        : {staleJobLockTimeoutMs: seconds(flags['stale-job-lock-timeout'], '--stale-job-lock-timeout')}),
-      ...(flags['local-queue-size'] === undefined ? {} : {localQueueSize: flags['local-queue-size']}),
-      ...(flags['batch-delay'] === undefined
-        ? {}
-        : {completeBatchDelayMs: flags['batch-delay'], failBatchDelayMs: flags['batch-delay']}),
+      pollIntervalMs: flags['poll-interval'],
+      dlqIntervalMs: flags.dlq ? flags['dlq-interval'] : null,
+      shutdownTimeoutMs: flags['shutdown-timeout'],
+      heartbeatIntervalMs: flags['heartbeat-interval'],
+      lockCleanupIntervalMs: flags['lock-cleanup-interval'],
+      staleQueueLockTimeoutMs: flags['stale-queue-lock-timeout'],
+      staleJobLockTimeoutMs: flags['stale-job-lock-timeout'],
+      localQueueSize: flags['local-queue-size'],
+      completeBatchDelayMs: flags['batch-delay'],
+      failBatchDelayMs: flags['batch-delay'],
       preparedStatements: flags['prepared-statements'],
       migrate: flags.migrate,
     }
-    return config
   }
 
   private logger(format: 'text' | 'json', level: LogLevel): (event: WorkerEvent) => void {

@@ -145,9 +145,11 @@ export interface SelectorInput {
   tasks?: readonly string[]
   queues?: readonly string[]
   jobKeys?: readonly string[]
-  since?: string
-  until?: string
-  olderThan?: string
+  /** A Date, or text for parseTimeAgo (ISO 8601 or a duration ago). */
+  since?: Date | string
+  until?: Date | string
+  /** Milliseconds, or a duration as text ("30d"). */
+  olderThan?: number | string
   error?: string
   group?: string
   limit?: number
@@ -160,10 +162,13 @@ export function buildSelector(input: SelectorInput, now = Date.now()): DlqSelect
   if (input.tasks?.length) selector.tasks = [...new Set(input.tasks)]
   if (input.queues?.length) selector.queues = [...new Set(input.queues)]
   if (input.jobKeys?.length) selector.jobKeys = [...new Set(input.jobKeys)]
-  if (input.since !== undefined) selector.since = parseTimeAgo(input.since, '--since', now)
-  let until = input.until === undefined ? undefined : parseTimeAgo(input.until, '--until', now)
+  const time = (value: Date | string, flag: string): Date =>
+    value instanceof Date ? value : parseTimeAgo(value, flag, now)
+  if (input.since !== undefined) selector.since = time(input.since, '--since')
+  let until = input.until === undefined ? undefined : time(input.until, '--until')
   if (input.olderThan !== undefined) {
-    const cutoff = new Date(now - parseDuration(input.olderThan, '--older-than'))
+    const ms = typeof input.olderThan === 'number' ? input.olderThan : parseDuration(input.olderThan, '--older-than')
+    const cutoff = new Date(now - ms)
     until = until === undefined || cutoff < until ? cutoff : until
   }
   if (until !== undefined) selector.until = until
