@@ -6,7 +6,8 @@ import path from 'node:path'
 import {expect} from 'chai'
 
 import {BIN, cleanEnv, parseJson, runCli} from '../support/cli.js'
-import {sql, TestSchema, uniqueName} from '../support/db.js'
+import {sql, testUrl, TestSchema, uniqueName} from '../support/db.js'
+import {runInProcess} from '../support/in-process.js'
 
 interface Row {
   id: string
@@ -157,8 +158,9 @@ describe('backfill enqueue (real binary)', () => {
         [['--payload', '{}'], /^Error: missing TASK/],
         [['t', '--flag', ''], /^Error: --flag must be non-empty strings/],
       ]
+      // Argument errors need no process of their own: in-process, from the sources (fast).
       for (const [args, message] of cases) {
-        const result = await cli(args)
+        const result = await runInProcess(['enqueue', '--schema', t.schema, ...args], {env: {DATABASE_URL: testUrl()}})
         expect(result.code, `${args.join(' ')}: ${result.stderr}`).to.equal(2)
         expect(result.stderr, args.join(' ')).to.match(message)
         expect(result.stdout, args.join(' ')).to.equal('')

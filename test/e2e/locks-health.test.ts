@@ -8,8 +8,11 @@ import {BIN, cleanEnv, parseJson, ROOT, runCli, type CliResult} from '../support
 import {testUrl, TestSchema, uniqueName} from '../support/db.js'
 import {jobRow, lockedJob, poolId, presenceSession, queueLock, registerWorker} from '../support/locks.js'
 
-/** Runs the binary, sends SIGINT after `afterMs`, and collects what it wrote. */
-function runUntilInterrupted(args: string[], afterMs: number): Promise<CliResult> {
+/**
+ * Runs the binary and sends SIGINT once its stdout satisfies `ready` (so a slow, shared machine
+ * only makes the test slower, not flaky), or after `maxMs` at the latest; collects its output.
+ */
+function runUntilInterrupted(args: string[], ready: (stdout: string) => boolean, maxMs = 30_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: cleanEnv({DATABASE_URL: testUrl()}),
@@ -18,10 +21,19 @@ function runUntilInterrupted(args: string[], afterMs: number): Promise<CliResult
     })
     let stdout = ''
     let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    let interrupted = false
+    const interrupt = (): void => {
+      if (interrupted) return
+      interrupted = true
+      child.kill('SIGINT')
+    }
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d
+      if (ready(stdout)) interrupt()
+    })
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    const timer = setTimeout(() => child.kill('SIGINT'), afterMs)
-    const killer = setTimeout(() => child.kill('SIGKILL'), afterMs + 20_000)
+    const timer = setTimeout(interrupt, maxMs)
+    const killer = setTimeout(() => child.kill('SIGKILL'), maxMs + 20_000)
     child.on('error', reject)
     child.on('close', (code, signal) => {
       clearTimeout(timer)
@@ -180,13 +192,18 @@ describe('backfill locks / status / check / schema status (real binary)', functi
 
     it('--watch repeats plain blocks when piped and exits 0 on Ctrl-C; with --json one document per line', async () => {
       const t = await fresh()
-      const plain = await runUntilInterrupted(['status', '--schema', t.schema, '--watch', '1s'], 3500)
+      const blocks = (out: string): number => out.split('\n').filter((l) => l.startsWith('--- every 1.0s')).length
+      const plain = await runUntilInterrupted(
+        ['status', '--schema', t.schema, '--watch', '1s'],
+        (out) => blocks(out) >= 2 && out.endsWith('\n'),
+      )
       expect(plain.code, plain.stderr).to.equal(0)
-      const blocks = plain.stdout.split('\n').filter((l) => l.startsWith('--- every 1.0s'))
-      expect(blocks.length).to.be.at.least(2)
+      expect(blocks(plain.stdout)).to.be.at.least(2)
       expect(plain.stdout).not.to.match(/\u001B\[/)
 
-      const json = await runUntilInterrupted(['status', '--schema', t.schema, '--watch', '--json'], 3000)
+      const json = await runUntilInterrupted(['status', '--schema', t.schema, '--watch', '--json'], (out) =>
+        out.endsWith('}\n'),
+      )
       expect(json.code, json.stderr).to.equal(0)
       const lines = json.stdout.trim().split('\n')
       expect(lines.length).to.be.at.least(1)
