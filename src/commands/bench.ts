@@ -12,7 +12,7 @@ export default class Bench extends DbCommand<typeof Bench> {
     "Measure what this database can do: enqueue and processing throughput and pickup latency, with backfill's real code paths."
 
   static override description =
-    "Creates a throwaway schema (random name; it refuses any schema it did not create, or one that holds jobs), enqueues no-op jobs with the library's batched enqueue, works them off with the worker's real code path (WorkerRunner, default settings), then measures idle pickup latency (enqueue → handler start) with sequential single jobs, and drops the schema. Burn-down by default (--jobs); --duration keeps the queue stocked and measures a fixed window instead, like `river bench`. Progress on stderr; --json for the report."
+    "Creates a throwaway database beside the target's (same server and role; falls back to a throwaway schema in the target database when the role may not create databases, or with --same-database/--schema), so the schema it migrates is announced to no one: graphile-worker pools stop on any breaking migration announced in their database, whatever its schema. In it, a throwaway schema (random name; it refuses any schema it did not create, or one that holds jobs); it enqueues no-op jobs with the library's batched enqueue, works them off with the worker's real code path (WorkerRunner, default settings), then measures idle pickup latency (enqueue → handler start) with sequential single jobs, and drops what it created. Burn-down by default (--jobs); --duration keeps the queue stocked and measures a fixed window instead, like `river bench`. Progress on stderr; --json for the report."
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
@@ -42,7 +42,11 @@ export default class Bench extends DbCommand<typeof Bench> {
       default: BENCH_DEFAULTS.latencySamples,
       summary: 'Sequential pickup-latency samples (0 = skip).',
     }),
-    keep: Flags.boolean({summary: 'Keep the benchmark schema afterwards.'}),
+    keep: Flags.boolean({summary: 'Keep the benchmark schema (and throwaway database) afterwards.'}),
+    'same-database': Flags.boolean({
+      summary:
+        'Run in a schema of the target database instead of a throwaway database (plain graphile-worker pools there stop when it is migrated).',
+    }),
   }
 
   async run(): Promise<BenchReport> {
@@ -59,6 +63,8 @@ export default class Bench extends DbCommand<typeof Bench> {
       latencySamples: flags['latency-samples'],
       schema: explicitSchema ? parseSchemaName(flags.schema) : undefined,
       keep: flags.keep,
+      sameDatabase: flags['same-database'],
+      poolSize: requiredPoolSize({concurrency: flags.concurrency}) + 2,
       signal: this.interrupt.signal,
       onProgress: this.progressReporter(),
     })
@@ -113,6 +119,13 @@ export default class Bench extends DbCommand<typeof Bench> {
       `${s.mode}${s.durationMs ? ` for ${formatDuration(s.durationMs)}` : ''}, concurrency ${s.concurrency}, local queue ${s.localQueueSize}, batch delay ${s.batchDelayMs} ms, poll ${s.pollIntervalMs} ms, PostgreSQL ${s.postgres}`,
     ])
     rows.push(['schema', `${report.schema}${report.schemaDropped ? ' (dropped)' : ' (kept)'}`])
+    const d = report.database
+    rows.push([
+      'database',
+      d.throwaway
+        ? `${d.name} (throwaway${report.schemaDropped ? ', dropped' : ', kept'})`
+        : `${d.name} (shared: ${d.sharedBecause ?? 'asked for'})`,
+    ])
     this.out.table(rows, [
       {header: 'BENCH', get: (r) => r[0]},
       {header: '', get: (r) => r[1]},
@@ -125,7 +138,7 @@ function describeProgress(p: BenchProgress): string {
   const rate = p.rate === null ? '' : `  ${Math.round(p.rate).toLocaleString('en-US')} jobs/s`
   switch (p.phase) {
     case 'setup':
-      return 'setting up a throwaway schema…'
+      return 'setting up a throwaway database and schema…'
     case 'enqueue':
       return `enqueueing ${count}${rate}`
     case 'process':

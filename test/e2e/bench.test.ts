@@ -1,7 +1,8 @@
 import {expect} from 'chai'
+import pg from 'pg'
 
 import {parseJson, runCli} from '../support/cli.js'
-import {sql, TestSchema} from '../support/db.js'
+import {sql, testDatabaseName, TestSchema, testUrl, urlForDatabase} from '../support/db.js'
 
 interface Report {
   schema: string
@@ -10,6 +11,23 @@ interface Report {
   processing: {jobs: number; jobsPerSecond: number}
   latencyMs: {samples: number; p50: number; p99: number} | null
   schemaDropped: boolean
+  database: {name: string; throwaway: boolean; sharedBecause?: string}
+}
+
+/** Collects graphile's database-wide migration notices in the test database while fn runs. */
+async function migrationNotices(fn: () => Promise<void>): Promise<string[]> {
+  const client = new pg.Client({connectionString: testUrl()})
+  await client.connect()
+  const heard: string[] = []
+  client.on('notification', (n) => heard.push(n.payload ?? ''))
+  await client.query('LISTEN "worker:migrate"')
+  try {
+    await fn()
+    await new Promise((r) => setTimeout(r, 200))
+  } finally {
+    await client.end()
+  }
+  return heard
 }
 
 describe('backfill bench (real binary)', function () {
@@ -29,6 +47,55 @@ describe('backfill bench (real binary)', function () {
     const left = await sql(`select 1 from pg_namespace where nspname = $1`, [report.schema])
     expect(left).to.have.length(0)
     expect(result.stderr).to.contain('processing').and.contain('cleaning up')
+  })
+
+  it('runs in a throwaway database of its own: the migration is announced to no pool of the target database', async () => {
+    let result: Awaited<ReturnType<typeof runCli>> | undefined
+    const heard = await migrationNotices(async () => {
+      result = await runCli(['bench', '--jobs', '200', '--latency-samples', '0', '--json'])
+    })
+    expect(result!.code, result!.stderr).to.equal(0)
+    const report = parseJson<Report>(result!)
+    expect(report.database.throwaway).to.equal(true)
+    expect(report.database.name).to.match(/^backfill_bench_[0-9a-f]{8}$/)
+    expect(heard, 'breaking-migration notices reached the target database').to.deep.equal([])
+    expect(await sql(`select 1 from pg_database where datname = $1`, [report.database.name])).to.have.length(0)
+  })
+
+  it('--same-database runs in a schema of the target database (its migration is announced there) and says so', async () => {
+    let result: Awaited<ReturnType<typeof runCli>> | undefined
+    const heard = await migrationNotices(async () => {
+      result = await runCli(['bench', '--same-database', '--jobs', '200', '--latency-samples', '0', '--json'])
+    })
+    expect(result!.code, result!.stderr).to.equal(0)
+    const report = parseJson<Report>(result!)
+    expect(report.database).to.deep.include({throwaway: false})
+    expect(report.database.sharedBecause).to.match(/--same-database/)
+    expect(heard.some((payload) => JSON.parse(payload).breaking === true)).to.equal(true)
+  })
+
+  it('falls back to a schema of the target database when the role may not create databases, and says why', async () => {
+    const role = `bench_nocreatedb_${Date.now()}`
+    const database = testDatabaseName()
+    await sql(`create role ${role} login nocreatedb`)
+    await sql(`grant create on database ${database} to ${role}`)
+    try {
+      const result = await runCli(['bench', '--jobs', '200', '--latency-samples', '0', '--json'], {
+        databaseUrl: urlForDatabase(database, role),
+      })
+      expect(result.code, result.stderr).to.equal(0)
+      const report = parseJson<Report>(result)
+      expect(report.database).to.deep.equal({
+        name: database,
+        throwaway: false,
+        sharedBecause: `role "${role}" may not create databases`,
+      })
+      expect(report.processing.jobs).to.equal(200)
+    } finally {
+      await sql(`revoke create on database ${database} from ${role}`)
+      await sql(`drop owned by ${role}`)
+      await sql(`drop role ${role}`)
+    }
   })
 
   it('continuous mode measures a fixed window', async () => {

@@ -9,7 +9,12 @@ import path from 'node:path'
 
 import {expect} from 'chai'
 
-import {GRAPHILE_CONTRACT, graphileLogFunction, retryDelayMs} from '../../src/lib/worker/graphile-adapter.js'
+import {
+  GRAPHILE_CONTRACT,
+  graphileLogFunction,
+  interceptBreakingMigration,
+  retryDelayMs,
+} from '../../src/lib/worker/graphile-adapter.js'
 
 const dist = path.dirname(createRequire(import.meta.url).resolve('graphile-worker'))
 const source = (file: string): string => readFileSync(path.join(dist, file), 'utf8')
@@ -32,6 +37,28 @@ describe('graphile-worker contract (the installed copy still has what the worker
   it(`each slot reports its own fetch failures by "${GRAPHILE_CONTRACT.getJobErrorEvent}", and a new pool by "${GRAPHILE_CONTRACT.poolCreateEvent}"`, () => {
     expect(source('worker.js')).to.contain(`"${GRAPHILE_CONTRACT.getJobErrorEvent}", { ctx, worker, error: err }`)
     expect(source('main.js')).to.contain(`"${GRAPHILE_CONTRACT.poolCreateEvent}", { ctx, workerPool }`)
+  })
+
+  it(`a breaking-migration notice reaches "${GRAPHILE_CONTRACT.listenNotificationEvent}" as the object graphile then reads`, () => {
+    const main = source('main.js')
+    const emitted = main.indexOf(`"${GRAPHILE_CONTRACT.listenNotificationEvent}", {`)
+    const handled = main.indexOf(`case "${GRAPHILE_CONTRACT.migrateChannel}": {`)
+    expect(emitted, 'the notification event is gone').to.be.greaterThan(-1)
+    expect(handled, 'graphile no longer handles the migrate channel').to.be.greaterThan(emitted)
+    const between = main.slice(emitted, handled + 300)
+    expect(between).to.match(/message,\s*client,/)
+    expect(between).to.contain('const payload = (0, lib_1.tryParseJson)(message.payload);')
+    expect(between).to.contain('if (payload?.breaking) {')
+  })
+
+  it('clearing `breaking` on the notice disarms graphile and keeps the rest of it', () => {
+    const message = {channel: 'worker:migrate', payload: '{"migrationNumber":1,"breaking":true}'}
+    expect(interceptBreakingMigration(message)).to.equal(1)
+    expect(JSON.parse(message.payload)).to.deep.equal({migrationNumber: 1, breaking: false})
+    const harmless = {channel: 'worker:migrate', payload: '{"migrationNumber":20,"breaking":false}'}
+    expect(interceptBreakingMigration(harmless)).to.equal(undefined)
+    expect(interceptBreakingMigration({channel: 'jobs:insert', payload: '{"count":1}'})).to.equal(undefined)
+    expect(interceptBreakingMigration({channel: 'worker:migrate', payload: 'not json'})).to.equal(undefined)
   })
 
   it('per-job success and failure lines carry success: true / failure: true in meta (the worker drops them)', () => {

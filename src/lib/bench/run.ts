@@ -9,7 +9,8 @@ import {inspectSchema} from '../schema/inspect.js'
 import {backfillMeta} from '../sql/schema.js'
 import {deleteBenchJobs, markBenchSchema, schemaHasWork, serverVersion} from '../sql/bench.js'
 import {defaultLocalQueueSize, WORKER_DEFAULTS} from '../worker/config.js'
-import {WorkerRunner} from '../worker/runner.js'
+import {requiredPoolSize, WorkerRunner} from '../worker/runner.js'
+import {benchPlace} from './database.js'
 
 export interface BenchOptions {
   /** Jobs to enqueue and work off (burn-down mode). */
@@ -21,8 +22,15 @@ export interface BenchOptions {
   latencySamples: number
   /** Schema to create (must not exist, or be a leftover bench schema). Default: a random bench_ name. */
   schema?: SchemaName | undefined
-  /** Keep the schema afterwards (for inspection). */
+  /** Keep the schema (and the throwaway database) afterwards (for inspection). */
   keep?: boolean
+  /**
+   * Run in a schema of the target database instead of a throwaway database (implied by
+   * schema). Plain graphile-worker pools of that database stop when the schema is migrated.
+   */
+  sameDatabase?: boolean
+  /** Connections of the benchmark's own pool (throwaway database); default: what the worker needs. */
+  poolSize?: number
   signal?: AbortSignal
   onProgress?: (progress: BenchProgress) => void
 }
@@ -37,6 +45,8 @@ export interface BenchProgress {
 
 export interface BenchReport {
   schema: string
+  /** Where it ran: a throwaway database of its own, or the target's (and why). */
+  database: {name: string; throwaway: boolean; sharedBecause?: string}
   settings: {
     mode: 'burn-down' | 'continuous'
     jobs: number
@@ -58,11 +68,34 @@ const BENCH_TASK = 'backfill_bench_noop'
 /**
  * `backfill bench`: sizes a database the way `river bench` does, with backfill's real code
  * paths (BackfillClient.enqueueMany to insert, WorkerRunner to work off no-op jobs, then
- * idle pickup latency), in a throwaway schema it creates and drops.
+ * idle pickup latency), in a throwaway database (or, failing that, schema) it creates and drops.
  */
 export async function runBench(base: Database, options: BenchOptions): Promise<BenchReport> {
   const schema = options.schema ?? parseSchemaName(`backfill_bench_${randomBytes(4).toString('hex')}`)
-  const db = base.withSchema(schema)
+  const place = await benchPlace(base, schema, {
+    sameDatabase: options.sameDatabase === true || options.schema !== undefined,
+    poolSize: options.poolSize ?? requiredPoolSize({concurrency: options.concurrency}) + 2,
+  })
+  try {
+    const report = await benchIn(place.db, schema, options)
+    return {
+      ...report,
+      database: {
+        name: place.database,
+        throwaway: place.throwawayDatabase,
+        ...(place.sharedBecause ? {sharedBecause: place.sharedBecause} : {}),
+      },
+    }
+  } finally {
+    if (!options.keep) await place.release()
+  }
+}
+
+async function benchIn(
+  db: Database,
+  schema: SchemaName,
+  options: BenchOptions,
+): Promise<Omit<BenchReport, 'database'>> {
   const progress = (p: BenchProgress): void => options.onProgress?.(p)
   await refuseForeignSchema(db)
   progress({phase: 'setup', done: 0, total: null, rate: null})

@@ -106,3 +106,14 @@ export const rustWorkerDeregister = statement({
   columns: {worker_deregister: 'void'},
   sql: (s) => `select ${s}.worker_deregister($1::text)`,
 })
+
+/**
+ * The schema's latest migration and latest breaking one: graphile announces breaking
+ * migrations database-wide without naming the schema, so a worker checks its own.
+ */
+export const migrationState = statement({
+  id: 'worker.migration_state',
+  params: [],
+  columns: {latest: 'int4?', latest_breaking: 'int4?'},
+  sql: (s) => `select max(id) as latest, max(id) filter (where breaking) as latest_breaking from ${s}.migrations`,
+})

@@ -20,6 +20,10 @@ export const GRAPHILE_CONTRACT = {
   getJobErrorEvent: 'worker:getJob:error',
   /** Emitted synchronously with the new pool, before any slot starts. */
   poolCreateEvent: 'pool:create',
+  /** Every pool LISTENs on this database-wide channel; a breaking-migration notice names no schema. */
+  migrateChannel: 'worker:migrate',
+  /** Emitted with the notification object itself, before graphile acts on it. */
+  listenNotificationEvent: 'pool:listen:notification',
   /** failJobs' backoff: the next run is exp(min(attempts, 10)) seconds after the failure. */
   retryBackoffSql: 'exp(least(attempts, 10))',
 } as const
@@ -27,6 +31,29 @@ export const GRAPHILE_CONTRACT = {
 /** When graphile runs a failed job again: exp(min(attempts, 10)) s after the failure write. */
 export function retryDelayMs(attempts: number): number {
   return Math.round(Math.exp(Math.min(attempts, 10)) * 1000)
+}
+
+/**
+ * graphile-worker 0.17.3 shuts a pool down on any breaking-migration notice in the database,
+ * whichever schema was migrated (migration 1 of a brand-new schema counts). The notice reaches
+ * `pool:listen:notification` first, as the very object graphile then reads: clearing its
+ * `breaking` flag there keeps the pool running, and the caller checks its own schema instead.
+ * Returns the announced migration number, or undefined for any other notice.
+ */
+export function interceptBreakingMigration(message: {
+  channel: string
+  payload?: string | undefined
+}): number | undefined {
+  if (message.channel !== GRAPHILE_CONTRACT.migrateChannel) return undefined
+  let payload: unknown
+  try {
+    payload = JSON.parse(message.payload ?? '')
+  } catch {
+    return undefined
+  }
+  if (typeof payload !== 'object' || payload === null || !(payload as {breaking?: unknown}).breaking) return undefined
+  message.payload = JSON.stringify({...payload, breaking: false})
+  return Number((payload as {migrationNumber?: unknown}).migrationNumber)
 }
 
 export type GraphileLogLevel = 'error' | 'warning' | 'info' | 'debug'

@@ -4,7 +4,12 @@ import type {ParsedCronItem, Runner, TaskList, WorkerPool} from 'graphile-worker
 
 import type {Database} from '../db.js'
 import type {PoolPlan, WorkerConfig} from './config.js'
-import {GRAPHILE_CONTRACT, type GraphileLogSink, graphilePoolOptions} from './graphile-adapter.js'
+import {
+  GRAPHILE_CONTRACT,
+  type GraphileLogSink,
+  graphilePoolOptions,
+  interceptBreakingMigration,
+} from './graphile-adapter.js'
 
 export interface PoolInput {
   db: Database
@@ -17,7 +22,11 @@ export interface PoolInput {
 
 /** Starts one long-running graphile pool (run()) and returns it with its pool id. */
 export async function startGraphilePool(
-  input: PoolInput & {cron: ParsedCronItem[] | undefined},
+  input: PoolInput & {
+    cron: ParsedCronItem[] | undefined
+    /** A breaking migration was announced somewhere in the database (graphile's reaction is disarmed). */
+    onBreakingMigration: (migration: number) => void
+  },
 ): Promise<{runner: Runner; workerPool: WorkerPool}> {
   const {run} = await import('graphile-worker')
   const events = new EventEmitter()
@@ -27,6 +36,10 @@ export async function startGraphilePool(
   })
   // Without a local queue each slot fetches for itself (the local queue's fetch errors are only logged).
   events.on(GRAPHILE_CONTRACT.getJobErrorEvent, (event: {error: unknown}) => input.sink.fetchFailed(event.error))
+  events.on(GRAPHILE_CONTRACT.listenNotificationEvent, (event: {message: {channel: string; payload?: string}}) => {
+    const migration = interceptBreakingMigration(event.message)
+    if (migration !== undefined) input.onBreakingMigration(migration)
+  })
   const options = await graphilePoolOptions({...input, events})
   const runner = await run({...options, parsedCronItems: input.cron ?? []}, input.tasks)
   if (!workerPool) {

@@ -27,6 +27,7 @@ import {TaskInstrumentation} from './instrumentation.js'
 import {type CleanLocksResult, LockCleanup} from './lock-cleanup.js'
 import {releasePoolLocks} from './lock-release.js'
 import {createWorkerMetrics, type WorkerMetrics} from './metrics.js'
+import {MigrationWatch} from './migration-watch.js'
 import {runOncePass, startGraphilePool} from './pools.js'
 import {WorkerPresence} from './presence.js'
 
@@ -114,6 +115,7 @@ export class WorkerRunner {
   private readonly lockCleanup: LockCleanup | undefined
   private readonly instrumentation: TaskInstrumentation
   private readonly logSink: GraphileLogSink
+  private readonly migrations: MigrationWatch
   private stopping = false
   private forced = false
   private failure: string | undefined
@@ -140,6 +142,12 @@ export class WorkerRunner {
       onExhausted: () => {
         if (this.dlq) this.capture.schedule()
       },
+    })
+    this.migrations = new MigrationWatch(this.db, emit, (failure) => {
+      if (this.stopping) return
+      this.failure ??= failure
+      this.emit({type: 'error', where: 'schema', error: failure})
+      this.requestStop?.()
     })
     this.logSink = {
       log: (level, message) => this.emit({type: 'log', level, message}),
@@ -295,6 +303,7 @@ export class WorkerRunner {
   private async prepare(): Promise<void> {
     if (this.config.migrate) await migrate(this.db)
     else await requireMigrated(this.db, {dlq: true})
+    await this.migrations.start()
     if (this.dlq) await this.capture.run('startup')
     await this.lockCleanup?.run('startup')
     await this.db
@@ -310,6 +319,9 @@ export class WorkerRunner {
       cron,
       tasks: this.instrumentation.wrap(this.tasks, plan.role),
       sink: this.logSink,
+      onBreakingMigration: (migration) => {
+        if (!this.stopping) this.migrations.announced(migration)
+      },
     })
     let presence: WorkerPresence
     try {
