@@ -77,6 +77,50 @@ describe('a worker killed with SIGKILL mid-job (real binaries)', function () {
     expect(await t.query(`select 1 from ${ledger} where done_at is not null`)).to.have.length(3)
   })
 
+  it('--once: a task that kills its own process leaves a lock judged dead, and the poison job reaches the DLQ', async () => {
+    await addJobs(t, 1, {payload: {kill: true}, maxAttempts: 2})
+    const once = () =>
+      runCli(['worker', '--schema', t.schema, '--tasks', TASKS_DIR, '--once', '--heartbeat-interval', '1'], {
+        env: {LEDGER_TABLE: ledger},
+      })
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const killed = await once()
+      expect(killed.signal, killed.stdout + killed.stderr).to.equal('SIGKILL')
+      const [{owner}] = (await t.query<{owner: string}>(
+        `select locked_by as owner from ${t.quoted}._private_jobs where locked_at is not null`,
+      )) as [{owner: string}]
+      expect(owner).to.match(/^otpool-/)
+      // Its presence proves it gone: dead once the (lowered) heartbeat bound has passed, never "unknown".
+      let listing: LockListing | undefined
+      for (let i = 0; i < 100; i++) {
+        listing = parseJson<LockListing>(
+          await runCli(['locks', 'list', '--schema', t.schema, '--heartbeat-timeout', '3s', '--json']),
+        )
+        if (listing.owners.find((o) => o.owner === owner)?.liveness !== 'live') break
+        await sleep(200)
+      }
+      expect(listing!.owners.find((o) => o.owner === owner)).to.include({liveness: 'dead', jobLocks: 1})
+      const clean = await runCli([
+        'locks',
+        'clean',
+        '--schema',
+        t.schema,
+        '--heartbeat-timeout',
+        '3s',
+        '--yes',
+        '--json',
+      ])
+      expect(parseJson<{jobLocks: number}>(clean).jobLocks, clean.stderr).to.equal(1)
+    }
+    // Both attempts used: the next run moves it into the DLQ at startup instead of running it.
+    const last = await once()
+    expect(last.code, last.stderr).to.equal(0)
+    expect(await t.query(`select task_identifier from ${t.quoted}.backfill_dlq`)).to.deep.equal([
+      {task_identifier: 'work'},
+    ])
+    expect(await t.query(`select 1 from ${t.quoted}._private_jobs`)).to.have.length(0)
+  })
+
   it("a live worker's locks survive locks clean, however old and whatever the timeouts", async () => {
     await addJobs(t, 2, {payload: {ms: 60_000}})
     const alive = new WorkerProcess(

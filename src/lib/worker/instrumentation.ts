@@ -15,6 +15,41 @@ export interface JobCounts {
   permanent: number
 }
 
+/**
+ * Holds a pool's jobs until its presence (registry row and session) exists: a task that
+ * takes the process down must leave a lock others can prove dead, never an "unknown" one.
+ * graphile fetches as soon as a pool is created, so the gate is on the task side.
+ */
+export class PresenceGate {
+  /** Checked on every job: no promise is awaited once open. */
+  ready = false
+  private readonly settled: Promise<void>
+  private resolve!: () => void
+  private reject!: (error: Error) => void
+
+  constructor() {
+    this.settled = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve
+      this.reject = reject
+    })
+    this.settled.catch(() => undefined)
+  }
+
+  open(): void {
+    this.ready = true
+    this.resolve()
+  }
+
+  /** Jobs waiting (and any later one) fail: the pool is being stopped. */
+  fail(error: unknown): void {
+    this.reject(new Error(`worker presence could not be established: ${describeError(error)}`))
+  }
+
+  wait(): Promise<void> {
+    return this.settled
+  }
+}
+
 export interface InstrumentationHooks {
   emit(event: WorkerEvent): void
   /** Whether anyone listens to events (job start/success events are skipped otherwise). */
@@ -40,13 +75,14 @@ export class TaskInstrumentation {
     this.hooks = hooks
   }
 
-  wrap(tasks: TaskList, role: PoolRole): TaskList {
+  /** The tasks a pool runs; with a gate, none starts before the gate opens. */
+  wrap(tasks: TaskList, role: PoolRole, gate?: PresenceGate): TaskList {
     const wrapped: TaskList = {}
-    for (const [name, task] of Object.entries(tasks)) wrapped[name] = this.wrapTask(name, task as Task, role)
+    for (const [name, task] of Object.entries(tasks)) wrapped[name] = this.wrapTask(name, task as Task, role, gate)
     return wrapped
   }
 
-  private wrapTask(name: string, task: Task, role: PoolRole): Task {
+  private wrapTask(name: string, task: Task, role: PoolRole, gate: PresenceGate | undefined): Task {
     // Per-task metric children, resolved once: label lookups on every job cost throughput.
     const started = this.metrics.jobsStarted.labels({task: name})
     const completed = this.metrics.jobsCompleted.labels({task: name})
@@ -54,6 +90,7 @@ export class TaskInstrumentation {
     const failureDuration = this.metrics.jobDuration.labels({task: name, result: 'failure'})
     const {counts, hooks} = this
     return async (payload: unknown, helpers: JobHelpers) => {
+      if (gate && !gate.ready) await gate.wait()
       const {job} = helpers
       const ref = hooks.listening()
         ? {pool: role, task: name, jobId: String(job.id), attempt: job.attempts, maxAttempts: job.max_attempts}

@@ -23,7 +23,7 @@ import {
 import type {PoolRole, WorkerEvent} from './events.js'
 import {fenceAfter, watchHeartbeats} from './fencing.js'
 import type {GraphileLogSink} from './graphile-adapter.js'
-import {TaskInstrumentation} from './instrumentation.js'
+import {PresenceGate, TaskInstrumentation} from './instrumentation.js'
 import {type CleanLocksResult, LockCleanup} from './lock-cleanup.js'
 import {releasePoolLocks} from './lock-release.js'
 import {createWorkerMetrics, type WorkerMetrics} from './metrics.js'
@@ -255,25 +255,41 @@ export class WorkerRunner {
       localQueueSize: 0,
     }
     const members: PoolMember[] = []
-    const tasks = this.instrumentation.wrap(this.tasks, plan.role)
+    let presenceFailure: unknown
     // Even unbatched, graphile fetches a slot's next job before the previous completion has
     // committed, so a serial queue's next job can look locked and end a pass early: passes
-    // repeat until one starts nothing.
-    for (let pass = 1; pass <= 10_000; pass++) {
+    // repeat until one starts nothing. Each pass is a new graphile pool with a presence of its own.
+    for (let pass = 1; pass <= 10_000 && presenceFailure === undefined; pass++) {
       const startedBefore = this.instrumentation.counts.started
-      const presences: Promise<unknown>[] = []
+      const gate = new PresenceGate()
+      let presence: Promise<unknown> = Promise.resolve()
       const onPool = (workerPool: WorkerPool): void => {
         const member: PoolMember = {poolId: workerPool.id, role: plan.role, presence: undefined}
         members.push(member)
-        presences.push(this.startPresence(member.poolId, plan).then((presence) => (member.presence = presence)))
+        presence = this.startPresence(member.poolId, plan).then(
+          (started) => {
+            member.presence = started
+            gate.open()
+          },
+          (error: unknown) => {
+            presenceFailure = error
+            gate.fail(error)
+          },
+        )
         if (members.length === 1) this.emitStart([{...member, plan}], true)
       }
+      const tasks = this.instrumentation.wrap(this.tasks, plan.role, gate)
       try {
         await runOncePass({db: this.db, config: this.config, plan, tasks, sink: this.logSink, onPool})
       } finally {
-        await Promise.allSettled(presences)
+        await presence
       }
       if (this.instrumentation.counts.started === startedBefore) break
+    }
+    if (presenceFailure !== undefined) {
+      // Like start(): a worker nobody can prove alive must not run jobs; release and report.
+      await this.finish(members, started, false, 'once')
+      throw presenceFailure
     }
     return this.finish(members, started, false, 'once')
   }
@@ -312,12 +328,14 @@ export class WorkerRunner {
   }
 
   private async startPool(plan: PoolPlan, cron: ParsedCronItem[] | undefined): Promise<RunningPool> {
+    // graphile starts fetching at once; jobs wait for the pool's presence.
+    const gate = new PresenceGate()
     const {runner, workerPool} = await startGraphilePool({
       db: this.db,
       config: this.config,
       plan,
       cron,
-      tasks: this.instrumentation.wrap(this.tasks, plan.role),
+      tasks: this.instrumentation.wrap(this.tasks, plan.role, gate),
       sink: this.logSink,
       onBreakingMigration: (migration) => {
         if (!this.stopping) this.migrations.announced(migration)
@@ -327,9 +345,11 @@ export class WorkerRunner {
     try {
       presence = await this.startPresence(workerPool.id, plan)
     } catch (error) {
+      gate.fail(error)
       await runner.stop().catch(() => undefined)
       throw error
     }
+    gate.open()
     return {plan, runner, workerPool, poolId: workerPool.id, role: plan.role, presence}
   }
 
