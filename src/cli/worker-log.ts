@@ -84,7 +84,7 @@ function describeEvent(event: WorkerEvent, color: ChalkInstance, now: Date): str
     case 'worker:stopping':
       return `${event.force ? 'aborting running jobs' : 'stopping: finishing running jobs'} (${event.reason})`
     case 'worker:stop':
-      return `worker stopped in ${formatDuration(event.durationMs)}${event.forced ? ' (jobs were aborted)' : ''}; locks released on exit: ${event.releasedJobLocks} job, ${event.releasedQueueLocks} queue; still locked by this worker: ${event.lockedAfter}`
+      return `worker stopped in ${formatDuration(event.durationMs)}${event.forced ? ' (jobs were aborted)' : ''}; locks released on exit: ${event.releasedJobLocks} job, ${event.releasedQueueLocks} queue; still locked by this worker: ${event.lockedAfter ?? `unknown (could not check: ${event.lockCheckError ?? 'no answer'})`}`
     case 'error':
       return `${event.where}: ${event.error}`
     case 'log':

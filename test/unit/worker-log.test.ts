@@ -48,4 +48,18 @@ describe('worker log lines', () => {
     expect(line).to.contain('work#7 failed, attempts exhausted → DLQ after 12ms (attempt 8/8): boom')
     expect(line).not.to.contain('retry in')
   })
+
+  it('the stop line says what is still locked, or that it could not be checked (never a guessed 0)', () => {
+    const base = {
+      type: 'worker:stop',
+      durationMs: 1200,
+      forced: true,
+      releasedJobLocks: 0,
+      releasedQueueLocks: 0,
+    } as const
+    expect(formatText({...base, lockedAfter: 3}, plain, now)).to.match(/still locked by this worker: 3$/)
+    expect(
+      formatText({...base, lockedAfter: null, lockCheckError: 'too many connections for role "app"'}, plain, now),
+    ).to.match(/still locked by this worker: unknown \(could not check: too many connections for role "app"\)$/)
+  })
 })

@@ -53,7 +53,10 @@ export type WorkerEvent =
       forced: boolean
       releasedJobLocks: number
       releasedQueueLocks: number
-      lockedAfter: number
+      /** Jobs still locked by this worker's pools, counted after the release; null = could not check. */
+      lockedAfter: number | null
+      /** Why the release or the check failed, when it did. */
+      lockCheckError?: string
     }
   | {type: 'error'; where: string; error: string}
   | {type: 'log'; level: 'debug' | 'info' | 'warning' | 'error'; message: string}

@@ -1,3 +1,5 @@
+import {setTimeout as sleep} from 'node:timers/promises'
+
 import type {Database} from '../db.js'
 import {countLockedBy, releaseOwnLocks} from '../sql/worker.js'
 import {describeError} from './async.js'
@@ -5,28 +7,48 @@ import {describeError} from './async.js'
 export interface LockRelease {
   releasedJobLocks: number
   releasedQueueLocks: number
-  /** Jobs still locked by these pools afterwards. */
-  lockedAfter: number
-  /** Set when the release or the check failed (the counts are then what was done before). */
+  /** Jobs still locked by these pools afterwards; null when that could not be checked. */
+  lockedAfter: number | null
+  /** Why a release or the check failed (after retries). */
   error?: string
 }
 
 /**
  * The one way out for a worker's pools: whatever they still hold after their jobs were
  * completed or failed (an aborted job whose failure write was lost) becomes runnable again
- * now instead of after graphile's 4-hour expiry.
+ * now instead of after graphile's 4-hour expiry. Then it counts what is still locked, so the
+ * report is a fact: a check that could not run is "unknown", never 0. The database may just
+ * have cut every connection (a restart, pg_terminate_backend): each statement is retried
+ * until retryForMs has passed.
  */
-export async function releasePoolLocks(db: Database, poolIds: readonly string[]): Promise<LockRelease> {
-  const result: LockRelease = {releasedJobLocks: 0, releasedQueueLocks: 0, lockedAfter: 0}
-  try {
-    for (const poolId of poolIds) {
-      const released = await db.one(releaseOwnLocks, [poolId])
-      result.releasedJobLocks += released.jobs
-      result.releasedQueueLocks += released.queues
-      result.lockedAfter += (await db.one(countLockedBy, [poolId])).count
+export async function releasePoolLocks(
+  db: Database,
+  poolIds: readonly string[],
+  options: {retryForMs?: number} = {},
+): Promise<LockRelease> {
+  const deadline = Date.now() + (options.retryForMs ?? 5000)
+  const errors = new Set<string>()
+  const attempt = async <T>(run: () => Promise<T>): Promise<T | undefined> => {
+    for (let delay = 200; ; delay = Math.min(delay * 2, 2000)) {
+      try {
+        return await run()
+      } catch (error) {
+        if (Date.now() + delay > deadline) {
+          errors.add(describeError(error))
+          return undefined
+        }
+        await sleep(delay)
+      }
     }
-  } catch (error) {
-    result.error = describeError(error)
   }
+  const result: LockRelease = {releasedJobLocks: 0, releasedQueueLocks: 0, lockedAfter: 0}
+  for (const poolId of poolIds) {
+    const released = await attempt(() => db.one(releaseOwnLocks, [poolId]))
+    result.releasedJobLocks += released?.jobs ?? 0
+    result.releasedQueueLocks += released?.queues ?? 0
+    const left = await attempt(() => db.one(countLockedBy, [poolId]))
+    result.lockedAfter = left === undefined || result.lockedAfter === null ? null : result.lockedAfter + left.count
+  }
+  if (errors.size > 0) result.error = [...errors].join('; ')
   return result
 }

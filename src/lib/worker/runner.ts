@@ -60,6 +60,8 @@ export interface WorkerSummary {
   /** Locks this worker still held when its pools had stopped, released on the way out. */
   releasedJobLocks: number
   releasedQueueLocks: number
+  /** Jobs still locked by its pools after that release, counted; null when it could not be checked. */
+  lockedAfter: number | null
   durationMs: number
   /** Set when the worker stopped because a pool failed, not because it was asked to. */
   failure?: string
@@ -457,6 +459,7 @@ export class WorkerRunner {
       forced,
       releasedJobLocks: release.releasedJobLocks,
       releasedQueueLocks: release.releasedQueueLocks,
+      lockedAfter: release.lockedAfter,
       durationMs: performance.now() - started,
       ...(this.failure ? {failure: this.failure} : {}),
     }
@@ -467,6 +470,7 @@ export class WorkerRunner {
       releasedJobLocks: release.releasedJobLocks,
       releasedQueueLocks: release.releasedQueueLocks,
       lockedAfter: release.lockedAfter,
+      ...(release.error ? {lockCheckError: release.error} : {}),
     })
     return summary
   }
