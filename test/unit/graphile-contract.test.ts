@@ -61,6 +61,20 @@ describe('graphile-worker contract (the installed copy still has what the worker
     expect(interceptBreakingMigration({channel: 'worker:migrate', payload: 'not json'})).to.equal(undefined)
   })
 
+  it('LocalQueue keeps the background() tracking and the events holdLocalQueueRelease uses', () => {
+    const localQueue = source('localQueue.js')
+    expect(localQueue).to.match(
+      /\n    background\(promise\) \{\n        if \(this\.mode === "RELEASED" && this\.backgroundCount === 0\)/,
+    )
+    expect(localQueue).to.contain(
+      `"${GRAPHILE_CONTRACT.localQueueInitEvent}", {\n            ctx: ctx,\n            localQueue: this,`,
+    )
+    expect(localQueue).to.match(new RegExp(`"${GRAPHILE_CONTRACT.localQueueSetModeEvent}", \\{[^}]*newMode,`))
+    // The 0.17.3 bug itself: RELEASED is set before the prefetched jobs are backgrounded for return.
+    const release = localQueue.slice(localQueue.indexOf('    setModeReleased() {'))
+    expect(release.indexOf('this.setMode(RELEASED);')).to.be.lessThan(release.indexOf('this.returnJobs();'))
+  })
+
   it('per-job success and failure lines carry success: true / failure: true in meta (the worker drops them)', () => {
     const worker = source('worker.js')
     expect(worker).to.match(/logger\.info\(`Completed task [\s\S]{0,300}?\{ job, duration, success: true \}/)

@@ -24,6 +24,9 @@ export const GRAPHILE_CONTRACT = {
   migrateChannel: 'worker:migrate',
   /** Emitted with the notification object itself, before graphile acts on it. */
   listenNotificationEvent: 'pool:listen:notification',
+  /** A pool's LocalQueue announces itself (the instance) and each mode change by these events. */
+  localQueueInitEvent: 'localQueue:init',
+  localQueueSetModeEvent: 'localQueue:setMode',
   /** failJobs' backoff: the next run is exp(min(attempts, 10)) seconds after the failure. */
   retryBackoffSql: 'exp(least(attempts, 10))',
 } as const
@@ -54,6 +57,35 @@ export function interceptBreakingMigration(message: {
   if (typeof payload !== 'object' || payload === null || !(payload as {breaking?: unknown}).breaking) return undefined
   message.payload = JSON.stringify({...payload, breaking: false})
   return Number((payload as {migrationNumber?: unknown}).migrationNumber)
+}
+
+/** What the worker uses of graphile's LocalQueue instance beyond its typed API. */
+interface LocalQueueInternals {
+  background(promise: Promise<void>): void
+}
+
+/**
+ * Works around a graphile-worker 0.17.3 LocalQueue bug. Releasing a local queue that holds
+ * prefetched jobs (WAITING mode) sets RELEASED first, then returns the jobs through
+ * background(), which refuses new work once RELEASED with nothing else in the background
+ * ("Cannot background something when the queue is already released"). The return query runs
+ * anyway, untracked (its failure becomes an unhandled rejection), and the pool's clean shutdown
+ * fails: "Deactivation failed: AggregateError", "Error occurred during graceful shutdown", then a
+ * forceful shutdown. Holding one background task of our own from the queue's creation until its
+ * RELEASED mode is set keeps the count above zero at that moment, so graphile tracks the return
+ * as it intends, and its release finishes when the return does.
+ */
+export function holdLocalQueueRelease(events: EventEmitter): void {
+  let letGo: (() => void) | undefined
+  events.on(GRAPHILE_CONTRACT.localQueueInitEvent, ({localQueue}: {localQueue: Partial<LocalQueueInternals>}) => {
+    if (typeof localQueue.background !== 'function') return
+    localQueue.background(new Promise<void>((resolve) => (letGo = resolve)))
+  })
+  events.on(GRAPHILE_CONTRACT.localQueueSetModeEvent, ({newMode}: {newMode: string}) => {
+    if (newMode !== 'RELEASED') return
+    letGo?.()
+    letGo = undefined
+  })
 }
 
 export type GraphileLogLevel = 'error' | 'warning' | 'info' | 'debug'

@@ -8,6 +8,7 @@ import {
   GRAPHILE_CONTRACT,
   type GraphileLogSink,
   graphilePoolOptions,
+  holdLocalQueueRelease,
   interceptBreakingMigration,
 } from './graphile-adapter.js'
 
@@ -40,6 +41,7 @@ export async function startGraphilePool(
     const migration = interceptBreakingMigration(event.message)
     if (migration !== undefined) input.onBreakingMigration(migration)
   })
+  holdLocalQueueRelease(events)
   const options = await graphilePoolOptions({...input, events})
   const runner = await run({...options, parsedCronItems: input.cron ?? []}, input.tasks)
   if (!workerPool) {
