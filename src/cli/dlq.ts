@@ -3,44 +3,26 @@ import {Args, Flags, type Command} from '@oclif/core'
 import type {DlqEntry} from '../lib/dlq/entries.js'
 import {buildSelector, isEmptySelector, type DlqSelector} from '../lib/dlq/selector.js'
 import {UsageError} from '../lib/errors.js'
-import {duration, since} from './flags.js'
 import {requireMigrated} from '../lib/schema/inspect.js'
-import {DbCommand} from './base-command.js'
 import type {Column} from './output.js'
+import {
+  CLI_SELECTOR_LABELS,
+  commonSelectorFlags,
+  commonSelectorInput,
+  refuseEmptySelection,
+  SelectorCommand,
+  type CommonSelectorFlagValues,
+} from './selection.js'
 
 /** Selector flags shared by dlq list, stats, retry and purge (--limit is per command). */
 export const selectorFlags = {
-  task: Flags.string({
-    multiple: true,
-    helpGroup: 'SELECTION',
-    summary: 'Only entries of this task identifier (repeatable).',
-  }),
-  queue: Flags.string({
-    multiple: true,
-    helpGroup: 'SELECTION',
-    summary:
+  ...commonSelectorFlags({
+    one: 'entry',
+    many: 'entries',
+    time: 'failed',
+    queue:
       "Only entries with this queue_name (repeatable; '' selects parallel entries, 'default' the crate's legacy rows).",
-  }),
-  'job-key': Flags.string({
-    multiple: true,
-    helpGroup: 'SELECTION',
-    summary: 'Only the entry with this job key (repeatable).',
-  }),
-  since: since({
-    helpGroup: 'SELECTION',
-    summary: 'Only entries that failed at or after this time (ISO 8601, or a duration ago: 2h, 7d).',
-  }),
-  until: since({
-    helpGroup: 'SELECTION',
-    summary: 'Only entries that failed before this time (ISO 8601, or a duration ago).',
-  }),
-  'older-than': duration({
-    helpGroup: 'SELECTION',
-    summary: 'Only entries that failed more than this long ago (e.g. 30d).',
-  }),
-  error: Flags.string({
-    helpGroup: 'SELECTION',
-    summary: 'Only entries whose last error contains this text (case-insensitive; any field of a JSON error).',
+    error: 'Only entries whose last error contains this text (case-insensitive; any field of a JSON error).',
   }),
   group: Flags.string({
     helpGroup: 'SELECTION',
@@ -52,49 +34,29 @@ export const idsArg = {
   ids: Args.string({description: 'DLQ entry ids (repeatable: 12 13 14).', required: false}),
 }
 
-export interface SelectorFlagValues {
-  task?: string[]
-  queue?: string[]
-  'job-key'?: string[]
-  since?: Date
-  until?: Date
-  'older-than'?: number
-  error?: string
+export interface SelectorFlagValues extends CommonSelectorFlagValues {
   group?: string
-  limit?: number
 }
 
 /**
  * Base of the dlq commands: positional ids, the selector flags, and the precondition that
  * the DLQ and backfill's bookkeeping tables exist (exit 4 otherwise, creating nothing).
  */
-export abstract class DlqCommand<T extends typeof Command> extends DbCommand<T> {
-  /** Positional arguments (ids), all of them (the commands are not strict about their count). */
-  protected async positionalArgs(): Promise<string[]> {
-    const ctor = this.ctor as typeof DlqCommand & typeof Command
-    const {argv} = await this.parse({
-      args: ctor.args,
-      baseFlags: ctor.baseFlags,
-      enableJsonFlag: ctor.enableJsonFlag,
-      flags: ctor.flags,
-      strict: false,
-    })
-    return argv as string[]
-  }
-
+export abstract class DlqCommand<T extends typeof Command> extends SelectorCommand<T> {
   protected async selector(flags: SelectorFlagValues): Promise<DlqSelector> {
-    return buildSelector({
-      ids: await this.positionalArgs(),
-      tasks: flags.task,
-      queues: flags.queue,
-      jobKeys: flags['job-key'],
-      since: flags.since,
-      until: flags.until,
-      olderThan: flags['older-than'],
-      error: flags.error,
-      group: flags.group,
-      limit: flags.limit,
-    })
+    try {
+      return buildSelector(
+        {...commonSelectorInput(flags, await this.positionalArgs()), group: flags.group},
+        {labels: {...CLI_SELECTOR_LABELS, group: '--group'}, idHint: 'ids are the first column of: backfill dlq list'},
+      )
+    } catch (error) {
+      if ((error as UsageError).code === 'E_BAD_GROUP')
+        throw new UsageError((error as UsageError).message, {
+          code: 'E_BAD_GROUP',
+          suggestions: ['fingerprints are listed by: backfill dlq stats'],
+        })
+      throw error
+    }
   }
 
   protected async requireDlq(): Promise<void> {
@@ -104,13 +66,12 @@ export abstract class DlqCommand<T extends typeof Command> extends DbCommand<T> 
 
 /** Destructive commands never treat "no selector" as "everything". */
 export function requireSelection(selector: DlqSelector, all: boolean, command: string): void {
-  if (all || !isEmptySelector(selector)) return
-  throw new UsageError(`refusing to ${command} without a selection`, {
-    code: 'E_EMPTY_SELECTION',
-    suggestions: [
-      'select entries by id, --task, --queue, --job-key, --since/--until/--older-than, --error or --group',
-      `or pass --all to ${command} every entry (add --dry-run first to see what that is)`,
-    ],
+  refuseEmptySelection({
+    empty: isEmptySelector(selector),
+    all,
+    action: command,
+    how: 'entries by id, --task, --queue, --job-key, --since/--until/--older-than, --error or --group',
+    everything: 'every entry',
   })
 }
 

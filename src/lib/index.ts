@@ -143,3 +143,80 @@ export {previewSelection, type SelectionPreview} from './dlq/preview.js'
 export {dlqHistory, type HistoryOptions, type HistoryRun, type Actor} from './dlq/audit.js'
 export {buildSelector, isEmptySelector, type DlqSelector, type SelectorInput} from './dlq/selector.js'
 export {fingerprint, normalizeErrorMessage, type Fingerprint} from './dlq/fingerprint.js'
+export {
+  buildCommonSelector,
+  parseTimeAgo,
+  DEFAULT_LABELS,
+  type CommonSelector,
+  type CommonSelectorInput,
+  type SelectorLabels,
+  type BuildOptions,
+} from './selector.js'
+// Live-queue operations (jobs list/show/run-now/reschedule/remove/fail; the console calls these).
+export {
+  JOB_STATES,
+  WAITING_STATES,
+  STATE_DESCRIPTIONS,
+  deriveState,
+  isJobState,
+  type JobState,
+  type StateFacts,
+} from './jobs/states.js'
+export {
+  buildJobSelector,
+  describeJobSelector,
+  isEmptyJobSelector,
+  parseJobId,
+  parsePriorityRange,
+  type JobSelector,
+  type JobSelectorInput,
+  type JobSelectorLabels,
+  type JobTimeField,
+  type PriorityRange,
+} from './jobs/selector.js'
+export type {JobEntry, JobOwner} from './jobs/entries.js'
+export {
+  listJobs,
+  JOB_SORTS,
+  DEFAULT_JOB_PAGE_SIZE,
+  MAX_JOB_PAGE_SIZE,
+  type JobSort,
+  type ListJobsOptions,
+  type ListJobsResult,
+} from './jobs/list.js'
+export {
+  showJob,
+  explainState,
+  type ShowJobOptions,
+  type ShowJobResult,
+  type SerialQueueInfo,
+  type JobDlqHistory,
+} from './jobs/show.js'
+export {
+  JOB_ACTIONS,
+  DEFAULT_JOB_ACTION_BATCH,
+  selectJobs,
+  performJobAction,
+  requireJobActions,
+  removeJobs,
+  failJobs,
+  runJobsNow,
+  rescheduleJobs,
+  auditAction,
+  type JobAction,
+  type JobActionSpec,
+  type RemoveSpec,
+  type FailSpec,
+  type RunNowSpec,
+  type RescheduleSpec,
+  type SelectJobsOptions,
+  type JobSelection,
+  type TaskCount,
+  type PerformOptions,
+  type JobActionOptions,
+  type JobActionResult,
+  type JobActionProgress,
+  type ActedJob,
+  type SkippedJob,
+  type SkipReason,
+} from './jobs/actions.js'

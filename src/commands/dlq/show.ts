@@ -16,7 +16,7 @@ export default class DlqShow extends DlqCommand<typeof DlqShow> {
   }
 
   async run(): Promise<ShowResult> {
-    const id = parseEntryId(this.args.id)
+    const id = parseEntryId(this.args.id, 'ids are the first column of: backfill dlq list')
     await this.requireDlq()
     const result = await showDlqEntry(this.db(), id)
     this.render(result)

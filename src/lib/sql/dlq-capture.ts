@@ -21,7 +21,16 @@ const CAPTURE_COLUMNS = {
 } as const
 export type CaptureRow = RowOf<typeof CAPTURE_COLUMNS>
 
-function captureSql(s: string, candidates: string): string {
+/** Why a job landed in the DLQ, as capture writes it (an SQL expression over the moved job m). */
+const EXHAUSTED_REASON_SQL = `case when m.last_error like 'Permanent failure%'
+              then 'Permanent failure (non-retryable error)'
+              else 'Job exceeded maximum retry attempts (' || m.attempts || '/' || m.max_attempts || ')' end`
+
+/**
+ * The move of the `candidates` (a select of locked job ids) into the DLQ. Also used by
+ * `jobs remove --to-dlq` and `jobs fail --capture`, which give their own failure reason.
+ */
+export function captureSql(s: string, candidates: string, failureReasonSql = EXHAUSTED_REASON_SQL): string {
   return `with candidates as (
   ${candidates}
 ), moved as (
@@ -44,9 +53,7 @@ function captureSql(s: string, candidates: string): string {
          m.priority,
          m.key,
          m.max_attempts,
-         case when m.last_error like 'Permanent failure%'
-              then 'Permanent failure (non-retryable error)'
-              else 'Job exceeded maximum retry attempts (' || m.attempts || '/' || m.max_attempts || ')' end,
+         ${failureReasonSql},
          coalesce(l.failure_count, 0) + 1,
          to_jsonb(m.last_error),
          m.created_at,
