@@ -140,7 +140,14 @@ export {
 } from './dlq/retry.js'
 export {purgeDlq, type PurgeOptions, type PurgeResult} from './dlq/purge.js'
 export {previewSelection, type SelectionPreview} from './dlq/preview.js'
-export {dlqHistory, type HistoryOptions, type HistoryRun, type Actor} from './dlq/audit.js'
+export {
+  AUDIT_ACTIONS,
+  dlqHistory,
+  type AuditAction,
+  type HistoryOptions,
+  type HistoryRun,
+  type Actor,
+} from './dlq/audit.js'
 export {buildSelector, isEmptySelector, type DlqSelector, type SelectorInput} from './dlq/selector.js'
 export {fingerprint, normalizeErrorMessage, type Fingerprint} from './dlq/fingerprint.js'
 export {

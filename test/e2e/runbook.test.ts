@@ -92,6 +92,21 @@ const setups: Record<string, (t: TestSchema) => Promise<void>> = {
     )
     await t.query(`update ${t.quoted}._private_jobs set attempts = 1, last_error = 'SMTP 421 busy'`)
   },
+  async 'failing-loop'(t) {
+    for (let i = 1; i <= 10; i++)
+      await t.query(
+        `select ${t.quoted}.add_job('send_invoice', json_build_object('invoice', $1::int), job_key => 'invoice:' || $1, max_attempts => 25)`,
+        [i],
+      )
+    await t.query(
+      `update ${t.quoted}._private_jobs set attempts = 3, run_at = now() + interval '2 minutes', last_error = 'template "invoice.html" not found'`,
+    )
+    // Another task keeps running normally, and one send_invoice job is on a worker right now.
+    await t.query(`select ${t.quoted}.add_job('send_email', '{}') from generate_series(1, 5)`)
+    await t.query(
+      `update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-0123456789abcdef02', attempts = 4 where key = 'invoice:10'`,
+    )
+  },
   async purge(t) {
     await dlqRows(t, 20, {task: 'send_email', error: () => 'old failure', failedAgo: '40 days'})
     await dlqRows(t, 5, {task: 'send_email', error: () => 'recent failure'})
@@ -122,6 +137,19 @@ const checks: Record<string, (t: TestSchema) => Promise<void>> = {
     expect(await t.query(`select 1 from ${t.quoted}._private_jobs where payload::jsonb ? 'n'`)).to.have.length(12)
     expect(await t.query(`select 1 from ${t.quoted}._private_jobs where attempts >= max_attempts`)).to.have.length(0)
   },
+  async 'failing-loop'(t) {
+    // Nine parked and retried as fresh jobs; the running one was left alone; send_email untouched.
+    const jobs = await t.query<{key: string | null; attempts: number; task: string}>(
+      `select j.key, j.attempts, t.identifier as task from ${t.quoted}._private_jobs j join ${t.quoted}._private_tasks t on t.id = j.task_id`,
+    )
+    expect(jobs.filter((j) => j.task === 'send_email')).to.have.length(5)
+    const invoices = jobs.filter((j) => j.task === 'send_invoice')
+    expect(invoices).to.have.length(10)
+    expect(invoices.filter((j) => j.attempts === 0)).to.have.length(9)
+    expect(await t.query(`select 1 from ${t.quoted}.backfill_dlq`)).to.have.length(0)
+    const actions = await t.query<{action: string}>(`select distinct action from ${t.quoted}.backfill_dlq_audit`)
+    expect(actions.map((a) => a.action).sort()).to.deep.equal(['jobs.fail', 'retry'])
+  },
   async purge(t) {
     expect(await t.query(`select 1 from ${t.quoted}.backfill_dlq`)).to.have.length(5)
   },
@@ -144,6 +172,7 @@ describe('docs/runbook.md: every command block runs against a prepared database'
       'backlog',
       'host-died',
       'broken-deploy',
+      'failing-loop',
       'purge',
       'upgrade',
       'ci-setup',

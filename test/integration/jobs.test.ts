@@ -13,7 +13,7 @@ import {
 import {listJobs} from '../../src/lib/jobs/list.js'
 import {buildJobSelector, type JobSelector} from '../../src/lib/jobs/selector.js'
 import {showJob} from '../../src/lib/jobs/show.js'
-import {rustMigration19Sql} from '../fixtures/rust.js'
+import {rustAddJobSql, rustAddJobsSql, rustMigration19Sql} from '../fixtures/rust.js'
 import {TestSchema} from '../support/db.js'
 import {addJob, craftStates, dlqJobIds, jobExists, setJob, type CraftedJobs} from '../support/jobs.js'
 
@@ -377,14 +377,22 @@ describe('jobs (library against PostgreSQL)', () => {
 
     it('operates jobs enqueued by plain SQL add_job and by the Rust port\u2019s SQL', async () => {
       await t.db.execScript(rustMigration19Sql(t.quoted, t.schema))
-      // The Rust crate's add_raw_job: named-argument add_job (its migration 19 body) with its spec.
-      const [rust] = await t.query<{id: string}>(
-        `select id::text from ${t.quoted}.add_job(identifier => 'rust_task', payload => '{"from":"rust"}'::json, queue_name => null,
-           run_at => now() + interval '5 minutes', max_attempts => 8, job_key => 'rust:1', priority => -5, flags => null, job_key_mode => 'replace')`,
-      )
-      const [rustBatch] = await t.query<{id: string}>(
-        `select id::text from ${t.quoted}.add_jobs(array[row('rust_task', '{"batch":1}'::json, 'rust_serial', null, 8::smallint, null, 0::smallint, null)::${t.quoted}.job_spec])`,
-      )
+      // The Rust port's own statements, against its migration 19 add_job/add_jobs bodies.
+      const [rust] = await t.query<{id: string}>(rustAddJobSql(t.quoted), [
+        'rust_task',
+        '{"from":"rust"}',
+        null,
+        new Date(Date.now() + 300_000),
+        8,
+        'rust:1',
+        -5,
+        null,
+        'replace',
+      ])
+      const [rustBatch] = await t.query<{id: string}>(rustAddJobsSql(t.quoted), [
+        JSON.stringify([{identifier: 'rust_task', payload: {batch: 1}, queue_name: 'rust_serial', max_attempts: 8}]),
+        false,
+      ])
       const node = await addJob(t, 'node_task', {runAt: '5 minutes'})
       expect(await ids(t, {tasks: ['rust_task']})).to.deep.equal(sorted(rust!.id, rustBatch!.id))
       const now = await runJobsNow(t.db, {selector: {tasks: ['rust_task', 'node_task']}})

@@ -2,23 +2,25 @@ import {Flags} from '@oclif/core'
 
 import {age, DlqCommand, shortTime} from '../../cli/dlq.js'
 import {since} from '../../cli/flags.js'
-import {dlqHistory, type HistoryRun} from '../../lib/dlq/audit.js'
+import {AUDIT_ACTIONS, dlqHistory, type AuditAction, type HistoryRun} from '../../lib/dlq/audit.js'
 
 export interface HistoryResult {
   runs: HistoryRun[]
 }
 
 export default class DlqHistory extends DlqCommand<typeof DlqHistory> {
-  static override summary = 'Show the DLQ audit trail: who retried, purged or captured what, when and why.'
-  static override description = `One row per run of dlq retry, purge or capture (a run's batches are summed), newest first: when, the OS user and host, the database role, the reason given, the selection and how many entries it moved. --json adds the selection and options of each run; the audit table (backfill_dlq_audit) also keeps the entry and job ids of every batch.`
+  static override summary =
+    'Show the audit trail: who retried, purged or captured DLQ entries, or removed, failed or rescheduled jobs, when and why.'
+  static override description = `One row per run of dlq retry, purge or capture and of jobs remove, fail, run-now or reschedule (actions jobs.remove, jobs.move-to-dlq, jobs.fail, jobs.run-now, jobs.reschedule; a run's batches are summed), newest first: when, the OS user and host, the database role, the reason given, the selection, how many entries or jobs it changed and how many it left alone. --json adds the selection and options of each run; the audit table (backfill_dlq_audit) also keeps the entry and job ids of every batch.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --action retry --since 7d --json',
+    '<%= config.bin %> <%= command.id %> --action jobs.move-to-dlq',
   ]
 
   static override flags = {
-    action: Flags.string({options: ['retry', 'purge', 'capture'], summary: 'Only runs of this action.'}),
+    action: Flags.string({options: [...AUDIT_ACTIONS], summary: 'Only runs of this action.'}),
     since: since({summary: 'Only runs since this time (ISO 8601, or a duration ago: 7d).'}),
     limit: Flags.integer({summary: 'Runs shown (default 20).', min: 1, max: 10_000, default: 20}),
   }
@@ -26,7 +28,7 @@ export default class DlqHistory extends DlqCommand<typeof DlqHistory> {
   async run(): Promise<HistoryResult> {
     await this.requireDlq()
     const runs = await dlqHistory(this.db(), {
-      action: this.flags.action as 'retry' | 'purge' | 'capture' | undefined,
+      action: this.flags.action as AuditAction | undefined,
       since: this.flags.since,
       limit: this.flags.limit,
     })
@@ -36,13 +38,13 @@ export default class DlqHistory extends DlqCommand<typeof DlqHistory> {
         {header: 'STARTED', get: (r) => shortTime(r.startedAt)},
         {header: 'AGE', get: (r) => age(r.startedAt), align: 'right'},
         {header: 'ACTION', get: (r) => r.action},
-        {header: 'ENTRIES', get: (r) => String(r.count), align: 'right'},
+        {header: 'COUNT', get: (r) => String(r.count), align: 'right'},
         {header: 'SKIPPED', get: (r) => (r.skipped > 0 ? String(r.skipped) : ''), align: 'right'},
         {header: 'BY', get: (r) => `${[r.osUser, r.hostname].filter(Boolean).join('@')} (${r.dbUser})`, max: 40},
         {header: 'SELECTION', get: (r) => describe(r.selection), max: 40},
         {header: 'REASON', get: (r) => r.reason ?? '', max: 40},
       ],
-      'no DLQ retries, purges or captures recorded yet',
+      'no DLQ or jobs actions recorded yet',
     )
     return {runs}
   }

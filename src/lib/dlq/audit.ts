@@ -49,8 +49,24 @@ export function auditContext(options: AuditOptions): AuditContext {
   }
 }
 
+/**
+ * Actions recorded in backfill_dlq_audit: the DLQ's own, and the jobs actions on the live
+ * queue (jobs/actions.ts), in the same table and format so one trail shows both.
+ */
+export const AUDIT_ACTIONS = [
+  'retry',
+  'purge',
+  'capture',
+  'jobs.remove',
+  'jobs.move-to-dlq',
+  'jobs.fail',
+  'jobs.run-now',
+  'jobs.reschedule',
+] as const
+export type AuditAction = (typeof AUDIT_ACTIONS)[number]
+
 export interface HistoryOptions {
-  action?: 'retry' | 'purge' | 'capture'
+  action?: AuditAction
   since?: Date
   limit?: number
 }

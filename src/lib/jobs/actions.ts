@@ -1,6 +1,6 @@
 import {SMALLINT_MAX, SMALLINT_MIN} from '../client/spec.js'
 import type {Database} from '../db.js'
-import {auditContext, type AuditOptions} from '../dlq/audit.js'
+import {auditContext, type AuditAction, type AuditOptions} from '../dlq/audit.js'
 import {withDeadlockRetry} from '../dlq/scan.js'
 import {InternalError, NotMigratedError, UsageError} from '../errors.js'
 import {requireMigrated, type SchemaInspection} from '../schema/inspect.js'
@@ -164,9 +164,17 @@ const BUSY_ROUNDS = 3
 const BUSY_PAUSE_MS = 200
 
 /** The action's name in the audit trail (backfill_dlq_audit.action). */
-export function auditAction(spec: JobActionSpec): string {
-  if (spec.action === 'remove') return spec.toDlq ? 'jobs.move-to-dlq' : 'jobs.remove'
-  return `jobs.${spec.action.replace('_', '-')}`
+export function auditAction(spec: JobActionSpec): AuditAction {
+  switch (spec.action) {
+    case 'remove':
+      return spec.toDlq ? 'jobs.move-to-dlq' : 'jobs.remove'
+    case 'fail':
+      return 'jobs.fail'
+    case 'run_now':
+      return 'jobs.run-now'
+    case 'reschedule':
+      return 'jobs.reschedule'
+  }
 }
 
 interface Selected {
