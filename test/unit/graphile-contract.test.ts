@@ -64,7 +64,7 @@ describe('graphile-worker contract (the installed copy still has what the worker
   it('LocalQueue keeps the background() tracking and the events holdLocalQueueRelease uses', () => {
     const localQueue = source('localQueue.js')
     expect(localQueue).to.match(
-      /\n    background\(promise\) \{\n        if \(this\.mode === "RELEASED" && this\.backgroundCount === 0\)/,
+      /\n {4}background\(promise\) \{\n {8}if \(this\.mode === "RELEASED" && this\.backgroundCount === 0\)/,
     )
     expect(localQueue).to.contain(
       `"${GRAPHILE_CONTRACT.localQueueInitEvent}", {\n            ctx: ctx,\n            localQueue: this,`,
