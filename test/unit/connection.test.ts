@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 
 import {redactUrl, resolveConnection, scrubSecrets} from '../../src/lib/connection.js'
+import {conninfoToUrl, parseKeyValueConninfo} from '../../src/lib/conninfo.js'
 import {ConfigError} from '../../src/lib/errors.js'
 
 describe('connection resolution', () => {
@@ -74,5 +75,73 @@ describe('connection resolution', () => {
   it('parses socket URLs', () => {
     const target = resolveConnection({databaseUrl: 'postgres://postgres@/postgres?host=%2Ftmp%2Fpg', env: {}})
     expect(target).to.include({host: '/tmp/pg', database: 'postgres', user: 'postgres'})
+  })
+
+  describe("libpq's key=value form", () => {
+    it('parses quoted values, backslash escapes and spaces around "=" as libpq does', () => {
+      const pairs = parseKeyValueConninfo(
+        " host = db.internal port=6543\tuser=o\\'neil password='a b\\\\c\\'d' dbname='' options='-c search_path=x'",
+      )
+      expect(Object.fromEntries(pairs)).to.deep.equal({
+        host: 'db.internal',
+        port: '6543',
+        user: "o'neil",
+        password: "a b\\c'd",
+        dbname: '',
+        options: '-c search_path=x',
+      })
+      // A later keyword wins; an unquoted value ends at whitespace.
+      expect(parseKeyValueConninfo('user=a user=b').get('user')).to.equal('b')
+    })
+
+    it('gives pg the URL that reaches the same server as the same user', () => {
+      const target = resolveConnection({
+        databaseUrl: "host=127.0.0.1 port=5433 user=app password='p@ss w/rd#?' dbname=my_db sslmode=disable",
+        env: {},
+      })
+      expect(target).to.include({host: '127.0.0.1', port: 5433, user: 'app', database: 'my_db'})
+      expect(target.display).to.equal('postgres://app:***@127.0.0.1:5433/my_db?sslmode=disable')
+      expect(target.secrets).to.include('p@ss w/rd#?')
+      const socket = resolveConnection({databaseUrl: 'host=/var/run/postgresql dbname=jobs user=ops', env: {}})
+      expect(socket).to.include({host: '/var/run/postgresql', database: 'jobs', user: 'ops', port: 5432})
+      const v6 = resolveConnection({databaseUrl: 'hostaddr=::1 host=db port=1 dbname=x', env: {}})
+      expect(v6).to.include({host: '::1', port: 1})
+      expect(conninfoToUrl(parseKeyValueConninfo("dbname='a b' application_name=x"))).to.equal(
+        'postgres:///a%20b?application_name=x',
+      )
+    })
+
+    it('refuses what libpq refuses (or pg cannot do) without quoting the input', () => {
+      for (const text of [
+        'host=db password=secret1 secret2', // missing "=" after an item
+        "host=db password='secret1", // unterminated quote
+        'host=db pasword=secret1', // unknown keyword
+        'service=prod', // pg_service.conf
+        'host=a,b port=1,2', // several hosts
+        'host=db port=secret1',
+      ]) {
+        try {
+          resolveConnection({databaseUrl: text, env: {}})
+          expect.fail(`should refuse ${text}`)
+        } catch (error) {
+          expect(error, text).to.be.instanceOf(ConfigError)
+          const all = [(error as ConfigError).message, ...(error as ConfigError).suggestions].join('\n')
+          expect(all, text).not.to.contain('secret')
+        }
+      }
+    })
+  })
+
+  it('never shows a scheme-less URL, nor a password the URL parser would split', () => {
+    for (const url of ['app:hunter2@db/x', 'postgres://app:hunter@2b/cd@127.0.0.1:1/x']) {
+      expect(() => resolveConnection({databaseUrl: url, env: {}})).to.throw(ConfigError, /^(?!.*(hunter|2b)).*$/)
+    }
+    expect(redactUrl('app:hunter2@db/x')).to.equal('***@db/x')
+    expect(redactUrl("host=db password='a b' sslpassword=c dbname=x")).to.equal(
+      'host=db password=*** sslpassword=*** dbname=x',
+    )
+    // An "@" in a query parameter is not the end of the user-info.
+    const target = resolveConnection({databaseUrl: 'postgres://app:pw1@db/x?application_name=me@host', env: {}})
+    expect(target).to.include({host: 'db', display: 'postgres://app:***@db/x?application_name=me@host'})
   })
 })
