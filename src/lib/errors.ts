@@ -71,8 +71,12 @@ export class ConnectionError extends BackfillError {
 
 /** The role lacks a privilege the operation needs. */
 export class PermissionError extends BackfillError {
-  readonly code = 'E_PERMISSION'
+  readonly code: string
   readonly exitCode = EXIT_CODES.config
+  constructor(message: string, options: BackfillErrorOptions & {code?: string} = {}) {
+    super(message, options)
+    this.code = options.code ?? 'E_PERMISSION'
+  }
 }
 
 /** The database is not in a state that allows the operation (e.g. schema not migrated). */

@@ -154,13 +154,12 @@ function permissionHints(message: string, database: string, user: string, schema
       'or run backfill migrate as the database owner (then workers can run with --no-migrate)',
     ]
   }
-  if (/for schema/i.test(message)) {
-    return [`GRANT USAGE ON SCHEMA ${inSchema} TO ${role};`, 'or run the command as the schema owner']
-  }
-  if (/for (table|relation|sequence|view)/i.test(message)) {
+  // Table GRANTs are not the fix: graphile-worker's tables have row-level security with no
+  // policy, so a granted non-owner reads zero rows (requireMigrated refuses that state).
+  if (/for (schema|table|relation|sequence|view)/i.test(message)) {
     return [
-      `to read: GRANT SELECT ON ALL TABLES IN SCHEMA ${inSchema} TO ${role};`,
-      `to change jobs or the DLQ: GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${inSchema} TO ${role}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA ${inSchema} TO ${role};`,
+      `run the command as the owner of ${inSchema}'s tables, or make this role a member of that owner: GRANT <owner> TO ${role};`,
+      `graphile-worker's tables use row-level security: GRANTs on them alone show ${role} no rows (a superuser may instead ALTER ROLE ${role} BYPASSRLS)`,
     ]
   }
   if (/for function|for procedure/i.test(message))

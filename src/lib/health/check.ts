@@ -85,7 +85,7 @@ export async function runChecks(db: Database, thresholds: CheckThresholds): Prom
   const checks: CheckOutcome[] = []
   let inspection: SchemaInspection
   if (thresholds.requireMigrated) {
-    inspection = await inspectSchema(db)
+    inspection = await inspectSchema(db, {requireRowAccess: true})
     const outcome = migratedCheck(inspection)
     checks.push(outcome)
     if (!inspection.graphile.installed) {

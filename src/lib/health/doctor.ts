@@ -69,7 +69,8 @@ const BREAKING_UPGRADE_WINDOW_MS = 4 * 3_600_000
 const RUST_SWEEP_THRESHOLD_MS = 5 * 60_000
 
 export async function schemaStatus(db: Database): Promise<SchemaStatus> {
-  const inspection = await inspectSchema(db)
+  // Lock and worker counts read graphile's tables: refuse a role row security blinds.
+  const inspection = await inspectSchema(db, {requireRowAccess: true})
   const g = inspection.graphile
   const findings: Finding[] = []
   const flag = db.schema === 'graphile_worker' ? '' : ` --schema ${db.schema}`

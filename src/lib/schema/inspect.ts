@@ -1,5 +1,6 @@
 import type {Database} from '../db.js'
-import {NotMigratedError} from '../errors.js'
+import {NotMigratedError, PermissionError} from '../errors.js'
+import {quoteIdent} from '../identifiers.js'
 import {inspectCatalog, legacyMigrationRows, migrationRows} from '../sql/schema.js'
 import {type BackfillCatalog, missingObjects} from './backfill-objects.js'
 import {graphilePackage} from './graphile-migrations.js'
@@ -34,6 +35,15 @@ export interface SchemaInspection {
     /** The Rust port's migration 20 objects. */
     rustWorkersTable: boolean
     functions: string[]
+    /**
+     * graphile's tables whose rows row-level security hides from the connected role (it
+     * neither owns them nor bypasses RLS, and no policy grants it rows): reads see none.
+     */
+    rowSecurityHidden: string[]
+    /** Owner of graphile's tables (null when not installed). */
+    tablesOwner: string | null
+    /** The role this connection acts as (current_user). */
+    role: string
   }
   backfill: {
     catalog: BackfillCatalog
@@ -45,8 +55,18 @@ export interface SchemaInspection {
   }
 }
 
-export async function inspectSchema(db: Database): Promise<SchemaInspection> {
+export interface InspectOptions {
+  /**
+   * Refuse (PermissionError) before reading anything when row-level security hides
+   * graphile's rows from this role, instead of letting every count read zero.
+   */
+  requireRowAccess?: boolean
+}
+
+export async function inspectSchema(db: Database, options: InspectOptions = {}): Promise<SchemaInspection> {
   const row = await db.one(inspectCatalog, [db.schema])
+  if (options.requireRowAccess && row.relations.includes('_private_jobs'))
+    assertRowAccess(db.schema, {hidden: row.row_hidden, owner: row.tables_owner, role: row.role_name})
   const relations = new Set(row.relations)
   const columnList = (row.columns ?? []) as {table: string; column: string; type: string}[]
   const columns = new Map(columnList.map((c) => [`${c.table}.${c.column}`, c.type]))
@@ -76,6 +96,9 @@ export async function inspectSchema(db: Database): Promise<SchemaInspection> {
       unknown: migrations.filter((m) => m.id > pkg.highest).map((m) => m.id),
       rustWorkersTable: relations.has('_private_workers'),
       functions: row.functions,
+      rowSecurityHidden: row.row_hidden,
+      tablesOwner: row.tables_owner,
+      role: row.role_name,
     },
     backfill: {
       catalog,
@@ -98,7 +121,7 @@ export interface RequireOptions {
  * anything) when graphile-worker's schema, or the DLQ when asked, is missing.
  */
 export async function requireMigrated(db: Database, options: RequireOptions = {}): Promise<SchemaInspection> {
-  const inspection = await inspectSchema(db)
+  const inspection = await inspectSchema(db, {requireRowAccess: true})
   const flag = db.schema === 'graphile_worker' ? '' : ` --schema ${db.schema}`
   if (!inspection.graphile.installed) {
     throw new NotMigratedError(
@@ -115,4 +138,30 @@ export async function requireMigrated(db: Database, options: RequireOptions = {}
     throw new NotMigratedError(what, {suggestions: [`run: backfill init-dlq${flag} (or backfill migrate${flag})`]})
   }
   return inspection
+}
+
+/**
+ * graphile-worker enables row-level security on its tables and defines no policy: a role
+ * that is not their owner (nor a member of it) and lacks BYPASSRLS sees no rows even with
+ * every GRANT, so counts read 0 and workers find nothing. Refuse rather than report zero.
+ */
+export function assertRowAccess(schema: string, facts: {hidden: string[]; owner: string | null; role: string}): void {
+  if (facts.hidden.length === 0) return
+  const role = hintIdent(facts.role)
+  const owner = facts.owner === null ? '<owner of the tables>' : hintIdent(facts.owner)
+  throw new PermissionError(
+    `role "${facts.role}" cannot see the jobs in schema "${schema}": graphile-worker enables row-level security on ${facts.hidden.join(', ')} and this role neither owns them nor bypasses it, so every count would read 0`,
+    {
+      code: 'E_ROW_SECURITY',
+      suggestions: [
+        `run backfill as the tables' owner${facts.owner === null ? '' : ` (${facts.owner})`}, or make this role a member of it: GRANT ${owner} TO ${role};`,
+        `or, as a superuser: ALTER ROLE ${role} BYPASSRLS; (table GRANTs alone are not enough)`,
+      ],
+      details: {role: facts.role, owner: facts.owner, tables: facts.hidden},
+    },
+  )
+}
+
+function hintIdent(name: string): string {
+  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : quoteIdent(name)
 }

@@ -1,10 +1,25 @@
 import {statement} from './statement.js'
 
-/** Catalog facts about one schema: relations, backfill_* columns, functions. Read-only. */
+/**
+ * Catalog facts about one schema: relations, backfill_* columns, functions, and which of
+ * graphile's tables hide their rows from the current role. graphile-worker enables
+ * row-level security on its _private_* tables and defines no policy, so a role that
+ * neither owns them (or is a member of the owner) nor bypasses RLS reads zero rows
+ * whatever it was GRANTed; a permissive SELECT policy for the role counts as access.
+ * Read-only.
+ */
 export const inspectCatalog = statement({
   id: 'schema.inspect_catalog',
   params: ['text'],
-  columns: {schema_exists: 'bool', relations: '_text', columns: 'json', functions: '_text'},
+  columns: {
+    schema_exists: 'bool',
+    relations: '_text',
+    columns: 'json',
+    functions: '_text',
+    row_hidden: '_text',
+    tables_owner: 'text?',
+    role_name: 'text',
+  },
   sql: () => `select
   exists (select 1 from pg_namespace where nspname = $1::text) as schema_exists,
   array(select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -18,7 +33,18 @@ export const inspectCatalog = statement({
               and (c.relname like 'backfill\\_%' or c.relname = 'migrations')
               and a.attnum > 0 and not a.attisdropped), '[]'::json) as columns,
   array(select distinct p.proname::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where n.nspname = $1::text order by 1) as functions`,
+        where n.nspname = $1::text order by 1) as functions,
+  array(select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1::text and c.relkind in ('r', 'p') and c.relname like '\\_private\\_%'
+          and c.relrowsecurity and row_security_active(c.oid)
+          and not exists (select 1 from pg_policy p
+                          where p.polrelid = c.oid and p.polpermissive and p.polcmd in ('r', '*')
+                            and (0 = any(p.polroles)
+                                 or exists (select 1 from unnest(p.polroles) r where r <> 0 and pg_has_role(r, 'USAGE'))))
+        order by 1) as row_hidden,
+  (select pg_get_userbyid(c.relowner)::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+   where n.nspname = $1::text and c.relname = '_private_jobs') as tables_owner,
+  current_user::text as role_name`,
 })
 
 /** graphile-worker's migration ledger (Node ≥ 0.16 and Rust both have the breaking column). */

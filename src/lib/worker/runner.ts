@@ -320,7 +320,8 @@ export class WorkerRunner {
   /** Schema, then the startup capture and cleanup, before any graphile pool touches a job. */
   private async prepare(): Promise<void> {
     if (this.config.migrate) await migrate(this.db)
-    else await requireMigrated(this.db, {dlq: true})
+    // Also after migrating: a role that may migrate may still not see the jobs (row security).
+    await requireMigrated(this.db, {dlq: true})
     await this.migrations.start()
     if (this.dlq) await this.capture.run('startup')
     await this.lockCleanup?.run('startup')
