@@ -6,6 +6,7 @@ import {EXIT_CODES, InterruptedError, UsageError, type BackfillError} from '../l
 import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifiers.js'
 import {errorEnvelope, toBackfillError} from './errors.js'
 import {loadStyles, Output} from './output.js'
+import {terminalSafe} from './terminal-safe.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
   (typeof BaseCommand)['baseFlags'] & T['flags']
@@ -99,9 +100,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   private renderError(error: BackfillError): void {
     const color = this.out?.errColor
     const label = color ? color.red.bold('Error:') : 'Error:'
-    process.stderr.write(`${label} ${scrubSecrets(error.message, this.secrets)}\n`)
+    // Messages quote database errors and input, which may carry control characters.
+    process.stderr.write(`${label} ${terminalSafe(scrubSecrets(error.message, this.secrets))}\n`)
     for (const suggestion of error.suggestions) {
-      process.stderr.write(`  ${color ? color.dim('→') : '→'} ${scrubSecrets(suggestion, this.secrets)}\n`)
+      process.stderr.write(
+        `  ${color ? color.dim('→') : '→'} ${terminalSafe(scrubSecrets(suggestion, this.secrets))}\n`,
+      )
     }
   }
 

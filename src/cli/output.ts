@@ -1,4 +1,9 @@
+import {createRequire} from 'node:module'
+
 import type {ChalkInstance} from 'chalk'
+import type {Cell, TableConstructorOptions} from 'cli-table3'
+
+import {terminalSafe, terminalSafeLines} from './terminal-safe.js'
 
 export interface OutputOptions {
   json: boolean
@@ -20,7 +25,7 @@ export interface Column<R> {
   header: string
   get: (row: R) => string
   align?: 'left' | 'right'
-  /** Truncate cells to this many characters. */
+  /** Truncate cells to this many display columns (CJK and most emoji take two). */
   max?: number
 }
 
@@ -73,20 +78,30 @@ export class Output {
 
   /** A line of the human result (stdout); nothing under --json. */
   result(text: string): void {
-    if (!this.json) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`)
+    if (!this.json) process.stdout.write(this.safeOut(text.endsWith('\n') ? text : `${text}\n`))
   }
 
   /** Informational text for people (stderr); hidden by --quiet. */
   info(text: string): void {
-    if (!this.quiet) process.stderr.write(`${text}\n`)
+    if (!this.quiet) process.stderr.write(this.safeErr(`${text}\n`))
   }
 
   success(text: string): void {
-    if (!this.quiet) process.stderr.write(`${this.errColor.green('✔')} ${text}\n`)
+    if (!this.quiet) process.stderr.write(this.safeErr(`${this.errColor.green('✔')} ${text}\n`))
   }
 
   warn(text: string): void {
-    process.stderr.write(`${this.errColor.yellow('Warning:')} ${text}\n`)
+    process.stderr.write(this.safeErr(`${this.errColor.yellow('Warning:')} ${text}\n`))
+  }
+
+  /** Human text for stdout with every control character but our own colours made visible. */
+  safeOut(text: string): string {
+    return terminalSafeLines(text, this.color.level > 0)
+  }
+
+  /** As safeOut, for stderr. */
+  safeErr(text: string): string {
+    return terminalSafeLines(text, this.errColor.level > 0)
   }
 
   /** A borderless, two-space separated table on stdout (easy to read and to awk). */
@@ -100,31 +115,80 @@ export class Output {
   }
 }
 
+/** Borderless: columns separated by two spaces, no rules, no padding (stable for awk and cut). */
+const TABLE_STYLE = {
+  chars: {
+    top: '',
+    'top-mid': '',
+    'top-left': '',
+    'top-right': '',
+    bottom: '',
+    'bottom-mid': '',
+    'bottom-left': '',
+    'bottom-right': '',
+    left: '',
+    'left-mid': '',
+    mid: '',
+    'mid-mid': '',
+    right: '',
+    'right-mid': '',
+    middle: '  ',
+  },
+  style: {head: [], border: [], 'padding-left': 0, 'padding-right': 0},
+} satisfies TableConstructorOptions
+
+type TableConstructor = new (options: TableConstructorOptions) => {push(...rows: Cell[][]): number; toString(): string}
+let tableClass: TableConstructor | undefined
+let widthOf: ((text: string) => number) | undefined
+
+/** cli-table3 is loaded on the first table (it costs ~10 ms of start-up that most runs never need). */
+function loadTable(): TableConstructor {
+  tableClass ??= createRequire(import.meta.url)('cli-table3') as TableConstructor
+  return tableClass
+}
+
+/** Display width as cli-table3 measures it (string-width: East Asian wide characters and emoji are two). */
+export function stringWidth(text: string): number {
+  widthOf ??= createRequire(import.meta.url)('string-width') as (text: string) => number
+  return widthOf(text)
+}
+
+/**
+ * A table through cli-table3 in the borderless style above. Cells are made terminal-safe and
+ * one line; widths are display widths (CJK and emoji take two columns); header styling does
+ * not count. Trailing spaces are trimmed from every line.
+ */
 export function renderTable<R>(rows: readonly R[], columns: readonly Column<R>[], color: ChalkInstance): string {
-  const cells = rows.map((row) => columns.map((c) => truncate(oneLine(c.get(row)), c.max)))
-  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => (r[i] ?? '').length)))
-  const pad = (text: string, i: number): string => {
-    const width = widths[i] ?? 0
-    return columns[i]?.align === 'right' ? text.padStart(width) : text.padEnd(width)
-  }
-  const header = columns
-    .map((c, i) => color.bold(pad(c.header, i)))
-    .join('  ')
-    .trimEnd()
-  const body = cells.map((r) =>
-    r
-      .map((cell, i) => pad(cell, i))
-      .join('  ')
-      .trimEnd(),
-  )
-  return [header, ...body].join('\n')
+  const Table = loadTable()
+  const table = new Table({...TABLE_STYLE, head: columns.map((c) => color.bold(c.header))})
+  for (const row of rows)
+    table.push(
+      columns.map((c): Cell => ({content: truncate(terminalSafe(c.get(row)), c.max), hAlign: c.align ?? 'left'})),
+    )
+  return table
+    .toString()
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .join('\n')
 }
 
-function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' ⏎ ')
-}
+let graphemes: Intl.Segmenter | undefined
 
+/**
+ * Shortens text to at most max display columns, ending with "…"; never splits a grapheme
+ * (a surrogate pair, an emoji sequence, a letter with its combining marks).
+ */
 export function truncate(text: string, max?: number): string {
-  if (max === undefined || text.length <= max) return text
-  return `${text.slice(0, Math.max(0, max - 1))}…`
+  if (max === undefined || stringWidth(text) <= max) return text
+  graphemes ??= new Intl.Segmenter(undefined, {granularity: 'grapheme'})
+  const room = Math.max(0, max - 1)
+  let out = ''
+  let width = 0
+  for (const {segment} of graphemes.segment(text)) {
+    const w = stringWidth(segment)
+    if (width + w > room) break
+    out += segment
+    width += w
+  }
+  return `${out}…`
 }

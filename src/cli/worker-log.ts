@@ -2,6 +2,7 @@ import type {ChalkInstance} from 'chalk'
 
 import {formatDuration} from '../lib/duration.js'
 import type {WorkerEvent} from '../lib/worker/events.js'
+import {terminalSafe} from './terminal-safe.js'
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 const ORDER: Record<LogLevel, number> = {debug: 0, info: 1, warn: 2, error: 3}
@@ -31,8 +32,12 @@ export function formatJson(event: WorkerEvent, now = new Date()): string {
   return JSON.stringify({time: now.toISOString(), level: levelOf(event), event: type, ...rest})
 }
 
-/** One human line per event. */
+/**
+ * One human line per event. Task names, errors and messages come from jobs and tasks: every
+ * string field is made terminal-safe (control characters shown as escapes, lines kept) first.
+ */
 export function formatText(event: WorkerEvent, color: ChalkInstance, now = new Date()): string {
+  event = safeStrings(event)
   const level = levelOf(event)
   const tag = {
     debug: color.dim('debug'),
@@ -41,6 +46,26 @@ export function formatText(event: WorkerEvent, color: ChalkInstance, now = new D
     error: color.red('error'),
   }[level]
   return `${color.dim(now.toISOString())} ${tag} ${describeEvent(event, color, now)}`
+}
+
+function safeStrings<T extends object>(value: T): T {
+  const copy: Record<string, unknown> = {...(value as Record<string, unknown>)}
+  for (const [key, field] of Object.entries(copy)) {
+    if (typeof field === 'string') copy[key] = terminalSafe(field, {multiline: true})
+    else if (Array.isArray(field))
+      copy[key] = field.map((item: unknown) =>
+        typeof item === 'string'
+          ? terminalSafe(item)
+          : item !== null && typeof item === 'object'
+            ? safeStrings(item as object)
+            : item,
+      )
+    else if (field !== null && typeof field === 'object' && !(field instanceof Date))
+      copy[key] = Object.fromEntries(
+        Object.entries(field as object).map(([k, v]) => [terminalSafe(k), typeof v === 'string' ? terminalSafe(v) : v]),
+      )
+  }
+  return copy as T
 }
 
 function describeEvent(event: WorkerEvent, color: ChalkInstance, now: Date): string {

@@ -8,6 +8,7 @@ import {renderTable, type Column} from '../cli/output.js'
 import {toBackfillError} from '../cli/errors.js'
 import {scrubSecrets} from '../lib/connection.js'
 import {formatDuration} from '../lib/duration.js'
+import {sleep} from '../lib/sleep.js'
 import {
   DEFAULT_QUEUE_LIMIT,
   queueStatus,
@@ -79,18 +80,16 @@ export default class Status extends DbCommand<typeof Status> {
       const header = `every ${formatDuration(intervalMs)} · ${new Date().toISOString().replace('T', ' ').slice(0, 19)} UTC · Ctrl-C to stop`
       try {
         const result = await queueStatus(db, options)
+        const frame = (): string => this.out.safeOut(this.frame(result, this.out.color))
         if (json) process.stdout.write(`${JSON.stringify(result)}\n`)
-        else if (inPlace)
-          process.stdout.write(
-            `\u001B[H\u001B[2J${this.out.color.dim(header)}\n${this.frame(result, this.out.color)}\n`,
-          )
-        else process.stdout.write(`--- ${header}\n${this.frame(result, this.out.color)}\n`)
+        else if (inPlace) process.stdout.write(`\u001B[H\u001B[2J${this.out.color.dim(header)}\n${frame()}\n`)
+        else process.stdout.write(`--- ${header}\n${frame()}\n`)
       } catch (error) {
         // The first round reports like any command; later rounds keep watching through blips.
         if (first) throw error
         const message = scrubSecrets(toBackfillError(error).message, this.secrets)
         if (json) process.stdout.write(`${JSON.stringify({error: {message, at: new Date()}})}\n`)
-        else process.stderr.write(`${header}: ${message}\n`)
+        else process.stderr.write(this.out.safeErr(`${header}: ${message}\n`))
       }
       first = false
       await sleep(intervalMs, signal)
@@ -175,17 +174,4 @@ export default class Status extends DbCommand<typeof Status> {
     }
     return lines.join('\n')
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve()
-    const timer = setTimeout(done, ms)
-    function done(): void {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    signal.addEventListener('abort', done)
-  })
 }

@@ -63,3 +63,40 @@ describe('worker log lines', () => {
     ).to.match(/still locked by this worker: unknown \(could not check: too many connections for role "app"\)$/)
   })
 })
+
+describe('worker log lines on a terminal', () => {
+  it('task names, errors and capture counts from jobs cannot control the terminal (only our colours pass)', () => {
+    const colour = new Chalk({level: 1})
+    const lines = [
+      formatText(
+        {
+          type: 'job:failure',
+          durationMs: 3,
+          error: 'boom \u001B]0;pwned\u0007 \u001B[2J\u009B1A\rX\n    at task (t.js:1)',
+          outcome: 'permanent',
+          pool: 'shared',
+          task: 'evil\u001B[2J',
+          jobId: '7',
+          attempt: 1,
+          maxAttempts: 8,
+        },
+        colour,
+        now,
+      ),
+      formatText(
+        {type: 'dlq:capture', captured: 1, durationMs: 1, reason: 'interval', byTask: {'evil\u001B[2J': 1}},
+        colour,
+        now,
+      ),
+      formatText({type: 'log', level: 'info', message: 'task said \u001B]0;pwned\u0007'}, colour, now),
+    ]
+    for (const line of lines) {
+      expect(line.replace(/\u001B\[[0-9;]*m/g, '')).to.not.match(/[\u0000-\u0009\u000B-\u001F\u007F-\u009F]/)
+    }
+    expect(lines[0])
+      .to.contain('evil\\x1b[2J#7')
+      .and.contain('boom \\x1b]0;pwned\\x07 \\x1b[2J\\x9b1A\\rX\n    at task')
+    expect(lines[1]).to.contain('evil\\x1b[2J ×1')
+    expect(lines[2]).to.contain('task said \\x1b]0;pwned\\x07')
+  })
+})

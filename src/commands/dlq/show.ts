@@ -1,7 +1,8 @@
 import {Args} from '@oclif/core'
 
-import {age, DlqCommand, queueLabel, shortTime} from '../../cli/dlq.js'
+import {age, attemptsLabel, DlqCommand, queueLabel, shortTime} from '../../cli/dlq.js'
 import type {Column} from '../../cli/output.js'
+import {safeField, terminalSafe} from '../../cli/terminal-safe.js'
 import {showDlqEntry, type DlqEvent, type ShowResult} from '../../lib/dlq/entries.js'
 import {parseEntryId} from '../../lib/dlq/selector.js'
 
@@ -27,16 +28,19 @@ export default class DlqShow extends DlqCommand<typeof DlqShow> {
     const {out} = this
     const c = out.color
     const line = (label: string, value: string | number | null | undefined): void => {
-      out.result(
-        `${c.bold(`${label}:`.padEnd(18))}${value === null || value === undefined || value === '' ? '–' : value}`,
-      )
+      out.result(`${c.bold(`${label}:`.padEnd(18))}${safeField(value) || '–'}`)
     }
     line('Entry', e.id)
     line('Task', e.taskIdentifier)
     line('Queue', queueLabel(e.queueName))
     line('Priority', e.priority)
     line('Job key', e.jobKey)
-    line('Attempts', `${e.attempts ?? '?'}/${e.maxAttempts ?? '?'}`)
+    line(
+      'Attempts',
+      attemptsLabel(e) === 'permanent'
+        ? `failed permanently (no retries; max ${e.maxAttempts ?? '–'})`
+        : attemptsLabel(e),
+    )
     line('Failure reason', e.failureReason)
     line('Failed at', `${shortTime(e.failedAt)} (${age(e.failedAt)} ago)`)
     line('Landed', `${e.failureCount} time(s)`)
@@ -55,7 +59,9 @@ export default class DlqShow extends DlqCommand<typeof DlqShow> {
     out.result('')
     out.result(c.bold('Error:'))
     out.result(
-      typeof e.lastError === 'object' && e.lastError !== null ? JSON.stringify(e.lastError, null, 2) : e.errorText,
+      typeof e.lastError === 'object' && e.lastError !== null
+        ? JSON.stringify(e.lastError, null, 2)
+        : terminalSafe(e.errorText, {multiline: true}),
     )
     out.result('')
     if (history.length === 0) {

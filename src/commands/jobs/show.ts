@@ -4,6 +4,7 @@ import {parse, stringify} from 'lossless-json'
 import {age, shortTime} from '../../cli/dlq.js'
 import {JobsCommand, relative, stateLabel} from '../../cli/jobs.js'
 import type {Column} from '../../cli/output.js'
+import {safeField, terminalSafe} from '../../cli/terminal-safe.js'
 import type {DlqEvent} from '../../lib/dlq/entries.js'
 import {UsageError} from '../../lib/errors.js'
 import {parseJobId} from '../../lib/jobs/selector.js'
@@ -49,9 +50,7 @@ export default class JobsShow extends JobsCommand<typeof JobsShow> {
     const {job, queue, dlq} = result
     const c = out.color
     const line = (label: string, value: string | number | null | undefined): void => {
-      out.result(
-        `${c.bold(`${label}:`.padEnd(14))}${value === null || value === undefined || value === '' ? '–' : value}`,
-      )
+      out.result(`${c.bold(`${label}:`.padEnd(14))}${safeField(value) || '–'}`)
     }
     line('Job', job.id)
     line('Task', job.taskIdentifier)
@@ -82,7 +81,7 @@ export default class JobsShow extends JobsCommand<typeof JobsShow> {
     }
     out.result('')
     out.result(c.bold('Last error:'))
-    out.result(job.lastError ?? '–')
+    out.result(job.lastError === null ? '–' : terminalSafe(job.lastError, {multiline: true}))
     out.result('')
     out.result(c.bold('Payload:'))
     out.result(prettyJson(result.payloadText))
@@ -97,7 +96,7 @@ export default class JobsShow extends JobsCommand<typeof JobsShow> {
       )
     for (const e of dlq.entries)
       out.result(
-        `${c.bold('In the DLQ:')} entry ${e.id} with the same job key, failed ${shortTime(e.failedAt)} (${e.failureCount} time(s)): ${e.errorText.split('\n')[0]}`,
+        `${c.bold('In the DLQ:')} entry ${e.id} with the same job key, failed ${shortTime(e.failedAt)} (${e.failureCount} time(s)): ${terminalSafe(e.errorText.split('\n')[0] ?? '')}`,
       )
     if (!dlq.retriedFrom && dlq.entries.length === 0) out.result(`${c.bold('DLQ history:')} none`)
     if (dlq.events.length > 0) {
