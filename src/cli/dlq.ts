@@ -1,10 +1,11 @@
 import {Args, Flags, type Command} from '@oclif/core'
 
 import type {DlqEntry} from '../lib/dlq/entries.js'
+import type {DlqStats} from '../lib/dlq/stats.js'
 import {buildSelector, isEmptySelector, type DlqSelector} from '../lib/dlq/selector.js'
 import {UsageError} from '../lib/errors.js'
 import {requireMigrated} from '../lib/schema/inspect.js'
-import type {Column} from './output.js'
+import type {Column, Output} from './output.js'
 import {
   CLI_SELECTOR_LABELS,
   commonSelectorFlags,
@@ -106,13 +107,61 @@ export const ENTRY_COLUMNS: Column<DlqEntry>[] = [
   {header: 'ID', get: (e) => e.id, align: 'right'},
   {header: 'TASK', get: (e) => e.taskIdentifier, max: 28},
   {header: 'QUEUE', get: (e) => queueLabel(e.queueName), max: 20},
-  {header: 'ATTEMPTS', get: (e) => `${e.attempts ?? '?'}/${e.maxAttempts ?? '?'}`, align: 'right'},
+  {header: 'ATTEMPTS', get: (e) => attemptsLabel(e), align: 'right'},
   {header: 'RETRIED', get: (e) => (e.requeuedCount > 0 ? `${e.requeuedCount}×` : ''), align: 'right'},
   {header: 'FAILED AT', get: (e) => shortTime(e.failedAt)},
   {header: 'AGE', get: (e) => age(e.failedAt), align: 'right'},
   {header: 'ERROR', get: (e) => e.errorText, max: 60},
   {header: 'PAYLOAD', get: (e) => compactJson(e.payload), max: 40},
 ]
+
+/**
+ * "3/8". A job failed by a permanent error had its attempts used up at once (ours and the
+ * Rust crate's PermanentFailurePlugin), so the attempt it failed on is not recorded: say
+ * "permanent" rather than a count. Other rows without a count (written by hand) show "–".
+ */
+export function attemptsLabel(e: Pick<DlqEntry, 'attempts' | 'maxAttempts' | 'failureReason'>): string {
+  if (e.attempts === null && /^Permanent failure/i.test(e.failureReason)) return 'permanent'
+  return `${e.attempts ?? '–'}/${e.maxAttempts ?? '–'}`
+}
+
+/** The dlq stats tables (also the body of retry and purge dry runs). */
+export function renderStats(out: Output, stats: DlqStats, top: number): void {
+  if (stats.total === 0) {
+    out.result('no DLQ entries match the selection')
+    return
+  }
+  out.result(
+    `${stats.total} entr${stats.total === 1 ? 'y' : 'ies'}, oldest ${shortTime(stats.oldest)} (${age(stats.oldest)} ago), newest ${shortTime(stats.newest)} (${age(stats.newest)} ago)`,
+  )
+  out.result('')
+  out.table(stats.byTask.slice(0, top), [
+    {header: 'TASK', get: (t) => t.taskIdentifier},
+    {header: 'ENTRIES', get: (t) => String(t.count), align: 'right'},
+  ])
+  if (stats.byTask.length > top) out.result(`… and ${stats.byTask.length - top} more tasks`)
+  out.result('')
+  out.table(stats.byQueue.slice(0, top), [
+    {header: 'QUEUE', get: (q) => queueLabel(q.queueName)},
+    {header: 'ENTRIES', get: (q) => String(q.count), align: 'right'},
+  ])
+  if (stats.byQueue.length > top) out.result(`… and ${stats.byQueue.length - top} more queues`)
+  out.result('')
+  out.result(out.color.bold('Failure groups (largest first):'))
+  out.table(stats.groups.slice(0, top), [
+    {header: 'GROUP', get: (g) => g.fingerprint},
+    {header: 'TASK', get: (g) => g.taskIdentifier, max: 28},
+    {header: 'ENTRIES', get: (g) => String(g.count), align: 'right'},
+    {header: 'FIRST', get: (g) => `${age(g.firstSeen)} ago`, align: 'right'},
+    {header: 'LAST', get: (g) => `${age(g.lastSeen)} ago`, align: 'right'},
+    {header: 'ERROR (sample)', get: (g) => g.sampleError, max: 70},
+  ])
+  if (stats.groups.length > top) out.result(`… and ${stats.groups.length - top} more groups`)
+  if (stats.groupsTruncated)
+    out.warn(
+      `${stats.ungrouped} entries fell outside the ${stats.groups.length} groups tracked (too many distinct errors)`,
+    )
+}
 
 /** The command line that continues with the same flags (for hints). */
 export function schemaFlag(schema: string): string {

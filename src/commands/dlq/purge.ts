@@ -2,13 +2,12 @@ import {Flags} from '@oclif/core'
 
 import {confirmDestructive} from '../../cli/confirm.js'
 import {selectionAsOfNow} from '../../lib/dlq/selector.js'
-import {DlqCommand, ENTRY_COLUMNS, idsArg, requireSelection, selectorFlags} from '../../cli/dlq.js'
+import {DlqCommand, ENTRY_COLUMNS, idsArg, renderStats, requireSelection, selectorFlags} from '../../cli/dlq.js'
 import {previewSelection, type SelectionPreview} from '../../lib/dlq/preview.js'
 import {DEFAULT_PURGE_BATCH, purgeDlq, type PurgeResult} from '../../lib/dlq/purge.js'
 import {countSelection} from '../../lib/dlq/scan.js'
 import type {DlqSelector} from '../../lib/dlq/selector.js'
 import {EXIT_CODES} from '../../lib/errors.js'
-import {renderStats} from './stats.js'
 
 export type PurgeCommandResult =
   ({dryRun: true; selection: DlqSelector} & SelectionPreview) | ({dryRun: false; selection: DlqSelector} & PurgeResult)

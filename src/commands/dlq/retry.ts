@@ -2,13 +2,20 @@ import {Flags} from '@oclif/core'
 
 import {confirmDestructive} from '../../cli/confirm.js'
 import {duration, maxAttempts, priority, PRIORITY_SUMMARY, timestamp} from '../../cli/flags.js'
-import {DlqCommand, ENTRY_COLUMNS, idsArg, requireSelection, schemaFlag, selectorFlags} from '../../cli/dlq.js'
+import {
+  DlqCommand,
+  ENTRY_COLUMNS,
+  idsArg,
+  renderStats,
+  requireSelection,
+  schemaFlag,
+  selectorFlags,
+} from '../../cli/dlq.js'
 import {previewSelection, type SelectionPreview} from '../../lib/dlq/preview.js'
 import {DEFAULT_RETRY_BATCH, retryDlq, type RetryResult} from '../../lib/dlq/retry.js'
 import {countSelection} from '../../lib/dlq/scan.js'
 import {type DlqSelector, selectionAsOfNow} from '../../lib/dlq/selector.js'
 import {EXIT_CODES} from '../../lib/errors.js'
-import {renderStats} from './stats.js'
 
 export type RetryCommandResult =
   ({dryRun: true; selection: DlqSelector} & SelectionPreview) | ({dryRun: false; selection: DlqSelector} & RetryResult)

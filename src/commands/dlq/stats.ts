@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {age, DlqCommand, idsArg, queueLabel, schemaFlag, selectorFlags, shortTime} from '../../cli/dlq.js'
-import type {Output} from '../../cli/output.js'
+import {DlqCommand, idsArg, renderStats, schemaFlag, selectorFlags} from '../../cli/dlq.js'
 import type {DlqSelector} from '../../lib/dlq/selector.js'
 import {dlqStats, type DlqStats} from '../../lib/dlq/stats.js'
 
@@ -33,50 +32,15 @@ export default class DlqStatsCommand extends DlqCommand<typeof DlqStatsCommand> 
     const selection = await this.selector(this.flags)
     const stats = await dlqStats(this.db(), {selector: selection})
     renderStats(this.out, stats, this.flags.top)
-    if (stats.groups.length > 0) {
-      const first = stats.groups[0]
-      this.out.info(
-        `\nnext: backfill dlq list${schemaFlag(this.schema)} --group ${first?.fingerprint}   or   backfill dlq retry${schemaFlag(this.schema)} --group ${first?.fingerprint} --dry-run`,
+    // On stdout after the tables: the hint names the first group of the table above it, and
+    // text on stderr can overtake stdout on its way to the screen (a pager, a relaying script).
+    const first = stats.groups[0]
+    if (first && !this.out.quiet) {
+      this.out.result('')
+      this.out.result(
+        `next: backfill dlq list${schemaFlag(this.schema)} --group ${first.fingerprint}   or   backfill dlq retry${schemaFlag(this.schema)} --group ${first.fingerprint} --dry-run`,
       )
     }
     return {...stats, selection}
   }
-}
-
-/** The stats tables (also the body of retry and purge dry runs). */
-export function renderStats(out: Output, stats: DlqStats, top: number): void {
-  if (stats.total === 0) {
-    out.result('no DLQ entries match the selection')
-    return
-  }
-  out.result(
-    `${stats.total} entr${stats.total === 1 ? 'y' : 'ies'}, oldest ${shortTime(stats.oldest)} (${age(stats.oldest)} ago), newest ${shortTime(stats.newest)} (${age(stats.newest)} ago)`,
-  )
-  out.result('')
-  out.table(stats.byTask.slice(0, top), [
-    {header: 'TASK', get: (t) => t.taskIdentifier},
-    {header: 'ENTRIES', get: (t) => String(t.count), align: 'right'},
-  ])
-  if (stats.byTask.length > top) out.result(`… and ${stats.byTask.length - top} more tasks`)
-  out.result('')
-  out.table(stats.byQueue.slice(0, top), [
-    {header: 'QUEUE', get: (q) => queueLabel(q.queueName)},
-    {header: 'ENTRIES', get: (q) => String(q.count), align: 'right'},
-  ])
-  if (stats.byQueue.length > top) out.result(`… and ${stats.byQueue.length - top} more queues`)
-  out.result('')
-  out.result(out.color.bold('Failure groups (largest first):'))
-  out.table(stats.groups.slice(0, top), [
-    {header: 'GROUP', get: (g) => g.fingerprint},
-    {header: 'TASK', get: (g) => g.taskIdentifier, max: 28},
-    {header: 'ENTRIES', get: (g) => String(g.count), align: 'right'},
-    {header: 'FIRST', get: (g) => `${age(g.firstSeen)} ago`, align: 'right'},
-    {header: 'LAST', get: (g) => `${age(g.lastSeen)} ago`, align: 'right'},
-    {header: 'ERROR (sample)', get: (g) => g.sampleError, max: 70},
-  ])
-  if (stats.groups.length > top) out.result(`… and ${stats.groups.length - top} more groups`)
-  if (stats.groupsTruncated)
-    out.warn(
-      `${stats.ungrouped} entries fell outside the ${stats.groups.length} groups tracked (too many distinct errors)`,
-    )
 }

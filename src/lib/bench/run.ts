@@ -4,6 +4,7 @@ import {BackfillClient} from '../client/client.js'
 import type {Database} from '../db.js'
 import {PreconditionError} from '../errors.js'
 import {parseSchemaName, type SchemaName} from '../identifiers.js'
+import {sleep} from '../sleep.js'
 import {migrate} from '../schema/migrate.js'
 import {inspectSchema} from '../schema/inspect.js'
 import {backfillMeta} from '../sql/schema.js'
@@ -262,10 +263,6 @@ async function refuseForeignSchema(db: Database): Promise<void> {
 
 function* jobsOf(count: number): Generator<{task: string; payload: Record<string, never>; maxAttempts: number}> {
   for (let i = 0; i < count; i++) yield {task: BENCH_TASK, payload: {}, maxAttempts: 1}
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 export const BENCH_DEFAULTS = {

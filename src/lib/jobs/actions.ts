@@ -16,6 +16,7 @@ import {
 } from '../sql/jobs-actions.js'
 import {jobRowsById, jobSelectionRows} from '../sql/jobs-select.js'
 import {taskAndQueueNames} from '../sql/jobs.js'
+import {sleep} from '../sleep.js'
 import {databaseNow} from '../sql/schema.js'
 import {toJobEntries, type JobEntry} from './entries.js'
 import {describeJobSelector, jobSelectorParams, type JobSelector} from './selector.js'
@@ -483,7 +484,7 @@ export async function performJobAction(db: Database, options: PerformOptions): P
   // Jobs another transaction held: usually another operator's batch or a worker's fetch, which
   // has committed by now (the job is then changed, gone or running); otherwise try again.
   for (let round = 1; round <= BUSY_ROUNDS && busy.ids.length > 0 && !result.interrupted; round++) {
-    await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS))
+    await sleep(BUSY_PAUSE_MS)
     let next: Wanted = {ids: [], seenAt: [], seenVersion: []}
     for (let start = 0; start < busy.ids.length; start += batchSize) {
       const end = Math.min(start + batchSize, busy.ids.length)

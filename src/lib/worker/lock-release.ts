@@ -1,4 +1,4 @@
-import {setTimeout as sleep} from 'node:timers/promises'
+import {sleep} from '../sleep.js'
 
 import type {Database} from '../db.js'
 import {countLockedBy, releaseOwnLocks} from '../sql/worker.js'

@@ -1,5 +1,5 @@
 import {EventEmitter} from 'node:events'
-import {setTimeout as sleep} from 'node:timers/promises'
+import {sleep} from '../sleep.js'
 
 import type {ParsedCronItem, Runner, TaskList, WorkerPool} from 'graphile-worker'
 
