@@ -50,7 +50,25 @@ export {
 export {PermanentError, isPermanentError} from './worker/permanent-error.js'
 export {loadTasks, loadCrontab, type TaskSource, type LoadedTasks} from './worker/tasks.js'
 export {createWorkerMetrics, type WorkerMetrics} from './worker/metrics.js'
-export {serveMetrics, type MetricsServer} from './worker/metrics-server.js'
+export {serveMetrics, type MetricsServer, type ServeMetricsOptions} from './worker/metrics-server.js'
+export {
+  EventLoopWatch,
+  workerProbes,
+  type HealthProbes,
+  type ProbeResult,
+  type WorkerHealthState,
+} from './worker/health.js'
+export {
+  collectQueueMetrics,
+  QueueMetricsRegistry,
+  METRIC_STATES,
+  OTHER_LABEL,
+  PARALLEL_LABEL,
+  type QueueMetricsOptions,
+  type QueueMetricsSnapshot,
+} from './metrics/queue-metrics.js'
+export {QueueMetricsExporter, type QueueMetricsExporterOptions} from './metrics/exporter.js'
+export {AdvisoryLeader, type LeaderOptions} from './metrics/leader.js'
 export type {WorkerEvent, JobRef} from './worker/events.js'
 export {BACKFILL_VERSION} from './version.js'
 export {

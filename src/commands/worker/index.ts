@@ -144,6 +144,24 @@ export default class Worker extends DbCommand<typeof Worker> {
       default: '127.0.0.1',
       summary: 'Address for the metrics server (loopback by default).',
     }),
+    'queue-metrics-interval': duration({
+      env: 'BACKFILL_QUEUE_METRICS_INTERVAL_SECS',
+      defaultUnit: 's',
+      summary:
+        'With --metrics-port: one worker of the fleet (an advisory-lock leader) also serves the queue metrics, scanned this often (bare number = seconds; default 15; 0 = off).',
+    }),
+    'metrics-top-tasks': Flags.integer({
+      env: 'BACKFILL_METRICS_TOP_TASKS',
+      min: 0,
+      max: 1000,
+      summary: 'Queue metrics: tasks labelled by name, the busiest first; the rest are summed as (other) (default 20).',
+    }),
+    'metrics-top-queues': Flags.integer({
+      env: 'BACKFILL_METRICS_TOP_QUEUES',
+      min: 0,
+      max: 1000,
+      summary: 'Queue metrics: serial queues labelled by name, the busiest first; the rest as (other) (default 20).',
+    }),
   }
 
   private handle: WorkerHandle | undefined
@@ -153,21 +171,75 @@ export default class Worker extends DbCommand<typeof Worker> {
     this.handlesInterrupt = true
     const {flags} = this
     const config = this.workerConfig()
-    const [{loadTasks, loadCrontab}, {WorkerRunner, requiredPoolSize}, {serveMetrics}] = await Promise.all([
+    const [
+      {loadTasks, loadCrontab},
+      {WorkerRunner, requiredPoolSize},
+      {serveMetrics},
+      {EventLoopWatch, workerProbes},
+      {QueueMetricsExporter},
+      {Database},
+    ] = await Promise.all([
       import('../../lib/worker/tasks.js'),
       import('../../lib/worker/runner.js'),
       import('../../lib/worker/metrics-server.js'),
+      import('../../lib/worker/health.js'),
+      import('../../lib/metrics/exporter.js'),
+      import('../../lib/db.js'),
     ])
     const cron = flags.crontab ? await loadCrontab(flags.crontab) : undefined
     const loaded = await loadTasks({directory: flags.tasks, module: flags['task-module']})
     const db = this.db({max: requiredPoolSize(config)})
     const log = this.logger(flags['log-format'], flags['log-level'])
     const runner = new WorkerRunner({db, tasks: loaded.tasks, config, ...(cron ? {cron} : {}), onEvent: log})
-    const metrics =
-      flags['metrics-port'] === undefined
-        ? undefined
-        : await serveMetrics(runner.metrics.registry, {port: flags['metrics-port'], host: flags['metrics-host']})
-    if (metrics) log({type: 'log', level: 'info', message: `metrics at ${metrics.url}`})
+    const serving = flags['metrics-port'] !== undefined
+    const queueInterval = flags['queue-metrics-interval'] ?? 15_000
+    // The queue scan has a small pool of its own, so it never waits behind (or starves) the jobs.
+    const queueDb =
+      serving && !flags.once && queueInterval > 0
+        ? Database.connect({
+            target: this.connectionTarget(),
+            schema: this.schema,
+            applicationName: 'backfill worker queue-metrics',
+            max: 2,
+            preparedStatements: flags['prepared-statements'],
+          })
+        : undefined
+    const queueMetrics = queueDb
+      ? new QueueMetricsExporter(queueDb, {
+          intervalMs: queueInterval,
+          leaderElection: true,
+          selfRegistry: runner.metrics.registry,
+          topTasks: flags['metrics-top-tasks'],
+          topQueues: flags['metrics-top-queues'],
+          onError: (error) => log({type: 'error', where: 'queue metrics', error: error.message}),
+          onLeadership: (leading) =>
+            log({
+              type: 'log',
+              level: 'info',
+              message: leading
+                ? 'queue metrics: this worker leads the fleet and serves the queue metrics'
+                : 'queue metrics: another worker leads the fleet',
+            }),
+        })
+      : undefined
+    const loop = serving ? new EventLoopWatch() : undefined
+    let metrics
+    try {
+      metrics =
+        serving && loop
+          ? await serveMetrics(runner.metrics.registry, {
+              port: flags['metrics-port'] as number,
+              host: flags['metrics-host'],
+              extra: () => queueMetrics?.registry,
+              probes: workerProbes(() => runner.healthState(), loop),
+            })
+          : undefined
+    } catch (error) {
+      loop?.stop()
+      await queueDb?.end()
+      throw error
+    }
+    if (metrics) log({type: 'log', level: 'info', message: `metrics at ${metrics.url} (probes: /healthz, /readyz)`})
     // graphile-worker 0.17.3 can reject a promise nobody awaits when the database goes away
     // mid-batch (returning its local queue fails); stop cleanly instead of crashing.
     let unhandled: string | undefined
@@ -185,6 +257,7 @@ export default class Worker extends DbCommand<typeof Worker> {
     try {
       if (flags.once) return await runner.runOnce()
       this.handle = await runner.start()
+      await queueMetrics?.start()
       const onSignal = (): void => void this.handle?.stop({reason: 'signal'}).catch(() => undefined)
       if (this.interrupt.signal.aborted) onSignal()
       else this.interrupt.signal.addEventListener('abort', onSignal, {once: true})
@@ -199,6 +272,9 @@ export default class Worker extends DbCommand<typeof Worker> {
       return summary
     } finally {
       process.off('unhandledRejection', onUnhandled)
+      await queueMetrics?.stop()
+      await queueDb?.end()
+      loop?.stop()
       await metrics?.close()
       await loaded.release()
     }

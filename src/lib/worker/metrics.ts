@@ -25,6 +25,7 @@ export interface WorkerMetrics {
   cleanupLastSuccess: Gauge
   cleanupFailures: Counter<'operation'>
   shutdownLocksReleased: Counter
+  fenced: Counter
 }
 
 export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
@@ -119,6 +120,11 @@ export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
     shutdownLocksReleased: new Counter({
       name: 'backfill_shutdown_locks_released',
       help: 'Locks this worker still held at shutdown and released itself',
+      registers,
+    }),
+    fenced: new Counter({
+      name: 'backfill_worker_fenced_total',
+      help: 'Times this worker stopped itself because no heartbeat was recorded (lost contact with the database)',
       registers,
     }),
   }

@@ -69,6 +69,11 @@ export class WorkerPresence {
     this.lastHeartbeatOk = Date.now()
   }
 
+  /** The presence session is open (it is reopened after the server drops it). */
+  get connected(): boolean {
+    return this.client !== undefined
+  }
+
   /** How long the registry has not heard from this pool (others judge liveness by it). */
   silentForMs(now = Date.now()): number {
     return now - this.lastHeartbeatOk

@@ -23,6 +23,7 @@ import {
 import type {PoolRole, WorkerEvent} from './events.js'
 import {fenceAfter, watchHeartbeats} from './fencing.js'
 import type {GraphileLogSink} from './graphile-adapter.js'
+import type {WorkerHealthState} from './health.js'
 import {PresenceGate, TaskInstrumentation} from './instrumentation.js'
 import {type CleanLocksResult, LockCleanup} from './lock-cleanup.js'
 import {releasePoolLocks} from './lock-release.js'
@@ -119,6 +120,9 @@ export class WorkerRunner {
   private readonly logSink: GraphileLogSink
   private readonly migrations: MigrationWatch
   private stopping = false
+  /** The running pools' presences (for healthState); empty before start() and after the stop. */
+  private presences: WorkerPresence[] = []
+  private phase: WorkerHealthState['phase'] = 'starting'
   private forced = false
   private failure: string | undefined
   /** Set by start() once it can stop the worker; a failure found earlier stops it right then. */
@@ -157,6 +161,17 @@ export class WorkerRunner {
     }
   }
 
+  /** What the Kubernetes probes need (see health.ts). */
+  healthState(): WorkerHealthState {
+    const phase = this.stopping && this.phase !== 'stopped' ? 'stopping' : this.phase
+    return {
+      phase,
+      heartbeatSilentMs: this.presences.length > 0 ? Math.max(...this.presences.map((p) => p.silentForMs())) : null,
+      connected: this.presences.length > 0 && this.presences.every((p) => p.connected),
+      fenceAfterMs: this.fenceAfterMs,
+    }
+  }
+
   private get dlq(): boolean {
     return this.config.dlqIntervalMs !== null
   }
@@ -190,6 +205,8 @@ export class WorkerRunner {
       throw error
     }
     this.emitStart(pools, false)
+    this.presences = pools.map((p) => p.presence)
+    this.phase = 'running'
     const stopWatching = watchHeartbeats(() => pools.map((p) => p.presence), {
       fenceAfterMs: this.fenceAfterMs,
       heartbeatIntervalMs: this.config.heartbeatIntervalMs,
@@ -197,6 +214,7 @@ export class WorkerRunner {
         if (this.stopping) return
         this.failure ??= `lost contact with the database: no heartbeat recorded for ${Math.round(silentMs / 1000)} s; stopping before other workers take this worker's jobs over`
         this.emit({type: 'error', where: 'liveness', error: this.failure})
+        this.metrics.fenced.inc()
         void stop({force: true, reason: this.failure}).catch(() => undefined)
       },
     })
@@ -220,6 +238,8 @@ export class WorkerRunner {
       if (stopPromise && options.force) forceAll(pools, options.reason ?? 'forced stop')
       stopPromise ??= this.shutdown(pools, stopLoops, started, options).then(
         (summary) => {
+          this.phase = 'stopped'
+          this.presences = []
           settle(summary)
           return summary
         },

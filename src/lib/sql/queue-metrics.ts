@@ -1,0 +1,22 @@
+import {statement} from './statement.js'
+
+/**
+ * Cumulative counts for the queue metrics' counters, from backfill's own tables. The audit
+ * table has one row per batch of an operator's action (CLI captures, retries, purges, the
+ * jobs actions); its `count` is the rows the batch acted on. Workers' own captures are not
+ * audited (they count in the worker's backfill_dlq_jobs_added).
+ */
+export const auditTotals = statement({
+  id: 'queue_metrics.audit_totals',
+  params: [],
+  columns: {action: 'text', total: 'int8'},
+  sql: (s) => `select action, coalesce(sum(count), 0)::int8 as total from ${s}.backfill_dlq_audit group by action`,
+})
+
+/** DLQ history events (a retried job's way back: retried, recaptured) by kind. */
+export const dlqEventTotals = statement({
+  id: 'queue_metrics.dlq_event_totals',
+  params: [],
+  columns: {event: 'text', total: 'int8'},
+  sql: (s) => `select event, count(*)::int8 as total from ${s}.backfill_dlq_events group by event`,
+})
