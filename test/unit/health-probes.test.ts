@@ -5,13 +5,15 @@ import {EventLoopWatch, workerProbes, type WorkerHealthState} from '../../src/li
 describe('worker probes (/healthz, /readyz)', () => {
   const loop = new EventLoopWatch(50)
   after(() => loop.stop())
-  const state = (s: Partial<WorkerHealthState>): (() => WorkerHealthState) => () => ({
-    phase: 'running',
-    heartbeatSilentMs: 1000,
-    connected: true,
-    fenceAfterMs: 15_000,
-    ...s,
-  })
+  const state =
+    (s: Partial<WorkerHealthState>): (() => WorkerHealthState) =>
+    () => ({
+      phase: 'running',
+      heartbeatSilentMs: 1000,
+      connected: true,
+      fenceAfterMs: 15_000,
+      ...s,
+    })
 
   it('running, connected, recent heartbeat: alive and ready', () => {
     const p = workerProbes(state({}), loop)
