@@ -1,10 +1,11 @@
-import {Command, Flags, type Interfaces} from '@oclif/core'
+import {Command, Flags, ux, type Interfaces} from '@oclif/core'
 
 import {resolveConnection, scrubSecrets, type ConnectionTarget} from '../lib/connection.js'
 import {Database} from '../lib/db.js'
 import {EXIT_CODES, InterruptedError, UsageError, type BackfillError} from '../lib/errors.js'
 import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifiers.js'
 import {errorEnvelope, toBackfillError} from './errors.js'
+import {jsonDocument, MAX_COLOURED_JSON} from './json.js'
 import {loadStyles, Output} from './output.js'
 import {terminalSafe} from './terminal-safe.js'
 
@@ -83,6 +84,19 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(errorEnvelope(error, this.secrets), null, 2)}\n`)
     else process.stderr.write(`\nError: ${error.message}\n`)
     process.exit(EXIT_CODES.interrupted)
+  }
+
+  /**
+   * The --json document. oclif's colouriser recurses per string and re-scans the text per token
+   * (a 10 MB payload overflows the stack after the command committed), so large or piped
+   * documents print plain; RawJson payloads are written exactly as stored.
+   */
+  override logJson(json: unknown): void {
+    const text = jsonDocument(json)
+    const coloured = this.out.color.level > 0 && text.length <= MAX_COLOURED_JSON
+    process.stdout.write(
+      `${coloured ? ux.colorizeJson(text, {pretty: false, theme: this.config.theme?.json}) : text}\n`,
+    )
   }
 
   protected override async catch(raw: Error & {exitCode?: number}): Promise<void> {

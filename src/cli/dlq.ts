@@ -5,6 +5,7 @@ import type {DlqStats} from '../lib/dlq/stats.js'
 import {buildSelector, isEmptySelector, type DlqSelector} from '../lib/dlq/selector.js'
 import {UsageError} from '../lib/errors.js'
 import {requireMigrated} from '../lib/schema/inspect.js'
+import {RawJson} from './json.js'
 import type {Column, Output} from './output.js'
 import {
   CLI_SELECTOR_LABELS,
@@ -112,7 +113,7 @@ export const ENTRY_COLUMNS: Column<DlqEntry>[] = [
   {header: 'FAILED AT', get: (e) => shortTime(e.failedAt)},
   {header: 'AGE', get: (e) => age(e.failedAt), align: 'right'},
   {header: 'ERROR', get: (e) => e.errorText, max: 60},
-  {header: 'PAYLOAD', get: (e) => compactJson(e.payload), max: 40},
+  {header: 'PAYLOAD', get: (e) => e.payloadText, max: 40},
 ]
 
 /**
@@ -166,4 +167,10 @@ export function renderStats(out: Output, stats: DlqStats, top: number): void {
 /** The command line that continues with the same flags (for hints). */
 export function schemaFlag(schema: string): string {
   return schema === 'graphile_worker' ? '' : ` --schema ${schema}`
+}
+
+/** An entry as --json prints it: the payload exactly as stored, once. */
+export function entryJson(entry: DlqEntry): Omit<DlqEntry, 'payloadText' | 'payload'> & {payload: RawJson} {
+  const {payloadText, ...rest} = entry
+  return {...rest, payload: new RawJson(payloadText)}
 }

@@ -3,6 +3,7 @@ import {createReadStream, readFileSync, statSync} from 'node:fs'
 import {Args, Flags} from '@oclif/core'
 
 import {DbCommand} from '../cli/base-command.js'
+import {RawJson} from '../cli/json.js'
 import {duration, maxAttempts, priority, PRIORITY_SUMMARY, timestamp} from '../cli/flags.js'
 import {ProgressLine} from '../cli/progress.js'
 import {DEFAULT_BATCH_SIZE} from '../lib/client/batch.js'
@@ -144,7 +145,7 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
     if (this.flags['dry-run']) {
       this.out.result(`would enqueue ${describeJob(job)}, payload ${job.payload}`)
       // The payload as JSON in the document (as a real enqueue reports it), not as its text.
-      return {status: 'dry-run', job: {...job, payload: JSON.parse(job.payload) as unknown}}
+      return {status: 'dry-run', job: {...job, payload: new RawJson(job.payload)}}
     }
     const client = await BackfillClient.fromDatabase(this.db(), {ensureSchema: false})
     const outcome = await client.enqueueJson(task, payload, spec)
@@ -159,7 +160,10 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
       `${verb} job ${outcome.job.id}: ${describeJob(job)}${outcome.job.revision > 0 ? ` (revision ${outcome.job.revision})` : ''}`,
     )
     this.out.result(outcome.job.id)
-    return outcome
+    // The payload exactly as sent and stored (json keeps the text); pg's JSON.parse would round it.
+    return outcome.action === 'deduplicated'
+      ? outcome
+      : {...outcome, job: {...outcome.job, payload: new RawJson(payload)}}
   }
 
   private async payloadText(): Promise<string> {

@@ -196,3 +196,49 @@ describe('enqueue input validation (no database)', () => {
     })
   })
 })
+
+describe('payload numbers exactly as written (no database)', () => {
+  it('keeps every number lexeme of --payload and NDJSON payloads as written', () => {
+    for (const lexeme of [
+      '9007199254740993',
+      '1e999',
+      '1E+5',
+      '-2.5e-8',
+      '1.50',
+      '0.0000001',
+      '-0',
+      '123456789012345678901234',
+      '0.1',
+      '12345.678',
+      '-12',
+      '0.000001',
+    ]) {
+      expect(parsePayloadJson(`{"v":${lexeme}}`), lexeme).to.equal(`{"v":${lexeme}}`)
+      expect(parseNdjsonLine(`{"task":"t","payload":{"v":[${lexeme}]}}`).payload, lexeme).to.equal(`{"v":[${lexeme}]}`)
+    }
+  })
+
+  it('gives back random numbers of any precision and form exactly (fast and exact paths agree)', () => {
+    let seed = 42
+    const random = (): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed / 2 ** 31
+    }
+    for (let i = 0; i < 3000; i++) {
+      const magnitude = 10 ** Math.floor(random() * 60 - 30)
+      const value = (random() - 0.5) * magnitude
+      const lexeme = i % 3 === 0 ? value.toPrecision(1 + Math.floor(random() * 21)) : String(value)
+      expect(parsePayloadJson(`[${lexeme}]`), lexeme).to.equal(`[${lexeme}]`)
+    }
+  })
+
+  it('refuses a payload whose keys repeat with different values only when its numbers need the exact path', () => {
+    expect(parsePayloadJson('{"a":1,"a":2}')).to.equal('{"a":2}')
+    expect(() => parsePayloadJson('{"a":1e999,"a":2}')).to.throw(UsageError, /ambiguous.*Duplicate key/)
+  })
+
+  it('names an unknown NDJSON field __proto__ as such (no alias from the prototype)', () => {
+    expect(() => parseNdjsonLine('{"task":"t","__proto__":{}}')).to.throw(UsageError, /^unknown field "__proto__"$/)
+    expect(() => parseNdjsonLine('{"task":"t","constructor":1}')).to.throw(UsageError, /^unknown field "constructor"$/)
+  })
+})

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {DlqCommand, ENTRY_COLUMNS, idsArg, schemaFlag, selectorFlags} from '../../cli/dlq.js'
+import {DlqCommand, ENTRY_COLUMNS, entryJson, idsArg, schemaFlag, selectorFlags} from '../../cli/dlq.js'
 import {DEFAULT_PAGE_SIZE, listDlq, type ListResult} from '../../lib/dlq/entries.js'
 
 export default class DlqList extends DlqCommand<typeof DlqList> {
@@ -44,6 +44,6 @@ export default class DlqList extends DlqCommand<typeof DlqList> {
         `${result.uncaptured.total} exhausted job(s) are still in the jobs table, not in the DLQ (${tasks}${result.uncaptured.groups.length > 3 ? ', …' : ''}): move them with backfill dlq capture${schemaFlag(this.schema)}`,
       )
     }
-    return result
+    return {...result, entries: result.entries.map(entryJson)} as unknown as ListResult
   }
 }

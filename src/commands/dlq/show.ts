@@ -1,6 +1,7 @@
 import {Args} from '@oclif/core'
 
-import {age, attemptsLabel, DlqCommand, queueLabel, shortTime} from '../../cli/dlq.js'
+import {age, attemptsLabel, DlqCommand, entryJson, queueLabel, shortTime} from '../../cli/dlq.js'
+import {prettyPayload} from '../../cli/json.js'
 import type {Column} from '../../cli/output.js'
 import {safeField, terminalSafe} from '../../cli/terminal-safe.js'
 import {showDlqEntry, type DlqEvent, type ShowResult} from '../../lib/dlq/entries.js'
@@ -21,7 +22,7 @@ export default class DlqShow extends DlqCommand<typeof DlqShow> {
     await this.requireDlq()
     const result = await showDlqEntry(this.db(), id)
     this.render(result)
-    return result
+    return {...result, entry: entryJson(result.entry)} as unknown as ShowResult
   }
 
   private render({entry: e, caseId, history}: ShowResult): void {
@@ -55,7 +56,7 @@ export default class DlqShow extends DlqCommand<typeof DlqShow> {
     if (caseId !== e.id) line('First entry', caseId)
     out.result('')
     out.result(c.bold('Payload:'))
-    out.result(JSON.stringify(e.payload, null, 2))
+    out.result(terminalSafe(prettyPayload(e.payloadText), {multiline: true}))
     out.result('')
     out.result(c.bold('Error:'))
     out.result(

@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
-import {parse, stringify} from 'lossless-json'
 
 import {age, shortTime} from '../../cli/dlq.js'
 import {JobsCommand, relative, stateLabel} from '../../cli/jobs.js'
+import {prettyPayload, RawJson} from '../../cli/json.js'
 import type {Column} from '../../cli/output.js'
 import {safeField, terminalSafe} from '../../cli/terminal-safe.js'
 import type {DlqEvent} from '../../lib/dlq/entries.js'
@@ -42,7 +42,7 @@ export default class JobsShow extends JobsCommand<typeof JobsShow> {
       jobKey,
     })
     this.render(result)
-    return result
+    return {...result, job: {...result.job, payload: new RawJson(result.payloadText)}}
   }
 
   private render(result: ShowJobResult): void {
@@ -84,7 +84,7 @@ export default class JobsShow extends JobsCommand<typeof JobsShow> {
     out.result(job.lastError === null ? '–' : terminalSafe(job.lastError, {multiline: true}))
     out.result('')
     out.result(c.bold('Payload:'))
-    out.result(prettyJson(result.payloadText))
+    out.result(terminalSafe(prettyPayload(result.payloadText), {multiline: true}))
     out.result('')
     if (!dlq) {
       out.result(`${c.bold('DLQ history:')} – (no DLQ in this schema)`)
@@ -109,14 +109,5 @@ export default class JobsShow extends JobsCommand<typeof JobsShow> {
       ]
       out.table(dlq.events, columns)
     }
-  }
-}
-
-/** Pretty JSON with every number exactly as stored (JSON.parse would round big integers). */
-function prettyJson(text: string): string {
-  try {
-    return stringify(parse(text), null, 2) ?? text
-  } catch {
-    return text
   }
 }

@@ -17,7 +17,7 @@ import {
   parseMaxAttempts,
   parsePriority,
   parseRunAt,
-  payloadText,
+  exactPayloadText,
   validateFlags,
   validateJobKey,
   validateJobKeyMode,
@@ -121,7 +121,7 @@ export function parseNdjsonLine(text: string, defaults: NdjsonDefaults = {}): Pr
   const line = value as Record<string, unknown>
   for (const key of Object.keys(line)) {
     if (!FIELDS.has(key)) {
-      const alias = ALIASES[key]
+      const alias = Object.hasOwn(ALIASES, key) ? ALIASES[key] : undefined
       throw new UsageError(`unknown field "${key}"${alias ? ` (did you mean "${alias}"?)` : ''}`, {
         code: 'E_INVALID_NDJSON',
       })
@@ -134,7 +134,7 @@ export function parseNdjsonLine(text: string, defaults: NdjsonDefaults = {}): Pr
   const flags = has('flags') ? validateFlags(line.flags) : (defaults.flags ?? [])
   return {
     task,
-    payload: payloadText(line.payload),
+    payload: exactPayloadText(text, line, 'payload', (d) => (d as Record<string, unknown>).payload),
     // An explicit null queue means parallel even when a default queue is given.
     queue: 'queue' in line ? validateQueue(line.queue) : (defaults.queue ?? null),
     runAt: has('runAt') ? parseRunAt(line.runAt, 'runAt') : (defaults.runAt ?? null),

@@ -3,6 +3,7 @@
  * Everything is validated here, in JavaScript, so bad input never reaches the database:
  * a failed check is a UsageError (exit 2) and nothing is written.
  */
+import {parse as parseLossless, stringify as stringifyLossless} from 'lossless-json'
 import {UsageError} from '../errors.js'
 export {parseDuration} from '../duration.js'
 import {DEFAULT_MAX_ATTEMPTS, flagsForPriority, Priority} from '../jobs/priority.js'
@@ -218,12 +219,47 @@ export function payloadText(payload: unknown, label = 'payload'): string {
     throw invalid(`${label} cannot be serialised as JSON: ${(error as Error).message}`)
   }
   if (text === undefined) throw invalid(`${label} cannot be serialised as JSON (${typeof payload})`)
+  return checkPayloadText(text, label)
+}
+
+function checkPayloadText(text: string, label: string): string {
   if (text.includes('\\u0000') && NUL_ESCAPE.test(text))
     throw invalid(
       `${label} contains the character U+0000, which PostgreSQL jsonb cannot store (the DLQ keeps payloads as jsonb)`,
       ['remove or escape the NUL character'],
     )
   return text
+}
+
+/**
+ * Number lexemes that JSON.parse + JSON.stringify may not give back as written: an exponent,
+ * 16 or more digits, a fraction ending in 0 or starting with six zeros, -0. Numbers without
+ * these (at most 15 significant digits, canonical form) survive a double exactly. A match
+ * inside a string only costs the slower exact path.
+ */
+const INEXACT_NUMBER = /\d[eE][+-]?\d|(?:\d\.?){16}|\.\d*0(?![\d.])|\.0{6}|-0(?![\d.])/
+
+/**
+ * The JSON text of a payload parsed from `source` (JSON.parse already accepted it), with every
+ * number exactly as the user wrote it: 9007199254740993 stays so, 1e999 does not become null.
+ * `pick` finds the payload in the parsed document (an NDJSON line's "payload" field).
+ */
+export function exactPayloadText(
+  source: string,
+  parsed: unknown,
+  label: string,
+  pick: (document: unknown) => unknown = (d) => d,
+): string {
+  const value = pick(parsed)
+  if (value === undefined || value === null || !INEXACT_NUMBER.test(source)) return payloadText(value, label)
+  let exact: unknown
+  try {
+    exact = pick(parseLossless(source))
+  } catch (error) {
+    // lossless-json refuses duplicate keys with different values, which JSON.parse lets pass.
+    throw invalid(`${label} is ambiguous: ${(error as Error).message}`, ['give each key once'], 'E_INVALID_PAYLOAD')
+  }
+  return checkPayloadText(stringifyLossless(exact) ?? '{}', label)
 }
 
 /** Parses a payload given as JSON text (the CLI's --payload, a payload file). */
@@ -243,7 +279,7 @@ export function parsePayloadJson(text: string, label = 'payload'): string {
       suggestions: ['quote the JSON for the shell, e.g. --payload \'{"to":"ada@example.com"}\''],
     })
   }
-  return payloadText(value, label)
+  return exactPayloadText(text, value, label)
 }
 
 /** Validates a job and resolves its defaults and flags (BULK_FLAG for priority >= 0). */

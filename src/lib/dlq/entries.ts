@@ -25,7 +25,10 @@ export interface DlqEntry {
   lastError: unknown
   /** The error as text, whichever shape it was stored in. */
   errorText: string
+  /** Parsed with JSON.parse: integers beyond 2^53 are rounded; payloadText is exact. */
   payload: unknown
+  /** The payload exactly as the DLQ's jsonb holds it. */
+  payloadText: string
   originalCreatedAt: Date | null
   originalRunAt: Date | null
   failedAt: Date
@@ -51,7 +54,8 @@ export function toEntry(row: Omit<EntryRow, 'failed_at_exact'>): DlqEntry {
     failureCount: row.failure_count,
     lastError: row.last_error,
     errorText: row.error_text,
-    payload: row.payload,
+    payload: JSON.parse(row.payload) as unknown,
+    payloadText: row.payload,
     originalCreatedAt: row.original_created_at,
     originalRunAt: row.original_run_at,
     failedAt: row.failed_at,

@@ -68,7 +68,8 @@ const ENTRY_COLUMNS = {
   failure_count: 'int4',
   last_error: 'jsonb?',
   error_text: 'text',
-  payload: 'jsonb',
+  // As text: exactly what jsonb holds (pg's JSON.parse would round big numbers).
+  payload: 'text',
   original_created_at: 'timestamptz?',
   original_run_at: 'timestamptz?',
   failed_at: 'timestamptz',
@@ -79,7 +80,7 @@ const ENTRY_COLUMNS = {
 
 const ENTRY_SELECT = `d.id, d.original_job_id, d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, d.priority,
        d.job_key::text as job_key, d.max_attempts, d.failure_reason, d.failure_count, d.last_error,
-       ${errorTextSql('d')} as error_text, d.payload, d.original_created_at, d.original_run_at, d.failed_at,
+       ${errorTextSql('d')} as error_text, d.payload::text as payload, d.original_created_at, d.original_run_at, d.failed_at,
        d.requeued_count, d.last_requeued_at, d.notes`
 
 /** failed_at to the microsecond (a Date keeps milliseconds only): the keyset cursor's first half. */
