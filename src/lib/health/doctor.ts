@@ -113,7 +113,14 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
       action: `backfill migrate${flag}`,
     })
   }
-  if (g.migrationsTable && !g.breakingColumn) {
+  if (g.foreignLedger !== null) {
+    findings.push({
+      severity: 'error',
+      code: 'foreign-ledger',
+      message: `"${db.schema}".migrations is another tool's table, not graphile-worker's ledger (${g.foreignLedger}): backfill migrate refuses to install here`,
+      action: 'install the job queue in a schema of its own: backfill migrate --schema graphile_worker (the default)',
+    })
+  } else if (g.migrationsTable && !g.breakingColumn) {
     findings.push({
       severity: 'error',
       code: 'no-breaking-column',

@@ -52,6 +52,26 @@ export function graphilePackage(): GraphilePackage {
   return cached
 }
 
+/**
+ * Names graphile-worker's migrations create in the schema (tables, views, the job_spec
+ * type, renamed tables, functions), read from its SQL: a fresh install over any of them
+ * fails half-way or replaces another tool's object. The ledger (migrations) is left out.
+ */
+export function graphileObjectNames(): {relations: string[]; functions: string[]} {
+  const relations = new Set<string>()
+  const functions = new Set<string>()
+  for (const m of graphilePackage().migrations) {
+    const text = m.sql('S')
+    for (const [, name] of text.matchAll(/\bcreate\s+(?:table|view|type)\s+S\.(\w+)/gi))
+      relations.add(name!.toLowerCase())
+    for (const [, name] of text.matchAll(/\brename\s+to\s+(\w+)/gi)) relations.add(name!.toLowerCase())
+    for (const [, name] of text.matchAll(/\bcreate\s+(?:or\s+replace\s+)?function\s+S\.(\w+)/gi))
+      functions.add(name!.toLowerCase())
+  }
+  relations.delete('migrations')
+  return {relations: [...relations].sort(), functions: [...functions].sort()}
+}
+
 /** graphile-worker's bootstrap DDL (migrate.ts installSchema), verbatim in effect. */
 export function graphileBootstrapSql(quotedSchema: string): string {
   return `create schema if not exists ${quotedSchema};

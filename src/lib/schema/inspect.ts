@@ -21,6 +21,11 @@ export interface SchemaInspection {
     migrationsTable: boolean
     /** The ledger has graphile ≥ 0.16's breaking column. */
     breakingColumn: boolean
+    /**
+     * A `migrations` table that is not graphile-worker's ledger (another tool's: columns
+     * other than id, ts, breaking), described by its columns; its rows are not read.
+     */
+    foreignLedger: string | null
     /** Highest applied migration id, null when none. */
     revision: number | null
     latestBreaking: number | null
@@ -73,8 +78,10 @@ export async function inspectSchema(db: Database, options: InspectOptions = {}):
   const catalog: BackfillCatalog = {schemaExists: row.schema_exists, relations, columns}
   const migrationsTable = relations.has('migrations')
   const breakingColumn = columns.has('migrations.breaking')
+  const foreignLedger = migrationsTable ? describeForeignLedger(columnList) : null
   let migrations: MigrationRow[] = []
-  if (migrationsTable) migrations = await db.rows(breakingColumn ? migrationRows : legacyMigrationRows, [])
+  if (migrationsTable && foreignLedger === null)
+    migrations = await db.rows(breakingColumn ? migrationRows : legacyMigrationRows, [])
   const pkg = graphilePackage()
   const revision = migrations.length > 0 ? Math.max(...migrations.map((m) => m.id)) : null
   const breakingIds = migrations.filter((m) => m.breaking).map((m) => m.id)
@@ -86,6 +93,7 @@ export async function inspectSchema(db: Database, options: InspectOptions = {}):
       installed: relations.has('_private_jobs'),
       migrationsTable,
       breakingColumn,
+      foreignLedger,
       revision,
       latestBreaking,
       migrations,
@@ -164,4 +172,15 @@ export function assertRowAccess(schema: string, facts: {hidden: string[]; owner:
 
 function hintIdent(name: string): string {
   return /^[a-z_][a-z0-9_]*$/.test(name) ? name : quoteIdent(name)
+}
+
+/** graphile-worker's ledger is (id int, ts timestamptz[, breaking bool]); anything else is another tool's. */
+function describeForeignLedger(columnList: {table: string; column: string; type: string}[]): string | null {
+  const ledger = columnList.filter((c) => c.table === 'migrations')
+  const expected: Record<string, string> = {id: 'integer', ts: 'timestamp with time zone', breaking: 'boolean'}
+  const graphile =
+    ledger.some((c) => c.column === 'id') &&
+    ledger.some((c) => c.column === 'ts') &&
+    ledger.every((c) => expected[c.column] === c.type)
+  return graphile ? null : `columns ${ledger.map((c) => `${c.column} ${c.type}`).join(', ') || '(none)'}`
 }

@@ -3,7 +3,12 @@ import {PreconditionError, isBackfillError} from '../errors.js'
 import {mapPgError} from '../pg-errors.js'
 import {advisoryLock, advisoryUnlock, duplicateDlqJobKeys} from '../sql/schema.js'
 import {BACKFILL_OBJECTS, type BackfillObject, metaVersionSql, missingObjects} from './backfill-objects.js'
-import {graphileBootstrapSql, graphileMigrationSql, graphilePackage} from './graphile-migrations.js'
+import {
+  graphileBootstrapSql,
+  graphileMigrationSql,
+  graphileObjectNames,
+  graphilePackage,
+} from './graphile-migrations.js'
 import {inspectSchema, type SchemaInspection} from './inspect.js'
 
 export interface InitDlqResult {
@@ -233,6 +238,7 @@ async function withInstallLock<T>(db: Database, fn: (locked: Database) => Promis
 
 function checkCompatible(inspection: SchemaInspection): void {
   const {latestBreaking, highestKnown, revision, packageVersion, functions} = inspection.graphile
+  checkNoForeignObjects(inspection)
   if (latestBreaking !== null && latestBreaking > highestKnown) {
     throw new PreconditionError(
       `schema "${inspection.schema}" is at revision ${revision} with breaking migration ${latestBreaking}, but the bundled graphile-worker ${packageVersion} only knows up to ${highestKnown}; refusing to touch it`,
@@ -253,6 +259,46 @@ function checkCompatible(inspection: SchemaInspection): void {
       },
     )
   }
+}
+
+/**
+ * A fresh install (no graphile ledger rows) into a schema that already holds another
+ * tool's `migrations` or `jobs` (typically `--schema public`) would fail half-way with a
+ * raw SQL error, leave graphile's empty ledger behind, or alter or replace the other
+ * tool's objects. Refuse before changing anything.
+ */
+function checkNoForeignObjects(inspection: SchemaInspection): void {
+  const g = inspection.graphile
+  const conflicts: string[] = []
+  const described: string[] = []
+  if (g.foreignLedger !== null) {
+    conflicts.push('migrations')
+    described.push(`migrations (not graphile-worker's ledger: ${g.foreignLedger})`)
+  }
+  if (g.revision === null) {
+    const names = graphileObjectNames()
+    const relations = inspection.backfill.catalog.relations
+    for (const name of names.relations.filter((n) => relations.has(n))) {
+      conflicts.push(name)
+      described.push(name)
+    }
+    for (const name of names.functions.filter((n) => g.functions.includes(n))) {
+      conflicts.push(`${name}()`)
+      described.push(`function ${name}()`)
+    }
+  }
+  if (conflicts.length === 0) return
+  throw new PreconditionError(
+    `schema "${inspection.schema}" already holds objects graphile-worker would create: ${described.join(', ')}; refusing to install over another tool's objects (nothing was changed)`,
+    {
+      code: 'E_SCHEMA_CONFLICT',
+      suggestions: [
+        'install the job queue in a schema of its own: backfill migrate --schema graphile_worker (the default), and give every command and worker the same --schema / GRAPHILE_WORKER_SCHEMA',
+        `or move the other tool's objects out of "${inspection.schema}" first`,
+      ],
+      details: {schema: inspection.schema, conflicts},
+    },
+  )
 }
 
 function describeForeignState(inspection: SchemaInspection): string[] {
