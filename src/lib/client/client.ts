@@ -184,6 +184,8 @@ export class BackfillClient {
         throw error
       }
       const totals = await writer.finish()
+      // Aborted while the last batch was written: roll back, as for an earlier signal.
+      options.signal?.throwIfAborted()
       return {...totals, count, seconds: (performance.now() - started) / 1000}
     })
   }

@@ -172,6 +172,9 @@ export async function enqueueNdjson(
       throw error
     }
     const totals = await writer.finish()
+    // A signal that came while the last batch was written still means "nothing enqueued":
+    // throwing here rolls the transaction back (only one after the COMMIT is sent is too late).
+    if (options.signal?.aborted) throw interrupted(counts)
     return result(counts, totals, started, false)
   })
 }
