@@ -107,6 +107,11 @@ const setups: Record<string, (t: TestSchema) => Promise<void>> = {
       `update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-0123456789abcdef02', attempts = 4 where key = 'invoice:10'`,
     )
   },
+  async 'fleet-down'(t) {
+    // Ready jobs, and the only worker seen died holding two of them.
+    await t.query(`select ${t.quoted}.add_job('send_email', '{}') from generate_series(1, 5)`)
+    await deadWorkerHolding(t, 2)
+  },
   async purge(t) {
     await dlqRows(t, 20, {task: 'send_email', error: () => 'old failure', failedAgo: '40 days'})
     await dlqRows(t, 5, {task: 'send_email', error: () => 'recent failure'})
@@ -150,6 +155,10 @@ const checks: Record<string, (t: TestSchema) => Promise<void>> = {
     const actions = await t.query<{action: string}>(`select distinct action from ${t.quoted}.backfill_dlq_audit`)
     expect(actions.map((a) => a.action).sort()).to.deep.equal(['jobs.fail', 'retry'])
   },
+  async 'fleet-down'(t) {
+    // Read-only playbook up to the dry run: the dead worker's locks are still there.
+    expect(await t.query(`select 1 from ${t.quoted}._private_jobs where locked_at is not null`)).to.have.length(2)
+  },
   async purge(t) {
     expect(await t.query(`select 1 from ${t.quoted}.backfill_dlq`)).to.have.length(5)
   },
@@ -173,6 +182,7 @@ describe('docs/runbook.md: every command block runs against a prepared database'
       'host-died',
       'broken-deploy',
       'failing-loop',
+      'fleet-down',
       'purge',
       'upgrade',
       'ci-setup',
