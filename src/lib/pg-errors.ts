@@ -19,6 +19,8 @@ interface PgLikeError {
   detail?: string
   hint?: string
   routine?: string
+  /** FATAL: the server ends the session (at startup: a setting it refused). */
+  severity?: string
 }
 
 const NETWORK_CODES = new Set([
@@ -31,6 +33,17 @@ const NETWORK_CODES = new Set([
   'EAI_AGAIN',
   'ENOENT',
   'EPIPE',
+])
+
+/** Node's TLS errors for certificates that cannot be trusted. */
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
 ])
 
 /**
@@ -74,6 +87,17 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
         `is PostgreSQL running and reachable? try: ${pgIsReady}`,
         'check --database-url / DATABASE_URL (host, port)',
       ],
+    })
+  }
+  // TLS problems come from Node (no SQLSTATE): sslmode=require against a server without SSL,
+  // an untrusted or mismatched certificate.
+  if (!/^[0-9A-Z]{5}$/.test(code) && (TLS_CODES.has(code) || /SSL|TLS|certificate/.test(message))) {
+    return new ConnectionError(`SSL connection to ${where} failed: ${message}`, {
+      code: 'E_SSL',
+      cause: raw,
+      suggestions: /does not support SSL/.test(message)
+        ? ['the server does not offer SSL: enable ssl on it, or connect without sslmode=require (sslmode=disable)']
+        : ["check the server's certificate, or give its CA with sslrootcert=FILE"],
     })
   }
   switch (code) {
@@ -127,6 +151,14 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
       })
     default:
       break
+  }
+  if (error.severity === 'FATAL' && (code.startsWith('22') || code.startsWith('42'))) {
+    // Refused at startup: a bad options=-c setting (or PGOPTIONS) is configuration, not a bug.
+    return new ConnectionError(`the server at ${where} refused the connection's settings: ${message}`, {
+      code: 'E_CONNECTION_SETTINGS',
+      cause: raw,
+      suggestions: ['check options= in the connection string (or PGOPTIONS), e.g. options=-c statement_timeout=30s'],
+    })
   }
   if (code.startsWith('08')) {
     return new ConnectionError(`connection to ${where} failed: ${message}`, {

@@ -58,4 +58,28 @@ describe('connection strings through the CLI (in process)', function () {
       }
     }
   })
+
+  it('sslmode=require against a server without SSL, and a setting the server refuses: exit 3 saying so', async () => {
+    const cases: [string, string, RegExp][] = [
+      [`${testUrl()}&sslmode=require`, 'E_SSL', /SSL connection to .* failed: The server does not support SSL/],
+      [
+        `${testUrl()}&options=${encodeURIComponent('-c statement_timeout=abc')}`,
+        'E_CONNECTION_SETTINGS',
+        /refused the connection's settings: invalid value for parameter "statement_timeout": "abc"/,
+      ],
+      [
+        `host='${server().host}' port=${server().port} dbname=backfill_test user=postgres options='-c no_such_setting=1'`,
+        'E_CONNECTION_SETTINGS',
+        /unrecognized configuration parameter "no_such_setting"/,
+      ],
+    ]
+    for (const [url, code, message] of cases) {
+      const text = await status(url, false)
+      expect(text.code, text.stderr).to.equal(3)
+      expect(text.stderr).to.match(message)
+      const json = await status(url)
+      expect(json.code).to.equal(3)
+      expect(parseJson<{error: {code: string}}>(json).error.code).to.equal(code)
+    }
+  })
 })
