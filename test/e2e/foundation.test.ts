@@ -65,6 +65,9 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
       'requeued_count',
       'last_requeued_at',
       'notes',
+      // Ours, after the crate's 17 (it names the columns it writes and reads).
+      'error_fingerprint',
+      'error_fingerprint_at',
     ])
     const unique = await t.query(
       `select 1 from pg_indexes where schemaname = $1 and indexname = 'idx_backfill_dlq_job_key_unique' and indexdef like 'CREATE UNIQUE INDEX%WHERE (job_key IS NOT NULL)'`,

@@ -33,7 +33,7 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
     yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.'}),
     reason: Flags.string({summary: 'Why, recorded in the audit trail (dlq history).'}),
     'batch-size': Flags.integer({
-      summary: `Entries per transaction (default ${DEFAULT_PURGE_BATCH}).`,
+      summary: `Entries per transaction (default ${DEFAULT_PURGE_BATCH}; wide selections: sized by time).`,
       min: 1,
       max: 100_000,
     }),

@@ -1,4 +1,6 @@
 import type {Database} from '../db.js'
+import {Fingerprinter} from './fingerprint.js'
+import {storeEntryFingerprints} from './fingerprint-store.js'
 import {
   captureExhaustedJob,
   captureExhaustedJobs,
@@ -67,15 +69,17 @@ export async function captureExhausted(db: Database, options: CaptureOptions = {
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_CAPTURE_BATCH)
   const exclude = options.exclude ?? new Set<string>()
   const result: CaptureResult = {captured: 0, batches: 0, byTask: {}, sample: [], failed: [], durationMs: 0}
-  const move = async (run: (on: Database) => Promise<CaptureRow[]>): Promise<CaptureRow[]> => {
-    const hook = options.inTransaction
-    if (!hook) return run(db)
-    return db.transaction(async (tx) => {
+  const fingerprinter = new Fingerprinter()
+  // The move, the entries' fingerprints and the caller's hook commit together.
+  const move = async (run: (on: Database) => Promise<CaptureRow[]>): Promise<CaptureRow[]> =>
+    db.transaction(async (tx) => {
       const moved = await run(tx)
-      if (moved.length > 0) await hook(tx, moved.map(toCapturedJob))
+      if (moved.length > 0) {
+        await storeEntryFingerprints(tx, moved, fingerprinter)
+        await options.inTransaction?.(tx, moved.map(toCapturedJob))
+      }
       return moved
     })
-  }
   for (;;) {
     if (options.signal?.aborted) break
     const want = options.limit === undefined ? batchSize : Math.min(batchSize, options.limit - result.captured)

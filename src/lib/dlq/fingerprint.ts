@@ -5,6 +5,10 @@ import {createHash} from 'node:crypto'
  * timestamps, quoted values…) share a fingerprint. The first line of the message is
  * normalised by the rules below, in order; the fingerprint is a short hash of the task
  * identifier and that template, so the same failure of two tasks is two groups.
+ *
+ * Captures store each entry's fingerprint (backfill_dlq.error_fingerprint): a change to these
+ * rules must also clear the stored ones (a schema version step that sets them to null, so
+ * migrate recomputes them), or stats would mix old and new groups.
  */
 
 /** Characters of the message's first line considered (stack traces and long dumps add nothing). */

@@ -28,6 +28,10 @@ export interface PurgeResult {
 }
 
 export const DEFAULT_PURGE_BATCH = 10_000
+/** Time per batch the adaptive page-range batches aim below (a blocked upsert waits at most about this). */
+const BATCH_TARGET_MS = 200
+/** The largest adaptive batch, in rows. */
+const MAX_ADAPTIVE_BATCH = 500_000
 /** Rows per page assumed before the table was ever analysed. */
 const FALLBACK_ROWS_PER_PAGE = 40
 
@@ -67,9 +71,16 @@ export async function purgeDlq(db: Database, options: PurgeOptions): Promise<Pur
     selector.group === undefined && selector.limit === undefined && !selector.ids?.length && !selector.jobKeys?.length
   const table = wide ? await db.maybeOne(dlqTablePages, [db.schema]) : undefined
   if (table?.tid_range_scans) {
-    const step = Math.max(1, Math.floor(batchSize / (table.rows_per_page ?? FALLBACK_ROWS_PER_PAGE)))
+    const rowsPerPage = table.rows_per_page ?? FALLBACK_ROWS_PER_PAGE
+    let step = Math.max(1, Math.floor(batchSize / rowsPerPage))
+    // Without an explicit batch size, batches are sized by time: each one grows while batches
+    // finish well under BATCH_TARGET_MS (one short transaction per batch either way), so
+    // purging 100k entries costs about one DELETE, and 10M still never holds rows for long.
+    const adaptive = options.batchSize === undefined
+    const maxStep = Math.max(step, Math.floor(MAX_ADAPTIVE_BATCH / rowsPerPage))
     // Pages added while we run (the table grew) are not visited: see the note above.
-    for (let page = 0; page < Number(table.pages); page += step) {
+    for (let page = 0, next = step; page < Number(table.pages); page = next, next = page + step) {
+      const batchStarted = performance.now()
       if (options.signal?.aborted) {
         result.interrupted = true
         break
@@ -77,7 +88,7 @@ export async function purgeDlq(db: Database, options: PurgeOptions): Promise<Pur
       // The delete and its audit row commit together; a deadlock victim is run again.
       const deleted = await withDeadlockRetry(() =>
         db.transaction(async (tx) => {
-          const count = await tx.exec(purgePageRange, [...params, `(${page},0)`, `(${page + step},0)`])
+          const count = await tx.exec(purgePageRange, [...params, `(${page},0)`, `(${next},0)`])
           const [osUser, hostname, reason, sel, details] = auditParams()
           if (count > 0)
             await tx.rows(insertDlqAudit, [
@@ -89,11 +100,16 @@ export async function purgeDlq(db: Database, options: PurgeOptions): Promise<Pur
               hostname,
               reason,
               sel,
-              {...details, pages: [page, page + step]},
+              {...details, pages: [page, next]},
             ])
           return count
         }),
       )
+      if (adaptive) {
+        const ms = performance.now() - batchStarted
+        if (ms < BATCH_TARGET_MS / 4) step = Math.min(maxStep, step * 4)
+        else if (ms > BATCH_TARGET_MS) step = Math.max(1, Math.floor(step / 2))
+      }
       if (deleted === 0) continue
       result.batches += 1
       result.purged += deleted

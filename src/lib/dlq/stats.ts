@@ -1,5 +1,11 @@
 import type {Database} from '../db.js'
-import {aggregateDlq, nthSelectedId, setLocalAggregateSettings} from '../sql/dlq-select.js'
+import {
+  aggregateDlq,
+  aggregateFingerprinted,
+  errorLinesById,
+  nthSelectedId,
+  setLocalAggregateSettings,
+} from '../sql/dlq-select.js'
 import {Fingerprinter} from './fingerprint.js'
 import {lastSelectedId} from './scan.js'
 import {selectorParams, type DlqSelector} from './selector.js'
@@ -52,13 +58,18 @@ const STATS_WORK_MEM = '64MB'
 
 interface GroupState extends FailureGroup {
   sampleIdNum: bigint
+  /** sampleError (and template) hold the sample's line; false until read for a fingerprinted group. */
+  sampleRead: boolean
 }
 
 /**
- * Totals, per task and per queue counts and failure groups of a selection: PostgreSQL
- * aggregates the selection by task, queue and first error line in one pass (DLQs repeat
- * messages), the result streams through a cursor, and each distinct line is fingerprinted
- * here (with a cache of templates). Memory is bounded by the fetch size and the group cap.
+ * Totals, per task and per queue counts and failure groups of a selection, in one snapshot:
+ * entries with a current stored fingerprint (every capture writes one) are aggregated by
+ * task, queue and fingerprint from idx_backfill_dlq_fingerprint alone; the others (written
+ * by the Rust crate, or rewritten by its upsert) by task, queue and first error line, each
+ * distinct line fingerprinted here (with a cache of templates). Both stream through cursors;
+ * the samples of stored groups are read by id. Memory is bounded by the fetch size and the
+ * group cap.
  */
 export async function dlqStats(db: Database, options: StatsOptions): Promise<DlqStats> {
   const started = performance.now()
@@ -96,47 +107,83 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
     }
   }
 
+  interface AggregateRow {
+    task_identifier: string
+    queue_name: string
+    count: number
+    first_failed_at: Date
+    last_failed_at: Date
+    sample_id: string
+    key_conflicts: number
+  }
+  // errorLine null: a fingerprinted group whose sample line is read afterwards.
+  const add = (row: AggregateRow, fingerprint: string, template: string, errorLine: string | null): void => {
+    stats.total += row.count
+    if (stats.keyConflicts !== null) stats.keyConflicts += row.key_conflicts
+    if (stats.oldest === null || row.first_failed_at < stats.oldest) stats.oldest = row.first_failed_at
+    if (stats.newest === null || row.last_failed_at > stats.newest) stats.newest = row.last_failed_at
+    byTask.set(row.task_identifier, (byTask.get(row.task_identifier) ?? 0) + row.count)
+    byQueue.set(row.queue_name, (byQueue.get(row.queue_name) ?? 0) + row.count)
+    const existing = groups.get(fingerprint)
+    if (existing) {
+      existing.count += row.count
+      if (row.first_failed_at < existing.firstSeen) existing.firstSeen = row.first_failed_at
+      if (row.last_failed_at > existing.lastSeen) existing.lastSeen = row.last_failed_at
+      const sampleId = BigInt(row.sample_id)
+      if (sampleId < existing.sampleIdNum) {
+        existing.sampleIdNum = sampleId
+        existing.sampleId = row.sample_id
+        existing.sampleError = errorLine ?? ''
+        existing.sampleRead = errorLine !== null
+        if (errorLine !== null) existing.template = template
+      }
+    } else if (groups.size < maxGroups) {
+      groups.set(fingerprint, {
+        fingerprint,
+        taskIdentifier: row.task_identifier,
+        template,
+        count: row.count,
+        firstSeen: row.first_failed_at,
+        lastSeen: row.last_failed_at,
+        sampleId: row.sample_id,
+        sampleIdNum: BigInt(row.sample_id),
+        sampleError: errorLine ?? '',
+        sampleRead: errorLine !== null,
+      })
+    } else {
+      stats.ungrouped += row.count
+      stats.groupsTruncated = true
+    }
+  }
+
+  // One snapshot for both passes: an entry is counted once, by its stored fingerprint if it
+  // has a current one, else from its error text.
   await db.transaction(async (tx) => {
+    await tx.execScript('set transaction isolation level repeatable read')
     await tx.one(setLocalAggregateSettings, [STATS_WORK_MEM])
-    await tx.cursor(aggregateDlq, [...params, checkKeys, throughId], options.fetchSize ?? FETCH_SIZE, (rows) => {
+    const fetchSize = options.fetchSize ?? FETCH_SIZE
+    await tx.cursor(aggregateFingerprinted, [...params, checkKeys, throughId, group ?? null], fetchSize, (rows) => {
+      for (const row of rows) add(row, row.fingerprint, '', null)
+    })
+    await tx.cursor(aggregateDlq, [...params, checkKeys, throughId, true], fetchSize, (rows) => {
       for (const row of rows) {
         const {fingerprint, template} = fingerprinter.of(row.task_identifier, row.error_line)
         if (group !== undefined && fingerprint !== group) continue
-        stats.total += row.count
-        if (stats.keyConflicts !== null) stats.keyConflicts += row.key_conflicts
-        if (stats.oldest === null || row.first_failed_at < stats.oldest) stats.oldest = row.first_failed_at
-        if (stats.newest === null || row.last_failed_at > stats.newest) stats.newest = row.last_failed_at
-        byTask.set(row.task_identifier, (byTask.get(row.task_identifier) ?? 0) + row.count)
-        byQueue.set(row.queue_name, (byQueue.get(row.queue_name) ?? 0) + row.count)
-        const existing = groups.get(fingerprint)
-        if (existing) {
-          existing.count += row.count
-          if (row.first_failed_at < existing.firstSeen) existing.firstSeen = row.first_failed_at
-          if (row.last_failed_at > existing.lastSeen) existing.lastSeen = row.last_failed_at
-          const sampleId = BigInt(row.sample_id)
-          if (sampleId < existing.sampleIdNum) {
-            existing.sampleIdNum = sampleId
-            existing.sampleId = row.sample_id
-            existing.sampleError = row.error_line
-          }
-        } else if (groups.size < maxGroups) {
-          groups.set(fingerprint, {
-            fingerprint,
-            taskIdentifier: row.task_identifier,
-            template,
-            count: row.count,
-            firstSeen: row.first_failed_at,
-            lastSeen: row.last_failed_at,
-            sampleId: row.sample_id,
-            sampleIdNum: BigInt(row.sample_id),
-            sampleError: row.error_line,
-          })
-        } else {
-          stats.ungrouped += row.count
-          stats.groupsTruncated = true
-        }
+        add(row, fingerprint, template, row.error_line)
       }
     })
+    // Samples of the groups counted from stored fingerprints: their error lines and templates.
+    const unread = [...groups.values()].filter((g) => !g.sampleRead)
+    for (let i = 0; i < unread.length; i += fetchSize) {
+      const chunk = unread.slice(i, i + fetchSize)
+      const lines = new Map(
+        (await tx.rows(errorLinesById, [chunk.map((g) => g.sampleId)])).map((r) => [r.id, r.error_line]),
+      )
+      for (const g of chunk) {
+        g.sampleError = lines.get(g.sampleId) ?? ''
+        g.template = fingerprinter.of(g.taskIdentifier, g.sampleError).template
+      }
+    }
   })
   stats.byTask = [...byTask]
     .map(([taskIdentifier, count]) => ({taskIdentifier, count}))
@@ -146,7 +193,7 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
     .sort((a, b) => b.count - a.count || a.queueName.localeCompare(b.queueName))
   stats.groups = [...groups.values()]
     .sort((a, b) => b.count - a.count || (a.firstSeen < b.firstSeen ? -1 : 1))
-    .map(({sampleIdNum: _, ...g}) => g)
+    .map(({sampleIdNum: _, sampleRead: __, ...g}) => g)
   stats.durationMs = performance.now() - started
   return stats
 }

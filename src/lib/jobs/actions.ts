@@ -3,6 +3,7 @@ import type {Database} from '../db.js'
 import {auditContext, type AuditAction, type AuditOptions} from '../dlq/audit.js'
 import {withDeadlockRetry} from '../dlq/scan.js'
 import {InternalError, NotMigratedError, UsageError} from '../errors.js'
+import {storeEntryFingerprints} from '../dlq/fingerprint-store.js'
 import {requireMigrated, type SchemaInspection} from '../schema/inspect.js'
 import {insertDlqAudit} from '../sql/dlq-actions.js'
 import {
@@ -544,6 +545,7 @@ async function act(
     case 'remove': {
       if (!spec.toDlq) return (await tx.rows(removeJobsBatch, [...w])).map((r) => ({jobId: r.id, dlqId: null}))
       const moved = await tx.rows(moveJobsToDlqBatch, [...w, `Removed by an operator${reasonText}`])
+      await storeEntryFingerprints(tx, moved)
       return moved.map((r) => ({jobId: r.job_id, dlqId: r.dlq_id}))
     }
     case 'fail': {
@@ -553,6 +555,7 @@ async function act(
       // This transaction holds every failed job (it just updated them): each one must move.
       if (captured.length !== failed.length)
         throw new InternalError(`fail --capture moved ${captured.length} of the ${failed.length} jobs it failed`)
+      await storeEntryFingerprints(tx, captured)
       return captured.map((r) => ({jobId: r.job_id, dlqId: r.dlq_id}))
     }
     case 'run_now':

@@ -24,7 +24,7 @@ export interface BackfillObject {
 }
 
 /** Bumped whenever an object is added; stored in backfill_meta. */
-export const BACKFILL_SCHEMA_VERSION = 3
+export const BACKFILL_SCHEMA_VERSION = 4
 
 /**
  * The Rust crate's 17 columns, in its order. TEXT where the crate used VARCHAR(n): graphile
@@ -49,6 +49,28 @@ export const DLQ_COLUMNS: readonly {name: string; type: string; clause: string; 
   {name: 'requeued_count', type: 'integer', clause: 'integer not null default 0', addable: true},
   {name: 'last_requeued_at', type: 'timestamp with time zone', clause: 'timestamptz', addable: true},
   {name: 'notes', type: 'text', clause: 'text', addable: true},
+]
+
+/**
+ * Entries whose stored fingerprint is missing (written by the crate, or before schema 4) or
+ * stale (last_error rewritten by the crate's upsert). Spelled exactly so in queries, so the
+ * planner matches the partial index idx_backfill_dlq_unfingerprinted.
+ */
+export function unfingerprintedSql(alias?: string): string {
+  const a = alias ? `${alias}.` : ''
+  return `(${a}error_fingerprint is null or ${a}error_fingerprint_at is distinct from ${a}failed_at)`
+}
+
+/**
+ * Ours, after the crate's (it names its columns on insert and reads by name, so extra columns
+ * are invisible to it): each entry's failure-group fingerprint (dlq/fingerprint.ts), written
+ * when we capture it, and the failed_at it was computed for. A writer that changes last_error
+ * without them (the crate's upsert sets failed_at = now()) leaves a stale pair, which
+ * `dlq stats` fingerprints from the error text again, like a row without one.
+ */
+export const DLQ_OWN_COLUMNS: readonly {name: string; clause: string}[] = [
+  {name: 'error_fingerprint', clause: 'text'},
+  {name: 'error_fingerprint_at', clause: 'timestamptz'},
 ]
 
 /** Columns the Rust crate declares VARCHAR(n); we widen them to TEXT in place (no rewrite). */
@@ -106,7 +128,7 @@ export const BACKFILL_OBJECTS: readonly BackfillObject[] = [
   table(
     'backfill_dlq',
     (q) =>
-      `create table if not exists ${q}.backfill_dlq (\n${DLQ_COLUMNS.map((col) => `  ${col.name} ${col.clause}`).join(',\n')}\n);\n`,
+      `create table if not exists ${q}.backfill_dlq (\n${[...DLQ_COLUMNS, ...DLQ_OWN_COLUMNS].map((col) => `  ${col.name} ${col.clause}`).join(',\n')}\n);\n`,
   ),
   ...DLQ_COLUMNS.filter((col) => col.addable).map((col) => column('backfill_dlq', col.name, col.clause)),
   ...WIDENED_COLUMNS.map((column): BackfillObject => ({
@@ -152,6 +174,25 @@ end $backfill$;\n`,
     'idx_backfill_dlq_failed_at_id',
     (q) => `index if not exists idx_backfill_dlq_failed_at_id on ${q}.backfill_dlq (failed_at desc, id desc)`,
   ),
+  ...DLQ_OWN_COLUMNS.map((col) => column('backfill_dlq', col.name, col.clause)),
+  // `dlq stats` at scale: groups counted from this index alone (index-only scan, no heap, no
+  // error text), and the few rows whose fingerprint is missing or stale found without a scan.
+  {
+    ...index(
+      'idx_backfill_dlq_fingerprint',
+      (q) =>
+        `index if not exists idx_backfill_dlq_fingerprint on ${q}.backfill_dlq (task_identifier, queue_name, error_fingerprint) include (failed_at, id, error_fingerprint_at) where error_fingerprint is not null`,
+    ),
+    advisory: true,
+  },
+  {
+    ...index(
+      'idx_backfill_dlq_unfingerprinted',
+      (q) =>
+        `index if not exists idx_backfill_dlq_unfingerprinted on ${q}.backfill_dlq (id) where ${unfingerprintedSql()}`,
+    ),
+    advisory: true,
+  },
   // Retried jobs still in the jobs table, so a recapture carries the retry count, touch
   // count and notes forward (the crate's table has no room for them on the job itself).
   table(

@@ -1,4 +1,5 @@
 import type {Database} from '../db.js'
+import {backfillFingerprints} from '../dlq/fingerprint-store.js'
 import {PreconditionError, isBackfillError} from '../errors.js'
 import {mapPgError} from '../pg-errors.js'
 import {advisoryLock, advisoryUnlock, duplicateDlqJobKeys} from '../sql/schema.js'
@@ -21,6 +22,8 @@ export interface InitDlqResult {
   upToDate: boolean
   /** SQL that was (or would be) run. */
   sql: string
+  /** Entries given their failure-group fingerprint (0 for a dry run): see backfillFingerprints. */
+  fingerprinted: number
 }
 
 export interface MigrateResult {
@@ -49,6 +52,7 @@ export interface MigrateOptions {
 }
 
 const LOCK_PREFIX = 'backfill:migrate:'
+const VACUUM_AFTER_FINGERPRINTS = 10_000
 
 /**
  * Installs or upgrades graphile-worker's schema with graphile-worker's own migrator, then
@@ -100,7 +104,7 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
       applied: [],
       unknownMigrations: before.graphile.unknown,
       notes,
-      dlq: planDlq(db, before, false),
+      dlq: await fingerprintDlq(db, planDlq(db, before, false), options),
       upToDate: true,
     }
   }
@@ -116,7 +120,7 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
       await runGraphileMigrations(locked, notes)
     }
     const after = await inspectSchema(locked)
-    const dlq = await applyDlq(locked, after, options)
+    const dlq = await fingerprintDlq(locked, await applyDlq(locked, after, options), options)
     const applied = after.graphile.migrations
       .map((m) => m.id)
       .filter((id) => !current.graphile.migrations.some((m) => m.id === id))
@@ -140,7 +144,32 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
 export async function initDlq(db: Database, options: MigrateOptions = {}): Promise<InitDlqResult> {
   const before = await inspectSchema(db)
   if (options.dryRun) return planDlq(db, before, true)
-  return withInstallLock(db, async (locked) => applyDlq(locked, await inspectSchema(locked), options))
+  return withInstallLock(db, async (locked) =>
+    fingerprintDlq(locked, await applyDlq(locked, await inspectSchema(locked), options), options),
+  )
+}
+
+/**
+ * After the DDL: fingerprints the entries that have none (batched, idempotent; one index
+ * probe when there are none), so `dlq stats` groups them from the index.
+ */
+async function fingerprintDlq(db: Database, result: InitDlqResult, options: MigrateOptions): Promise<InitDlqResult> {
+  let reported = 0
+  const backfill = await backfillFingerprints(db, {
+    onBatch: (done) => {
+      if (done - reported >= 100_000) {
+        reported = done
+        options.onProgress?.(`fingerprinting DLQ entries: ${done} done`)
+      }
+    },
+  })
+  if (backfill.fingerprinted > 0)
+    options.onProgress?.(`fingerprinted ${backfill.fingerprinted} DLQ entries for failure grouping`)
+  // Many rewritten rows: mark the pages all-visible now (what the index-only scan of stats
+  // needs) rather than when autovacuum gets to it. VACUUM does not block readers or writers.
+  if (backfill.fingerprinted >= VACUUM_AFTER_FINGERPRINTS)
+    await db.execScript(`vacuum (analyze) ${db.quotedSchema}.backfill_dlq`)
+  return {...result, fingerprinted: backfill.fingerprinted}
 }
 
 function planDlq(
@@ -160,6 +189,7 @@ function planDlq(
     created: missing.map((o) => o.name),
     upToDate: missing.length === 0,
     sql: missing.length > 0 ? dlqSql(db, missing) : '',
+    fingerprinted: 0,
   }
 }
 

@@ -1,3 +1,5 @@
+import {unfingerprintedSql} from '../schema/backfill-objects.js'
+import {errorLineSql} from './dlq-select.js'
 import {type RowOf, statement} from './statement.js'
 
 /**
@@ -12,12 +14,14 @@ import {type RowOf, statement} from './statement.js'
  * so the DLQ holds the job that failed last rather than a stale one. A retried job's
  * retry count, touch count and notes are carried over from backfill_dlq_retried_jobs.
  */
-const CAPTURE_COLUMNS = {
+export const CAPTURE_COLUMNS = {
   dlq_id: 'int8',
   job_id: 'int8',
   task_identifier: 'text',
   queue_name: 'text',
   recaptured: 'bool',
+  /** The entry's first error line as stats reads it: what its fingerprint is computed from. */
+  error_line: 'text',
 } as const
 export type CaptureRow = RowOf<typeof CAPTURE_COLUMNS>
 
@@ -78,7 +82,7 @@ export function captureSql(s: string, candidates: string, failureReasonSql = EXH
     original_created_at = excluded.original_created_at,
     original_run_at = excluded.original_run_at,
     failed_at = now()
-  returning d.id, d.original_job_id, d.task_identifier, d.queue_name
+  returning d.id, d.original_job_id, d.task_identifier, d.queue_name, ${errorLineSql('d')} as error_line
 ), events as (
   -- The job's story: its retry out of the DLQ (recorded now, dated then) and its return.
   insert into ${s}.backfill_dlq_events (case_id, dlq_id, job_id, event, at, audit_id)
@@ -94,7 +98,8 @@ export function captureSql(s: string, candidates: string, failureReasonSql = EXH
   order by ev.job_id, ev.step
 )
 select i.id as dlq_id, i.original_job_id as job_id, i.task_identifier::text as task_identifier,
-       i.queue_name::text as queue_name, exists (select 1 from lineage l where l.job_id = i.original_job_id) as recaptured
+       i.queue_name::text as queue_name, exists (select 1 from lineage l where l.job_id = i.original_job_id) as recaptured,
+       i.error_line
 from inserted i`
 }
 
@@ -153,6 +158,21 @@ left join ${s}._private_job_queues q on q.id = j.job_queue_id
 where j.attempts >= j.max_attempts and j.locked_at is null
 group by 1, 2
 order by 3 desc, 1, 2`,
+})
+
+/**
+ * Stores the failure-group fingerprints of entries just written ($1 ids, $2 fingerprints),
+ * in the transaction of the move that wrote them; error_fingerprint_at = failed_at marks the
+ * pair current (see unfingerprintedSql). $3: only rows still without a current fingerprint
+ * (the batched backfill of old rows, racing captures and other backfills).
+ */
+export const storeFingerprints = statement({
+  id: 'dlq.store_fingerprints',
+  params: ['_int8', '_text', 'bool'],
+  columns: {},
+  sql: (s) => `update ${s}.backfill_dlq d set error_fingerprint = v.fingerprint, error_fingerprint_at = d.failed_at
+from unnest($1::bigint[], $2::text[]) as v(id, fingerprint)
+where d.id = v.id and (not $3::bool or ${unfingerprintedSql('d')})`,
 })
 
 /** Lineage rows whose job is gone (it succeeded): nothing will recapture them. */

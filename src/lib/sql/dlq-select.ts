@@ -1,3 +1,4 @@
+import {unfingerprintedSql} from '../schema/backfill-objects.js'
 import {statement} from './statement.js'
 
 /**
@@ -167,7 +168,7 @@ limit 1000`,
  */
 export const aggregateDlq = statement({
   id: 'dlq.aggregate',
-  params: [...SELECTOR_PARAMS, 'bool', 'int8?'],
+  params: [...SELECTOR_PARAMS, 'bool', 'int8?', 'bool'],
   columns: {
     task_identifier: 'text',
     queue_name: 'text',
@@ -187,7 +188,49 @@ export const aggregateDlq = statement({
                          and exists (select 1 from ${s}._private_jobs j where j.key = d.job_key)))::int as key_conflicts
 from ${s}.backfill_dlq d
 where ${SELECTOR_WHERE} and ($9::bigint is null or d.id <= $9::bigint)
+  and (not $10::bool or ${unfingerprintedSql('d')})
 group by 1, 2, 3`,
+})
+
+/**
+ * aggregateDlq for the entries with a current stored fingerprint ($10 true there: the others),
+ * grouped by it: read from idx_backfill_dlq_fingerprint alone (index-only) when the selector
+ * has no filter on other columns. $10: only this fingerprint (--group). The groups' error
+ * lines are read afterwards for their samples (errorLinesById).
+ */
+export const aggregateFingerprinted = statement({
+  id: 'dlq.aggregate_fingerprinted',
+  params: [...SELECTOR_PARAMS, 'bool', 'int8?', 'text?'],
+  columns: {
+    task_identifier: 'text',
+    queue_name: 'text',
+    fingerprint: 'text',
+    count: 'int4',
+    first_failed_at: 'timestamptz',
+    last_failed_at: 'timestamptz',
+    sample_id: 'int8',
+    key_conflicts: 'int4',
+  },
+  prepare: false,
+  sql: (
+    s,
+  ) => `select d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, d.error_fingerprint as fingerprint,
+       count(*)::int as count, min(d.failed_at) as first_failed_at, max(d.failed_at) as last_failed_at, min(d.id) as sample_id,
+       (count(*) filter (where $8::bool and d.job_key is not null
+                         and exists (select 1 from ${s}._private_jobs j where j.key = d.job_key)))::int as key_conflicts
+from ${s}.backfill_dlq d
+where d.error_fingerprint is not null and d.error_fingerprint_at = d.failed_at
+  and ${SELECTOR_WHERE} and ($9::bigint is null or d.id <= $9::bigint)
+  and ($10::text is null or d.error_fingerprint = $10::text)
+group by 1, 2, 3`,
+})
+
+/** The first error lines of entries $1 (the samples of fingerprinted groups). */
+export const errorLinesById = statement({
+  id: 'dlq.error_lines_by_id',
+  params: ['_int8'],
+  columns: {id: 'int8', error_line: 'text'},
+  sql: (s) => `select d.id, ${errorLineSql('d')} as error_line from ${s}.backfill_dlq d where d.id = any($1::bigint[])`,
 })
 
 /** The id of the $8-th selected entry in id order (where `--limit $8` ends); null if there are fewer. */
@@ -267,4 +310,20 @@ export const entriesById = statement({
 from ${s}.backfill_dlq d
 where d.id = any($1::bigint[])
 order by d.id`,
+})
+
+/**
+ * The next $2 entries after id $1 without a current fingerprint, locked for this transaction
+ * (skip locked), with what their fingerprint is computed from: the fingerprint backfill.
+ */
+export const lockUnfingerprinted = statement({
+  id: 'dlq.lock_unfingerprinted',
+  params: ['int8', 'int4'],
+  columns: {id: 'int8', task_identifier: 'text', error_line: 'text'},
+  sql: (s) => `select d.id, d.task_identifier::text as task_identifier, ${errorLineSql('d')} as error_line
+from ${s}.backfill_dlq d
+where ${unfingerprintedSql('d')} and d.id > $1::bigint
+order by d.id
+limit $2::int
+for update of d skip locked`,
 })

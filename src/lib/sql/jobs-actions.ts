@@ -1,4 +1,4 @@
-import {captureSql} from './dlq-capture.js'
+import {CAPTURE_COLUMNS, captureSql} from './dlq-capture.js'
 import {applicableSql, SEEN_AT_SQL, SEEN_VERSION_SQL, STATE_SQL} from './jobs-select.js'
 import {statement} from './statement.js'
 
@@ -48,7 +48,7 @@ select c.id, null::bigint as dlq_id from ${s}.complete_jobs(array(select id from
 export const moveJobsToDlqBatch = statement({
   id: 'jobs.move_to_dlq_batch',
   params: [...WANTED_PARAMS, 'text'],
-  columns: {dlq_id: 'int8', job_id: 'int8', task_identifier: 'text', queue_name: 'text', recaptured: 'bool'},
+  columns: CAPTURE_COLUMNS,
   prepare: false,
   sql: (s) => captureSql(s, targetSql(s, 'remove'), '$4::text'),
 })
@@ -72,7 +72,7 @@ select f.id, null::bigint as dlq_id from ${s}.permanently_fail_jobs(array(select
 export const captureFailedJobs = statement({
   id: 'jobs.capture_failed',
   params: ['_int8', 'text'],
-  columns: {dlq_id: 'int8', job_id: 'int8', task_identifier: 'text', queue_name: 'text', recaptured: 'bool'},
+  columns: CAPTURE_COLUMNS,
   prepare: false,
   sql: (s) =>
     captureSql(
