@@ -273,7 +273,15 @@ export async function listLocks(db: Database, options: ListLocksOptions = {}): P
       queueLocks: lockOwner?.queueLocks ?? 0,
     })
   }
+  // A backfill pool mirrors its heartbeat into _private_workers (so a Rust sweeper spares
+  // its locks): that row is the same worker as its registry row, not a Rust worker.
+  const mirrors = new Set(
+    rustList
+      .filter((r) => registryOf.has(r.worker_id) || (r.metadata as {runtime?: unknown} | null)?.runtime === 'backfill')
+      .map((r) => r.worker_id),
+  )
   for (const [id, rust] of rustOf) {
+    if (mirrors.has(id)) continue
     const lockOwner = owners.get(id)
     const verdict = judgeOwner(factsOf(id), options)
     workers.push({
