@@ -1,6 +1,5 @@
 import {Errors} from '@oclif/core'
 
-import {scrubSecrets} from '../lib/connection.js'
 import {BackfillError, InternalError, UsageError} from '../lib/errors.js'
 
 /** Normalises anything thrown by a command (ours, oclif's parser, pg, bugs) to a BackfillError. */
@@ -64,24 +63,5 @@ function oneLine(text: string): string {
   )
 }
 
-export interface ErrorEnvelope {
-  error: {
-    code: string
-    message: string
-    exitCode: number
-    suggestions: readonly string[]
-    details?: Record<string, unknown>
-  }
-}
-
-export function errorEnvelope(error: BackfillError, secrets: readonly string[]): ErrorEnvelope {
-  return {
-    error: {
-      code: error.code,
-      message: scrubSecrets(error.message, secrets),
-      exitCode: error.exitCode,
-      suggestions: error.suggestions.map((s) => scrubSecrets(s, secrets)),
-      ...(error.details ? {details: error.details} : {}),
-    },
-  }
-}
+// The envelope lives in the library: the console's API answers errors in the same document.
+export {errorEnvelope, type ErrorEnvelope} from '../lib/envelope.js'

@@ -1,5 +1,6 @@
 import {Args, Flags, type Command} from '@oclif/core'
 
+import {emptyJobActionResult as emptyResult, type JobActionDocument} from '../lib/console/operations.js'
 import {EXIT_CODES} from '../lib/errors.js'
 import {
   DEFAULT_JOB_ACTION_BATCH,
@@ -152,8 +153,8 @@ export function jobs(n: number): string {
   return `${n} job${n === 1 ? '' : 's'}`
 }
 
-export type JobActionCommandResult =
-  {dryRun: true; selection: JobSelection} | ({dryRun: false; selection: JobSelection} & JobActionResult)
+/** The document is the library's, so the console's API answers with the very same shape. */
+export type JobActionCommandResult = JobActionDocument
 
 interface ActionFlags {
   all: boolean
@@ -287,21 +288,5 @@ export abstract class JobsActionCommand<T extends typeof Command> extends JobsCo
       out.warn(
         `interrupted after batch ${result.batches}: ${words.did(jobs(result.done))}; the rest are unchanged (run the command again to continue)`,
       )
-  }
-}
-
-function emptyResult(spec: JobActionSpec): JobActionResult {
-  return {
-    run: '',
-    action: spec.action,
-    done: 0,
-    movedToDlq: 0,
-    skipped: {running: 0, changed: 0, gone: 0, not_applicable: 0, busy: 0},
-    byTask: {},
-    sample: [],
-    skippedSample: [],
-    batches: 0,
-    interrupted: false,
-    durationMs: 0,
   }
 }

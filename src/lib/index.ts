@@ -245,3 +245,5 @@ export {
   type SkippedJob,
   type SkipReason,
 } from './jobs/actions.js'
+// Web console and admin HTTP API (backfill ui; embeddable handler).
+export * from './console/index.js'

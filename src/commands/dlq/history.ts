@@ -2,11 +2,10 @@ import {Flags} from '@oclif/core'
 
 import {age, DlqCommand, shortTime} from '../../cli/dlq.js'
 import {since} from '../../cli/flags.js'
-import {AUDIT_ACTIONS, dlqHistory, type AuditAction, type HistoryRun} from '../../lib/dlq/audit.js'
+import {AUDIT_ACTIONS, dlqHistory, type AuditAction} from '../../lib/dlq/audit.js'
+import type {DlqHistoryDocument} from '../../lib/console/operations.js'
 
-export interface HistoryResult {
-  runs: HistoryRun[]
-}
+export type HistoryResult = DlqHistoryDocument
 
 export default class DlqHistory extends DlqCommand<typeof DlqHistory> {
   static override summary =

@@ -3,14 +3,14 @@ import {Flags} from '@oclif/core'
 import {confirmDestructive} from '../../cli/confirm.js'
 import {selectionAsOfNow} from '../../lib/dlq/selector.js'
 import {DlqCommand, ENTRY_COLUMNS, idsArg, renderStats, requireSelection, selectorFlags} from '../../cli/dlq.js'
-import {previewSelection, type SelectionPreview} from '../../lib/dlq/preview.js'
-import {DEFAULT_PURGE_BATCH, purgeDlq, type PurgeResult} from '../../lib/dlq/purge.js'
+import {previewSelection} from '../../lib/dlq/preview.js'
+import {DEFAULT_PURGE_BATCH, purgeDlq} from '../../lib/dlq/purge.js'
 import {countSelection} from '../../lib/dlq/scan.js'
-import type {DlqSelector} from '../../lib/dlq/selector.js'
 import {EXIT_CODES} from '../../lib/errors.js'
+import type {DlqPurgeDocument} from '../../lib/console/operations.js'
 
-export type PurgeCommandResult =
-  ({dryRun: true; selection: DlqSelector} & SelectionPreview) | ({dryRun: false; selection: DlqSelector} & PurgeResult)
+/** The document is the library's, so the console's API answers with the very same shape. */
+export type PurgeCommandResult = DlqPurgeDocument
 
 export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
   static override summary = 'Delete DLQ entries for good, in batches.'

@@ -14,11 +14,12 @@ import {
 import {previewSelection, type SelectionPreview} from '../../lib/dlq/preview.js'
 import {DEFAULT_RETRY_BATCH, retryDlq, type RetryResult} from '../../lib/dlq/retry.js'
 import {countSelection} from '../../lib/dlq/scan.js'
-import {type DlqSelector, selectionAsOfNow} from '../../lib/dlq/selector.js'
+import {selectionAsOfNow} from '../../lib/dlq/selector.js'
 import {EXIT_CODES} from '../../lib/errors.js'
+import {emptyRetryResult as emptyResult, type DlqRetryDocument} from '../../lib/console/operations.js'
 
-export type RetryCommandResult =
-  ({dryRun: true; selection: DlqSelector} & SelectionPreview) | ({dryRun: false; selection: DlqSelector} & RetryResult)
+/** The document is the library's, so the console's API answers with the very same shape. */
+export type RetryCommandResult = DlqRetryDocument
 
 export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
   static override summary = 'Put DLQ entries back in the jobs table, exactly once.'
@@ -166,19 +167,5 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
       out.warn(
         `interrupted after batch ${result.batches}: ${result.retried} retried; the rest are still in the DLQ (rerun the same command to continue)`,
       )
-  }
-}
-
-function emptyResult(): RetryResult {
-  return {
-    run: '',
-    retried: 0,
-    skipped: {keyConflict: 0, invalid: 0},
-    batches: 0,
-    byTask: {},
-    sample: [],
-    skippedSample: [],
-    interrupted: false,
-    durationMs: 0,
   }
 }

@@ -1,10 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {DlqCommand, idsArg, renderStats, schemaFlag, selectorFlags} from '../../cli/dlq.js'
-import type {DlqSelector} from '../../lib/dlq/selector.js'
 import {dlqStats, type DlqStats} from '../../lib/dlq/stats.js'
+import type {DlqStatsDocument} from '../../lib/console/operations.js'
 
-export type StatsResult = DlqStats & {selection: DlqSelector}
+export type StatsResult = DlqStatsDocument
 
 export default class DlqStatsCommand extends DlqCommand<typeof DlqStatsCommand> {
   static override summary = 'Triage the DLQ: totals, counts per task and queue, and failure groups.'

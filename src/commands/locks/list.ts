@@ -3,22 +3,10 @@ import {Flags} from '@oclif/core'
 import {DbCommand} from '../../cli/base-command.js'
 import {livenessFlags, livenessOptions} from '../../cli/liveness-flags.js'
 import {formatDuration} from '../../lib/duration.js'
-import {listLocks, type LockEntry, type LockOwner, type WorkerSeen} from '../../lib/locks/list.js'
+import {locksReport, type LocksListResult} from '../../lib/locks/report.js'
 import type {Liveness} from '../../lib/locks/owners.js'
 
-export interface LocksListResult {
-  schema: string
-  at: Date
-  /** Every owner holding a lock (filtered by --owner), dead first. */
-  owners: LockOwner[]
-  /** The locks shown (at most --limit), oldest first. */
-  locks: LockEntry[]
-  totals: {jobs: number; queues: number; byLiveness: Record<Liveness, number>}
-  /** Locks left out by --limit or --liveness. */
-  omitted: number
-  workers: WorkerSeen[]
-  evidence: {registry: boolean; rustHeartbeats: boolean}
-}
+export type {LocksListResult} from '../../lib/locks/report.js'
 
 export default class LocksList extends DbCommand<typeof LocksList> {
   static override summary = 'Show job and queue locks with their owner, runtime and whether the owner is alive.'
@@ -42,26 +30,12 @@ export default class LocksList extends DbCommand<typeof LocksList> {
   }
 
   async run(): Promise<LocksListResult> {
-    const listing = await listLocks(this.db(), {...livenessOptions(this.flags), owners: this.flags.owner})
-    const wanted = this.flags.liveness ? new Set(this.flags.liveness) : undefined
-    const matching = listing.locks.filter((l) => !wanted || wanted.has(l.liveness))
-    const locks = matching.slice(0, this.flags.limit)
-    const byLiveness: Record<Liveness, number> = {live: 0, dead: 0, unknown: 0}
-    for (const l of listing.locks) byLiveness[l.liveness] += 1
-    const result: LocksListResult = {
-      schema: listing.schema,
-      at: listing.now,
-      owners: listing.owners.filter((o) => !wanted || wanted.has(o.liveness)),
-      locks,
-      totals: {
-        jobs: listing.locks.filter((l) => l.kind === 'job').length,
-        queues: listing.locks.filter((l) => l.kind === 'queue').length,
-        byLiveness,
-      },
-      omitted: listing.locks.length - locks.length,
-      workers: listing.workers,
-      evidence: listing.evidence,
-    }
+    const result = await locksReport(this.db(), {
+      ...livenessOptions(this.flags),
+      owners: this.flags.owner,
+      liveness: this.flags.liveness as Liveness[] | undefined,
+      limit: this.flags.limit,
+    })
     this.render(result)
     return result
   }
