@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {DlqCommand, idsArg, renderStats, schemaFlag, selectorFlags} from '../../cli/dlq.js'
-import {dlqStats, type DlqStats} from '../../lib/dlq/stats.js'
+import {dlqStats} from '../../lib/dlq/stats.js'
 import type {DlqStatsDocument} from '../../lib/console/operations.js'
 
 export type StatsResult = DlqStatsDocument
