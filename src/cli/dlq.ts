@@ -5,7 +5,6 @@ import type {DlqStats} from '../lib/dlq/stats.js'
 import {buildSelector, isEmptySelector, type DlqSelector} from '../lib/dlq/selector.js'
 import {UsageError} from '../lib/errors.js'
 import {requireMigrated} from '../lib/schema/inspect.js'
-import {RawJson} from './json.js'
 import type {Column, Output} from './output.js'
 import {
   CLI_SELECTOR_LABELS,
@@ -170,7 +169,4 @@ export function schemaFlag(schema: string): string {
 }
 
 /** An entry as --json prints it: the payload exactly as stored, once. */
-export function entryJson(entry: DlqEntry): Omit<DlqEntry, 'payloadText' | 'payload'> & {payload: RawJson} {
-  const {payloadText, ...rest} = entry
-  return {...rest, payload: new RawJson(payloadText)}
-}
+export {entryDocument as entryJson} from '../lib/json-document.js'

@@ -129,6 +129,12 @@ describe('console admin API over HTTP (backfill ui)', function () {
       const listed = (await api.get<{jobs: {id: string}[]}>('/api/v1/jobs')).body.jobs.map((j) => j.id)
       const viaCli = ((await cli(['jobs', 'list'])) as {jobs: {id: string}[]}).jobs.map((j) => j.id)
       expect(listed).to.deep.equal(viaCli)
+      // Payloads exactly as stored, as the CLI writes them (a double would round this number).
+      const [big] = await t.query<{id: string}>(
+        `select id::text from ${t.quoted}.add_job('big', '{"n": 9007199254740993}'::json)`,
+      )
+      const text = await (await fetch(`${c!.origin}/api/v1/jobs/${big!.id}`)).text()
+      expect(text).to.include('"payload":{"n": 9007199254740993}')
     })
 
     it('pages jobs by keyset cursor and filters with the CLI grammar in q', async () => {

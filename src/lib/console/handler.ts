@@ -2,6 +2,7 @@ import type {IncomingMessage, ServerResponse} from 'node:http'
 
 import type {Database} from '../db.js'
 import {errorEnvelope} from '../envelope.js'
+import {jsonDocument} from '../json-document.js'
 import type {LivenessOptions} from '../locks/owners.js'
 import {
   checkToken,
@@ -182,7 +183,8 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
   }
 
   function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-    const text = JSON.stringify(body, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))
+    // The CLI's --json writer: payloads exactly as stored (RawJson), lossless numbers verbatim.
+    const text = jsonDocument(body, 0)
     send(res, status, text, {'content-type': 'application/json; charset=utf-8', ...headers})
   }
 

@@ -1,6 +1,7 @@
 import type {Actor} from '../dlq/audit.js'
 import {dlqHistory, AUDIT_ACTIONS, type AuditAction, type HistoryRun} from '../dlq/audit.js'
 import {listDlq, showDlqEntry, type ListResult, type ShowResult} from '../dlq/entries.js'
+import {entryDocument, RawJson} from '../json-document.js'
 import {previewSelection, type SelectionPreview} from '../dlq/preview.js'
 import {purgeDlq, type PurgeResult} from '../dlq/purge.js'
 import {retryDlq, type DefaultQueueMode, type KeyConflictMode, type RetryResult} from '../dlq/retry.js'
@@ -138,21 +139,29 @@ export function jobsList(
   })
 }
 
-export function jobShow(db: Database, options: {id?: string; jobKey?: string} & ReadOptions): Promise<ShowJobResult> {
-  return showJob(db, {
+export async function jobShow(
+  db: Database,
+  options: {id?: string; jobKey?: string} & ReadOptions,
+): Promise<ShowJobResult> {
+  const result = await showJob(db, {
     ...(options.id !== undefined ? {id: parseJobId(options.id, 'job id')} : {jobKey: options.jobKey}),
     liveness: options.liveness,
   })
+  // As `jobs show --json` writes it: the payload exactly as stored.
+  return {...result, job: {...result.job, payload: new RawJson(result.payloadText)}}
 }
 
 export async function dlqList(db: Database, options: {selector: DlqSelector; cursor?: string}): Promise<ListResult> {
   await requireMigrated(db, {dlq: true})
-  return listDlq(db, {selector: options.selector, cursor: options.cursor})
+  const result = await listDlq(db, {selector: options.selector, cursor: options.cursor})
+  // As `dlq list --json` writes it: each payload exactly as stored, once.
+  return {...result, entries: result.entries.map(entryDocument)} as unknown as ListResult
 }
 
 export async function dlqShow(db: Database, id: string): Promise<ShowResult> {
   await requireMigrated(db, {dlq: true})
-  return showDlqEntry(db, parseEntryId(id, 'ids are the first column of the DLQ list'))
+  const result = await showDlqEntry(db, parseEntryId(id, 'ids are the first column of the DLQ list'))
+  return {...result, entry: entryDocument(result.entry)} as unknown as ShowResult
 }
 
 export async function dlqGroups(db: Database, selector: DlqSelector): Promise<DlqStatsDocument> {
