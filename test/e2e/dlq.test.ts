@@ -274,7 +274,7 @@ describe('backfill dlq … (real binary)', () => {
       const human = await runCli(['dlq', 'stats', '--schema', t.schema])
       expect(human.code, human.stderr).to.equal(0)
       expect(human.stdout).to.contain('3 entries').and.contain(group).and.contain('quota exceeded for tenant 1')
-      expect(human.stderr).to.contain(`--group ${group}`)
+      expect(human.stdout).to.contain(`--group ${group}`)
       const listed = parseJson<{entries: unknown[]}>(
         await runCli(['dlq', 'list', '--schema', t.schema, '--group', group, '--json']),
       )

@@ -61,6 +61,8 @@ describe('fleet metrics: worker leader, probes, exporter (real binary)', functio
     await waitUntil('a leader', async () => (await leaders()).length === 1)
     // Both ready and alive; stable for a few rounds.
     for (const base of bases) {
+      // A worker reports 'starting' until its pools run, which takes a while on a loaded machine.
+      await waitUntil(`${base} ready`, async () => (await probe(`${base}/readyz`)).status === 200)
       expect((await probe(`${base}/healthz`)).status).to.equal(200)
       expect(await probe(`${base}/readyz`)).to.deep.equal({status: 200, body: 'ok: running\n'})
     }
