@@ -1,10 +1,17 @@
 import {Command, Flags, ux, type Interfaces} from '@oclif/core'
 
 import {resolveConnection, scrubSecrets, type ConnectionTarget} from '../lib/connection.js'
-import {Database} from '../lib/db.js'
+import {
+  Database,
+  DEFAULT_STATEMENT_TIMEOUT_MS,
+  opsSessionLimits,
+  WORKER_SESSION_LIMITS,
+  type SessionLimits,
+} from '../lib/db.js'
 import {EXIT_CODES, InterruptedError, UsageError, type BackfillError} from '../lib/errors.js'
 import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifiers.js'
 import {errorEnvelope, toBackfillError} from './errors.js'
+import {duration, durationDefault} from './flags.js'
 import {jsonDocument, MAX_COLOURED_JSON} from './json.js'
 import {loadStyles, Output} from './output.js'
 import {terminalSafe} from './terminal-safe.js'
@@ -155,7 +162,25 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
       helpGroup: 'DATABASE',
       summary: 'graphile-worker schema name.',
     }),
+    'statement-timeout': duration({
+      env: 'BACKFILL_STATEMENT_TIMEOUT',
+      defaultUnit: 's',
+      minMs: 100,
+      zero: true,
+      ...durationDefault(DEFAULT_STATEMENT_TIMEOUT_MS),
+      helpGroup: 'DATABASE',
+      summary:
+        'Cancel a statement running longer (exit 7). Lock waits are limited to 5s (at most this) and idle transactions to 60s; 0 turns the limits off.',
+    }),
   }
+
+  /**
+   * The session limits of this command's connections: operations are bounded (see
+   * --statement-timeout); the worker only limits idle transactions (its jobs may run long);
+   * schema changes (migrate, init-dlq) and bench have none. Commands without limits leave the
+   * flag out of their baseFlags (withoutSessionLimitFlag).
+   */
+  static sessionLimits: 'ops' | 'worker' | 'none' = 'ops'
 
   declare protected flags: DbFlags<T>
   protected schema!: SchemaName
@@ -198,13 +223,31 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
         schema: this.schema,
         applicationName: `backfill ${this.id ?? ''}`.trim(),
         max: options.max ?? 4,
+        limits: this.sessionLimits(),
+        labels: {connection: '--database-url / DATABASE_URL', statementTimeout: '--statement-timeout'},
       })
     }
     return this.database
+  }
+
+  private sessionLimits(): SessionLimits {
+    const kind = (this.ctor as unknown as typeof DbCommand).sessionLimits
+    if (kind === 'worker') return WORKER_SESSION_LIMITS
+    if (kind === 'none') return {}
+    return opsSessionLimits(this.flags['statement-timeout'])
   }
 
   protected override async finally(error: Error | undefined): Promise<unknown> {
     await this.database?.end().catch(() => undefined)
     return super.finally(error)
   }
+}
+
+/**
+ * DbCommand's base flags without --statement-timeout, for commands whose sessions it does not
+ * limit (typed as the full set: oclif's static side must match; such commands never read it).
+ */
+export function withoutSessionLimitFlag(): (typeof DbCommand)['baseFlags'] {
+  const {'statement-timeout': _omitted, ...rest} = DbCommand.baseFlags
+  return rest as (typeof DbCommand)['baseFlags']
 }

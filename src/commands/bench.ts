@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {DbCommand} from '../cli/base-command.js'
+import {DbCommand, withoutSessionLimitFlag} from '../cli/base-command.js'
 import {duration} from '../cli/flags.js'
 import {BENCH_DEFAULTS, type BenchProgress, type BenchReport, runBench} from '../lib/bench/run.js'
 import {formatDuration} from '../lib/duration.js'
@@ -8,6 +8,8 @@ import {parseSchemaName} from '../lib/identifiers.js'
 import {requiredPoolSize} from '../lib/worker/runner.js'
 
 export default class Bench extends DbCommand<typeof Bench> {
+  static override sessionLimits = 'none' as const
+  static override baseFlags = withoutSessionLimitFlag()
   static override summary =
     "Measure what this database can do: enqueue and processing throughput and pickup latency, with backfill's real code paths."
 

@@ -1,9 +1,11 @@
 import {Flags} from '@oclif/core'
 
-import {DbCommand} from '../cli/base-command.js'
+import {DbCommand, withoutSessionLimitFlag} from '../cli/base-command.js'
 import {initDlq, type InitDlqResult} from '../lib/schema/migrate.js'
 
 export default class InitDlq extends DbCommand<typeof InitDlq> {
+  static override sessionLimits = 'none' as const
+  static override baseFlags = withoutSessionLimitFlag()
   static override summary =
     'Create <schema>.backfill_dlq (Rust backfill crate compatible), or complete an existing one.'
   static override description = `Creates the schema if needed and the dead letter queue table with the crate's 17 columns and indexes, including the unique partial index on job_key its upserts need. An existing table (from the crate, or from its docs/dlq_schema.sql) keeps its rows; missing indexes and columns are added and VARCHAR columns widened to TEXT. Entries without a failure-group fingerprint (written by the crate) get one, in batches. Idempotent.`

@@ -1,9 +1,11 @@
 import {Flags} from '@oclif/core'
 
-import {DbCommand} from '../cli/base-command.js'
+import {DbCommand, withoutSessionLimitFlag} from '../cli/base-command.js'
 import {migrate, type MigrateResult} from '../lib/schema/migrate.js'
 
 export default class Migrate extends DbCommand<typeof Migrate> {
+  static override sessionLimits = 'none' as const
+  static override baseFlags = withoutSessionLimitFlag()
   static override summary = "Install or upgrade graphile-worker's schema and the DLQ table."
   static override description = `Runs graphile-worker's own migrations (those of the bundled graphile-worker), then creates or completes <schema>.backfill_dlq, compatible with the Rust backfill crate. Idempotent: a rerun reports "up to date". Concurrent runs are serialised with an advisory lock. A schema migrated further by the Rust graphile_worker (its migration 20) is reported and left as is; a newer breaking migration is refused (exit 4).`
 

@@ -1,7 +1,7 @@
 import pg from 'pg'
 
 import type {ConnectionTarget} from './connection.js'
-import {mapPgError} from './pg-errors.js'
+import {mapPgError, type PgErrorContext} from './pg-errors.js'
 import {quoteIdent, type SchemaName} from './identifiers.js'
 import type {ColumnSpec, ParamSpec, ParamsOf, RowOf, Statement} from './sql/statement.js'
 
@@ -10,6 +10,45 @@ export interface PoolOptions {
   /** Maximum connections in the pool (pg's default is 10). */
   max?: number
   connectionTimeoutMillis?: number
+  /** Server-side limits on every session of the pool. */
+  limits?: SessionLimits
+}
+
+/**
+ * PostgreSQL's own limits on a session, sent as settings when it connects (so they hold for
+ * every statement, however it is issued, and end with the session). Unset or 0: no limit.
+ * A setting in the connection string (?statement_timeout=…) takes precedence.
+ */
+export interface SessionLimits {
+  /** statement_timeout: a statement running longer is cancelled (SQLSTATE 57014). */
+  statementTimeoutMs?: number
+  /** lock_timeout: a wait for a lock longer than this fails (55P03). */
+  lockTimeoutMs?: number
+  /** idle_in_transaction_session_timeout: a session idle inside a transaction longer is ended (25P03). */
+  idleInTransactionTimeoutMs?: number
+}
+
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+export const DEFAULT_LOCK_TIMEOUT_MS = 5_000
+export const DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+/**
+ * Limits for operations (status, dlq, jobs, locks, enqueue…): nothing they do should run
+ * unbounded on a loaded production queue or wait forever behind another session's lock. The
+ * lock wait is never longer than the statement limit; 0 turns every limit off.
+ */
+export function opsSessionLimits(statementTimeoutMs = DEFAULT_STATEMENT_TIMEOUT_MS): SessionLimits {
+  if (statementTimeoutMs <= 0) return {}
+  return {
+    statementTimeoutMs,
+    lockTimeoutMs: Math.min(DEFAULT_LOCK_TIMEOUT_MS, statementTimeoutMs),
+    idleInTransactionTimeoutMs: DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+  }
+}
+
+/** Worker sessions: jobs may run statements for as long as they need, but never sit idle in a transaction. */
+export const WORKER_SESSION_LIMITS: SessionLimits = {
+  idleInTransactionTimeoutMs: DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
 }
 
 /** Creates a pg pool for a target; idle-client errors are reported, never thrown at the process. */
@@ -23,6 +62,11 @@ export function createPool(
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000,
   }
+  const limits = options.limits ?? {}
+  if (limits.statementTimeoutMs) config.statement_timeout = Math.ceil(limits.statementTimeoutMs)
+  if (limits.lockTimeoutMs) config.lock_timeout = Math.ceil(limits.lockTimeoutMs)
+  if (limits.idleInTransactionTimeoutMs)
+    config.idle_in_transaction_session_timeout = Math.ceil(limits.idleInTransactionTimeoutMs)
   if (target.connectionString !== undefined) config.connectionString = target.connectionString
   const pool = new pg.Pool(config)
   // Without these listeners an idle or checked-out client's error (server restart,
@@ -41,6 +85,17 @@ export interface DatabaseOptions {
   schema: SchemaName
   /** Use named prepared statements (off for PgBouncer in transaction mode). */
   preparedStatements?: boolean
+  /** The session limits the pool was opened with (connect() applies them; errors quote them). */
+  limits?: SessionLimits
+  /** How the caller names its settings in error messages (a CLI passes its flags). */
+  labels?: SettingLabels
+}
+
+export interface SettingLabels {
+  /** Where the connection is configured, e.g. "--database-url / DATABASE_URL". */
+  connection?: string
+  /** What changes the statement timeout, e.g. "--statement-timeout". */
+  statementTimeout?: string
 }
 
 /**
@@ -52,6 +107,8 @@ export class Database {
   readonly quotedSchema: string
   readonly target: ConnectionTarget
   readonly preparedStatements: boolean
+  readonly limits: SessionLimits
+  readonly labels: SettingLabels
   private readonly executor: Executor
   private readonly rootPool: pg.Pool
   private readonly ownsPool: boolean
@@ -70,6 +127,8 @@ export class Database {
     this.quotedSchema = quoteIdent(options.schema)
     this.target = options.target
     this.preparedStatements = options.preparedStatements ?? true
+    this.limits = options.limits ?? {}
+    this.labels = options.labels ?? {}
     this.ownsPool = ownsPool
     this.textCache = textCache
   }
@@ -97,12 +156,22 @@ export class Database {
 
   /** The same connection and pool, addressing another schema. */
   withSchema(schema: SchemaName): Database {
-    return new Database(
-      this.executor,
-      this.rootPool,
-      {target: this.target, schema, preparedStatements: this.preparedStatements},
-      false,
-    )
+    return new Database(this.executor, this.rootPool, {...this.options(), schema}, false)
+  }
+
+  /** What errors of this handle are explained with (target, schema, limits, the caller's labels). */
+  errorContext(): PgErrorContext {
+    return {target: this.target, schema: this.quotedSchema, limits: this.limits, labels: this.labels}
+  }
+
+  private options(): DatabaseOptions {
+    return {
+      target: this.target,
+      schema: this.schema,
+      preparedStatements: this.preparedStatements,
+      limits: this.limits,
+      labels: this.labels,
+    }
   }
 
   sqlFor(statement: Statement<ParamSpec, ColumnSpec>): string {
@@ -154,7 +223,7 @@ export class Database {
     try {
       await this.executor.query(text)
     } catch (error) {
-      throw mapPgError(error, {target: this.target, schema: this.quotedSchema})
+      throw mapPgError(error, this.errorContext())
     }
   }
 
@@ -180,17 +249,11 @@ export class Database {
     try {
       client = await this.executor.connect()
     } catch (error) {
-      throw mapPgError(error, {target: this.target, schema: this.quotedSchema})
+      throw mapPgError(error, this.errorContext())
     }
     let broken: Error | undefined
     try {
-      const bound = new Database(
-        client,
-        this.rootPool,
-        {target: this.target, schema: this.schema, preparedStatements: this.preparedStatements},
-        false,
-        this.textCache,
-      )
+      const bound = new Database(client, this.rootPool, this.options(), false, this.textCache)
       return await fn(bound)
     } catch (error) {
       // A connection-level failure must not go back into the pool.
@@ -219,7 +282,7 @@ export class Database {
       try {
         return await this.executor.query(config)
       } catch (error) {
-        throw mapPgError(error, {target: this.target, schema: this.quotedSchema})
+        throw mapPgError(error, this.errorContext())
       }
     }
     const values = (params as readonly unknown[]).map((value) => (value === undefined ? null : value))
@@ -250,7 +313,7 @@ export class Database {
     try {
       return await this.executor.query(config)
     } catch (error) {
-      throw mapPgError(error, {target: this.target, schema: this.quotedSchema})
+      throw mapPgError(error, this.errorContext())
     }
   }
 }

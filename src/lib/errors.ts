@@ -11,6 +11,7 @@ export const EXIT_CODES = {
   precondition: 4,
   aborted: 5,
   checkFailed: 6,
+  timeout: 7,
   interrupted: 130,
 } as const
 
@@ -106,6 +107,12 @@ export class AbortedError extends BackfillError {
 export class CheckFailedError extends BackfillError {
   readonly code = 'E_CHECK_FAILED'
   readonly exitCode = EXIT_CODES.checkFailed
+}
+
+/** PostgreSQL ended a statement, a lock wait or an idle transaction at a session limit. Nothing was committed by it. */
+export class TimeoutError extends BackfillError {
+  readonly code = 'E_TIMEOUT'
+  readonly exitCode = EXIT_CODES.timeout
 }
 
 /** The operation was interrupted by a signal. */

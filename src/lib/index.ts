@@ -5,7 +5,16 @@
 export * from './errors.js'
 export {DEFAULT_SCHEMA, parseSchemaName, quoteIdent, type SchemaName} from './identifiers.js'
 export {redactUrl, resolveConnection, scrubSecrets, targetFromUrl, type ConnectionTarget} from './connection.js'
-export {createPool, Database, type DatabaseOptions, type PoolOptions} from './db.js'
+export {
+  createPool,
+  Database,
+  opsSessionLimits,
+  WORKER_SESSION_LIMITS,
+  type DatabaseOptions,
+  type PoolOptions,
+  type SessionLimits,
+  type SettingLabels,
+} from './db.js'
 export {mapPgError} from './pg-errors.js'
 export {migrate, initDlq, type MigrateOptions, type MigrateResult, type InitDlqResult} from './schema/migrate.js'
 export {inspectSchema, requireMigrated, type SchemaInspection} from './schema/inspect.js'

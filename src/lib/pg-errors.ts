@@ -1,5 +1,7 @@
 import type {ConnectionTarget} from './connection.js'
 import {scrubSecrets} from './connection.js'
+import type {SessionLimits, SettingLabels} from './db.js'
+import {formatDuration} from './duration.js'
 import {
   BackfillError,
   ConnectionError,
@@ -7,6 +9,7 @@ import {
   NotMigratedError,
   PermissionError,
   PreconditionError,
+  TimeoutError,
 } from './errors.js'
 
 /** The fields of a node-postgres error (DatabaseError) or a Node system error we look at. */
@@ -62,6 +65,10 @@ export interface PgErrorContext {
   target: ConnectionTarget
   /** Quoted or plain schema name, for "not migrated" messages. */
   schema?: string
+  /** The session's limits, to say which one was hit. */
+  limits?: SessionLimits
+  /** How the caller names its settings (a CLI passes its flags); neutral wording otherwise. */
+  labels?: SettingLabels
 }
 
 /**
@@ -75,9 +82,9 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
   const message = scrubSecrets(String(error.message ?? raw), ctx.target.secrets)
   const {target} = ctx
   const where = target.display
-  const pgIsReady = target.host.startsWith('/')
-    ? `pg_isready -h ${target.host} -p ${target.port}`
-    : `pg_isready -h ${target.host} -p ${target.port}`
+  const pgIsReady = `pg_isready -h ${target.host} -p ${target.port}`
+  const connectionSetting = ctx.labels?.connection ?? 'the connection settings'
+  const timeoutSetting = ctx.labels?.statementTimeout ?? 'the session limits (statementTimeoutMs)'
 
   if (NETWORK_CODES.has(code) || /timeout expired|Connection terminated/i.test(message)) {
     return new ConnectionError(`cannot connect to ${where}: ${describeNetwork(code, message)}`, {
@@ -85,7 +92,7 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
       cause: raw,
       suggestions: [
         `is PostgreSQL running and reachable? try: ${pgIsReady}`,
-        'check --database-url / DATABASE_URL (host, port)',
+        `check ${connectionSetting} (host, port)`,
       ],
     })
   }
@@ -106,7 +113,7 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
       return new ConnectionError(`authentication failed for user "${target.user}" at ${where}`, {
         code: 'E_AUTH',
         cause: raw,
-        suggestions: ['check the user name and password in --database-url / DATABASE_URL (or PGUSER/PGPASSWORD)'],
+        suggestions: [`check the user name and password in ${connectionSetting} (or PGUSER/PGPASSWORD)`],
       })
     case '3D000':
       return new ConnectionError(`database "${target.database}" does not exist at ${where}`, {
@@ -114,7 +121,7 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
         cause: raw,
         suggestions: [
           `create it: createdb -h ${target.host} -p ${target.port} ${target.database}`,
-          'or point --database-url at an existing database',
+          `or point ${connectionSetting} at an existing database`,
         ],
       })
     case '42501':
@@ -143,6 +150,40 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
         cause: raw,
         suggestions: [`retry when the server is up: ${pgIsReady}`],
       })
+    case '57014':
+      // Also pg_cancel_backend ("due to user request"): only the statement timeout is ours to explain.
+      if (!/statement timeout/i.test(message)) break
+      return new TimeoutError(
+        `the query ran longer than the ${limit(ctx.limits?.statementTimeoutMs)}statement timeout and was cancelled; raise it with ${timeoutSetting} (0 for no limit)`,
+        {
+          cause: raw,
+          details: {sqlstate: code, statementTimeoutMs: ctx.limits?.statementTimeoutMs ?? null},
+          suggestions: [
+            'a lock held by another session, or a very large queue, can make it slow: see pg_stat_activity',
+          ],
+        },
+      )
+    case '55P03':
+      if (!/lock timeout/i.test(message)) break
+      return new TimeoutError(
+        `gave up waiting ${limit(ctx.limits?.lockTimeoutMs)}for a lock another session holds (lock timeout); retry later, or lift the limits with ${timeoutSetting} 0`,
+        {
+          cause: raw,
+          details: {sqlstate: code, lockTimeoutMs: ctx.limits?.lockTimeoutMs ?? null},
+          suggestions: [
+            'find the holder: select pid, state, query from pg_stat_activity where cardinality(pg_blocking_pids(pid)) > 0 or pid in (select unnest(pg_blocking_pids(pid)) from pg_stat_activity)',
+          ],
+        },
+      )
+    case '25P03':
+      return new TimeoutError(
+        `the server ended the session after it sat idle in a transaction for ${limit(ctx.limits?.idleInTransactionTimeoutMs) || 'too long '}(idle_in_transaction_session_timeout)`,
+        {
+          cause: raw,
+          details: {sqlstate: code},
+          suggestions: ['nothing of the open transaction was committed; rerun the command'],
+        },
+      )
     case '25006':
       return new PreconditionError(`the server at ${where} is read-only: ${message}`, {
         code: 'E_READ_ONLY',
@@ -197,6 +238,12 @@ function permissionHints(message: string, database: string, user: string, schema
   if (/for function|for procedure/i.test(message))
     return [`GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ${inSchema} TO ${role};`]
   return [`ask the schema owner for the privilege PostgreSQL names above, or run the command as the owner`]
+}
+
+/** "30s " (with the trailing space) when the limit is known, else nothing. */
+function limit(ms: number | undefined): string {
+  if (!ms) return ''
+  return `${ms < 60_000 && ms % 1000 === 0 ? `${ms / 1000}s` : formatDuration(ms)} `
 }
 
 function describeNetwork(code: string, message: string): string {

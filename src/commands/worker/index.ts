@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {DbCommand} from '../../cli/base-command.js'
+import {DbCommand, withoutSessionLimitFlag} from '../../cli/base-command.js'
 import {duration} from '../../cli/flags.js'
 import {formatJson, formatText, type LogLevel, shouldLog} from '../../cli/worker-log.js'
 import {InternalError, UsageError} from '../../lib/errors.js'
@@ -9,6 +9,8 @@ import type {WorkerEvent} from '../../lib/worker/events.js'
 import type {WorkerHandle, WorkerSummary} from '../../lib/worker/runner.js'
 
 export default class Worker extends DbCommand<typeof Worker> {
+  static override sessionLimits = 'worker' as const
+  static override baseFlags = withoutSessionLimitFlag()
   static override summary =
     'Run task handlers: graphile-worker with DLQ capture, permanent failures, reserved fast capacity and a clean shutdown.'
 

@@ -249,7 +249,7 @@ async function runGraphileMigrations(db: Database, notes: string[]): Promise<voi
         ],
       })
     }
-    throw mapPgError(error, {target: db.target, schema: db.quotedSchema})
+    throw mapPgError(error, db.errorContext())
   }
 }
 
