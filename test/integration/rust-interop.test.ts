@@ -5,7 +5,8 @@ import {schemaStatus} from '../../src/lib/health/doctor.js'
 import {queueStatus} from '../../src/lib/health/status.js'
 import {listLocks} from '../../src/lib/locks/list.js'
 import {WorkerRunner} from '../../src/lib/worker/runner.js'
-import {rustMigration20Sql} from '../fixtures/rust.js'
+import {migrate} from '../../src/lib/schema/migrate.js'
+import {rustMigration19Sql, rustMigration20Sql} from '../fixtures/rust.js'
 import {TestSchema} from '../support/db.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -69,5 +70,29 @@ describe('schemas shared with the Rust port', function () {
       release()
       await handle.stop()
     }
+  })
+
+  it("migrated by backfill (Node's 19) and later by Rust (its 20): the Rust add_jobs fix never arrives; schema status and migrate --dry-run say so", async () => {
+    const codes = async (): Promise<string[]> => (await schemaStatus(t.db)).findings.map((f) => f.code)
+    // Node only: nothing to say.
+    expect(await codes()).not.to.include('rust-add-jobs-missing')
+    expect((await migrate(t.db, {dryRun: true})).notes.join('\n')).not.to.match(/add_jobs/)
+
+    // The Rust migrator ran on it: only its 20 (19 counts as done).
+    await t.db.execScript(rustMigration20Sql(t.quoted))
+    const status = await schemaStatus(t.db)
+    const finding = status.findings.find((f) => f.code === 'rust-add-jobs-missing')
+    expect(finding?.severity).to.equal('warning')
+    expect(finding?.message).to.match(/advisory locks in add_jobs/)
+    expect(finding?.action).to.contain('m000019.sql')
+    const plan = await migrate(t.db, {dryRun: true})
+    expect(plan.notes.join('\n')).to.match(/add_jobs.*m000019\.sql/s)
+    expect((await migrate(t.db)).notes.join('\n')).to.contain('m000019.sql')
+
+    // After the remedy (the Rust bodies in place, ledger untouched) it is quiet again.
+    await t.db.execScript(rustMigration19Sql(t.quoted, t.schema))
+    await t.query(`update ${t.quoted}.migrations set breaking = true where id = 19`)
+    expect(await codes()).not.to.include('rust-add-jobs-missing')
+    expect((await migrate(t.db, {dryRun: true})).notes.join('\n')).not.to.contain('m000019.sql')
   })
 })

@@ -4,6 +4,7 @@ import {ownerFamily} from '../locks/owners.js'
 import {backfillMeta} from '../sql/schema.js'
 import {functionFingerprints, recentJobLocks} from '../sql/status.js'
 import {inspectSchema, type SchemaInspection} from '../schema/inspect.js'
+import {RUST_ADD_JOBS_ACTION, RUST_ADD_JOBS_MESSAGE} from '../schema/rust-add-jobs.js'
 
 /**
  * `schema status`: what is installed, who installed it, what is pending, and which of the
@@ -186,6 +187,20 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
       message:
         "migration 19 is graphile-worker 0.17's breaking marker: a Rust graphile_worker ≤ 0.11.2 (e.g. an older backfill crate) refuses to start on this schema; ≥ 0.11.3 is fine",
     })
+    // Rust at work here (its migration 20, its lock owners or heartbeats) on Node's add_jobs.
+    const rustSeen =
+      g.rustWorkersTable ||
+      rustWorkers.length > 0 ||
+      (listing?.locks.some((l) => ownerFamily(l.owner) === 'rust') ?? false)
+    const addJobs = fingerprints.find((f) => f.name === 'add_jobs')
+    if (rustSeen && addJobs && !addJobs.advisory_lock) {
+      findings.push({
+        severity: 'warning',
+        code: 'rust-add-jobs-missing',
+        message: RUST_ADD_JOBS_MESSAGE,
+        action: RUST_ADD_JOBS_ACTION,
+      })
+    }
   } else if (migration19.by === 'unclear') {
     findings.push({
       severity: 'warning',

@@ -11,6 +11,7 @@ import {
   graphilePackage,
 } from './graphile-migrations.js'
 import {inspectSchema, type SchemaInspection} from './inspect.js'
+import {RUST_ADD_JOBS_ACTION, RUST_ADD_JOBS_MESSAGE, rustAddJobsFixMissing} from './rust-add-jobs.js'
 
 export interface InitDlqResult {
   schema: string
@@ -63,6 +64,7 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
   const before = await inspectSchema(db)
   checkCompatible(before)
   const notes = describeForeignState(before)
+  if (await rustAddJobsFixMissing(db, before)) notes.push(`${RUST_ADD_JOBS_MESSAGE}; to fix: ${RUST_ADD_JOBS_ACTION}`)
   if (options.dryRun) {
     const pkg = graphilePackage()
     const pending = pkg.migrations.filter((m) => before.graphile.pending.includes(m.id))
