@@ -242,3 +242,24 @@ describe('payload numbers exactly as written (no database)', () => {
     expect(() => parseNdjsonLine('{"task":"t","constructor":1}')).to.throw(UsageError, /^unknown field "constructor"$/)
   })
 })
+
+describe('strings PostgreSQL cannot store (no database)', () => {
+  it('refuses U+0000 and lone surrogates in task, queue, job key and flags; keeps surrogate pairs', () => {
+    for (const bad of ['a\u0000b', 'x\ud800', '\udc00y', 'z\udbff\u0041']) {
+      expect(() => validateTask(bad), JSON.stringify(bad)).to.throw(UsageError, /^task contains/)
+      expect(() => validateQueue(bad), JSON.stringify(bad)).to.throw(UsageError, /^queue contains/)
+      expect(() => validateJobKey(bad), JSON.stringify(bad)).to.throw(UsageError, /^job key contains/)
+      expect(() => prepareJob('t', {}, {flags: [bad]}), JSON.stringify(bad)).to.throw(UsageError, /^flags contains/)
+    }
+    expect(validateTask('send_😀')).to.equal('send_😀')
+  })
+
+  it('refuses escaped lone surrogates in payloads, but not escaped backslashes or pairs', () => {
+    expect(() => parsePayloadJson('{"s":"\\ud800"}')).to.throw(UsageError, /lone UTF-16 surrogate/)
+    expect(() => parsePayloadJson('{"s":"\\udc00"}')).to.throw(UsageError, /lone UTF-16 surrogate/)
+    expect(() => parsePayloadJson('{"s":"\\ud800\\u0041", "n": 1e999}')).to.throw(UsageError, /lone UTF-16 surrogate/)
+    expect(parsePayloadJson('{"s":"\\\\ud800"}')).to.equal('{"s":"\\\\ud800"}')
+    expect(parsePayloadJson('{"s":"\\ud83d\\ude00"}')).to.equal('{"s":"😀"}')
+    expect(parsePayloadJson('{"s":"\\ud83d\\ude00","n":1e999}')).to.equal('{"s":"😀","n":1e999}')
+  })
+})

@@ -224,6 +224,7 @@ class LineReader {
   readonly counts: ReadCounts = {lines: 0, bytes: 0, jobs: 0, skipped: 0, skippedLines: []}
   private readonly decoder = new StringDecoder('utf8')
   private rest = ''
+  private skippingLongLine = false
   private readonly defaults: NdjsonDefaults
   private readonly collectAll: boolean
 
@@ -236,8 +237,15 @@ class LineReader {
   }
 
   async chunk(chunk: string | Uint8Array): Promise<void> {
-    const text = typeof chunk === 'string' ? chunk : this.decoder.write(chunk as Buffer)
+    let text = typeof chunk === 'string' ? chunk : this.decoder.write(chunk as Buffer)
     this.counts.bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length
+    if (this.skippingLongLine) {
+      // The rest of a line over the limit (already reported): drop it up to its newline.
+      const end = text.indexOf('\n')
+      if (end === -1) return this.progress()
+      this.skippingLongLine = false
+      text = text.slice(end + 1)
+    }
     let newline = text.indexOf('\n')
     if (newline === -1) {
       this.rest += text
@@ -252,21 +260,31 @@ class LineReader {
       }
       this.rest = text.slice(start)
     }
-    if (this.rest.length > MAX_LINE_BYTES) {
-      throw new UsageError(
-        `line ${this.counts.lines + 1} is longer than ${MAX_LINE_BYTES / 1024 / 1024} MiB; nothing was enqueued`,
-        {
-          code: 'E_INVALID_NDJSON',
-          details: {line: this.counts.lines + 1},
-          suggestions: ['put one job per line; large payloads belong in storage the job can fetch'],
-        },
-      )
-    }
+    if (this.rest.length > MAX_LINE_BYTES) this.lineTooLong()
     this.progress()
   }
 
+  /** A line over the limit: refused (naming it), or with --skip-invalid reported and dropped unread. */
+  private lineTooLong(): void {
+    const reason = `longer than ${MAX_LINE_BYTES / 1024 / 1024} MiB`
+    const suggestions = ['put one job per line; large payloads belong in storage the job can fetch']
+    if (!this.collectAll) {
+      throw new UsageError(`line ${this.counts.lines + 1} is ${reason}; nothing was enqueued`, {
+        code: 'E_INVALID_NDJSON',
+        details: {line: this.counts.lines + 1},
+        suggestions,
+      })
+    }
+    this.counts.lines += 1
+    this.rest = ''
+    this.skippingLongLine = true
+    this.invalid(new UsageError(reason, {code: 'E_INVALID_NDJSON', suggestions}))
+  }
+
   async end(): Promise<void> {
-    const last = this.rest + this.decoder.end()
+    const tail = this.decoder.end()
+    // The end of a line over the limit that was being dropped is no line of its own.
+    const last = this.skippingLongLine ? '' : this.rest + tail
     this.rest = ''
     if (last !== '') await this.line(last)
     this.progress()

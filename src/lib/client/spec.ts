@@ -83,8 +83,23 @@ function invalid(message: string, suggestions: string[] = [], code = 'E_INVALID_
   return new UsageError(message, {code, suggestions})
 }
 
+// Characters PostgreSQL text cannot hold (U+0000) or that are not Unicode at all (a lone
+// UTF-16 surrogate, which JSON can spell as \ud800): add_jobs would fail with 22P05/22P02.
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+/** Refuses a string PostgreSQL cannot store as text, naming the field. */
+function storable(text: string, label: string): string {
+  const match = UNSTORABLE.exec(text)
+  if (match) {
+    const what = match[0] === '\u0000' ? 'the character U+0000' : 'a lone UTF-16 surrogate (not a Unicode character)'
+    throw invalid(`${label} contains ${what}, which PostgreSQL text cannot store`, ['remove it'])
+  }
+  return text
+}
+
 export function validateTask(task: unknown, label = 'task'): string {
   if (typeof task !== 'string') throw invalid(`${label} must be a string, got ${describe(task)}`)
+  storable(task, label)
   if (task.trim() === '')
     throw invalid(`${label} is empty`, ['give the task identifier your workers register, e.g. send_email'])
   // UTF-16 length bounds the character count from above: only long strings need counting.
@@ -97,6 +112,7 @@ export function validateTask(task: unknown, label = 'task'): string {
 export function validateQueue(queue: unknown, label = 'queue'): string | null {
   if (queue === undefined || queue === null) return null
   if (typeof queue !== 'string') throw invalid(`${label} must be a string, got ${describe(queue)}`)
+  storable(queue, label)
   // '' is how the crate's DLQ spells "parallel"; as a graphile queue it would serialise jobs.
   if (queue === '')
     throw invalid(`${label} is empty`, ['leave it out for parallel jobs; give a name for a serial queue, e.g. user:42'])
@@ -110,6 +126,7 @@ export function validateQueue(queue: unknown, label = 'queue'): string | null {
 export function validateJobKey(key: unknown, label = 'job key'): string | null {
   if (key === undefined || key === null) return null
   if (typeof key !== 'string') throw invalid(`${label} must be a string, got ${describe(key)}`)
+  storable(key, label)
   if (key === '')
     throw invalid(`${label} is empty`, ['leave it out, or give a key unique across all tasks, e.g. send_email:user-42'])
   // UTF-16 length bounds the character count from above: only long strings need counting.
@@ -164,6 +181,7 @@ export function validateFlags(flags: unknown, label = 'flags'): string[] {
   for (const flag of flags) {
     if (typeof flag !== 'string' || flag === '')
       throw invalid(`${label} must be non-empty strings, got ${describe(flag)}`)
+    storable(flag, label)
   }
   return flags as string[]
 }
@@ -228,8 +246,17 @@ function checkPayloadText(text: string, label: string): string {
       `${label} contains the character U+0000, which PostgreSQL jsonb cannot store (the DLQ keeps payloads as jsonb)`,
       ['remove or escape the NUL character'],
     )
+  if (/\\u[dD][89a-fA-F]/.test(text) && LONE_SURROGATE_ESCAPE.test(text))
+    throw invalid(`${label} contains a lone UTF-16 surrogate (\\ud800-\\udfff), which PostgreSQL json rejects`, [
+      'a character outside the Basic Multilingual Plane is a high surrogate followed by a low one, e.g. \\ud83d\\ude00',
+    ])
   return text
 }
+
+// An escaped high surrogate not followed by an escaped low one, or a low one not preceded by a
+// high one (each escape not itself escaped: an even run of backslashes before it).
+const LONE_SURROGATE_ESCAPE =
+  /(?:^|[^\\])(?:\\\\)*(?:\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})/
 
 /**
  * Number lexemes that JSON.parse + JSON.stringify may not give back as written: an exponent,
