@@ -75,6 +75,12 @@ export default class Status extends DbCommand<typeof Status> {
     const json = this.jsonEnabled()
     const inPlace = !json && process.stdout.isTTY === true
     const signal = this.interrupt.signal
+    // The reader went away (`status --watch | head -1`): the next write fails with EPIPE. Stop
+    // watching and exit 0, as a pipeline expects; the listener stays so later write errors are handled.
+    const onStdoutError = (error: NodeJS.ErrnoException): void => {
+      if (error.code === 'EPIPE' && !signal.aborted) this.interrupt.abort(new Error('EPIPE'))
+    }
+    process.stdout.on('error', onStdoutError)
     let first = true
     while (!signal.aborted) {
       const header = `every ${formatDuration(intervalMs)} · ${new Date().toISOString().replace('T', ' ').slice(0, 19)} UTC · Ctrl-C to stop`
