@@ -10,6 +10,7 @@ import {
 } from '../lib/db.js'
 import {EXIT_CODES, InterruptedError, UsageError, type BackfillError} from '../lib/errors.js'
 import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifiers.js'
+import {preparedStatementsFromEnv} from '../lib/pooler.js'
 import {errorEnvelope, toBackfillError} from './errors.js'
 import {duration, durationDefault} from './flags.js'
 import {jsonDocument, MAX_COLOURED_JSON} from './json.js'
@@ -216,7 +217,7 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
   }
 
   /** The command's database handle (pool created on first use, closed in finally). */
-  protected db(options: {max?: number} = {}): Database {
+  protected db(options: {max?: number; preparedStatements?: boolean} = {}): Database {
     if (!this.database) {
       this.database = Database.connect({
         target: this.connectionTarget(),
@@ -225,6 +226,8 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
         max: options.max ?? 4,
         limits: this.sessionLimits(),
         labels: {connection: '--database-url / DATABASE_URL', statementTimeout: '--statement-timeout'},
+        // Off through PgBouncer in transaction mode (BACKFILL_PREPARED_STATEMENTS=false).
+        preparedStatements: (options.preparedStatements ?? true) && preparedStatementsFromEnv(),
       })
     }
     return this.database

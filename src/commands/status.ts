@@ -8,6 +8,8 @@ import {renderTable, type Column} from '../cli/output.js'
 import {toBackfillError} from '../cli/errors.js'
 import {scrubSecrets} from '../lib/connection.js'
 import {formatDuration} from '../lib/duration.js'
+import {quoteIdent} from '../lib/identifiers.js'
+import {readyCountSql} from '../lib/sql/status.js'
 import {sleep} from '../lib/sleep.js'
 import {
   DEFAULT_QUEUE_LIMIT,
@@ -32,6 +34,7 @@ export default class Status extends DbCommand<typeof Status> {
     '<%= config.bin %> <%= command.id %> --watch',
     '<%= config.bin %> <%= command.id %> --watch 10s --queues 50',
     '<%= config.bin %> <%= command.id %> --json | jq .totals',
+    '<%= config.bin %> <%= command.id %> --ready-count-sql',
   ]
 
   static override flags = {
@@ -46,6 +49,11 @@ export default class Status extends DbCommand<typeof Status> {
       default: DEFAULT_QUEUE_LIMIT,
       min: 0,
     }),
+    'ready-count-sql': Flags.boolean({
+      summary:
+        "Print the SQL that counts ready jobs (one number, for autoscalers such as KEDA's PostgreSQL trigger) and exit without connecting.",
+      exclusive: ['watch'],
+    }),
     ...livenessFlags,
   }
 
@@ -58,7 +66,12 @@ export default class Status extends DbCommand<typeof Status> {
     await super.init()
   }
 
-  async run(): Promise<StatusResult | undefined> {
+  async run(): Promise<StatusResult | {sql: string} | undefined> {
+    if (this.flags['ready-count-sql']) {
+      const sql = readyCountSql(quoteIdent(this.schema))
+      this.out.result(sql)
+      return {sql}
+    }
     const db = this.db()
     const options = {...livenessOptions(this.flags), queueLimit: this.flags.queues}
     if (this.flags.watch === undefined) {

@@ -184,6 +184,24 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
           suggestions: ['nothing of the open transaction was committed; rerun the command'],
         },
       )
+    case '42P05':
+    case '26000':
+      // A named prepared statement another client's session prepared (or one this client
+      // prepared on a server connection it no longer has): a transaction pooler in between.
+      if (/prepared statement/i.test(message)) {
+        return new ConnectionError(
+          `named prepared statements do not work through ${where}: ${message}; the connection is pooled per transaction (PgBouncer pool_mode = transaction?)`,
+          {
+            code: 'E_PREPARED_STATEMENTS',
+            cause: raw,
+            suggestions: [
+              'set BACKFILL_PREPARED_STATEMENTS=false for commands run through a transaction pool',
+              'or connect directly / through a session pool (see docs/deploy/pgbouncer.md)',
+            ],
+          },
+        )
+      }
+      break
     case '25006':
       return new PreconditionError(`the server at ${where} is read-only: ${message}`, {
         code: 'E_READ_ONLY',

@@ -154,6 +154,19 @@ describe('fleet metrics: worker leader, probes, exporter (real binary)', functio
     expect(error.suggestions.join(' ')).to.match(/another --port/)
   })
 
+  it('status --ready-count-sql prints SQL (no connection needed) that counts what status calls ready', async () => {
+    await addJobs(t, 3, {task: 'a'})
+    await t.query(`select ${t.quoted}.add_job('a', '{}', run_at => now() + interval '1 hour')`)
+    const printed = await runCli(['status', '--schema', t.schema, '--ready-count-sql'], {databaseUrl: null})
+    expect(printed.code, printed.stderr).to.equal(0)
+    const [row] = await t.query<{ready: number}>(printed.stdout)
+    expect(row!.ready).to.equal(3)
+    const status = parseJson<{totals: {ready: number}}>(await runCli(['status', '--schema', t.schema, '--json']))
+    expect(status.totals.ready).to.equal(3)
+    const json = parseJson<{sql: string}>(await runCli(['status', '--schema', t.schema, '--ready-count-sql', '--json']))
+    expect(json.sql).to.equal(printed.stdout.trim())
+  })
+
   it('an unmigrated schema: the exporter runs but is not ready, and says why', async () => {
     const exporter = ServerProcess.cli(['metrics', 'serve', '--schema', `${t.schema}_missing`, '--port', '0'])
     processes.push(exporter)

@@ -4,6 +4,7 @@ import {DbCommand, withoutSessionLimitFlag} from '../../cli/base-command.js'
 import {duration} from '../../cli/flags.js'
 import {formatJson, formatText, type LogLevel, shouldLog} from '../../cli/worker-log.js'
 import {InternalError, UsageError} from '../../lib/errors.js'
+import {preparedStatementsFromEnv} from '../../lib/pooler.js'
 import type {WorkerConfigInput} from '../../lib/worker/config.js'
 import type {WorkerEvent} from '../../lib/worker/events.js'
 import type {WorkerHandle, WorkerSummary} from '../../lib/worker/runner.js'
@@ -78,7 +79,8 @@ export default class Worker extends DbCommand<typeof Worker> {
     'prepared-statements': Flags.boolean({
       default: true,
       allowNo: true,
-      summary: 'Use prepared statements (--no-prepared-statements for PgBouncer in transaction mode).',
+      summary:
+        'Use prepared statements (--no-prepared-statements, or BACKFILL_PREPARED_STATEMENTS=false, for a connection pooled per transaction).',
     }),
     'local-queue-size': Flags.integer({
       env: 'BACKFILL_LOCAL_QUEUE_SIZE',
@@ -190,7 +192,7 @@ export default class Worker extends DbCommand<typeof Worker> {
     ])
     const cron = flags.crontab ? await loadCrontab(flags.crontab) : undefined
     const loaded = await loadTasks({directory: flags.tasks, module: flags['task-module']})
-    const db = this.db({max: requiredPoolSize(config)})
+    const db = this.db({max: requiredPoolSize(config), preparedStatements: config.preparedStatements})
     const log = this.logger(flags['log-format'], flags['log-level'])
     const runner = new WorkerRunner({db, tasks: loaded.tasks, config, ...(cron ? {cron} : {}), onEvent: log})
     const serving = flags['metrics-port'] !== undefined
@@ -203,7 +205,7 @@ export default class Worker extends DbCommand<typeof Worker> {
             schema: this.schema,
             applicationName: 'backfill worker queue-metrics',
             max: 2,
-            preparedStatements: flags['prepared-statements'],
+            preparedStatements: config.preparedStatements ?? true,
           })
         : undefined
     const queueMetrics = queueDb
@@ -320,7 +322,7 @@ export default class Worker extends DbCommand<typeof Worker> {
       localQueueSize: flags['local-queue-size'],
       completeBatchDelayMs: flags['batch-delay'],
       failBatchDelayMs: flags['batch-delay'],
-      preparedStatements: flags['prepared-statements'],
+      preparedStatements: flags['prepared-statements'] && preparedStatementsFromEnv(),
       migrate: flags.migrate,
     }
   }

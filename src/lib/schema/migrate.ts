@@ -2,6 +2,7 @@ import type {Database} from '../db.js'
 import {backfillFingerprints} from '../dlq/fingerprint-store.js'
 import {PreconditionError, isBackfillError} from '../errors.js'
 import {mapPgError} from '../pg-errors.js'
+import {requireSession} from '../pooler.js'
 import {advisoryLock, advisoryUnlock, duplicateDlqJobKeys} from '../sql/schema.js'
 import {BACKFILL_OBJECTS, type BackfillObject, metaVersionSql, missingObjects} from './backfill-objects.js'
 import {
@@ -256,6 +257,8 @@ async function runGraphileMigrations(db: Database, notes: string[]): Promise<voi
 }
 
 async function withInstallLock<T>(db: Database, fn: (locked: Database) => Promise<T>): Promise<T> {
+  // Through transaction pooling the session lock below would stay behind on a shared server connection.
+  await requireSession(db.target, 'installing the schema', 'a session advisory lock serialises installers')
   return db.withClient(async (client) => {
     const key = `${LOCK_PREFIX}${db.schema}`
     await client.rows(advisoryLock, [key])

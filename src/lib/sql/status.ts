@@ -186,3 +186,12 @@ export const dlqTotal = statement({
   columns: {entries: 'int4'},
   sql: (s) => `select count(*)::int as entries from ${s}.backfill_dlq`,
 })
+
+/**
+ * One number for autoscalers (KEDA's PostgreSQL trigger, `backfill status --ready-count-sql`):
+ * the jobs runnable now, as `status` counts ready. Plain SQL with the schema quoted in, no
+ * parameters, no session state: it runs through any pooler.
+ */
+export function readyCountSql(quotedSchema: string): string {
+  return `select count(*)::int as ready from ${quotedSchema}._private_jobs where is_available and run_at <= now()`
+}

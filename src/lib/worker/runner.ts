@@ -6,6 +6,7 @@ import type {ParsedCronItem, Runner, TaskList, WorkerPool} from 'graphile-worker
 import type {Database} from '../db.js'
 import {BULK_FLAG} from '../jobs/priority.js'
 import {isAmbiguousOutcome} from '../pg-errors.js'
+import {requireSession} from '../pooler.js'
 import {requireMigrated} from '../schema/inspect.js'
 import {migrate} from '../schema/migrate.js'
 import {pruneWorkers} from '../sql/worker.js'
@@ -339,6 +340,11 @@ export class WorkerRunner {
 
   /** Schema, then the startup capture and cleanup, before any graphile pool touches a job. */
   private async prepare(): Promise<void> {
+    await requireSession(
+      this.db.target,
+      'backfill worker',
+      'LISTEN for new jobs, a presence session proving it alive, session advisory locks',
+    )
     if (this.config.migrate) await migrate(this.db)
     // Also after migrating: a role that may migrate may still not see the jobs (row security).
     await requireMigrated(this.db, {dlq: true})
