@@ -219,6 +219,18 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
       suggestions: ['check options= in the connection string (or PGOPTIONS), e.g. options=-c statement_timeout=30s'],
     })
   }
+  // PgBouncer refuses startup parameters it does not know, such as the session limits we send.
+  const startup = /unsupported startup parameter: (\S+)/i.exec(message)
+  if (startup) {
+    return new ConnectionError(`${where} refused the connection: ${message}`, {
+      code: 'E_POOLER_STARTUP_PARAMETER',
+      cause: raw,
+      suggestions: [
+        `a connection pooler is in between (PgBouncer?): add ${startup[1]} to its ignore_startup_parameters (see docs/deploy/pgbouncer.md)`,
+        'and set the limits on the role instead: ALTER ROLE … SET statement_timeout = …',
+      ],
+    })
+  }
   if (code.startsWith('08')) {
     return new ConnectionError(`connection to ${where} failed: ${message}`, {
       cause: raw,

@@ -64,6 +64,22 @@ describe('PgBouncer for real (Debian pgbouncer on loopback)', function () {
     expect(left).to.have.length(0)
   }
 
+  it("a bouncer that does not ignore backfill's session-limit startup parameters: a clear error naming the setting", async () => {
+    const bouncer = await PgBouncer.start('transaction', {ignoreStartupParameters: 'extra_float_digits'})
+    try {
+      const result = await runCli(['status', '--json'], {databaseUrl: bouncer.url})
+      expect(result.code).to.equal(3)
+      const error = parseJson<{error: {code: string; message: string; suggestions: string[]}}>(result).error
+      expect(error.code).to.equal('E_POOLER_STARTUP_PARAMETER')
+      expect(error.message).to.match(
+        /unsupported startup parameter: (statement_timeout|lock_timeout|idle_in_transaction_session_timeout)/,
+      )
+      expect(error.suggestions.join(' ')).to.match(/ignore_startup_parameters/)
+    } finally {
+      await bouncer.stop()
+    }
+  })
+
   describe('transaction pooling', () => {
     let bouncer: PgBouncer
     let t: TestSchema

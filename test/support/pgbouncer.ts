@@ -13,6 +13,10 @@ export const PGBOUNCER = '/usr/sbin/pgbouncer'
 
 export type PoolMode = 'session' | 'transaction'
 
+/** The startup parameters backfill's connections send that PgBouncer 1.18 does not know. */
+export const IGNORE_STARTUP_PARAMETERS =
+  'extra_float_digits,options,statement_timeout,lock_timeout,idle_in_transaction_session_timeout'
+
 /**
  * Debian's PgBouncer on loopback in front of the test PostgreSQL (a unix socket URL from the
  * embedded harness, or TEST_DATABASE_URL's host and port): a temp config, auth_type any (the
@@ -33,7 +37,15 @@ export class PgBouncer {
     return existsSync(PGBOUNCER)
   }
 
-  static async start(mode: PoolMode, options: {poolSize?: number} = {}): Promise<PgBouncer> {
+  /**
+   * ignoreStartupParameters: what the bouncer lets clients send and ignores; by default the
+   * session limits backfill sends (statement_timeout, lock_timeout,
+   * idle_in_transaction_session_timeout), as docs/deploy/pgbouncer.md configures it.
+   */
+  static async start(
+    mode: PoolMode,
+    options: {poolSize?: number; ignoreStartupParameters?: string} = {},
+  ): Promise<PgBouncer> {
     const server = parse(testUrl())
     const host = server.host || '127.0.0.1'
     const serverPort = server.port || '5432'
@@ -57,7 +69,7 @@ auth_type = any
 pool_mode = ${mode}
 max_client_conn = 500
 default_pool_size = ${options.poolSize ?? 40}
-ignore_startup_parameters = extra_float_digits,options
+ignore_startup_parameters = ${options.ignoreStartupParameters ?? IGNORE_STARTUP_PARAMETERS}
 logfile = ${path.join(dir, 'pgbouncer.log')}
 pidfile = ${path.join(dir, 'pgbouncer.pid')}
 admin_users = backfill
