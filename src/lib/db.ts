@@ -1,3 +1,5 @@
+import {createHash} from 'node:crypto'
+
 import pg from 'pg'
 
 import type {ConnectionTarget} from './connection.js'
@@ -308,7 +310,7 @@ export class Database {
     const values = params.map((value) => (value === undefined ? null : value))
     const config: pg.QueryConfig =
       this.preparedStatements && statement.prepare
-        ? {name: `${statement.id}/${this.schema}`, text, values}
+        ? {name: preparedName(statement.id, this.schema), text, values}
         : {text, values}
     try {
       return await this.executor.query(config)
@@ -319,6 +321,28 @@ export class Database {
 }
 
 let cursorCounter = 0
+
+/** PostgreSQL keeps 63 bytes of a prepared statement's name (NAMEDATALEN - 1). */
+const MAX_STATEMENT_NAME_BYTES = 63
+const names = new Map<string, string>()
+
+/**
+ * The prepared statement name for a statement in a schema: `<id>/<schema>` when that fits
+ * in 63 bytes. A longer one would make node-postgres warn on stderr at every use, and the
+ * server truncates it, so two long schema names sharing a prefix would clash on one
+ * connection (42P05): those get the id and a hash of id and schema instead.
+ */
+export function preparedName(id: string, schema: string): string {
+  const plain = `${id}/${schema}`
+  if (Buffer.byteLength(plain) <= MAX_STATEMENT_NAME_BYTES) return plain
+  let name = names.get(plain)
+  if (name === undefined) {
+    const hash = createHash('sha256').update(plain).digest('base64url').slice(0, 22)
+    name = `${id.slice(0, MAX_STATEMENT_NAME_BYTES - hash.length - 1)}~${hash}`
+    names.set(plain, name)
+  }
+  return name
+}
 
 function isConnectionFailure(error: unknown): boolean {
   const code = (error as {code?: string})?.code

@@ -29,7 +29,18 @@ export const GRAPHILE_CONTRACT = {
   localQueueSetModeEvent: 'localQueue:setMode',
   /** failJobs' backoff: the next run is exp(min(attempts, 10)) seconds after the failure. */
   retryBackoffSql: 'exp(least(attempts, 10))',
+  /** graphile's longest prepared statement name prefix (resetLockedAt, `<prefix><schema>`). */
+  longestStatementNamePrefix: 'clear_stale_locksN/',
 } as const
+
+/**
+ * graphile names its prepared statements `<name>/<schema>` and node-postgres prints a warning
+ * on stderr at every use of a name over 63 characters (the server keeps 63 bytes): for such
+ * schema names graphile runs its statements unprepared instead.
+ */
+export function graphileNamesFit(schema: string): boolean {
+  return Buffer.byteLength(`${GRAPHILE_CONTRACT.longestStatementNamePrefix}${schema}`) <= 63
+}
 
 /** When graphile runs a failed job again: exp(min(attempts, 10)) s after the failure write. */
 export function retryDelayMs(attempts: number): number {
@@ -129,7 +140,7 @@ export async function graphilePoolOptions(input: PoolOptionsInput): Promise<Runn
     concurrency: plan.concurrency,
     pollInterval: config.pollIntervalMs,
     noHandleSignals: true,
-    noPreparedStatements: !config.preparedStatements,
+    noPreparedStatements: !config.preparedStatements || !graphileNamesFit(db.schema),
     forbiddenFlags: plan.forbiddenFlags,
     events: input.events as RunnerOptions['events'],
     logger: new Logger(() => logFunction),
