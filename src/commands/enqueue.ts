@@ -169,13 +169,16 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
   private async payloadText(): Promise<string> {
     const file = this.flags['payload-file']
     if (file === undefined) return this.flags.payload ?? '{}'
+    let bytes: Buffer
     if (file === '-') {
       const chunks: Buffer[] = []
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-      return Buffer.concat(chunks).toString('utf8')
+      bytes = Buffer.concat(chunks)
+    } else {
+      checkFile(file, '--payload-file')
+      bytes = readFileSync(file)
     }
-    checkFile(file, '--payload-file')
-    return readFileSync(file, 'utf8')
+    return decodeUtf8(bytes, `payload file ${file === '-' ? 'stdin' : file}`)
   }
 
   private async bulk(source: string): Promise<EnqueueCommandResult> {
@@ -255,6 +258,22 @@ With --ndjson FILE (or - for stdin) every line is one job: {"task":…, "payload
         `${result.alreadyInProgress} keyed job${result.alreadyInProgress === 1 ? ' was' : 's were'} running and kept their payload: ${result.alreadyInProgressKeys.slice(0, 5).join(', ')}${result.alreadyInProgress > 5 ? ', …' : ''}`,
       )
     }
+  }
+}
+
+/**
+ * JSON text is UTF-8 (RFC 8259): bytes that are not are refused rather than turned into U+FFFD,
+ * and a leading byte-order mark is dropped, as --ndjson does.
+ */
+function decodeUtf8(bytes: Buffer, label: string): string {
+  const bom = bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
+  try {
+    return new TextDecoder('utf-8', {fatal: true, ignoreBOM: true}).decode(bom ? bytes.subarray(3) : bytes)
+  } catch {
+    throw new UsageError(`${label} is not valid UTF-8`, {
+      code: 'E_INVALID_PAYLOAD',
+      suggestions: ['convert it, e.g. iconv -f LATIN1 -t UTF-8 FILE'],
+    })
   }
 }
 

@@ -19,6 +19,7 @@ export interface ConnectionTarget {
   readonly host: string
   readonly port: number
   readonly database: string
+  /** '' when no user name is configured anywhere (node-postgres then sends none). */
   readonly user: string
   /** Literal secrets to scrub from any text we print. */
   readonly secrets: readonly string[]
@@ -143,8 +144,8 @@ function targetFromPgEnv(env: NodeJS.ProcessEnv): ConnectionTarget {
   const database = env.PGDATABASE || user
   const hostPart = host.startsWith('/') ? `?host=${host}` : ''
   const display = hostPart
-    ? `postgres://${user}@/${database}${hostPart} (from PG* variables)`
-    : `postgres://${user}@${host}:${port}/${database} (from PG* variables)`
+    ? `postgres://${user ? `${user}@` : ''}/${database}${hostPart} (from PG* variables)`
+    : `postgres://${user ? `${user}@` : ''}${host}:${port}/${database} (from PG* variables)`
   return {
     connectionString: undefined,
     display,
@@ -157,8 +158,9 @@ function targetFromPgEnv(env: NodeJS.ProcessEnv): ConnectionTarget {
   }
 }
 
+/** The user node-postgres sends when none is configured ('' when it sends none). */
 function osUser(): string {
-  return process.env.USER || process.env.LOGNAME || 'postgres'
+  return (process.platform === 'win32' ? process.env.USERNAME : process.env.USER) || ''
 }
 
 /**

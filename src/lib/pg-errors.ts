@@ -110,6 +110,13 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
   switch (code) {
     case '28P01':
     case '28000':
+      if (!target.user) {
+        return new ConnectionError(`no user name was sent to ${where}: the connection names none and USER is unset`, {
+          code: 'E_AUTH',
+          cause: raw,
+          suggestions: ['name the user: postgres://USER@host/db, user=USER, or PGUSER=USER'],
+        })
+      }
       return new ConnectionError(`authentication failed for user "${target.user}" at ${where}`, {
         code: 'E_AUTH',
         cause: raw,

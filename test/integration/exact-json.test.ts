@@ -97,4 +97,34 @@ describe('payloads exactly as written; large --json documents (in process)', fun
     expect(text.code).to.equal(0)
     expect(text.stdout).to.contain('y'.repeat(1000))
   })
+
+  it('--payload-file: a UTF-8 byte-order mark is dropped (as --ndjson does); bytes that are not UTF-8 are refused', async () => {
+    const bom = path.join(dir, 'bom.json')
+    writeFileSync(bom, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"name":"Zoë"}')]))
+    const ok = await cli(['enqueue', 'utf8', '--payload-file', bom])
+    expect(ok.code, ok.stderr).to.equal(0)
+    const latin1 = path.join(dir, 'latin1.json')
+    writeFileSync(latin1, Buffer.from('{"name":"Zo\xeb"}', 'latin1'))
+    const refused = await cli(['enqueue', 'utf8', '--payload-file', latin1, '--json'])
+    expect(refused.code).to.equal(2)
+    expect(parseJson<{error: {code: string; message: string}}>(refused).error).to.deep.include({
+      code: 'E_INVALID_PAYLOAD',
+      message: `payload file ${latin1} is not valid UTF-8`,
+    })
+    expect(await stored()).to.deep.equal(['{"name":"Zoë"}'])
+  })
+
+  it('documented: a payload that went through the DLQ (jsonb) comes back with its keys in jsonb order', async () => {
+    const written = '{"zeta":1,"alpha":{"b":2,"a":1},"mid":[3,2]}'
+    expect((await cli(['enqueue', 'reorder', '--payload', written])).code).to.equal(0)
+    await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = 'boom'`)
+    const captured = await cli(['dlq', 'capture', '--yes'])
+    expect(captured.code, captured.stderr).to.equal(0)
+    const retried = await cli(['dlq', 'retry', '--all', '--yes'])
+    expect(retried.code, retried.stderr).to.equal(0)
+    const [again] = await stored()
+    // jsonb keeps one copy of each key, shorter keys first: same value, different text.
+    expect(again).to.equal('{"mid": [3, 2], "zeta": 1, "alpha": {"a": 1, "b": 2}}')
+    expect(JSON.parse(again!)).to.deep.equal(JSON.parse(written))
+  })
 })

@@ -131,7 +131,8 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
       schema: db.schema,
       dryRun: false,
       graphileWorkerVersion: after.graphile.packageVersion,
-      revisionBefore: before.graphile.revision,
+      // As found under the lock: a run that waited for another installer starts from its result.
+      revisionBefore: current.graphile.revision,
       revisionAfter: after.graphile.revision,
       highestKnown: after.graphile.highestKnown,
       applied,
