@@ -2,6 +2,11 @@
  * Worker throughput and latency, ours (WorkerRunner, the code `backfill worker` runs) vs a raw
  * graphile-worker run() on the same database, same process, same pg pool size.
  */
+import {spawn} from 'node:child_process'
+import {mkdirSync, writeFileSync} from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
 import {run, Logger, type Runner, type TaskList} from 'graphile-worker'
 import type pg from 'pg'
 
@@ -10,13 +15,20 @@ import {Database} from '../src/lib/db.js'
 import {captureExhausted} from '../src/lib/dlq/capture.js'
 import {parseSchemaName, quoteIdent} from '../src/lib/identifiers.js'
 import {migrate} from '../src/lib/schema/migrate.js'
-import {defaultLocalQueueSize, WORKER_DEFAULTS} from '../src/lib/worker/config.js'
+import {WORKER_DEFAULTS, type WorkerConfigInput} from '../src/lib/worker/config.js'
+import {DEFAULT_PREFETCH_CAP, DEFAULT_PREFETCH_HORIZON_MS} from '../src/lib/worker/prefetch.js'
 import {requiredPoolSize, WorkerRunner} from '../src/lib/worker/runner.js'
 import {percentile} from './lib/stats.js'
 import type {BenchContext, BenchSuite, Metric} from './lib/types.js'
 
+const here = path.dirname(fileURLToPath(import.meta.url))
+const BIN = path.join(here, '..', 'bin', 'run.js')
 const silent = new Logger(() => () => undefined)
-const CONCURRENCY = WORKER_DEFAULTS.concurrency
+const CONCURRENCY: number = WORKER_DEFAULTS.concurrency
+const IO_CONCURRENCY = 50
+/** graphile-worker's best configuration measured here (issue 17): a local queue of 500 and batched completions. */
+const BEST_QUEUE = 500
+const BEST_PRESET = {localQueue: {size: BEST_QUEUE}, completeJobBatchDelay: 0, failJobBatchDelay: 0}
 
 interface Harness {
   db: Database
@@ -29,18 +41,23 @@ interface Harness {
   starts: Map<number, bigint>
 }
 
-async function harness(ctx: BenchContext, name: string): Promise<Harness> {
+async function harness(ctx: BenchContext, name: string, concurrency = CONCURRENCY): Promise<Harness> {
   const schema = parseSchemaName(`${name}_${Math.random().toString(36).slice(2, 8)}`)
   const db = Database.connect({
     target: targetFromUrl(ctx.url, 'flag-or-env'),
     schema,
-    max: requiredPoolSize({concurrency: CONCURRENCY}),
+    max: requiredPoolSize({concurrency}),
   })
   await migrate(db)
   let completed = 0
   const starts = new Map<number, bigint>()
   const tasks: TaskList = {
     noop: async () => {
+      completed += 1
+    },
+    // I/O-bound: 10 ms of waiting, no CPU.
+    io10: async () => {
+      await sleep(10)
       completed += 1
     },
     latency: async (payload) => {
@@ -50,12 +67,12 @@ async function harness(ctx: BenchContext, name: string): Promise<Harness> {
   return {db, pool: db.pool, schema, quoted: quoteIdent(schema), done: () => completed, tasks, starts}
 }
 
-async function insertNoops(h: Harness, count: number): Promise<void> {
+async function insertNoops(h: Harness, count: number, task = 'noop'): Promise<void> {
   for (let offset = 0; offset < count; offset += 50_000) {
     const n = Math.min(50_000, count - offset)
     await h.pool.query(
-      `select 1 from ${h.quoted}.add_jobs(array(select row('noop', '{}'::json, null, null, 8, null, 0, null)::${h.quoted}.job_spec from generate_series(1, $1::int)))`,
-      [n],
+      `select 1 from ${h.quoted}.add_jobs(array(select row($2::text, '{}'::json, null, null, 8, null, 0, null)::${h.quoted}.job_spec from generate_series(1, $1::int)))`,
+      [n, task],
     )
   }
   await h.pool.query(`vacuum analyze ${h.quoted}._private_jobs`)
@@ -79,12 +96,13 @@ async function drain(h: Harness, count: number, startWorker: () => Promise<() =>
 function graphileRunner(
   h: Harness,
   preset: {localQueue?: {size: number}; completeJobBatchDelay?: number; failJobBatchDelay?: number},
+  concurrency = CONCURRENCY,
 ): () => Promise<() => Promise<void>> {
   return async () => {
     const runner: Runner = await run({
       pgPool: h.pool,
       schema: h.schema,
-      concurrency: CONCURRENCY,
+      concurrency,
       pollInterval: WORKER_DEFAULTS.pollIntervalMs,
       noHandleSignals: true,
       logger: silent,
@@ -96,9 +114,9 @@ function graphileRunner(
   }
 }
 
-function ourRunner(h: Harness): () => Promise<() => Promise<void>> {
+function ourRunner(h: Harness, config: WorkerConfigInput = {}): () => Promise<() => Promise<void>> {
   return async () => {
-    const runner = new WorkerRunner({db: h.db, tasks: h.tasks, config: {concurrency: CONCURRENCY}})
+    const runner = new WorkerRunner({db: h.db, tasks: h.tasks, config: {concurrency: CONCURRENCY, ...config}})
     const handle = await runner.start()
     return async () => void (await handle.stop())
   }
@@ -124,6 +142,107 @@ async function latency(
   return values
 }
 
+interface KillRound {
+  /** Jobs left locked by the killed worker (charged an attempt, stranded until released). */
+  locked: number
+  /** concurrency + jobs completed in 200 ms at the rate measured just before the kill. */
+  bound: number
+  rate: number
+  prefetch: number | null
+  /** The same for a plain graphile-worker process (local queue 500). */
+  rawLocked: number
+}
+
+/** Starts a worker process on a backlog, measures its rate for ~1 s, SIGKILLs it, counts locked jobs. */
+async function killOnce(
+  ctx: BenchContext,
+  command: string[],
+  env: NodeJS.ProcessEnv,
+  h: Harness,
+  metricsPort: number | null,
+): Promise<{locked: number; rate: number; prefetch: number | null}> {
+  const remaining = async (): Promise<number> =>
+    (await h.pool.query<{n: number}>(`select count(*)::int as n from ${h.quoted}._private_jobs`)).rows[0]!.n
+  const total = await remaining()
+  const child = spawn(process.execPath, command, {env, stdio: ['ignore', 'ignore', 'pipe']})
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
+  try {
+    // Full speed: well into the backlog.
+    const deadline = Date.now() + 60_000
+    while ((await remaining()) > total - 3000) {
+      if (Date.now() > deadline || child.exitCode !== null)
+        throw new Error(`worker did not start: ${stderr.slice(-500)}`)
+      await sleep(20)
+    }
+    const r0 = await remaining()
+    const t0 = performance.now()
+    await sleep(1000)
+    const r1 = await remaining()
+    const rate = ((r0 - r1) / (performance.now() - t0)) * 1000
+    let prefetch: number | null = null
+    if (metricsPort !== null) {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+      const m = /^backfill_worker_prefetch_size\{pool="shared"\} (\d+)/m.exec(text)
+      prefetch = m ? Number(m[1]) : null
+      if (!m)
+        ctx.log(
+          `no prefetch gauge in the metrics: ${text
+            .split('\n')
+            .filter((l) => l.includes('prefetch'))
+            .join(' | ')}`,
+        )
+    }
+    child.kill('SIGKILL')
+    await exited
+    const {rows} = await h.pool.query<{n: number}>(
+      `select count(*)::int as n from ${h.quoted}._private_jobs where locked_at is not null`,
+    )
+    return {locked: rows[0]!.n, rate, prefetch}
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL')
+    ctx.log(`killed worker stderr tail: ${stderr.trim().split('\n').slice(-1)[0] ?? ''}`)
+  }
+}
+
+async function sigkillRounds(ctx: BenchContext): Promise<KillRound[]> {
+  const tasksDir = path.join(ctx.workDir, 'kill-tasks')
+  mkdirSync(tasksDir, {recursive: true})
+  writeFileSync(path.join(tasksDir, 'noop.mjs'), 'export default async () => {}\n')
+  const rounds: KillRound[] = []
+  for (let round = 0; round < ctx.rounds; round++) {
+    const port = 20_000 + Math.floor(Math.random() * 30_000)
+    const h = await harness(ctx, 'bk')
+    await insertNoops(h, 200_000)
+    const env = {...process.env, DATABASE_URL: ctx.url, NO_COLOR: '1'}
+    const ours = await killOnce(
+      ctx,
+      [BIN, 'worker', '--tasks', tasksDir, '--schema', h.schema, '--metrics-port', String(port), '--log-level', 'warn'],
+      env,
+      h,
+      port,
+    )
+    await teardown(h)
+    const r = await harness(ctx, 'bk')
+    await insertNoops(r, 200_000)
+    const raw = await killOnce(
+      ctx,
+      [path.join(here, 'scripts', 'raw-worker.mjs')],
+      {...env, SCHEMA: r.schema, CONCURRENCY: String(CONCURRENCY)},
+      r,
+      null,
+    )
+    await teardown(r)
+    const bound = CONCURRENCY + ours.rate * 0.2
+    ctx.log(
+      `round ${round + 1}: SIGKILL: ours ${ours.locked} locked (bound ${Math.round(bound)}, rate ${Math.round(ours.rate)}/s, prefetch ${ours.prefetch}), graphile LQ 500: ${raw.locked} locked (rate ${Math.round(raw.rate)}/s)`,
+    )
+    rounds.push({locked: ours.locked, bound, rate: ours.rate, prefetch: ours.prefetch, rawLocked: raw.locked})
+  }
+  return rounds
+}
+
 async function teardown(h: Harness): Promise<void> {
   await h.pool.query(`drop schema ${h.quoted} cascade`)
   await h.db.end()
@@ -132,24 +251,17 @@ async function teardown(h: Harness): Promise<void> {
 export const suite: BenchSuite = {
   name: 'worker',
   issue: 4,
-  description: `No-op jobs drained by WorkerRunner (what \`backfill worker\` runs; defaults: concurrency ${CONCURRENCY}, local queue ${defaultLocalQueueSize(CONCURRENCY)}, completion batching) vs a raw graphile-worker 0.17.3 run() in the same process and database; pickup latency = add_job → handler start on an idle worker; DLQ capture of 10,000 exhausted jobs vs one hand-written move statement.`,
+  description: `No-op and 10 ms jobs drained by WorkerRunner (what \`backfill worker\` runs; defaults: concurrency ${CONCURRENCY}, adaptive prefetch, completion batching) vs a raw graphile-worker 0.17.3 run() in its best configuration (local queue ${BEST_QUEUE}, batched completions) and with its defaults, in the same process and database, order rotated per round; a real \`backfill worker\` process SIGKILLed at full speed (jobs left locked); pickup latency = add_job → handler start on an idle worker; DLQ capture of 10,000 exhausted jobs vs one hand-written move statement.`,
   async run(ctx) {
-    const jobs = ctx.quick ? 20_000 : 100_000
+    const jobs = ctx.quick ? 20_000 : 50_000
     const ours: number[] = []
-    const sameSettings: number[] = []
+    const oursSame: number[] = []
+    const best: number[] = []
     const graphileDefaults: number[] = []
     const variants = [
-      ['ours', ours, ourRunner],
-      [
-        'graphile run(), same settings',
-        sameSettings,
-        (h: Harness) =>
-          graphileRunner(h, {
-            localQueue: {size: defaultLocalQueueSize(CONCURRENCY)},
-            completeJobBatchDelay: 0,
-            failJobBatchDelay: 0,
-          }),
-      ],
+      ['ours (defaults: adaptive prefetch)', ours, (h: Harness) => ourRunner(h)],
+      ['ours, local queue fixed at 500', oursSame, (h: Harness) => ourRunner(h, {localQueueSize: BEST_QUEUE})],
+      ['graphile run(), local queue 500 + batching', best, (h: Harness) => graphileRunner(h, BEST_PRESET)],
       ['graphile run(), graphile defaults', graphileDefaults, (h: Harness) => graphileRunner(h, {})],
     ] as const
     // Warm-up (not recorded): the first drain in a process pays for JIT compilation.
@@ -160,8 +272,8 @@ export const suite: BenchSuite = {
       await teardown(h)
     }
     for (let round = 0; round < ctx.rounds; round++) {
-      // Alternate the order so neither side always runs first (or last) in a round.
-      const ordered = round % 2 === 0 ? variants : [...variants].reverse()
+      // Rotate the order so no side always runs first (or last) in a round.
+      const ordered = [...variants.slice(round % variants.length), ...variants.slice(0, round % variants.length)]
       for (const [label, target, start] of ordered) {
         const h = await harness(ctx, 'bw')
         await insertNoops(h, jobs)
@@ -172,20 +284,39 @@ export const suite: BenchSuite = {
       }
     }
 
+    // I/O-bound jobs (10 ms each), concurrency 50 on both sides.
+    const ioJobs = ctx.quick ? 5000 : 20_000
+    const ioOurs: number[] = []
+    const ioBest: number[] = []
+    for (let round = 0; round < ctx.rounds; round++) {
+      const pair = [
+        ['ours (defaults), 10 ms jobs', ioOurs, (h: Harness) => ourRunner(h, {concurrency: IO_CONCURRENCY})],
+        [
+          'graphile run(), local queue 500 + batching, 10 ms jobs',
+          ioBest,
+          (h: Harness) => graphileRunner(h, BEST_PRESET, IO_CONCURRENCY),
+        ],
+      ] as const
+      for (const [label, target, start] of round % 2 === 0 ? pair : [...pair].reverse()) {
+        const h = await harness(ctx, 'bi', IO_CONCURRENCY)
+        await insertNoops(h, ioJobs, 'io10')
+        const rate = await drain(h, ioJobs, start(h))
+        target.push(rate)
+        ctx.log(`round ${round + 1}: ${label}: ${Math.round(rate)} jobs/s`)
+        await teardown(h)
+      }
+    }
+
+    // SIGKILL at full speed: a worker process (the real CLI, defaults) killed while draining a
+    // backlog; jobs left locked (charged an attempt, stranded until a cleaner releases them).
+    const kills = await sigkillRounds(ctx)
+
     const samples = ctx.quick ? 50 : 200
     const h1 = await harness(ctx, 'bl')
     const ourLatency = await latency(h1, samples, ourRunner(h1))
     await teardown(h1)
     const h2 = await harness(ctx, 'bl')
-    const rawLatency = await latency(
-      h2,
-      samples,
-      graphileRunner(h2, {
-        localQueue: {size: defaultLocalQueueSize(CONCURRENCY)},
-        completeJobBatchDelay: 0,
-        failJobBatchDelay: 0,
-      }),
-    )
+    const rawLatency = await latency(h2, samples, graphileRunner(h2, BEST_PRESET))
     await teardown(h2)
     ctx.log(
       `latency p50 ours ${percentile(ourLatency, 50).toFixed(2)} ms, raw ${percentile(rawLatency, 50).toFixed(2)} ms`,
@@ -214,14 +345,27 @@ export const suite: BenchSuite = {
       await teardown(h)
     }
 
+    const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] as number
     const metrics: Metric[] = [
       {
-        name: `throughput, ${jobs.toLocaleString('en-US')} no-op jobs, same settings`,
+        name: `throughput, ${jobs.toLocaleString('en-US')} no-op jobs, our defaults vs graphile's best configuration`,
         unit: 'jobs/s',
-        referenceName: 'graphile run() with our local queue and batching',
+        referenceName: 'graphile run() with local queue 500 and batched completions',
+        higherIsBetter: true,
+        target: {kind: 'ratio-min', value: 0.9},
+        sample: {ours, reference: best},
+        notes: [
+          `concurrency ${CONCURRENCY}; ours: adaptive prefetch (cap ${DEFAULT_PREFETCH_CAP}, ${DEFAULT_PREFETCH_HORIZON_MS} ms of work)`,
+        ],
+      },
+      {
+        name: `throughput, ${jobs.toLocaleString('en-US')} no-op jobs, same configuration`,
+        unit: 'jobs/s',
+        referenceName: 'graphile run() with local queue 500 and batched completions',
         higherIsBetter: true,
         target: {kind: 'ratio-min', value: 0.95},
-        sample: {ours, reference: sameSettings},
+        sample: {ours: oursSame, reference: best},
+        notes: ['ours with --local-queue-size 500: the per-job cost of our instrumentation'],
       },
       {
         name: `throughput, ${jobs.toLocaleString('en-US')} no-op jobs, each side's defaults`,
@@ -230,6 +374,27 @@ export const suite: BenchSuite = {
         higherIsBetter: true,
         target: {kind: 'ratio-min', value: 5},
         sample: {ours, reference: graphileDefaults},
+      },
+      {
+        name: `throughput, ${ioJobs.toLocaleString('en-US')} jobs of 10 ms (I/O), concurrency ${IO_CONCURRENCY}, our defaults vs graphile's best`,
+        unit: 'jobs/s',
+        referenceName: 'graphile run() with local queue 500 and batched completions',
+        higherIsBetter: true,
+        target: {kind: 'ratio-min', value: 0.95},
+        sample: {ours: ioOurs, reference: ioBest},
+      },
+      {
+        name: 'SIGKILL at full speed: jobs left locked (charged an attempt)',
+        unit: 'jobs',
+        referenceName: 'the bound: concurrency + jobs completed in 200 ms at the measured rate',
+        higherIsBetter: false,
+        target: {kind: 'ratio-max', value: 1},
+        sample: {ours: kills.map((k) => k.locked), reference: kills.map((k) => k.bound)},
+        notes: [
+          `backfill worker (CLI, defaults, concurrency ${CONCURRENCY}) killed after ~2 s draining no-op jobs`,
+          `rates ${kills.map((k) => Math.round(k.rate)).join(', ')} jobs/s; prefetch size at the kill ${kills.map((k) => k.prefetch ?? '?').join(', ')}`,
+          `graphile run() with local queue 500 killed the same way: ${median(kills.map((k) => k.rawLocked))} locked`,
+        ],
       },
       {
         name: 'pickup latency p50 (idle worker)',

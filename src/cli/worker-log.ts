@@ -74,7 +74,7 @@ function describeEvent(event: WorkerEvent, color: ChalkInstance, now: Date): str
       const pools = event.pools
         .map(
           (p) =>
-            `${p.role} ${p.poolId} (concurrency ${p.concurrency}${p.localQueueSize > 0 ? `, local queue ${p.localQueueSize}` : ''}${p.forbiddenFlags ? `, skips ${p.forbiddenFlags.join(',')}` : ''})`,
+            `${p.role} ${p.poolId} (concurrency ${p.concurrency}${p.localQueueSize > 0 ? (p.adaptivePrefetch ? `, adaptive prefetch ≤ ${p.localQueueSize}` : `, local queue ${p.localQueueSize}`) : ''}${p.forbiddenFlags ? `, skips ${p.forbiddenFlags.join(',')}` : ''})`,
         )
         .join('; ')
       return `worker ${event.once ? 'running once' : 'started'}: schema ${event.schema} on ${event.database}; tasks: ${event.tasks.join(', ')}; pools: ${pools}; DLQ capture ${event.dlq ? 'on' : 'off'}`

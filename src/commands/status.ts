@@ -184,6 +184,7 @@ export default class Status extends DbCommand<typeof Status> {
             {header: 'STATE', get: (w) => w.state},
             {header: 'HEARTBEAT', get: (w) => `${formatDuration(w.heartbeatAgeMs)} ago`, align: 'right'},
             {header: 'JOBS', get: (w) => String(w.jobLocks), align: 'right'},
+            {header: 'PREFETCH', get: (w) => (w.prefetchSize === null ? '' : String(w.prefetchSize)), align: 'right'},
           ],
           color,
         ),

@@ -34,6 +34,27 @@ describe('graphile-worker contract (the installed copy still has what the worker
     expect(emitted.filter((name) => /error|fail/i.test(name!))).to.deep.equal([])
   })
 
+  it(`LocalQueue reads ${GRAPHILE_CONTRACT.localQueueBatchSizeField} twice per fetch, with "${GRAPHILE_CONTRACT.localQueueGetJobsCompleteEvent}" between (adaptive prefetch)`, () => {
+    const localQueue = source('localQueue.js')
+    const field = `this.${GRAPHILE_CONTRACT.localQueueBatchSizeField}`
+    const reads = [...localQueue.matchAll(new RegExp(`${field.replace('.', '\\.')}(?!\\s*=[^=])`, 'g'))].map(
+      (m) => m.index,
+    )
+    // The constructor's assignment, then: the query's batch size, "fetched the maximum?", and
+    // the refetch-delay abort threshold (only with refetchDelay configured, which we never do).
+    expect(localQueue).to.contain(`${field} = getJobBatchSize;`)
+    expect(reads, 'reads of the batch size changed').to.have.length(3)
+    const event = localQueue.indexOf(`"${GRAPHILE_CONTRACT.localQueueGetJobsCompleteEvent}"`)
+    expect(event).to.be.greaterThan(reads[0]!)
+    expect(event).to.be.lessThan(reads[1]!)
+    expect(localQueue.slice(reads[1]! - 40, reads[1]!)).to.contain('fetchedMax = jobCount >=')
+    expect(localQueue.slice(reads[2]! - 80, reads[2]!)).to.contain('refetchDelayOptions?.maxAbortThreshold')
+    // The instance announces itself after the assignment (so attach() replaces it).
+    expect(localQueue.indexOf(`"${GRAPHILE_CONTRACT.localQueueInitEvent}"`)).to.be.greaterThan(
+      localQueue.indexOf(`${field} = getJobBatchSize;`),
+    )
+  })
+
   it(`each slot reports its own fetch failures by "${GRAPHILE_CONTRACT.getJobErrorEvent}", and a new pool by "${GRAPHILE_CONTRACT.poolCreateEvent}"`, () => {
     expect(source('worker.js')).to.contain(`"${GRAPHILE_CONTRACT.getJobErrorEvent}", { ctx, worker, error: err }`)
     expect(source('main.js')).to.contain(`"${GRAPHILE_CONTRACT.poolCreateEvent}", { ctx, workerPool }`)

@@ -86,7 +86,8 @@ export default class Worker extends DbCommand<typeof Worker> {
       env: 'BACKFILL_LOCAL_QUEUE_SIZE',
       min: 0,
       max: 10_000,
-      summary: 'Jobs fetched per query into a local queue (0 = off; default 2 × concurrency, at most 500).',
+      summary:
+        'Fix the jobs fetched per query into the local queue (0 = off; default: adaptive, the free slots + 150 ms of work, at most 500).',
     }),
     'batch-delay': Flags.integer({
       env: 'BACKFILL_BATCH_DELAY_MS',

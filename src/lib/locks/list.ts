@@ -75,6 +75,8 @@ export interface WorkerSeen {
   sessions: number
   jobLocks: number
   queueLocks: number
+  /** Jobs per fetch of its local queue as of its last heartbeat (adaptive prefetch); null: none or not reported. */
+  prefetchSize: number | null
 }
 
 export interface LockListing {
@@ -132,6 +134,7 @@ export async function listLocks(db: Database, options: ListLocksOptions = {}): P
   const effectiveAge = (ageMs: number): number =>
     options.restartGrace === false ? ageMs : Math.min(ageMs, clock.uptime_ms)
   const sessionsOf = new Map(sessions.map((s) => [s.pool_id, s.sessions]))
+  const prefetchOf = new Map(registryList.map((r) => [r.pool_id, r.prefetch_size]))
   const registryOf = new Map(
     registryList.map((r): [string, RegistryFacts] => [
       r.pool_id,
@@ -271,6 +274,7 @@ export async function listLocks(db: Database, options: ListLocksOptions = {}): P
       sessions: facts.sessions,
       jobLocks: lockOwner?.jobLocks ?? 0,
       queueLocks: lockOwner?.queueLocks ?? 0,
+      prefetchSize: stopped ? null : (prefetchOf.get(id) ?? null),
     })
   }
   // A backfill pool mirrors its heartbeat into _private_workers (so a Rust sweeper spares
@@ -297,6 +301,7 @@ export async function listLocks(db: Database, options: ListLocksOptions = {}): P
       state: verdict.liveness === 'live' ? 'live' : 'dead',
       reason: verdict.reason,
       sessions: 0,
+      prefetchSize: null,
       jobLocks: lockOwner?.jobLocks ?? 0,
       queueLocks: lockOwner?.queueLocks ?? 0,
     })

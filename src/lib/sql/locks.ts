@@ -102,11 +102,14 @@ export const registryRows = statement({
     version: 'text?',
     heartbeat_interval_ms: 'float8?',
     heartbeat_age_ms: 'float8',
+    prefetch_size: 'int4?',
   },
   prepare: false,
   sql: (s) => `select w.pool_id, w.hostname, w.pid, w.started_at, w.last_heartbeat_at, w.stopped_at, w.version,
        case when jsonb_typeof(w.metadata -> 'heartbeatIntervalMs') = 'number'
             then (w.metadata ->> 'heartbeatIntervalMs')::float8 end as heartbeat_interval_ms,
+       case when jsonb_typeof(w.metadata -> 'prefetchSize') = 'number'
+            then (w.metadata ->> 'prefetchSize')::int end as prefetch_size,
        (extract(epoch from (now() - w.last_heartbeat_at)) * 1000)::float8 as heartbeat_age_ms
 from ${s}.backfill_workers w
 where w.pool_id = any($1::text[])

@@ -30,6 +30,15 @@ export const heartbeatWorker = statement({
   sql: (s) => `update ${s}.backfill_workers set last_heartbeat_at = now() where pool_id = $1::text`,
 })
 
+/** The heartbeat of a pool that reports live facts ($2, merged into metadata: e.g. its prefetch size). */
+export const heartbeatWorkerWithFacts = statement({
+  id: 'worker.heartbeat_with_facts',
+  params: ['text', 'jsonb'],
+  columns: {},
+  sql: (s) =>
+    `update ${s}.backfill_workers set last_heartbeat_at = now(), metadata = coalesce(metadata, '{}'::jsonb) || $2::jsonb where pool_id = $1::text`,
+})
+
 export const stopWorker = statement({
   id: 'worker.stop',
   params: ['text'],

@@ -1,4 +1,5 @@
 import {UsageError} from '../errors.js'
+import {DEFAULT_PREFETCH_CAP} from './prefetch.js'
 
 /**
  * Mirrors the Rust crate's WorkerConfig (schema, concurrency, poll interval, DLQ processor
@@ -30,8 +31,13 @@ export interface WorkerConfig {
   shutdownTimeoutMs: number
   /** Off for PgBouncer in transaction mode. */
   preparedStatements: boolean
-  /** Jobs fetched per query into a local queue; 0 turns the local queue off. */
+  /**
+   * Jobs fetched per query into a local queue; 0 turns the local queue off. With
+   * adaptivePrefetch, the largest batch (the size then follows the pool's load: prefetch.ts).
+   */
   localQueueSize: number
+  /** Size each shared pool's local queue by its completion rate (default unless a size is given). */
+  adaptivePrefetch: boolean
   /** Completion/failure writes batched within this window (ms); -1 writes each at once. */
   completeBatchDelayMs: number
   failBatchDelayMs: number
@@ -55,7 +61,7 @@ export const WORKER_DEFAULTS = {
 } as const
 
 /**
- * Default local queue: two jobs per slot. Measured here it keeps the throughput of much larger
+ * A fixed local queue (--local-queue-size without a number's worth of reasons): two jobs per slot. Measured here it keeps the throughput of much larger
  * queues, while bounding what a crash costs: prefetched jobs were locked and charged an
  * attempt, and go back (with that attempt used) only when their lock is released.
  */
@@ -81,7 +87,11 @@ export function resolveWorkerConfig(input: WorkerConfigInput = {}): WorkerConfig
     heartbeatIntervalMs: input.heartbeatIntervalMs ?? WORKER_DEFAULTS.heartbeatIntervalMs,
     shutdownTimeoutMs: input.shutdownTimeoutMs ?? WORKER_DEFAULTS.shutdownTimeoutMs,
     preparedStatements: input.preparedStatements ?? true,
-    localQueueSize: input.localQueueSize ?? defaultLocalQueueSize(concurrency),
+    // No size given: adaptive prefetch, up to DEFAULT_PREFETCH_CAP; a size given: that fixed size.
+    adaptivePrefetch: input.adaptivePrefetch ?? input.localQueueSize === undefined,
+    localQueueSize:
+      input.localQueueSize ??
+      ((input.adaptivePrefetch ?? true) ? DEFAULT_PREFETCH_CAP : defaultLocalQueueSize(concurrency)),
     completeBatchDelayMs: input.completeBatchDelayMs ?? WORKER_DEFAULTS.completeBatchDelayMs,
     failBatchDelayMs: input.failBatchDelayMs ?? WORKER_DEFAULTS.failBatchDelayMs,
     migrate: input.migrate ?? true,
@@ -122,14 +132,22 @@ export interface PoolPlan {
   role: 'shared' | 'fast' | 'bulk'
   concurrency: number
   forbiddenFlags: string[] | null
+  /** Fixed size, or the cap with adaptivePrefetch; 0: no local queue. */
   localQueueSize: number
+  adaptivePrefetch: boolean
 }
 
 /** The graphile pools this configuration runs. */
 export function planPools(config: WorkerConfig, bulkFlag: string): PoolPlan[] {
   if (config.fastConcurrency === null || config.bulkConcurrency === null) {
     return [
-      {role: 'shared', concurrency: config.concurrency, forbiddenFlags: null, localQueueSize: config.localQueueSize},
+      {
+        role: 'shared',
+        concurrency: config.concurrency,
+        forbiddenFlags: null,
+        localQueueSize: config.localQueueSize,
+        adaptivePrefetch: config.adaptivePrefetch && config.localQueueSize > 0,
+      },
     ]
   }
   // Neither pool uses a local queue. graphile-worker cannot batch fetches when a pool has
@@ -137,8 +155,20 @@ export function planPools(config: WorkerConfig, bulkFlag: string): PoolPlan[] {
   // the bulk pool takes fast jobs too: one parked in its local queue behind slow bulk jobs
   // would wait while fast slots sit idle. Completions are still batched.
   return [
-    {role: 'fast', concurrency: config.fastConcurrency, forbiddenFlags: [bulkFlag], localQueueSize: 0},
-    {role: 'bulk', concurrency: config.bulkConcurrency, forbiddenFlags: null, localQueueSize: 0},
+    {
+      role: 'fast',
+      concurrency: config.fastConcurrency,
+      forbiddenFlags: [bulkFlag],
+      localQueueSize: 0,
+      adaptivePrefetch: false,
+    },
+    {
+      role: 'bulk',
+      concurrency: config.bulkConcurrency,
+      forbiddenFlags: null,
+      localQueueSize: 0,
+      adaptivePrefetch: false,
+    },
   ]
 }
 

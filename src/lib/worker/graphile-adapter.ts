@@ -27,6 +27,13 @@ export const GRAPHILE_CONTRACT = {
   /** A pool's LocalQueue announces itself (the instance) and each mode change by these events. */
   localQueueInitEvent: 'localQueue:init',
   localQueueSetModeEvent: 'localQueue:setMode',
+  /**
+   * Adaptive prefetch (prefetch.ts) drives this LocalQueue instance field: each fetch reads it
+   * as its batch size, and again once its query returned (fetched the maximum?); exactly two
+   * reads per fetch, around this event, emitted between them.
+   */
+  localQueueBatchSizeField: 'getJobBatchSize',
+  localQueueGetJobsCompleteEvent: 'localQueue:getJobs:complete',
   /** failJobs' backoff: the next run is exp(min(attempts, 10)) seconds after the failure. */
   retryBackoffSql: 'exp(least(attempts, 10))',
   /** graphile's longest prepared statement name prefix (resetLockedAt, `<prefix><schema>`). */
@@ -127,6 +134,8 @@ export interface PoolOptionsInput {
   sink: GraphileLogSink
   /** Overrides the configured completion/failure batch delay (-1 = write each at once). */
   batchDelayMs?: number
+  /** The local queue's initial size when adaptive prefetch drives it (else plan.localQueueSize). */
+  localQueueSize?: number | undefined
 }
 
 /** graphile-worker options for one pool of ours (run() and runOnce() take the same shape). */
@@ -146,7 +155,7 @@ export async function graphilePoolOptions(input: PoolOptionsInput): Promise<Runn
     logger: new Logger(() => logFunction),
     preset: {
       worker: {
-        ...(plan.localQueueSize > 0 ? {localQueue: {size: plan.localQueueSize}} : {}),
+        ...(plan.localQueueSize > 0 ? {localQueue: {size: input.localQueueSize ?? plan.localQueueSize}} : {}),
         completeJobBatchDelay: input.batchDelayMs ?? config.completeBatchDelayMs,
         failJobBatchDelay: input.batchDelayMs ?? config.failBatchDelayMs,
         // Tasks see helpers.abortSignal shortly before the shutdown timeout aborts them.

@@ -50,6 +50,12 @@ export class PresenceGate {
   }
 }
 
+/** A pool's running and finished job counts, read by its adaptive prefetch (plain fields: no call per job). */
+export interface PoolLoad {
+  running: number
+  completed: number
+}
+
 export interface InstrumentationHooks {
   emit(event: WorkerEvent): void
   /** Whether anyone listens to events (job start/success events are skipped otherwise). */
@@ -76,13 +82,20 @@ export class TaskInstrumentation {
   }
 
   /** The tasks a pool runs; with a gate, none starts before the gate opens. */
-  wrap(tasks: TaskList, role: PoolRole, gate?: PresenceGate): TaskList {
+  wrap(tasks: TaskList, role: PoolRole, gate?: PresenceGate, load?: PoolLoad): TaskList {
     const wrapped: TaskList = {}
-    for (const [name, task] of Object.entries(tasks)) wrapped[name] = this.wrapTask(name, task as Task, role, gate)
+    for (const [name, task] of Object.entries(tasks))
+      wrapped[name] = this.wrapTask(name, task as Task, role, gate, load)
     return wrapped
   }
 
-  private wrapTask(name: string, task: Task, role: PoolRole, gate: PresenceGate | undefined): Task {
+  private wrapTask(
+    name: string,
+    task: Task,
+    role: PoolRole,
+    gate: PresenceGate | undefined,
+    load: PoolLoad | undefined,
+  ): Task {
     // Per-task metric children, resolved once: label lookups on every job cost throughput.
     const started = this.metrics.jobsStarted.labels({task: name})
     const completed = this.metrics.jobsCompleted.labels({task: name})
@@ -98,9 +111,14 @@ export class TaskInstrumentation {
       const t0 = performance.now()
       counts.started += 1
       started.inc()
+      if (load) load.running += 1
       if (ref) hooks.emit({type: 'job:start', ...ref})
       try {
         const result = await task(payload, helpers)
+        if (load) {
+          load.running -= 1
+          load.completed += 1
+        }
         const durationMs = performance.now() - t0
         counts.succeeded += 1
         completed.inc()
@@ -108,6 +126,10 @@ export class TaskInstrumentation {
         if (ref) hooks.emit({type: 'job:success', durationMs, ...ref})
         return result
       } catch (error) {
+        if (load) {
+          load.running -= 1
+          load.completed += 1
+        }
         const durationMs = performance.now() - t0
         const permanent = isPermanentError(error)
         const outcome = permanent ? 'permanent' : job.attempts >= job.max_attempts ? 'exhausted' : 'retry'

@@ -26,6 +26,7 @@ export interface WorkerMetrics {
   cleanupFailures: Counter<'operation'>
   shutdownLocksReleased: Counter
   fenced: Counter
+  prefetchSize: Gauge<'pool'>
 }
 
 export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
@@ -125,6 +126,12 @@ export function createWorkerMetrics(registry = new Registry()): WorkerMetrics {
     fenced: new Counter({
       name: 'backfill_worker_fenced_total',
       help: 'Times this worker stopped itself because no heartbeat was recorded (lost contact with the database)',
+      registers,
+    }),
+    prefetchSize: new Gauge({
+      name: 'backfill_worker_prefetch_size',
+      help: 'Jobs the pool fetches per query into its local queue (adaptive prefetch: follows the completion rate)',
+      labelNames: ['pool'],
       registers,
     }),
   }

@@ -11,6 +11,7 @@ import {
   holdLocalQueueRelease,
   interceptBreakingMigration,
 } from './graphile-adapter.js'
+import type {AdaptivePrefetch, LocalQueueHandle} from './prefetch.js'
 
 export interface PoolInput {
   db: Database
@@ -25,6 +26,8 @@ export interface PoolInput {
 export async function startGraphilePool(
   input: PoolInput & {
     cron: ParsedCronItem[] | undefined
+    /** Drives the pool's local queue size (plan.adaptivePrefetch). */
+    prefetch?: AdaptivePrefetch
     /** A breaking migration was announced somewhere in the database (graphile's reaction is disarmed). */
     onBreakingMigration: (migration: number) => void
   },
@@ -42,7 +45,17 @@ export async function startGraphilePool(
     if (migration !== undefined) input.onBreakingMigration(migration)
   })
   holdLocalQueueRelease(events)
-  const options = await graphilePoolOptions({...input, events})
+  const {prefetch} = input
+  if (prefetch) {
+    events.on(GRAPHILE_CONTRACT.localQueueInitEvent, ({localQueue}: {localQueue: LocalQueueHandle}) =>
+      prefetch.attach(localQueue),
+    )
+    events.on(GRAPHILE_CONTRACT.localQueueGetJobsCompleteEvent, () => prefetch.fetched())
+    events.on(GRAPHILE_CONTRACT.localQueueSetModeEvent, ({newMode}: {newMode: string}) => {
+      if (newMode === 'RELEASED') prefetch.detach()
+    })
+  }
+  const options = await graphilePoolOptions({...input, events, localQueueSize: prefetch?.initialSize})
   const runner = await run({...options, parsedCronItems: input.cron ?? []}, input.tasks)
   if (!workerPool) {
     await runner.stop()

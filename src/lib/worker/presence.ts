@@ -5,6 +5,7 @@ import pg from 'pg'
 import type {Database} from '../db.js'
 import {
   heartbeatWorker,
+  heartbeatWorkerWithFacts,
   registerWorker,
   rustHeartbeatAvailable,
   rustWorkerDeregister,
@@ -20,6 +21,8 @@ export interface PresenceOptions {
   heartbeatIntervalMs: number
   version: string
   metadata: Record<string, unknown>
+  /** Facts merged into the registry row's metadata at every heartbeat (status shows them). */
+  liveFacts?: () => Record<string, unknown>
   onError: (error: Error) => void
 }
 
@@ -64,7 +67,9 @@ export class WorkerPresence {
   }
 
   private async beat(): Promise<void> {
-    await this.db.exec(heartbeatWorker, [this.options.poolId])
+    const facts = this.options.liveFacts?.()
+    if (facts) await this.db.exec(heartbeatWorkerWithFacts, [this.options.poolId, JSON.stringify(facts)])
+    else await this.db.exec(heartbeatWorker, [this.options.poolId])
     if (this.rustRegistry) await this.db.exec(rustWorkerHeartbeat, [this.options.poolId, null])
     this.lastHeartbeatOk = Date.now()
   }

@@ -26,6 +26,7 @@ import {fenceAfter, watchHeartbeats} from './fencing.js'
 import type {GraphileLogSink} from './graphile-adapter.js'
 import type {WorkerHealthState} from './health.js'
 import {PresenceGate, TaskInstrumentation} from './instrumentation.js'
+import {AdaptivePrefetch} from './prefetch.js'
 import {type CleanLocksResult, LockCleanup} from './lock-cleanup.js'
 import {releasePoolLocks} from './lock-release.js'
 import {createWorkerMetrics, type WorkerMetrics} from './metrics.js'
@@ -90,6 +91,8 @@ interface RunningPool extends PoolMember {
   runner: Runner
   workerPool: WorkerPool
   presence: WorkerPresence
+  /** The pool's adaptive prefetch (shared pool with a local queue). */
+  prefetch: AdaptivePrefetch | undefined
 }
 
 /** Connections the pg pool needs for a configuration: jobs, LISTEN + fetch per pool, capture, registry. */
@@ -276,6 +279,7 @@ export class WorkerRunner {
       concurrency: this.config.concurrency,
       forbiddenFlags: null,
       localQueueSize: 0,
+      adaptivePrefetch: false,
     }
     const members: PoolMember[] = []
     let presenceFailure: unknown
@@ -359,12 +363,20 @@ export class WorkerRunner {
   private async startPool(plan: PoolPlan, cron: ParsedCronItem[] | undefined): Promise<RunningPool> {
     // graphile starts fetching at once; jobs wait for the pool's presence.
     const gate = new PresenceGate()
+    const prefetch = plan.adaptivePrefetch
+      ? new AdaptivePrefetch({concurrency: plan.concurrency, cap: plan.localQueueSize}, (state) =>
+          this.metrics.prefetchSize.set({pool: plan.role}, state.size),
+        )
+      : undefined
+    if (prefetch) this.metrics.prefetchSize.set({pool: plan.role}, prefetch.initialSize)
+    else if (plan.localQueueSize > 0) this.metrics.prefetchSize.set({pool: plan.role}, plan.localQueueSize)
     const {runner, workerPool} = await startGraphilePool({
       db: this.db,
       config: this.config,
       plan,
       cron,
-      tasks: this.instrumentation.wrap(this.tasks, plan.role, gate),
+      prefetch,
+      tasks: this.instrumentation.wrap(this.tasks, plan.role, gate, prefetch),
       sink: this.logSink,
       onBreakingMigration: (migration) => {
         if (!this.stopping) this.migrations.announced(migration)
@@ -372,22 +384,29 @@ export class WorkerRunner {
     })
     let presence: WorkerPresence
     try {
-      presence = await this.startPresence(workerPool.id, plan)
+      presence = await this.startPresence(workerPool.id, plan, prefetch)
     } catch (error) {
       gate.fail(error)
       await runner.stop().catch(() => undefined)
       throw error
     }
     gate.open()
-    return {plan, runner, workerPool, poolId: workerPool.id, role: plan.role, presence}
+    return {plan, runner, workerPool, poolId: workerPool.id, role: plan.role, presence, prefetch}
   }
 
-  private async startPresence(poolId: string, plan: PoolPlan): Promise<WorkerPresence> {
+  private async startPresence(poolId: string, plan: PoolPlan, prefetch?: AdaptivePrefetch): Promise<WorkerPresence> {
     const presence = new WorkerPresence(this.db, {
       poolId,
       heartbeatIntervalMs: this.config.heartbeatIntervalMs,
       version: BACKFILL_VERSION,
-      metadata: {role: plan.role, concurrency: plan.concurrency, tasks: Object.keys(this.tasks).sort()},
+      metadata: {
+        role: plan.role,
+        concurrency: plan.concurrency,
+        tasks: Object.keys(this.tasks).sort(),
+        ...(plan.localQueueSize > 0 ? {prefetchSize: prefetch?.state().size ?? plan.localQueueSize} : {}),
+      },
+      // status shows each pool's current prefetch (as of its last heartbeat).
+      ...(prefetch ? {liveFacts: () => ({prefetchSize: prefetch.state().size})} : {}),
       onError: (error) => this.emit({type: 'error', where: `presence ${poolId}`, error: describeError(error)}),
     })
     try {
