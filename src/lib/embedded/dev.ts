@@ -73,7 +73,8 @@ async function ensureDatabase(server: EmbeddedPostgres): Promise<void> {
     const {rows} = await client.query('select 1 from pg_database where datname = $1', [DEV_DATABASE])
     if (rows.length === 0) {
       await client.query(`create database ${DEV_DATABASE}`).catch((error: {code?: string}) => {
-        if (error.code !== '42P04')
+        // 42P04, or 23505 when another process creates it at the same moment.
+        if (error.code !== '42P04' && error.code !== '23505')
           throw new InternalError(`cannot create the development database: ${String(error)}`, {cause: error})
       })
     }

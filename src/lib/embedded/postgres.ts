@@ -177,12 +177,19 @@ export class EmbeddedPostgres {
    * is already running on this data directory. Returns whether this call started it.
    */
   async start(): Promise<{started: boolean; url: string; pid: number}> {
+    mkdirSync(this.dir, {recursive: true, mode: 0o755})
+    // Another process may be starting this server right now (a second `dev start`, a command
+    // with --embedded): wait for it instead of racing initdb/pg_ctl into "postmaster.pid
+    // already exists"; once it is done the server is running (and accepting connections).
+    return this.withStartLock(() => this.startLocked())
+  }
+
+  private async startLocked(): Promise<{started: boolean; url: string; pid: number}> {
     const running = this.livePostmasterPid()
     if (running !== null) return {started: false, url: this.url, pid: running}
     this.removeStalePidFile()
     const binaries = await this.resolveBinaries()
     const identity = this.serverIdentity()
-    mkdirSync(this.dir, {recursive: true, mode: 0o755})
     mkdirSync(this.socketDir, {recursive: true, mode: 0o755})
     if (identity) {
       chownSync(this.dir, identity.uid, identity.gid)
@@ -207,6 +214,46 @@ export class EmbeddedPostgres {
     const pid = this.livePostmasterPid()
     if (pid === null) throw new InternalError(`embedded PostgreSQL did not start; see ${this.logFile}`)
     return {started: true, url: this.url, pid}
+  }
+
+  /**
+   * Runs fn holding `<dir>/start.lock` (created exclusively, holding our PID) across
+   * processes. A lock whose holder is gone (killed mid-start) is taken over.
+   */
+  private async withStartLock<T>(fn: () => Promise<T>): Promise<T> {
+    const lockFile = path.join(this.dir, 'start.lock')
+    const deadline = Date.now() + START_LOCK_TIMEOUT_MS
+    for (;;) {
+      try {
+        writeFileSync(lockFile, `${process.pid}\n`, {flag: 'wx'})
+        break
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      }
+      if (startLockIsStale(lockFile)) {
+        try {
+          unlinkSync(lockFile)
+        } catch {
+          // another waiter took it over first
+        }
+        continue
+      }
+      if (Date.now() > deadline) {
+        throw new InternalError(`timed out waiting for another process starting the embedded PostgreSQL`, {
+          suggestions: [`if no backfill process is starting it, remove ${lockFile}`],
+        })
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    try {
+      return await fn()
+    } finally {
+      try {
+        if (readFileSync(lockFile, 'utf8').trim() === String(process.pid)) unlinkSync(lockFile)
+      } catch {
+        // already gone
+      }
+    }
   }
 
   /** Fast shutdown (running transactions are rolled back). Returns false if it was not running. */
@@ -315,6 +362,29 @@ export class EmbeddedPostgres {
         },
       )
     })
+  }
+}
+
+/** initdb plus pg_ctl's own 60 s start timeout, with room to spare. */
+const START_LOCK_TIMEOUT_MS = 180_000
+
+/** The lock's holder is gone (or it stayed empty: its writer died between create and write). */
+function startLockIsStale(lockFile: string): boolean {
+  let text: string
+  let ageMs: number
+  try {
+    text = readFileSync(lockFile, 'utf8').trim()
+    ageMs = Date.now() - statSync(lockFile).mtimeMs
+  } catch {
+    return false // removed meanwhile: just try again
+  }
+  const pid = Number(text)
+  if (!Number.isInteger(pid) || pid <= 0) return ageMs > 5_000
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH'
   }
 }
 
