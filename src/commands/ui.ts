@@ -6,7 +6,6 @@ import {livenessFlags, livenessOptions} from '../cli/liveness-flags.js'
 import {scrubSecrets} from '../lib/connection.js'
 import {authFromEnv, hasCredentials} from '../lib/console/auth.js'
 import {
-  DEFAULT_STATEMENT_TIMEOUT_MS,
   DEFAULT_UI_HOST,
   DEFAULT_UI_PORT,
   isLoopbackBind,
@@ -19,7 +18,7 @@ import {requireMigrated} from '../lib/schema/inspect.js'
 export default class Ui extends DbCommand<typeof Ui> {
   static override summary = 'Serve the web console and the JSON admin API (loopback only unless authentication is set).'
   static override description = `Serves the console's pages and its JSON admin API (/api/v1, OpenAPI document at /api/v1/openapi.json) on ${DEFAULT_UI_HOST}:${DEFAULT_UI_PORT}. The API answers with the same documents as the CLI under --json, and acts through the same library calls, with a preview and a confirmation for every change and an audit row naming the signed-in identity and the client's address.
-Without credentials only this machine may connect. To listen on another address set BACKFILL_UI_TOKEN (a bearer token of 16+ characters, also accepted by the sign-in form) or BACKFILL_UI_USERS ("alice:secret,bob:other", basic auth); otherwise the command refuses. --read-only removes every state-changing route. Every query runs under a statement timeout, and read results are shared between open tabs for a moment (--cache-ttl), so many viewers cost the database what one does. Ctrl-C (SIGINT) or SIGTERM stops it cleanly.`
+Without credentials only this machine may connect. To listen on another address set BACKFILL_UI_TOKEN (a bearer token of 16+ characters, also accepted by the sign-in form) or BACKFILL_UI_USERS ("alice:secret,bob:other", basic auth); otherwise the command refuses. --read-only removes every state-changing route. Every query runs under the statement timeout (--statement-timeout, 30s by default), and read results are shared between open tabs for a moment (--cache-ttl), so many viewers cost the database what one does. Ctrl-C (SIGINT) or SIGTERM stops it cleanly.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
@@ -42,9 +41,6 @@ Without credentials only this machine may connect. To listen on another address 
       default: DEFAULT_UI_HOST,
     }),
     'read-only': Flags.boolean({summary: 'Serve no state-changing route (pages show no actions).'}),
-    'statement-timeout': duration({
-      summary: `Statement timeout of every console query (default ${DEFAULT_STATEMENT_TIMEOUT_MS / 1000}s).`,
-    }),
     'cache-ttl': duration({summary: 'How long read results are shared between requests (default 2s).'}),
     ...livenessFlags,
   }

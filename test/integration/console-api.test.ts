@@ -161,7 +161,7 @@ describe('console admin API over HTTP (backfill ui)', function () {
     it('runs every query under the statement timeout', async () => {
       await start()
       const [row] = (await c!.db.pool.query<{statement_timeout: string}>('show statement_timeout')).rows
-      expect(row!.statement_timeout).to.equal('15s')
+      expect(row!.statement_timeout).to.equal('30s')
     })
   })
 

@@ -16,7 +16,10 @@ import {
 } from './auth.js'
 import {SharedCache} from './cache.js'
 import {asBackfillError, HttpError, statusFor} from './errors.js'
+import {ASSETS} from './assets.js'
+import {escapeHtml} from './html.js'
 import {openApiDocument} from './openapi.js'
+import {createPages} from './pages.js'
 import {Params} from './params.js'
 import {ROUTES, type Plan, type Route, type RouteContext} from './routes.js'
 import {PendingStore, type StoredResponse} from './store.js'
@@ -51,8 +54,8 @@ export interface ConsoleOptions {
   log?: (line: string) => void
   /** Secrets to scrub from error messages (the database URL's password). */
   secrets?: readonly string[]
-  /** Server-rendered pages (Stage 2 of the console); without it only the API and login exist. */
-  pages?: PageRenderer
+  /** The server-rendered pages (default: the console's own); false serves the API only. */
+  pages?: PageRenderer | false
 }
 
 /** Renders the HTML pages; returns undefined for paths it does not serve. */
@@ -129,6 +132,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
   const log = options.log ?? (() => undefined)
   const secrets = options.secrets ?? options.database.target.secrets
   const cookiePath = prefix || '/'
+  const pages = options.pages === false ? undefined : (options.pages ?? createPages())
 
   async function authenticate(req: IncomingMessage, remote: string): Promise<Authenticated | undefined> {
     if (options.authenticate) {
@@ -197,7 +201,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     const error = asBackfillError(raw)
     const status = statusFor(error)
     const envelope = errorEnvelope(error, secrets)
-    if (wantsHtml && options.pages === undefined) {
+    if (wantsHtml) {
       send(res, status, `<!doctype html><title>${status}</title><p>${escapeHtml(envelope.error.message)}</p>`, {
         'content-type': 'text/html; charset=utf-8',
         ...headers,
@@ -284,8 +288,19 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
         throw new HttpError(403, 'E_CROSS_SITE', 'cross-site request refused', {
           suggestions: ['state-changing requests must come from the console itself (same origin)'],
         })
+      const asset = ASSETS[pathname]
+      if (asset && method === 'GET') {
+        // Public (the sign-in page uses them); no data in them.
+        status = req.headers['if-none-match'] === asset.etag ? 304 : 200
+        send(res, status, status === 304 ? '' : asset.body, {
+          'content-type': asset.type,
+          etag: asset.etag,
+          'cache-control': 'no-cache',
+        })
+        return
+      }
       if (pathname === '/login' || pathname === '/logout') {
-        status = await loginRoute(req, res, method, pathname)
+        status = await loginRoute(req, res, method, pathname, url.searchParams.get('next') ?? undefined)
         return
       }
       if (isApi && pathname === '/api/v1/openapi.json' && method === 'GET') {
@@ -305,7 +320,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
         )
       const who = await authenticate(req, remote)
       if (!who) {
-        if (!isApi && method === 'GET' && options.pages) {
+        if (!isApi && method === 'GET' && pages) {
           status = 303
           send(res, 303, '', {location: `${prefix}/login?next=${encodeURIComponent(pathname + url.search)}`})
           return
@@ -355,8 +370,8 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
         sendJson(res, answer.status, answer.body, answer.replay ? {'idempotent-replayed': 'true'} : {})
         return
       }
-      if (options.pages) {
-        const page = await options.pages.render({
+      if (pages) {
+        const page = await pages.render({
           ...ctx,
           pathname,
           prefix,
@@ -397,6 +412,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     res: ServerResponse,
     method: string,
     pathname: string,
+    next: string | undefined,
   ): Promise<number> {
     const path = cookiePath
     if (pathname === '/logout') {
@@ -405,7 +421,9 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       return 303
     }
     if (method === 'GET') {
-      send(res, 200, loginPage(prefix, credentials, auth), {'content-type': 'text/html; charset=utf-8'})
+      send(res, 200, loginPage(prefix, credentials, auth, undefined, next), {
+        'content-type': 'text/html; charset=utf-8',
+      })
       return 200
     }
     const body = await readBody(req)
@@ -420,7 +438,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
           : undefined
     if (!identity) {
       log(`login refused from ${req.socket.remoteAddress ?? ''}`)
-      send(res, 401, loginPage(prefix, credentials, auth, 'Wrong credentials.'), {
+      send(res, 401, loginPage(prefix, credentials, auth, 'Wrong credentials.', params.string('next')), {
         'content-type': 'text/html; charset=utf-8',
       })
       return 401
@@ -462,19 +480,13 @@ function refererOrigin(referer: string | undefined): string | undefined {
   }
 }
 
-export function escapeHtml(text: string): string {
-  return text.replace(
-    /[&<>"']/g,
-    (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[c] as string,
-  )
-}
-
-function loginPage(prefix: string, credentials: boolean, auth: AuthConfig, message?: string): string {
+function loginPage(prefix: string, credentials: boolean, auth: AuthConfig, message?: string, next?: string): string {
+  const nextField = next ? `<input type="hidden" name="next" value="${escapeHtml(next)}">` : ''
   const tokenForm = auth.token
-    ? `<form method="post" action="${escapeHtml(prefix)}/login"><label>Token <input name="token" type="password" autocomplete="current-password" required></label> <button>Sign in</button></form>`
+    ? `<form method="post" action="${escapeHtml(prefix)}/login">${nextField}<label>Token <input name="token" type="password" autocomplete="current-password" required></label> <button>Sign in</button></form>`
     : ''
   const userForm = auth.users?.size
-    ? `<form method="post" action="${escapeHtml(prefix)}/login"><label>User <input name="user" autocomplete="username" required></label> <label>Password <input name="password" type="password" autocomplete="current-password" required></label> <button>Sign in</button></form>`
+    ? `<form method="post" action="${escapeHtml(prefix)}/login">${nextField}<label>User <input name="user" autocomplete="username" required></label> <label>Password <input name="password" type="password" autocomplete="current-password" required></label> <button>Sign in</button></form>`
     : ''
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sign in · backfill</title><link rel="stylesheet" href="${escapeHtml(prefix)}/assets/console.css"></head><body><main class="login"><h1>backfill console</h1>${message ? `<p role="alert" class="error">${escapeHtml(message)}</p>` : ''}${credentials ? tokenForm + userForm : '<p>No credentials are configured: open the console from this machine.</p>'}</main></body></html>`
 }

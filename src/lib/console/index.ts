@@ -14,7 +14,6 @@ export {
   isLoopbackBind,
   DEFAULT_UI_HOST,
   DEFAULT_UI_PORT,
-  DEFAULT_STATEMENT_TIMEOUT_MS,
   type ConsoleServer,
 } from './server.js'
 export {authFromEnv, hasCredentials, safeEqual, type AuthConfig, type Identity} from './auth.js'

@@ -2,8 +2,7 @@ import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import type {ConnectionTarget} from '../connection.js'
-import {createPool} from '../db.js'
-import {Database} from '../db.js'
+import {createPool, Database, DEFAULT_STATEMENT_TIMEOUT_MS, opsSessionLimits} from '../db.js'
 import {ConfigError} from '../errors.js'
 import type {SchemaName} from '../identifiers.js'
 import {hasCredentials, isLoopbackAddress, type AuthConfig} from './auth.js'
@@ -11,7 +10,6 @@ import {createConsoleHandler, type ConsoleHandler, type ConsoleOptions} from './
 
 export const DEFAULT_UI_PORT = 4000
 export const DEFAULT_UI_HOST = '127.0.0.1'
-export const DEFAULT_STATEMENT_TIMEOUT_MS = 15_000
 
 /**
  * A database handle for the console: its own small pool whose every connection carries a
@@ -24,12 +22,13 @@ export function openConsoleDatabase(options: {
   max?: number
   onError?: (error: Error) => void
 }): Database {
-  const timeout = Math.max(1, Math.floor(options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS))
-  const pool = createPool(options.target, {applicationName: 'backfill ui', max: options.max ?? 5}, options.onError)
-  pool.on('connect', (client) => {
-    // Queued before any query of this client, so it applies from the first one.
-    client.query(`set statement_timeout = ${timeout}`).catch((error: Error) => options.onError?.(error))
-  })
+  // The operations' limits (statement, lock wait, idle transaction); 0 turns them off.
+  const limits = opsSessionLimits(options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS)
+  const pool = createPool(
+    options.target,
+    {applicationName: 'backfill ui', max: options.max ?? 5, limits},
+    options.onError,
+  )
   const db = Database.fromPool(pool, {target: options.target, schema: options.schema})
   const end = async (): Promise<void> => {
     if (!pool.ending) await pool.end()
