@@ -1,4 +1,4 @@
-import {BackfillError, EXIT_CODES, InternalError, isBackfillError} from '../errors.js'
+import {BackfillError, EXIT_CODES, InternalError, isBackfillError, type ExitCode} from '../errors.js'
 
 /**
  * HTTP-level refusals of the console, in the same typed-error family as the library's (and
@@ -7,13 +7,13 @@ import {BackfillError, EXIT_CODES, InternalError, isBackfillError} from '../erro
  */
 export class HttpError extends BackfillError {
   readonly code: string
-  readonly exitCode: (typeof EXIT_CODES)[keyof typeof EXIT_CODES]
+  readonly exitCode: ExitCode
   readonly status: number
   constructor(
     status: number,
     code: string,
     message: string,
-    options: {suggestions?: readonly string[]; exitCode?: (typeof EXIT_CODES)[keyof typeof EXIT_CODES]} = {},
+    options: {suggestions?: readonly string[]; exitCode?: ExitCode} = {},
   ) {
     super(message, {suggestions: options.suggestions})
     this.status = status
@@ -37,6 +37,8 @@ export function statusFor(error: BackfillError): number {
       return 503
     case EXIT_CODES.interrupted:
       return 503
+    case EXIT_CODES.timeout:
+      return 504
     default:
       return 500
   }
