@@ -57,6 +57,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     // Output exists before parsing so that parse errors render through it too.
     const styles = await loadStyles(this.argv.includes('--no-color'))
     this.out = new Output({json: this.jsonEnabled(), quiet: false}, styles)
+    const jsonValue = jsonWithValue(this.argv)
+    if (jsonValue !== undefined)
+      throw new UsageError(`--json takes no value (got ${JSON.stringify(jsonValue)}): pass --json alone`, {
+        code: 'E_USAGE',
+        suggestions: [`backfill ${(this.id ?? '').replaceAll(':', ' ')} --json`],
+      })
     const {args, flags} = await this.parse({
       args: this.ctor.args,
       baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
@@ -68,6 +74,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as Args<T>
     this.out = new Output({json: this.jsonEnabled(), quiet: Boolean(flags.quiet)}, styles)
     this.installSignalHandlers()
+  }
+
+  /** --json, and a mistaken --json=VALUE too: its usage error is then the JSON envelope the caller asked for. */
+  override jsonEnabled(): boolean {
+    return super.jsonEnabled() || jsonWithValue(this.argv) !== undefined
   }
 
   private installSignalHandlers(): void {
@@ -253,4 +264,10 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
 export function withoutSessionLimitFlag(): (typeof DbCommand)['baseFlags'] {
   const {'statement-timeout': _omitted, ...rest} = DbCommand.baseFlags
   return rest as (typeof DbCommand)['baseFlags']
+}
+
+/** The token `--json=VALUE` (before any `--`), which oclif would reject as text; undefined when absent. */
+export function jsonWithValue(argv: readonly string[]): string | undefined {
+  const end = argv.indexOf('--')
+  return (end === -1 ? argv : argv.slice(0, end)).find((a) => a.startsWith('--json='))
 }

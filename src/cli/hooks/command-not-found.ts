@@ -27,7 +27,7 @@ const hook: Hook.CommandNotFound = async function (options) {
         suggestions: ['see: backfill --help'],
       })
   process.exitCode = error.exitCode
-  if ((options.argv ?? []).includes('--json'))
+  if ((options.argv ?? []).some((a) => a === '--json' || a.startsWith('--json=')))
     process.stdout.write(`${JSON.stringify(errorEnvelope(error, []), null, 2)}\n`)
   else process.stderr.write(`Error: ${error.message}\n${error.suggestions.map((s) => `  → ${s}\n`).join('')}`)
 }
