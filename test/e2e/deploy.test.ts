@@ -241,7 +241,7 @@ describe('docs/deploy: Kubernetes and KEDA recipes against the real CLI', functi
           runArgs[runArgs.indexOf('--host') + 1] = '127.0.0.1'
           runArgs[runArgs.indexOf('--interval') + 1] = '200ms'
         }
-        const env = {...envFor(container), LEDGER_TABLE: ledger}
+        const env: Record<string, string> = {...envFor(container), LEDGER_TABLE: ledger}
         if (env.BACKFILL_QUEUE_METRICS_INTERVAL_SECS) env.BACKFILL_QUEUE_METRICS_INTERVAL_SECS = '0.2'
         const p = ServerProcess.cli([...id.split(' '), ...runArgs], env)
         processes.push(p)
