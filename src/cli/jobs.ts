@@ -18,7 +18,8 @@ import type {JobEntry} from '../lib/jobs/entries.js'
 import {buildJobSelector, isEmptyJobSelector, type JobSelector} from '../lib/jobs/selector.js'
 import {JOB_STATES} from '../lib/jobs/states.js'
 import {confirmDestructive} from './confirm.js'
-import {age, compactJson} from './dlq.js'
+import {age} from './dlq.js'
+import {RawJson} from './json.js'
 import type {Column} from './output.js'
 import {ProgressLine} from './progress.js'
 import {
@@ -120,7 +121,7 @@ export const JOB_COLUMNS: Column<JobEntry>[] = [
   {header: 'RUN AT', get: (j) => relative(j.runAt)},
   {header: 'AGE', get: (j) => age(j.createdAt), align: 'right'},
   {header: 'LAST ERROR', get: (j) => j.lastError ?? '', max: 40},
-  {header: 'PAYLOAD', get: (j) => compactJson(j.payload), max: 32},
+  {header: 'PAYLOAD', get: (j) => j.payloadText, max: 32},
 ]
 
 // --- actions ---------------------------------------------------------------------------------
@@ -289,4 +290,10 @@ export abstract class JobsActionCommand<T extends typeof Command> extends JobsCo
         `interrupted after batch ${result.batches}: ${words.did(jobs(result.done))}; the rest are unchanged (run the command again to continue)`,
       )
   }
+}
+
+/** A job as --json prints it: the payload exactly as stored, once. */
+export function jobJson(job: JobEntry): Omit<JobEntry, 'payloadText' | 'payload'> & {payload: RawJson} {
+  const {payloadText, ...rest} = job
+  return {...rest, payload: new RawJson(payloadText)}
 }

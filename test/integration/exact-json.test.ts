@@ -50,6 +50,10 @@ describe('payloads exactly as written; large --json documents (in process)', fun
     expect(shown.stdout).to.contain('"id": 9007199254740993').and.contain('"n": 1e999').and.contain('"price": 1.50')
     const shownJson = await cli(['jobs', 'show', job!.id, '--json'])
     expect(shownJson.stdout).to.contain('"payload": {"id":9007199254740993,"n":1e999')
+    expect(parseJson<{job: Record<string, unknown>}>(shownJson).job).not.to.have.property('payloadText')
+    const listed = await cli(['jobs', 'list', '--json'])
+    expect(listed.stdout).to.contain('"payload": {"id":9007199254740993,"n":1e999').and.not.contain('"payloadText"')
+    expect((await cli(['jobs', 'list'])).stdout).to.contain('{"id":9007199254740993')
   })
 
   it('dlq show and dlq list --json show the jsonb payload exactly (1e999 as jsonb stores it)', async () => {

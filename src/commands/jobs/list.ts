@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {JOB_COLUMNS, jobIdsArg, JobsCommand, jobSelectorFlags} from '../../cli/jobs.js'
+import {JOB_COLUMNS, jobIdsArg, jobJson, JobsCommand, jobSelectorFlags} from '../../cli/jobs.js'
 import {schemaFlag} from '../../cli/dlq.js'
 import {
   DEFAULT_JOB_PAGE_SIZE,
@@ -47,6 +47,6 @@ export default class JobsList extends JobsCommand<typeof JobsList> {
       this.out.info(
         `more: backfill jobs list${schemaFlag(this.schema)}${sort === 'next' ? ' --sort next' : ''} --cursor ${result.nextCursor} (with the same selectors)`,
       )
-    return result
+    return {...result, jobs: result.jobs.map(jobJson)} as unknown as ListJobsResult
   }
 }

@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {age, shortTime} from '../../cli/dlq.js'
-import {JobsCommand, relative, stateLabel} from '../../cli/jobs.js'
-import {prettyPayload, RawJson} from '../../cli/json.js'
+import {jobJson, JobsCommand, relative, stateLabel} from '../../cli/jobs.js'
+import {prettyPayload} from '../../cli/json.js'
 import type {Column} from '../../cli/output.js'
 import {safeField, terminalSafe} from '../../cli/terminal-safe.js'
 import type {DlqEvent} from '../../lib/dlq/entries.js'
@@ -42,7 +42,7 @@ export default class JobsShow extends JobsCommand<typeof JobsShow> {
       jobKey,
     })
     this.render(result)
-    return {...result, job: {...result.job, payload: new RawJson(result.payloadText)}}
+    return {...result, job: jobJson(result.job)} as unknown as ShowJobResult
   }
 
   private render(result: ShowJobResult): void {

@@ -18,6 +18,8 @@ export interface JobOwner {
 
 /** A job of the live queue as `jobs list/show` return it: graphile's row, its state, its lock owner. */
 export interface JobEntry extends Job {
+  /** The payload exactly as stored (`payload` is parsed with JSON.parse and may round numbers). */
+  payloadText: string
   state: JobState
   /** Who holds the job's serial queue (blocked jobs wait for it), null when unlocked or parallel. */
   queueLockedBy: string | null
@@ -33,7 +35,8 @@ export function toJobEntry(row: JobRowData, owner: JobOwner | null = null): JobE
     taskIdentifier: row.task_identifier,
     queueName: row.queue_name,
     state: row.state as JobState,
-    payload: row.payload,
+    payload: JSON.parse(row.payload) as unknown,
+    payloadText: row.payload,
     priority: row.priority,
     runAt: row.run_at,
     attempts: row.attempts,

@@ -73,7 +73,8 @@ export const JOB_ROW_COLUMNS = {
   task_identifier: 'text',
   queue_name: 'text?',
   state: 'text',
-  payload: 'json',
+  // As text: exactly as stored (pg's JSON.parse would round big numbers).
+  payload: 'text',
   priority: 'int4',
   run_at: 'timestamptz',
   run_at_exact: 'text',
@@ -92,7 +93,7 @@ export const JOB_ROW_COLUMNS = {
 } as const
 
 export const JOB_ROW_SELECT = `j.id, coalesce(t.identifier, '(unknown task ' || j.task_id || ')')::text as task_identifier,
-       q.queue_name::text as queue_name, ${STATE_SQL} as state, j.payload, j.priority::int as priority, j.run_at,
+       q.queue_name::text as queue_name, ${STATE_SQL} as state, j.payload::text as payload, j.priority::int as priority, j.run_at,
        ${exact('j.run_at')} as run_at_exact, j.attempts::int as attempts, j.max_attempts::int as max_attempts,
        j.last_error, j.created_at, j.updated_at, j.key, j.locked_at, j.locked_by, j.revision, j.flags,
        q.locked_by as queue_locked_by, q.locked_at as queue_locked_at`
