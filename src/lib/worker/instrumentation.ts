@@ -54,6 +54,8 @@ export class PresenceGate {
 export interface PoolLoad {
   running: number
   completed: number
+  /** Total handler time (ms). */
+  busyMs: number
 }
 
 export interface InstrumentationHooks {
@@ -97,8 +99,8 @@ export class TaskInstrumentation {
     load: PoolLoad | undefined,
   ): Task {
     // Per-task metric children, resolved once: label lookups on every job cost throughput.
-    const started = this.metrics.jobsStarted.labels({task: name})
-    const completed = this.metrics.jobsCompleted.labels({task: name})
+    // Plain numbers, added to the counters at scrape time (see jobCountCell).
+    const cell = this.metrics.jobCountCell(name)
     const successDuration = this.metrics.jobDuration.labels({task: name, result: 'success'})
     const failureDuration = this.metrics.jobDuration.labels({task: name, result: 'failure'})
     const {counts, hooks} = this
@@ -110,27 +112,29 @@ export class TaskInstrumentation {
         : undefined
       const t0 = performance.now()
       counts.started += 1
-      started.inc()
+      cell.started += 1
       if (load) load.running += 1
       if (ref) hooks.emit({type: 'job:start', ...ref})
       try {
         const result = await task(payload, helpers)
+        const durationMs = performance.now() - t0
         if (load) {
           load.running -= 1
           load.completed += 1
+          load.busyMs += durationMs
         }
-        const durationMs = performance.now() - t0
         counts.succeeded += 1
-        completed.inc()
+        cell.completed += 1
         successDuration.observe(durationMs / 1000)
         if (ref) hooks.emit({type: 'job:success', durationMs, ...ref})
         return result
       } catch (error) {
+        const durationMs = performance.now() - t0
         if (load) {
           load.running -= 1
           load.completed += 1
+          load.busyMs += durationMs
         }
-        const durationMs = performance.now() - t0
         const permanent = isPermanentError(error)
         const outcome = permanent ? 'permanent' : job.attempts >= job.max_attempts ? 'exhausted' : 'retry'
         counts.failed += 1

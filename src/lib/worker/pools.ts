@@ -50,7 +50,9 @@ export async function startGraphilePool(
     events.on(GRAPHILE_CONTRACT.localQueueInitEvent, ({localQueue}: {localQueue: LocalQueueHandle}) =>
       prefetch.attach(localQueue),
     )
-    events.on(GRAPHILE_CONTRACT.localQueueGetJobsCompleteEvent, () => prefetch.fetched())
+    events.on(GRAPHILE_CONTRACT.localQueueGetJobsCompleteEvent, ({jobs}: {jobs: readonly unknown[]}) =>
+      prefetch.fetched(jobs.length),
+    )
     events.on(GRAPHILE_CONTRACT.localQueueSetModeEvent, ({newMode}: {newMode: string}) => {
       if (newMode === 'RELEASED') prefetch.detach()
     })

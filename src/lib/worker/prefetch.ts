@@ -4,13 +4,20 @@
  * running are what a SIGKILL strands (locked until a cleaner releases them). So the batch is
  * bounded by time of work held rather than by a count:
  *
- *   size = idle slots + ceil(completion rate × horizon), between 1 and the cap
+ *   size = free slots + min(held bound, max(rate × horizon, backlog boost)), between 1 and the cap
  *
- * Under a backlog of fast jobs the rate is high and the batch grows (fewer fetch round trips
- * per job); with slow jobs the rate is low and the batch stays near the slots that are free;
- * when idle the rate decays and the batch shrinks to the free slots, so a burst after a quiet
- * spell fills every slot without holding a pile of slow jobs. What a SIGKILL at full speed
- * strands is then at most the running jobs plus about `horizon` of completions.
+ * - held bound: the jobs the pool can complete in `horizon` at full speed (slots ÷ average
+ *   handler time × horizon): never more than about `horizon` of work waits in the queue;
+ * - rate × horizon: what the pool completes in `horizon` at its current (smoothed) rate;
+ * - backlog boost: a fetch that came back full means more jobs are waiting: the next one asks
+ *   for twice as many (so a backlog of fast jobs reaches the cap within a few fetches instead
+ *   of waiting for the rate to catch up with a batch size that limits it); it lapses as soon as
+ *   a fetch is not full or nothing completes.
+ *
+ * Under a backlog of fast jobs the batch grows to the cap; with slow jobs it stays at the free
+ * slots plus a few; when idle it shrinks to the free slots, so a burst after a quiet spell fills
+ * every slot without holding a pile of slow jobs. What a SIGKILL at full speed strands is then
+ * at most the running jobs plus about `horizon` of completions.
  *
  * The mechanism is graphile's own LocalQueue (fetching, TTL, returning jobs on release): only
  * its batch size (getJobBatchSize, read by each fetch) is driven.
@@ -50,9 +57,11 @@ export interface PrefetchState {
 
 /** One per pool: the instrumentation counts starts and finishes, a timer samples them. */
 export class AdaptivePrefetch {
-  /** Incremented by the task wrapper (plain fields: no per-job call). */
+  /** Maintained by the task wrapper (plain fields: no per-job call). */
   running = 0
   completed = 0
+  /** Total handler time of completed jobs (ms). */
+  busyMs = 0
   private readonly concurrency: number
   private readonly cap: number
   private readonly horizonS: number
@@ -63,8 +72,12 @@ export class AdaptivePrefetch {
   private fetchDone = false
   private timer: NodeJS.Timeout | undefined
   private rate = 0
+  /** Smoothed handler time per job (ms); undefined until a job completed. */
+  private jobMs: number | undefined
+  private boost = 0
   private size: number
   private lastCompleted = 0
+  private lastBusyMs = 0
   private lastAt = 0
   private readonly onChange: ((state: PrefetchState) => void) | undefined
 
@@ -117,9 +130,15 @@ export class AdaptivePrefetch {
     this.timer.unref()
   }
 
-  /** A fetch's query returned (graphile's localQueue:getJobs:complete): its next size read is its last. */
-  fetched(): void {
-    if (this.fetchSize !== undefined) this.fetchDone = true
+  /**
+   * A fetch's query returned `count` jobs (graphile's localQueue:getJobs:complete): its next
+   * size read is its last. A full batch means a backlog: the next fetch may ask for twice as many.
+   */
+  fetched(count: number): void {
+    if (this.fetchSize === undefined) return
+    this.fetchDone = true
+    this.boost = count >= this.fetchSize ? Math.min(this.cap, Math.max(this.boost, this.fetchSize) * 2) : 0
+    this.apply()
   }
 
   detach(): void {
@@ -132,25 +151,43 @@ export class AdaptivePrefetch {
     return {size: this.size, ratePerSecond: this.rate, running: this.running}
   }
 
-  /** The size for the current rate and load (exported for tests through tick()). */
+  /** The size for the current load, rate, handler time and backlog (see the module comment). */
   target(): number {
     const idle = Math.max(0, this.concurrency - this.running)
-    return Math.max(1, Math.min(this.cap, idle + Math.ceil(this.rate * this.horizonS)))
+    const held =
+      this.jobMs === undefined
+        ? this.concurrency
+        : Math.ceil((this.concurrency * this.horizonS * 1000) / Math.max(this.jobMs, 0.001))
+    const wanted = Math.max(Math.ceil(this.rate * this.horizonS), this.boost)
+    return Math.max(1, Math.min(this.cap, idle + Math.min(held, wanted)))
+  }
+
+  private apply(): void {
+    const next = this.target()
+    if (next === this.size || !this.attached) return
+    // The next fetch uses it (one under way keeps its own: see attach).
+    this.size = next
+    this.onChange?.(this.state())
   }
 
   /** Samples the completion rate and applies the new size unless a fetch is under way. */
   tick(now = performance.now()): void {
     const dt = (now - this.lastAt) / 1000
     if (dt <= 0) return
-    const sample = (this.completed - this.lastCompleted) / dt
+    const done = this.completed - this.lastCompleted
+    const sample = done / dt
+    if (done > 0) {
+      const perJob = (this.busyMs - this.lastBusyMs) / done
+      this.jobMs = this.jobMs === undefined ? perJob : ALPHA * perJob + (1 - ALPHA) * this.jobMs
+    } else {
+      // Nothing completed: no backlog being worked through.
+      this.boost = 0
+    }
     this.lastCompleted = this.completed
+    this.lastBusyMs = this.busyMs
     this.lastAt = now
     this.rate = this.rate === 0 ? sample : ALPHA * sample + (1 - ALPHA) * this.rate
     if (this.rate < 0.01) this.rate = 0
-    const next = this.target()
-    if (next === this.size || !this.attached) return
-    // The next fetch uses it (one under way keeps its own: see attach).
-    this.size = next
-    this.onChange?.(this.state())
+    this.apply()
   }
 }
