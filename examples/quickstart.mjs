@@ -98,5 +98,6 @@ Next steps (the development database is still running):
   npx backfill dlq list --embedded                      # what failed, newest first
   npx backfill dlq retry --embedded --task failing --limit 2 --yes   # canary retry
   npx backfill dlq retry --embedded --all --dry-run     # what a full retry would do
+  npx backfill ui --embedded                            # the web console on http://127.0.0.1:4000/
   npx backfill dev stop                                 # stop the database (data kept in .backfill/)
 `)

@@ -77,7 +77,7 @@ export const CONSOLE_JS = `"use strict";
   }
   if (toggle) { toggle.hidden = false; label(); toggle.addEventListener("click", function () { paused = !paused; sessionStorage.setItem("backfill-paused", paused ? "1" : "0"); label(); }); }
   if (every > 0) setInterval(refresh, every);
-  function ago(ms) { var s = Math.round(Math.abs(ms) / 1000); var t = s < 60 ? s + "s" : s < 3600 ? Math.floor(s / 60) + "m" : s < 172800 ? Math.floor(s / 3600) + "h" : Math.floor(s / 86400) + "d"; return ms >= 0 ? t + " ago" : "in " + t; }
+  function ago(ms) { var s = Math.round(Math.abs(ms) / 1000); if (s < 1) return "just now"; var t = s < 60 ? s + "s" : s < 3600 ? Math.floor(s / 60) + "m" : s < 172800 ? Math.floor(s / 3600) + "h" : Math.floor(s / 86400) + "d"; return ms >= 0 ? t + " ago" : "in " + t; }
   function times() { var now = Date.now(); document.querySelectorAll("time[data-relative]").forEach(function (el) { var at = Date.parse(el.getAttribute("datetime")); if (!isNaN(at)) el.textContent = ago(now - at); }); }
   setInterval(times, 15000);
   document.addEventListener("keydown", function (e) {

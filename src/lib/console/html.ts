@@ -57,7 +57,8 @@ export function when(value: Date | string | null | undefined, now = Date.now()):
   if (Number.isNaN(date.getTime())) return html`${String(value)}`
   const iso = date.toISOString()
   const diff = now - date.getTime()
-  const text = diff >= 0 ? `${shortDuration(diff)} ago` : `in ${shortDuration(-diff)}`
+  const text =
+    Math.abs(diff) < 1000 ? 'just now' : diff >= 0 ? `${shortDuration(diff)} ago` : `in ${shortDuration(-diff)}`
   return html`<time datetime="${iso}" title="${iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}" data-relative
     >${text}</time
   >`
