@@ -500,7 +500,9 @@ describe('console admin API over HTTP (backfill ui)', function () {
     })
 
     it('locks clean: the preview shows the stale lock; confirming releases exactly it', async () => {
-      const crafted = await craftStates(t)
+      // Not craftStates: its dead owner's lock is released too once the server is older than the
+      // restart grace (late in a full run), so this test would depend on its place in the run.
+      const fresh = await lockedJob(t, {owner: 'recent-lock', lockedAgo: '1 minute'})
       const stale = await lockedJob(t, {owner: 'hand-made-lock', lockedAgo: '2 hours'})
       await start()
       const preview = await api.post<{dryRun: boolean; jobLocks: number; confirm: {token: string}}>(
@@ -525,8 +527,7 @@ describe('console admin API over HTTP (backfill ui)', function () {
       expect(done.body.dryRun).to.equal(false)
       expect(done.body.jobLocks).to.equal(1)
       expect(await locked(stale)).to.equal(false)
-      expect(await locked(crafted.running)).to.equal(true)
-      expect(await locked(crafted.queueHead)).to.equal(true)
+      expect(await locked(fresh)).to.equal(true)
     })
   })
 
