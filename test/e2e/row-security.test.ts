@@ -84,6 +84,19 @@ describe('row-level security: a role that cannot see the job rows (real non-owne
     expect(n).to.equal(7)
   })
 
+  it('worker --once where a policy lets the role read but not register its tasks: fails instead of exit 0', async () => {
+    for (const table of ['_private_jobs', '_private_tasks', '_private_job_queues', '_private_known_crontabs'])
+      await t.query(`create policy ops_read on ${t.quoted}.${table} for select to ${role} using (true)`)
+    await t.query(`create policy ops_lock on ${t.quoted}._private_jobs for update to ${role} using (true)`)
+    const result = await runCli(['worker', '--schema', t.schema, '--tasks', TASKS_DIR, '--once', '--no-migrate'], {
+      databaseUrl: url,
+    })
+    expect(result.code, result.stderr + result.stdout).to.equal(3)
+    expect(result.stderr).to.match(/row-level security policy/)
+    const [{n} = {n: -1}] = await t.query<{n: number}>(`select count(*)::int as n from ${t.quoted}._private_jobs`)
+    expect(n).to.equal(7)
+  })
+
   it('the same role sees the truth once it may (member of the owner, or a policy that grants it rows)', async () => {
     const [{owner} = {owner: ''}] = await t.query<{owner: string}>(
       `select pg_get_userbyid(relowner) as owner from pg_class where oid = '${t.quoted}._private_jobs'::regclass`,

@@ -60,6 +60,10 @@ describe('graphile-worker contract (the installed copy still has what the worker
     expect(source('main.js')).to.contain(`"${GRAPHILE_CONTRACT.poolCreateEvent}", { ctx, workerPool }`)
   })
 
+  it(`a slot that ends with an error says so by "${GRAPHILE_CONTRACT.workerStopEvent}" (once mode counts on it)`, () => {
+    expect(source('worker.js')).to.contain(`"${GRAPHILE_CONTRACT.workerStopEvent}", { ctx, worker, error }`)
+  })
+
   it(`a breaking-migration notice reaches "${GRAPHILE_CONTRACT.listenNotificationEvent}" as the object graphile then reads`, () => {
     const main = source('main.js')
     const emitted = main.indexOf(`"${GRAPHILE_CONTRACT.listenNotificationEvent}", {`)

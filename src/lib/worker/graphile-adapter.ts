@@ -18,6 +18,8 @@ export const GRAPHILE_CONTRACT = {
   localQueueFetchErrorLog: 'Error occurred fetching jobs',
   /** Without a local queue each slot fetches for itself and reports failures by this event. */
   getJobErrorEvent: 'worker:getJob:error',
+  /** A slot ended; `error` is set when it failed (in once mode its fetch errors end it). */
+  workerStopEvent: 'worker:stop',
   /** Emitted synchronously with the new pool, before any slot starts. */
   poolCreateEvent: 'pool:create',
   /** Every pool LISTENs on this database-wide channel; a breaking-migration notice names no schema. */

@@ -3,6 +3,7 @@ import {EventEmitter} from 'node:events'
 import type {ParsedCronItem, Runner, TaskList, WorkerPool} from 'graphile-worker'
 
 import type {Database} from '../db.js'
+import {mapPgError} from '../pg-errors.js'
 import type {PoolPlan, WorkerConfig} from './config.js'
 import {
   GRAPHILE_CONTRACT,
@@ -75,5 +76,12 @@ export async function runOncePass(input: PoolInput & {onPool: (workerPool: Worke
   const {runOnce} = await import('graphile-worker')
   const events = new EventEmitter()
   events.on(GRAPHILE_CONTRACT.poolCreateEvent, ({workerPool}: {workerPool: WorkerPool}) => input.onPool(workerPool))
+  // In once mode a slot whose fetch fails (say a policy refuses its task registration) just
+  // stops, and graphile's pool then ends as if every job was done: collect those failures.
+  const failures: unknown[] = []
+  events.on(GRAPHILE_CONTRACT.workerStopEvent, ({error}: {error?: unknown}) => {
+    if (error !== undefined) failures.push(error)
+  })
   await runOnce(await graphilePoolOptions({...input, events, batchDelayMs: -1}), input.tasks)
+  if (failures.length > 0) throw mapPgError(failures[0], {target: input.db.target, schema: input.db.quotedSchema})
 }

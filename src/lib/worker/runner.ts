@@ -283,6 +283,7 @@ export class WorkerRunner {
     }
     const members: PoolMember[] = []
     let presenceFailure: unknown
+    let passFailure: unknown
     // Even unbatched, graphile fetches a slot's next job before the previous completion has
     // committed, so a serial queue's next job can look locked and end a pass early: passes
     // repeat until one starts nothing. Each pass is a new graphile pool with a presence of its own.
@@ -308,10 +309,17 @@ export class WorkerRunner {
       const tasks = this.instrumentation.wrap(this.tasks, plan.role, gate)
       try {
         await runOncePass({db: this.db, config: this.config, plan, tasks, sink: this.logSink, onPool})
+      } catch (error) {
+        passFailure = error
       } finally {
         await presence
       }
-      if (this.instrumentation.counts.started === startedBefore) break
+      if (passFailure !== undefined || this.instrumentation.counts.started === startedBefore) break
+    }
+    if (passFailure !== undefined && presenceFailure === undefined) {
+      // A slot could not fetch: jobs may be left unprocessed, so this run failed.
+      await this.finish(members, started, false, 'once')
+      throw passFailure
     }
     if (presenceFailure !== undefined) {
       // Like start(): a worker nobody can prove alive must not run jobs; release and report.
