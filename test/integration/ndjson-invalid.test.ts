@@ -7,6 +7,7 @@ import {expect} from 'chai'
 import {parseJson, type CliResult} from '../support/cli.js'
 import {TestSchema, testUrl} from '../support/db.js'
 import {runInProcess} from '../support/in-process.js'
+import {enqueueNdjson} from '../../src/lib/client/ndjson.js'
 
 /** Lines PostgreSQL would refuse are caught before it, with their line numbers (in process). */
 describe('enqueue --ndjson: lines PostgreSQL cannot store (in process)', function () {
@@ -91,5 +92,52 @@ describe('enqueue --ndjson: lines PostgreSQL cannot store (in process)', functio
       expect(doc.skippedLines).to.deep.equal([{line: skippedLines[0], reason: 'longer than 16 MiB'}])
       await t.query(`delete from ${t.quoted}._private_jobs`)
     }
+  })
+
+  it('bytes that are not UTF-8: exit 2 naming the line, or skipped with --skip-invalid', async () => {
+    const source = file(
+      'latin1.ndjson',
+      Buffer.concat([
+        Buffer.from('{"task":"ok","payload":{"name":"Zoë 😀"}}\n'),
+        Buffer.from('{"task":"ok","payload":{"name":"Zo\xeb"}}\n', 'latin1'),
+        Buffer.from('{"task":"ok"}\n{"task":"cut","payload":"'),
+        Buffer.from([0xe2, 0x82]), // a character cut off by the end of the input
+      ]),
+    )
+    const refused = await cli(['--ndjson', source])
+    expect(refused.code, refused.stderr).to.equal(2)
+    expect(refused.stderr).to.contain('line 2: not valid UTF-8; nothing was enqueued')
+    expect(await count()).to.equal(0)
+    const skipped = await cli(['--ndjson', source, '--skip-invalid', '--json'])
+    expect(skipped.code, skipped.stderr).to.equal(0)
+    const doc = parseJson<{enqueued: number; skippedLines: {line: number; reason: string}[]}>(skipped)
+    expect(doc.enqueued).to.equal(2)
+    expect(doc.skippedLines).to.deep.equal([
+      {line: 2, reason: 'not valid UTF-8'},
+      {line: 4, reason: 'not valid UTF-8'},
+    ])
+  })
+
+  it('UTF-8 split across chunks at every byte is read as it is; a bad byte is found on its line', async () => {
+    const lines = ['{"task":"a","payload":"Zoë 😀 日本"}', '{"task":"b","payload":"ok"}']
+    const bytes = Buffer.from(`${lines.join('\n')}\n`)
+    async function* byteByByte(data: Buffer): AsyncGenerator<Buffer> {
+      for (let i = 0; i < data.length; i += 1) yield data.subarray(i, i + 1)
+    }
+    const good = await enqueueNdjson(t.db, byteByByte(bytes))
+    expect(good.enqueued).to.equal(2)
+    const [first] = await t.query<{p: string}>(
+      `select payload::text as p from ${t.quoted}._private_jobs order by id limit 1`,
+    )
+    expect(JSON.parse(first!.p)).to.equal('Zoë 😀 日本')
+    const bad = Buffer.concat([
+      bytes,
+      Buffer.from('{"task":"c","payload":"'),
+      Buffer.from([0xf0, 0x9f, 0x98]),
+      Buffer.from('"}\n'),
+    ])
+    const result = await enqueueNdjson(t.db, byteByByte(bad), {skipInvalid: true})
+    expect(result.skippedLines).to.deep.equal([{line: 3, reason: 'not valid UTF-8'}])
+    expect(result.enqueued).to.equal(2)
   })
 })

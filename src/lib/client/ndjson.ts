@@ -4,6 +4,7 @@
  * the whole input is enqueued or none of it (a pipe cannot be read twice, so validation cannot
  * be a separate first pass).
  */
+import {isUtf8} from 'node:buffer'
 import {StringDecoder} from 'node:string_decoder'
 
 import type {Database} from '../db.js'
@@ -225,6 +226,10 @@ class LineReader {
   private readonly decoder = new StringDecoder('utf8')
   private rest = ''
   private skippingLongLine = false
+  /** The bytes of a character cut by the end of the last chunk (checked with the next one). */
+  private carry: Buffer | undefined
+  /** Lines whose bytes are not UTF-8 (the decoder would have made them U+FFFD silently). */
+  private readonly notUtf8 = new Set<number>()
   private readonly defaults: NdjsonDefaults
   private readonly collectAll: boolean
 
@@ -237,6 +242,7 @@ class LineReader {
   }
 
   async chunk(chunk: string | Uint8Array): Promise<void> {
+    if (typeof chunk !== 'string') this.checkUtf8(chunk as Buffer)
     let text = typeof chunk === 'string' ? chunk : this.decoder.write(chunk as Buffer)
     this.counts.bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length
     if (this.skippingLongLine) {
@@ -281,7 +287,29 @@ class LineReader {
     this.invalid(new UsageError(reason, {code: 'E_INVALID_NDJSON', suggestions}))
   }
 
+  /**
+   * JSON text is UTF-8: a chunk is checked as a whole (natively, fast); only when it fails are
+   * its lines told apart, so each bad line is reported with its number (or skipped).
+   */
+  private checkUtf8(bytes: Buffer): void {
+    const data = this.carry ? Buffer.concat([this.carry, bytes]) : bytes
+    const cut = completeUtf8Length(data)
+    this.carry = cut < data.length ? Buffer.from(data.subarray(cut)) : undefined
+    const whole = data.subarray(0, cut)
+    if (isUtf8(whole)) return
+    // A newline byte is never part of a multi-byte character: each line can be checked alone.
+    let line = this.skippingLongLine ? this.counts.lines : this.counts.lines + 1
+    for (let start = 0; ; line += 1) {
+      const newline = whole.indexOf(0x0a, start)
+      if (!isUtf8(whole.subarray(start, newline === -1 ? whole.length : newline))) this.notUtf8.add(line)
+      if (newline === -1) break
+      start = newline + 1
+    }
+  }
+
   async end(): Promise<void> {
+    // A character cut off by the end of the input.
+    if (this.carry && !this.skippingLongLine) this.notUtf8.add(this.counts.lines + 1)
     const tail = this.decoder.end()
     // The end of a line over the limit that was being dropped is no line of its own.
     const last = this.skippingLongLine ? '' : this.rest + tail
@@ -294,6 +322,15 @@ class LineReader {
   private line(raw: string): Promise<void> | undefined {
     const counts = this.counts
     counts.lines += 1
+    if (this.notUtf8.size > 0 && this.notUtf8.delete(counts.lines)) {
+      this.invalid(
+        new UsageError('not valid UTF-8', {
+          code: 'E_INVALID_NDJSON',
+          suggestions: ['convert the input to UTF-8, e.g. iconv -f LATIN1 -t UTF-8'],
+        }),
+      )
+      return undefined
+    }
     let text = counts.lines === 1 && raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw
     if (text.endsWith('\r')) text = text.slice(0, -1)
     if (text.trim() === '') return undefined
@@ -332,6 +369,18 @@ class LineReader {
     const {lines, bytes, jobs, skipped} = this.counts
     this.options.onProgress?.({lines, bytes, jobs, enqueued: this.writer?.enqueued ?? 0, skipped})
   }
+}
+
+/** Length of `data` without a multi-byte character cut off at its end (at most 3 bytes). */
+function completeUtf8Length(data: Buffer): number {
+  for (let i = data.length - 1; i >= Math.max(0, data.length - 3); i -= 1) {
+    const byte = data[i]!
+    if ((byte & 0xc0) === 0x80) continue
+    if (byte < 0xc0) return data.length
+    const needed = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : 2
+    return data.length - i < needed ? i : data.length
+  }
+  return data.length
 }
 
 function interrupted(counts: ReadCounts): InterruptedError {
