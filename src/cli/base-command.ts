@@ -236,7 +236,11 @@ export abstract class DbCommand<T extends typeof Command> extends BaseCommand<T>
         applicationName: `backfill ${this.id ?? ''}`.trim(),
         max: options.max ?? 4,
         limits: this.sessionLimits(),
-        labels: {connection: '--database-url / DATABASE_URL', statementTimeout: '--statement-timeout'},
+        labels: {
+          connection: '--database-url / DATABASE_URL',
+          statementTimeout: '--statement-timeout',
+          schema: '--schema / GRAPHILE_WORKER_SCHEMA',
+        },
         // Off through PgBouncer in transaction mode (BACKFILL_PREPARED_STATEMENTS=false).
         preparedStatements: (options.preparedStatements ?? true) && preparedStatementsFromEnv(),
       })

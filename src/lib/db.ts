@@ -98,6 +98,8 @@ export interface SettingLabels {
   connection?: string
   /** What changes the statement timeout, e.g. "--statement-timeout". */
   statementTimeout?: string
+  /** Where the schema name is set, e.g. "--schema / GRAPHILE_WORKER_SCHEMA". */
+  schema?: string
 }
 
 /**

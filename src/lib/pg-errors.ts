@@ -147,7 +147,7 @@ export function mapPgError(raw: unknown, ctx: PgErrorContext): BackfillError {
       return new ConnectionError(`the server at ${where} refused the connection: ${message}`, {
         code: 'E_TOO_MANY_CONNECTIONS',
         cause: raw,
-        suggestions: ['lower --concurrency / pool size, or raise max_connections'],
+        suggestions: ['lower the pool size (a worker needs its concurrency plus a few), or raise max_connections'],
       })
     case '57P01':
     case '57P02':
@@ -261,7 +261,7 @@ function permissionHints(message: string, database: string, user: string, schema
   if (/for database|to create schema/i.test(message)) {
     return [
       `to install the schema the role needs: GRANT CREATE ON DATABASE ${quoteForHint(database)} TO ${role};`,
-      'or run backfill migrate as the database owner (then workers can run with --no-migrate)',
+      'or run backfill migrate as the database owner (then workers need not migrate)',
     ]
   }
   // Table GRANTs are not the fix: graphile-worker's tables have row-level security with no

@@ -233,7 +233,7 @@ describe('backfill dlq … (real binary)', () => {
       expect(serial.entries).to.have.length(0)
       const bad = await runCli(['dlq', 'list', '--schema', t.schema, '--cursor', 'bogus'])
       expect(bad.code).to.equal(2)
-      expect(bad.stderr).to.contain('invalid --cursor')
+      expect(bad.stderr).to.contain('invalid cursor')
     })
 
     it('show prints payload, full error and history; unknown ids exit 4, malformed ids exit 2', async () => {

@@ -191,8 +191,12 @@ export default class Worker extends DbCommand<typeof Worker> {
       import('../../lib/metrics/exporter.js'),
       import('../../lib/db.js'),
     ])
-    const cron = flags.crontab ? await loadCrontab(flags.crontab) : undefined
-    const loaded = await loadTasks({directory: flags.tasks, module: flags['task-module']})
+    const cron = flags.crontab ? await loadCrontab(flags.crontab, '--crontab / BACKFILL_CRONTAB') : undefined
+    const loaded = await loadTasks({
+      directory: flags.tasks,
+      module: flags['task-module'],
+      labels: {directory: '--tasks DIR', module: '--task-module FILE'},
+    })
     const db = this.db({max: requiredPoolSize(config), preparedStatements: config.preparedStatements})
     const log = this.logger(flags['log-format'], flags['log-level'])
     const runner = new WorkerRunner({db, tasks: loaded.tasks, config, ...(cron ? {cron} : {}), onEvent: log})

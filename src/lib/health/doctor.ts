@@ -104,7 +104,7 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
       severity: 'error',
       code: 'schema-missing',
       message: `schema "${db.schema}" does not exist in database "${db.target.database}"`,
-      action: `backfill migrate${flag} (or check --schema / --database-url)`,
+      action: `backfill migrate${flag} (or check ${db.labels.schema ?? 'the schema name'} and ${db.labels.connection ?? 'the connection settings'})`,
     })
   } else if (!g.installed) {
     findings.push({

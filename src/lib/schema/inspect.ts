@@ -136,7 +136,12 @@ export async function requireMigrated(db: Database, options: RequireOptions = {}
       inspection.schemaExists
         ? `schema "${db.schema}" exists but graphile-worker is not installed in it`
         : `schema "${db.schema}" does not exist in database "${db.target.database}"`,
-      {suggestions: [`run: backfill migrate${flag}`, 'or check --schema / GRAPHILE_WORKER_SCHEMA and --database-url']},
+      {
+        suggestions: [
+          `run: backfill migrate${flag}`,
+          `or check ${db.labels.schema ?? 'the schema name'} and ${db.labels.connection ?? 'the connection settings'}`,
+        ],
+      },
     )
   }
   if (options.dlq && inspection.backfill.missingRequired.length > 0) {

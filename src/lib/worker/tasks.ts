@@ -11,6 +11,8 @@ export interface TaskSource {
   directory?: string | undefined
   /** A module exporting a task list (default export or `tasks`). */
   module?: string | undefined
+  /** How the caller names the two settings in errors (a CLI passes its flags). */
+  labels?: {directory?: string; module?: string}
 }
 
 export interface LoadedTasks {
@@ -34,7 +36,7 @@ export async function loadTasks(source: TaskSource): Promise<LoadedTasks> {
     throw new ConfigError(`no tasks directory at ${directory}`, {
       code: 'E_NO_TASKS',
       suggestions: [
-        'create it with one file per task (tasks/send_email.js exporting an async function), or pass --tasks DIR / --task-module FILE',
+        `create it with one file per task (tasks/send_email.js exporting an async function), or give ${source.labels?.directory ?? 'another tasks directory'} / ${source.labels?.module ?? 'a task module'}`,
       ],
     })
   }
@@ -100,12 +102,12 @@ async function loadTaskModule(file: string): Promise<LoadedTasks> {
 }
 
 /** Parses a graphile-worker crontab file, so a mistake is a usage error before anything starts. */
-export async function loadCrontab(file: string): Promise<ParsedCronItem[]> {
+export async function loadCrontab(file: string, label = 'the crontab path'): Promise<ParsedCronItem[]> {
   const resolved = path.resolve(file)
   if (!existsSync(resolved))
     throw new ConfigError(`crontab file ${resolved} does not exist`, {
       code: 'E_CRONTAB',
-      suggestions: ['check --crontab / BACKFILL_CRONTAB'],
+      suggestions: [`check ${label}`],
     })
   const {parseCrontab} = await import('graphile-worker')
   try {
