@@ -27,7 +27,7 @@ export default class Status extends DbCommand<typeof Status> {
     'Show the queue: jobs per task and queue by state, the DLQ, locks by owner liveness, and workers.'
   static override description = `States: ready (runnable now), scheduled (run_at in the future: new jobs and retries in backoff), running (locked by a worker), retrying (ready or scheduled after at least one failure; part of those two), exhausted (out of attempts, not yet captured into the DLQ), and DLQ entries. Per task, and per queue: the parallel jobs first, then the busiest serial queues (--queues), the rest summed. Also the oldest ready job's wait, locks by owner liveness (see locks list), and the workers seen in the last hour.
 
---watch [interval] refreshes until Ctrl-C (default every 2s): in place on a terminal, as repeated blocks when piped, and as one JSON document per line with --json. Ctrl-C ends watching with exit 0 (a second Ctrl-C exits 130 at once).`
+--watch [interval] refreshes until Ctrl-C (default every 2s): in place on a terminal, as repeated blocks when piped, and as one JSON document per line with --json. Ctrl-C ends watching with exit 0 (a second Ctrl-C exits 130 at once), and so does a pipe whose reader has gone (status --watch | head -1).`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
