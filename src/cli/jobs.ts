@@ -225,7 +225,8 @@ export abstract class JobsActionCommand<T extends typeof Command> extends JobsCo
       out.result(`dry run: ${jobs(selection.count)} to ${words.verb}${left}`)
       this.renderSelection(selection)
       out.info('\nnothing was changed')
-      return {dryRun: true, selection}
+      // The sample's payloads exactly as stored in the --json document.
+      return {dryRun: true, selection: {...selection, sample: selection.sample.map(jobJson) as unknown as JobEntry[]}}
     }
     await confirmDestructive({
       yes: flags.yes,

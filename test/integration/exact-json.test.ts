@@ -75,6 +75,19 @@ describe('payloads exactly as written; large --json documents (in process)', fun
     expect(doc.entries[0]!.payload.price).to.equal(1.5)
     expect(JSON.stringify(doc.entries[0])).not.to.contain('payloadText')
     expect((await cli(['dlq', 'show', id!, '--json'])).stdout).to.contain('"id": 9007199254740993')
+    // Dry-run samples of retry and purge, and of the jobs commands, too.
+    for (const args of [
+      ['dlq', 'retry', '--all', '--dry-run', '--json'],
+      ['dlq', 'purge', '--all', '--dry-run', '--json'],
+    ]) {
+      const dry = await cli(args)
+      expect(dry.code, dry.stderr).to.equal(0)
+      expect(dry.stdout, args.join(' ')).to.contain('"id": 9007199254740993').and.not.contain('"payloadText"')
+    }
+    await cli(['enqueue', 'big_ids', '--payload', EXACT])
+    const jobsDry = await cli(['jobs', 'remove', '--all', '--dry-run', '--json'])
+    expect(jobsDry.code, jobsDry.stderr).to.equal(0)
+    expect(jobsDry.stdout).to.contain('"payload": {"id":9007199254740993').and.not.contain('"payloadText"')
   })
 
   it('a 10 MB payload: enqueue --json commits and reports success; dlq list/show --json print it', async () => {

@@ -1,8 +1,17 @@
 import {Flags} from '@oclif/core'
 
 import {confirmDestructive} from '../../cli/confirm.js'
+import type {DlqEntry} from '../../lib/dlq/entries.js'
 import {selectionAsOfNow} from '../../lib/dlq/selector.js'
-import {DlqCommand, ENTRY_COLUMNS, idsArg, renderStats, requireSelection, selectorFlags} from '../../cli/dlq.js'
+import {
+  DlqCommand,
+  ENTRY_COLUMNS,
+  entryJson,
+  idsArg,
+  renderStats,
+  requireSelection,
+  selectorFlags,
+} from '../../cli/dlq.js'
 import {previewSelection} from '../../lib/dlq/preview.js'
 import {DEFAULT_PURGE_BATCH, purgeDlq} from '../../lib/dlq/purge.js'
 import {countSelection} from '../../lib/dlq/scan.js'
@@ -60,7 +69,7 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
         this.out.table(preview.sample, ENTRY_COLUMNS)
         this.out.info('\nnothing was changed')
       }
-      return {dryRun: true, selection, ...preview}
+      return {dryRun: true, selection, ...preview, sample: preview.sample.map(entryJson) as unknown as DlqEntry[]}
     }
 
     // Act on what is selected now: entries landing while the prompt is open are left alone.

@@ -5,12 +5,14 @@ import {duration, maxAttempts, priority, PRIORITY_SUMMARY, timestamp} from '../.
 import {
   DlqCommand,
   ENTRY_COLUMNS,
+  entryJson,
   idsArg,
   renderStats,
   requireSelection,
   schemaFlag,
   selectorFlags,
 } from '../../cli/dlq.js'
+import type {DlqEntry} from '../../lib/dlq/entries.js'
 import {previewSelection, type SelectionPreview} from '../../lib/dlq/preview.js'
 import {DEFAULT_RETRY_BATCH, retryDlq, type RetryResult} from '../../lib/dlq/retry.js'
 import {countSelection} from '../../lib/dlq/scan.js'
@@ -81,7 +83,7 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
         checkKeyConflicts: flags['key-conflict'] === 'skip',
       })
       this.renderPreview(preview)
-      return {dryRun: true, selection, ...preview}
+      return {dryRun: true, selection, ...preview, sample: preview.sample.map(entryJson) as unknown as DlqEntry[]}
     }
 
     // Act on what is selected now: entries landing while the prompt is open are left alone.
