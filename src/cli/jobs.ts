@@ -19,7 +19,6 @@ import {buildJobSelector, isEmptyJobSelector, type JobSelector} from '../lib/job
 import {JOB_STATES} from '../lib/jobs/states.js'
 import {confirmDestructive} from './confirm.js'
 import {age} from './dlq.js'
-import {RawJson} from './json.js'
 import type {Column} from './output.js'
 import {ProgressLine} from './progress.js'
 import {
@@ -294,7 +293,4 @@ export abstract class JobsActionCommand<T extends typeof Command> extends JobsCo
 }
 
 /** A job as --json prints it: the payload exactly as stored, once. */
-export function jobJson(job: JobEntry): Omit<JobEntry, 'payloadText' | 'payload'> & {payload: RawJson} {
-  const {payloadText, ...rest} = job
-  return {...rest, payload: new RawJson(payloadText)}
-}
+export {jobDocument as jobJson} from '../lib/json-document.js'

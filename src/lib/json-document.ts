@@ -3,6 +3,7 @@ import {randomBytes} from 'node:crypto'
 import {isLosslessNumber, parse as parseLossless, stringify as stringifyLossless} from 'lossless-json'
 
 import type {DlqEntry} from './dlq/entries.js'
+import type {JobEntry} from './jobs/entries.js'
 
 /**
  * JSON text to embed as is in a --json document: a payload exactly as stored (JSON.parse
@@ -51,5 +52,11 @@ export function prettyPayload(text: string): string {
 /** A DLQ entry as documents carry it: the payload exactly as stored, once. */
 export function entryDocument(entry: DlqEntry): Omit<DlqEntry, 'payloadText' | 'payload'> & {payload: RawJson} {
   const {payloadText, ...rest} = entry
+  return {...rest, payload: new RawJson(payloadText)}
+}
+
+/** A job as documents carry it: the payload exactly as stored, once. */
+export function jobDocument(job: JobEntry): Omit<JobEntry, 'payloadText' | 'payload'> & {payload: RawJson} {
+  const {payloadText, ...rest} = job
   return {...rest, payload: new RawJson(payloadText)}
 }

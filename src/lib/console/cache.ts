@@ -1,10 +1,11 @@
 /**
- * A short shared cache for the console's read queries: concurrent requests for the same key
- * share one database round trip (single flight), and its result serves everyone for ttlMs.
- * So twenty open overview tabs cost the database what one does. Failures are not cached.
+ * A short shared cache for the console's read queries. Time is cut into windows of ttlMs
+ * (wall clock); a result serves every request of its window, and concurrent requests share
+ * one database round trip (single flight). So the database sees at most one load per window
+ * and key, however many tabs are open: twenty tabs cost what two do. Failures are not cached.
  */
 export class SharedCache {
-  private readonly entries = new Map<string, {expires: number; value: Promise<unknown>}>()
+  private readonly entries = new Map<string, {window: number; pending: boolean; value: Promise<unknown>}>()
   /** Loads that reached the database (for tests and the bench). */
   loads = 0
 
@@ -14,18 +15,17 @@ export class SharedCache {
   ) {}
 
   get<T>(key: string, load: () => Promise<T>, ttlMs = this.ttlMs): Promise<T> {
-    const now = Date.now()
+    const window = Math.floor(Date.now() / Math.max(1, ttlMs))
     const hit = this.entries.get(key)
-    if (hit && hit.expires > now) return hit.value as Promise<T>
-    if (this.entries.size >= this.maxEntries) this.sweep(now)
+    if (hit && (hit.pending || hit.window === window)) return hit.value as Promise<T>
+    if (this.entries.size >= this.maxEntries) this.sweep()
     this.loads += 1
     const value = load()
-    // Held while in flight (single flight), then for ttl after it settles.
-    const entry = {expires: Number.POSITIVE_INFINITY, value: value as Promise<unknown>}
+    const entry = {window, pending: true, value: value as Promise<unknown>}
     this.entries.set(key, entry)
     value.then(
       () => {
-        entry.expires = Date.now() + ttlMs
+        entry.pending = false
       },
       () => {
         if (this.entries.get(key) === entry) this.entries.delete(key)
@@ -39,12 +39,7 @@ export class SharedCache {
     this.entries.clear()
   }
 
-  private sweep(now: number): void {
-    for (const [key, entry] of this.entries) if (entry.expires <= now) this.entries.delete(key)
-    while (this.entries.size >= this.maxEntries) {
-      const first = this.entries.keys().next().value
-      if (first === undefined) break
-      this.entries.delete(first)
-    }
+  private sweep(): void {
+    for (const [key, entry] of this.entries) if (!entry.pending) this.entries.delete(key)
   }
 }

@@ -1,7 +1,7 @@
 import type {Actor} from '../dlq/audit.js'
 import {dlqHistory, AUDIT_ACTIONS, type AuditAction, type HistoryRun} from '../dlq/audit.js'
 import {listDlq, showDlqEntry, type ListResult, type ShowResult} from '../dlq/entries.js'
-import {entryDocument, RawJson} from '../json-document.js'
+import {entryDocument, jobDocument} from '../json-document.js'
 import {previewSelection, type SelectionPreview} from '../dlq/preview.js'
 import {purgeDlq, type PurgeResult} from '../dlq/purge.js'
 import {retryDlq, type DefaultQueueMode, type KeyConflictMode, type RetryResult} from '../dlq/retry.js'
@@ -127,16 +127,18 @@ export async function capabilities(db: Database, readOnly: boolean): Promise<Cap
   return {actionsEnabled: !readOnly && canWrite, canWrite, reason, role: row.role}
 }
 
-export function jobsList(
+export async function jobsList(
   db: Database,
   options: {selector: JobSelector; sort: JobSort; cursor?: string} & ReadOptions,
 ): Promise<ListJobsResult> {
-  return listJobs(db, {
+  const result = await listJobs(db, {
     selector: options.selector,
     sort: options.sort,
     cursor: options.cursor,
     liveness: options.liveness,
   })
+  // As `jobs list --json` writes it: each payload exactly as stored, once.
+  return {...result, jobs: result.jobs.map(jobDocument)} as unknown as ListJobsResult
 }
 
 export async function jobShow(
@@ -148,7 +150,7 @@ export async function jobShow(
     liveness: options.liveness,
   })
   // As `jobs show --json` writes it: the payload exactly as stored.
-  return {...result, job: {...result.job, payload: new RawJson(result.payloadText)}}
+  return {...result, job: jobDocument(result.job)} as unknown as ShowJobResult
 }
 
 export async function dlqList(db: Database, options: {selector: DlqSelector; cursor?: string}): Promise<ListResult> {

@@ -68,8 +68,9 @@ export function actorOf(ctx: Pick<RouteContext, 'identity' | 'remoteAddress'>): 
   return {osUser: `console:${ctx.identity.name}`, hostname: ctx.remoteAddress}
 }
 
+/** A longer-lived entry (costly, slow-changing reads) stays within 5× the configured ttl. */
 function cached<T>(ctx: RouteContext, key: string, load: () => Promise<T>, ttlMs?: number): Promise<T> {
-  return ctx.cache.get(key, load, ttlMs)
+  return ctx.cache.get(key, load, ttlMs === undefined ? undefined : Math.min(ttlMs, ctx.cache.ttlMs * 5))
 }
 
 function queryKey(ctx: RouteContext): string {
