@@ -107,7 +107,7 @@ describe('adaptive prefetch (the local queue batch size)', () => {
     }
   })
 
-  it('a full fetch (a backlog) doubles the next one, up to what the slots finish in the horizon', () => {
+  it('a full fetch (a backlog) quadruples the next one, up to what the slots finish in the horizon', () => {
     const fast = new AdaptivePrefetch({concurrency: 10, cap: 500, horizonMs: 150, tickMs: 100})
     const queue: LocalQueueHandle = {getJobBatchSize: 10}
     fast.attach(queue)
@@ -120,8 +120,8 @@ describe('adaptive prefetch (the local queue batch size)', () => {
       fast.tick(t0 + 100)
       const sizes: number[] = []
       for (let i = 0; i < 8; i++) sizes.push(fetchOnce(queue, fast, undefined, true)[0])
-      // The rate so far (100 jobs/s) asks for 15; each full fetch doubles it.
-      expect(sizes).to.deep.equal([15, 30, 60, 120, 240, 480, 500, 500])
+      // The rate so far (100 jobs/s) asks for 15; each full fetch asks for 4 times as many.
+      expect(sizes).to.deep.equal([15, 60, 240, 500, 500, 500, 500, 500])
       expect(fetchOnce(queue, fast, undefined, true)[0]).to.equal(500)
       // A fetch that is not full ends the boost.
       fetchOnce(queue, fast, undefined, false)

@@ -10,7 +10,7 @@
  *   handler time × horizon): never more than about `horizon` of work waits in the queue;
  * - rate × horizon: what the pool completes in `horizon` at its current (smoothed) rate;
  * - backlog boost: a fetch that came back full means more jobs are waiting: the next one asks
- *   for twice as many (so a backlog of fast jobs reaches the cap within a few fetches instead
+ *   for four times as many (so a backlog of fast jobs reaches the cap within a few fetches instead
  *   of waiting for the rate to catch up with a batch size that limits it); it lapses as soon as
  *   a fetch is not full or nothing completes.
  *
@@ -43,6 +43,8 @@ export interface PrefetchOptions {
 export const DEFAULT_PREFETCH_HORIZON_MS = 150
 export const DEFAULT_PREFETCH_CAP = 500
 const DEFAULT_TICK_MS = 100
+/** A full fetch asks for this many times more next time (the cap is reached in a few fetches). */
+const BACKLOG_GROWTH = 4
 /** Weight of the newest rate sample (a time constant of about three ticks). */
 const ALPHA = 0.3
 
@@ -132,12 +134,12 @@ export class AdaptivePrefetch {
 
   /**
    * A fetch's query returned `count` jobs (graphile's localQueue:getJobs:complete): its next
-   * size read is its last. A full batch means a backlog: the next fetch may ask for twice as many.
+   * size read is its last. A full batch means a backlog: the next fetch may ask for four times as many.
    */
   fetched(count: number): void {
     if (this.fetchSize === undefined) return
     this.fetchDone = true
-    this.boost = count >= this.fetchSize ? Math.min(this.cap, Math.max(this.boost, this.fetchSize) * 2) : 0
+    this.boost = count >= this.fetchSize ? Math.min(this.cap, Math.max(this.boost, this.fetchSize) * BACKLOG_GROWTH) : 0
     this.apply()
   }
 
