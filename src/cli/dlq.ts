@@ -1,5 +1,6 @@
 import {Args, Flags, type Command} from '@oclif/core'
 
+import {entryDocument} from '../lib/json-document.js'
 import type {DlqEntry} from '../lib/dlq/entries.js'
 import type {DlqStats} from '../lib/dlq/stats.js'
 import {buildSelector, isEmptySelector, type DlqSelector} from '../lib/dlq/selector.js'
@@ -169,4 +170,4 @@ export function schemaFlag(schema: string): string {
 }
 
 /** An entry as --json prints it: the payload exactly as stored, once. */
-export {entryDocument as entryJson} from '../lib/json-document.js'
+export const entryJson = entryDocument

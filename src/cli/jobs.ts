@@ -1,6 +1,7 @@
 import {Args, Flags, type Command} from '@oclif/core'
 
 import {emptyJobActionResult as emptyResult, type JobActionDocument} from '../lib/console/operations.js'
+import {jobDocument} from '../lib/json-document.js'
 import {EXIT_CODES} from '../lib/errors.js'
 import {
   DEFAULT_JOB_ACTION_BATCH,
@@ -293,4 +294,4 @@ export abstract class JobsActionCommand<T extends typeof Command> extends JobsCo
 }
 
 /** A job as --json prints it: the payload exactly as stored, once. */
-export {jobDocument as jobJson} from '../lib/json-document.js'
+export const jobJson = jobDocument
