@@ -133,6 +133,16 @@ describe('queue metrics (real PostgreSQL)', function () {
       const again = series(await exporter.registry!.metrics())
       expect(again.get('backfill_dlq_audited_total{action="retry"}')).to.equal(7)
       expect(again.get('backfill_dlq_audited_total{action="purge"}')).to.equal(4)
+      // Failure groups are regrouped only when the DLQ changed, and then they are current.
+      expect(again.get('backfill_dlq_failure_groups{task="charge"}')).to.equal(2)
+      await insertDlq(t, [{task: 'charge', lastError: 'fraud check refused'}])
+      await exporter.tick()
+      expect(series(await exporter.registry!.metrics()).get('backfill_dlq_failure_groups{task="charge"}')).to.equal(3)
+      await t.query(`delete from ${t.quoted}.backfill_dlq where last_error::text like '%gateway%'`)
+      await exporter.tick()
+      const after = series(await exporter.registry!.metrics())
+      expect(after.get('backfill_dlq_failure_groups{task="charge"}')).to.equal(2)
+      expect(after.get('backfill_dlq_entries{task="charge"}')).to.equal(3)
     } finally {
       await exporter.stop()
     }

@@ -4,6 +4,7 @@ import type {Database} from '../db.js'
 import {AdvisoryLeader} from './leader.js'
 import {
   collectQueueMetrics,
+  type FailureGroupCache,
   QueueMetricsRegistry,
   type QueueMetricsOptions,
   type QueueMetricsSnapshot,
@@ -45,6 +46,7 @@ export class QueueMetricsExporter {
   private wasLeading = false
   private stopped = false
   private lastError: string | undefined
+  private readonly groupCache: FailureGroupCache = {}
 
   constructor(db: Database, options: QueueMetricsExporterOptions = {}) {
     this.db = db
@@ -115,7 +117,7 @@ export class QueueMetricsExporter {
       return
     }
     try {
-      const snapshot = await collectQueueMetrics(this.db, this.options)
+      const snapshot = await collectQueueMetrics(this.db, {groupCache: this.groupCache, ...this.options})
       if (this.stopped) return
       this.metrics.apply(snapshot)
       this.serving = true

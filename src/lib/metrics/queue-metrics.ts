@@ -4,7 +4,7 @@ import type {Database} from '../db.js'
 import {dlqStats} from '../dlq/stats.js'
 import {queueStatus, type JobStateCounts, type StatusResult} from '../health/status.js'
 import type {LivenessOptions} from '../locks/owners.js'
-import {auditTotals, dlqEventTotals} from '../sql/queue-metrics.js'
+import {auditTotals, dlqChangeKey, dlqEventTotals} from '../sql/queue-metrics.js'
 
 /** The job states a gauge reports (retrying is part of ready + scheduled, as in `status`). */
 export const METRIC_STATES = ['ready', 'scheduled', 'running', 'retrying', 'exhausted'] as const
@@ -25,6 +25,16 @@ export interface QueueMetricsOptions extends LivenessOptions {
   topQueues?: number
   /** Count DLQ failure groups (one aggregate of the DLQ by task and first error line; default true). */
   failureGroups?: boolean
+  /**
+   * Keeps the last failure groups between scans: they are recomputed only when the DLQ
+   * changed (grouping normalises every distinct error line: the costly part of a scan).
+   */
+  groupCache?: FailureGroupCache
+}
+
+export interface FailureGroupCache {
+  key?: string
+  groupsByTask?: Map<string, number>
 }
 
 export interface StateCounts {
@@ -66,9 +76,19 @@ export async function collectQueueMetrics(
   const events: Record<string, number> = {}
   if (status.dlq.exists) {
     if (options.failureGroups !== false && status.dlq.entries > 0) {
-      const stats = await dlqStats(db, {selector: {}})
-      for (const group of stats.groups)
-        groupsByTask.set(group.taskIdentifier, (groupsByTask.get(group.taskIdentifier) ?? 0) + 1)
+      const cache = options.groupCache
+      const key = cache ? (await db.one(dlqChangeKey, [])).key : undefined
+      if (cache?.groupsByTask && cache.key === key) {
+        for (const [task, n] of cache.groupsByTask) groupsByTask.set(task, n)
+      } else {
+        const stats = await dlqStats(db, {selector: {}})
+        for (const group of stats.groups)
+          groupsByTask.set(group.taskIdentifier, (groupsByTask.get(group.taskIdentifier) ?? 0) + 1)
+        if (cache) {
+          cache.key = key
+          cache.groupsByTask = new Map(groupsByTask)
+        }
+      }
     }
     for (const row of await db.rows(auditTotals, [])) audit[row.action] = Number(row.total)
     for (const row of await db.rows(dlqEventTotals, [])) events[row.event] = Number(row.total)

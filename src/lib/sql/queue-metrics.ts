@@ -20,3 +20,16 @@ export const dlqEventTotals = statement({
   columns: {event: 'text', total: 'int8'},
   sql: (s) => `select event, count(*)::int8 as total from ${s}.backfill_dlq_events group by event`,
 })
+
+/**
+ * What changes whenever the DLQ's failure groups may have: rows added (max id), upserted
+ * again (max failed_at) or deleted (count). Lets the queue metrics skip regrouping an
+ * unchanged DLQ.
+ */
+export const dlqChangeKey = statement({
+  id: 'queue_metrics.dlq_change_key',
+  params: [],
+  columns: {key: 'text'},
+  sql: (s) =>
+    `select count(*)::text || ':' || coalesce(max(id), 0)::text || ':' || coalesce(max(failed_at)::text, '') as key from ${s}.backfill_dlq`,
+})

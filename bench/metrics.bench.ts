@@ -1,0 +1,172 @@
+/**
+ * Issue 16: the queue-metrics scan (what the worker leader and `backfill metrics serve` run
+ * every interval) on 1,000,000 jobs (quick: 100,000), side by side with the job-count SQL at
+ * the core of `status`; and one scrape of the exporter's /metrics over HTTP (served from the
+ * last scan, so it does not touch the database).
+ */
+import http from 'node:http'
+
+import pg from 'pg'
+
+import {targetFromUrl} from '../src/lib/connection.js'
+import {Database} from '../src/lib/db.js'
+import {parseSchemaName} from '../src/lib/identifiers.js'
+import {QueueMetricsExporter} from '../src/lib/metrics/exporter.js'
+import {collectQueueMetrics, type FailureGroupCache} from '../src/lib/metrics/queue-metrics.js'
+import {migrate} from '../src/lib/schema/migrate.js'
+import {jobCounts} from '../src/lib/sql/status.js'
+import {serveMetrics} from '../src/lib/worker/metrics-server.js'
+import {median} from './lib/stats.js'
+import type {BenchContext, BenchSuite, Metric} from './lib/types.js'
+
+const SCHEMA = 'bench_metrics'
+const CALLS_PER_ROUND = 5
+const DLQ_ENTRIES = 20_000
+
+async function timeIt(fn: () => Promise<unknown>, calls = CALLS_PER_ROUND): Promise<number> {
+  await fn() // warm: plan caches, buffers
+  const times: number[] = []
+  for (let i = 0; i < calls; i++) {
+    const started = performance.now()
+    await fn()
+    times.push(performance.now() - started)
+  }
+  return median(times)
+}
+
+/**
+ * A big, busy queue: 40 tasks; 10% of jobs in 2,000 serial queues; 5% scheduled, 2% retrying,
+ * 0.5% exhausted; 1,000 running jobs of 8 owners; 20,000 DLQ entries in 60 failure groups and
+ * an audit trail of 2,000 runs.
+ */
+async function populate(client: pg.Client, jobs: number): Promise<void> {
+  const s = `"${SCHEMA}"`
+  await client.query(`insert into ${s}._private_tasks (identifier) select 'task_' || i from generate_series(1, 40) i`)
+  await client.query(
+    `insert into ${s}._private_job_queues (queue_name) select 'user:' || i from generate_series(1, 2000) i`,
+  )
+  await client.query(
+    `insert into ${s}._private_jobs (task_id, job_queue_id, payload, run_at, attempts, max_attempts, last_error)
+     select (i % 40) + 1,
+            case when i % 10 = 0 then (i / 10) % 2000 + 1 end,
+            json_build_object('id', i),
+            case when i % 20 = 1 then now() + interval '1 hour' else now() - (i % 3600) * interval '1 second' end,
+            case when i % 200 = 3 then 8 when i % 50 = 7 then 2 else 0 end,
+            8,
+            case when i % 200 = 3 or i % 50 = 7 then 'boom' end
+     from generate_series(1, $1::int) i`,
+    [jobs],
+  )
+  await client.query(
+    `with picked as (
+       select id, row_number() over (order by id desc) as n from ${s}._private_jobs
+       where attempts < max_attempts order by id desc limit 1000
+     )
+     update ${s}._private_jobs j set locked_by = 'pool-' || lpad(to_hex(p.n % 8), 18, '0'),
+       locked_at = now() - (p.n % 600) * interval '1 second', attempts = j.attempts + 1
+     from picked p where j.id = p.id`,
+  )
+  await client.query(`insert into ${s}.backfill_workers (pool_id, hostname, pid, last_heartbeat_at, metadata) values
+    ('pool-' || lpad(to_hex(0), 18, '0'), 'bench-a', 1, now(), '{"heartbeatIntervalMs": 10000}'),
+    ('pool-' || lpad(to_hex(1), 18, '0'), 'bench-b', 2, now() - interval '1 hour', '{"heartbeatIntervalMs": 10000}')`)
+  await client.query(
+    `insert into ${s}.backfill_dlq (original_job_id, task_identifier, payload, queue_name, priority, max_attempts, failure_reason, last_error, failed_at)
+     select i, 'task_' || (i % 20), json_build_object('i', i), '', 0, 8, 'Job exceeded maximum retry attempts (8/8)',
+            to_jsonb('error kind ' || (i % 60) || ' for user ' || i), now() - i * interval '1 second'
+     from generate_series(1, $1::int) i`,
+    [DLQ_ENTRIES],
+  )
+  await client.query(
+    `insert into ${s}.backfill_dlq_audit (action, count) select (array['retry','purge','capture'])[i % 3 + 1], 100 from generate_series(1, 2000) i`,
+  )
+  await client.query(`vacuum analyze ${s}._private_jobs`)
+  await client.query(`analyze ${s}.backfill_dlq`)
+}
+
+export const suite: BenchSuite = {
+  name: 'metrics',
+  issue: 16,
+  description:
+    "The queue-metrics scan (collectQueueMetrics: status's statements + DLQ failure groups + audit totals) on 1,000,000 jobs (quick: 100,000) with 1,000 running jobs and 20,000 DLQ entries, vs the job-count SQL at the core of status; and one exporter scrape (GET /metrics over loopback HTTP).",
+  async run(ctx: BenchContext): Promise<Metric[]> {
+    const jobs = ctx.quick ? 100_000 : 1_000_000
+    const db = Database.connect({
+      target: targetFromUrl(ctx.url, 'flag-or-env'),
+      schema: parseSchemaName(SCHEMA),
+      max: 4,
+    })
+    const raw = new pg.Client({connectionString: ctx.url})
+    await raw.connect()
+    const samples = {steady: [] as number[], changed: [] as number[], core: [] as number[], scrape: [] as number[]}
+    let scrapeBytes = 0
+    try {
+      ctx.log(`populating ${jobs.toLocaleString('en-US')} jobs`)
+      await migrate(db)
+      await populate(raw, jobs)
+      const coreSql = db.sqlFor(jobCounts)
+      const options = {restartGrace: false}
+      const cache: FailureGroupCache = {}
+      const exporter = new QueueMetricsExporter(db, {intervalMs: 3_600_000, ...options})
+      await exporter.start()
+      const server = await serveMetrics(exporter.metrics.registry, {port: 0})
+      const agent = new http.Agent({keepAlive: true})
+      const get = (): Promise<string> =>
+        new Promise((resolve, reject) => {
+          http
+            .get(server.url, {agent}, (response) => {
+              let body = ''
+              response.setEncoding('utf8').on('data', (d: string) => (body += d))
+              response.on('end', () => resolve(body))
+            })
+            .on('error', reject)
+        })
+      try {
+        for (let round = 0; round < ctx.rounds; round++) {
+          // What the leader runs every interval while the DLQ is unchanged (failure groups cached).
+          samples.steady.push(await timeIt(() => collectQueueMetrics(db, {...options, groupCache: cache})))
+          samples.core.push(await timeIt(() => raw.query(coreSql, [20])))
+          // After the DLQ changed: everything, failure groups regrouped (every entry's error line normalised).
+          samples.changed.push(await timeIt(() => collectQueueMetrics(db, options), 3))
+          samples.scrape.push(
+            await timeIt(async () => {
+              scrapeBytes = (await get()).length
+            }, 20),
+          )
+          ctx.log(
+            `round ${round + 1}: scan ${samples.steady.at(-1)?.toFixed(0)} ms (DLQ changed: ${samples.changed.at(-1)?.toFixed(0)} ms), status core SQL ${samples.core.at(-1)?.toFixed(0)} ms, scrape ${samples.scrape.at(-1)?.toFixed(2)} ms`,
+          )
+        }
+      } finally {
+        agent.destroy()
+        await server.close()
+        await exporter.stop()
+      }
+    } finally {
+      await raw.end()
+      await db.end()
+    }
+    const k = `${jobs / 1000}k`
+    return [
+      {
+        name: `queue-metrics scan on ${k} jobs`,
+        unit: 'ms',
+        referenceName: "status's job-count SQL alone",
+        higherIsBetter: false,
+        target: {kind: 'max', value: 300},
+        sample: {ours: samples.steady, reference: samples.core},
+        notes: [
+          `every interval while the DLQ is unchanged (failure groups cached); a scan after the DLQ changed regroups it: ${median(samples.changed).toFixed(0)} ms`,
+          `${DLQ_ENTRIES.toLocaleString('en-US')} DLQ entries in 60 groups, 1,000 running jobs, 40 tasks, 2,000 serial queues`,
+        ],
+      },
+      {
+        name: 'exporter scrape (GET /metrics, loopback)',
+        unit: 'ms',
+        higherIsBetter: false,
+        target: {kind: 'max', value: 20},
+        sample: {ours: samples.scrape},
+        notes: [`served from the last scan (no database work); ${scrapeBytes.toLocaleString('en-US')} bytes`],
+      },
+    ]
+  },
+}
