@@ -125,6 +125,20 @@ describe('console admin API over HTTP (backfill ui)', function () {
         expect(answer.status, `${path}: ${JSON.stringify(answer.body)}`).to.equal(200)
         expect(shape(answer.body), path).to.deep.equal(shape(await cli(args)))
       }
+      // Previews: the documents of the dry runs (the API adds only confirm).
+      const previews: [string, Record<string, unknown>, string[]][] = [
+        ['/api/v1/dlq/retry', {task: 'task_1'}, ['dlq', 'retry', '--task', 'task_1']],
+        ['/api/v1/dlq/purge', {task: 'task_1'}, ['dlq', 'purge', '--task', 'task_1']],
+        ['/api/v1/jobs/actions/remove', {task: 'send_email'}, ['jobs', 'remove', '--task', 'send_email']],
+        ['/api/v1/locks/clean', {}, ['locks', 'clean']],
+      ]
+      for (const [path, body, args] of previews) {
+        const answer = await api.post<Record<string, unknown>>(path, {...body, dryRun: true})
+        expect(answer.status, `${path}: ${JSON.stringify(answer.body)}`).to.equal(200)
+        const {confirm, ...document} = answer.body
+        expect(confirm).to.have.property('token')
+        expect(shape(document), path).to.deep.equal(shape(await cli([...args, '--dry-run'])))
+      }
       // Same data, not only the same keys: the jobs list is the CLI's, job for job.
       const listed = (await api.get<{jobs: {id: string}[]}>('/api/v1/jobs')).body.jobs.map((j) => j.id)
       const viaCli = ((await cli(['jobs', 'list'])) as {jobs: {id: string}[]}).jobs.map((j) => j.id)

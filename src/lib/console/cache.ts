@@ -25,6 +25,8 @@ export class SharedCache {
     this.entries.set(key, entry)
     value.then(
       () => {
+        // Fresh as of now: a load that outlasted its window serves the window it finished in.
+        entry.window = Math.floor(Date.now() / Math.max(1, ttlMs))
         entry.pending = false
       },
       () => {

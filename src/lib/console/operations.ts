@@ -1,6 +1,6 @@
 import type {Actor} from '../dlq/audit.js'
 import {dlqHistory, AUDIT_ACTIONS, type AuditAction, type HistoryRun} from '../dlq/audit.js'
-import {listDlq, showDlqEntry, type ListResult, type ShowResult} from '../dlq/entries.js'
+import {listDlq, showDlqEntry, type DlqEntry, type ListResult, type ShowResult} from '../dlq/entries.js'
 import {entryDocument, jobDocument} from '../json-document.js'
 import {previewSelection, type SelectionPreview} from '../dlq/preview.js'
 import {purgeDlq, type PurgeResult} from '../dlq/purge.js'
@@ -279,7 +279,7 @@ export async function planRetry(
   const preview = await previewSelection(db, {selector: asOf, checkKeyConflicts: options.keyConflict === 'skip'})
   return {
     plan: {kind: 'retry', selection, asOf, count: preview.stats.total, options},
-    preview: {dryRun: true, selection, ...preview},
+    preview: {dryRun: true, selection, ...preview, sample: preview.sample.map(entryDocument) as unknown as DlqEntry[]},
   }
 }
 
@@ -303,7 +303,7 @@ export async function planPurge(
   const preview = await previewSelection(db, {selector: asOf})
   return {
     plan: {kind: 'purge', selection, asOf, count: preview.stats.total},
-    preview: {dryRun: true, selection, ...preview},
+    preview: {dryRun: true, selection, ...preview, sample: preview.sample.map(entryDocument) as unknown as DlqEntry[]},
   }
 }
 

@@ -7,6 +7,8 @@ import type {Database} from '../db.js'
 import {UsageError} from '../errors.js'
 import {JOB_SORTS, MAX_JOB_PAGE_SIZE, type JobSort} from '../jobs/list.js'
 import type {JobActionSpec} from '../jobs/actions.js'
+import type {JobEntry} from '../jobs/entries.js'
+import {jobDocument} from '../json-document.js'
 import type {LivenessOptions} from '../locks/owners.js'
 import {parseDuration} from '../duration.js'
 import {parseTimeAgo} from '../selector.js'
@@ -131,11 +133,11 @@ async function confirmFlow<P extends Plan>(
 function jobSpecFrom(action: string, params: Params): JobActionSpec {
   switch (action) {
     case 'remove':
-      return {action: 'remove', toDlq: params.bool('to-dlq')}
+      return {action: 'remove', toDlq: params.bool('to-dlq') || undefined}
     case 'fail':
-      return {action: 'fail', message: params.string('message'), capture: params.bool('capture')}
+      return {action: 'fail', message: params.string('message'), capture: params.bool('capture') || undefined}
     case 'run-now':
-      return {action: 'run_now', resetAttempts: params.bool('reset-attempts')}
+      return {action: 'run_now', resetAttempts: params.bool('reset-attempts') || undefined}
     case 'reschedule': {
       const runAt = params.string('run-at')
       const delay = params.string('delay')
@@ -147,7 +149,7 @@ function jobSpecFrom(action: string, params: Params): JobActionSpec {
         delayMs: delay === undefined ? undefined : parseDuration(delay, 'delay'),
         priority: params.int('priority', {min: -32768, max: 32767}),
         maxAttempts: params.int('max-attempts', {min: 1, max: 32767}),
-        resetAttempts: params.bool('reset-attempts'),
+        resetAttempts: params.bool('reset-attempts') || undefined,
       }
     }
     default:
@@ -310,7 +312,9 @@ export const ROUTES: readonly Route[] = [
         ctx,
         async () => {
           const plan = await ops.planJobAction(ctx.db, spec, jobSelectorFrom(ctx.params), ctx.params.bool('all'))
-          return {plan, preview: {dryRun: true, selection: plan.selection}}
+          // As `jobs … --dry-run --json` writes it: the sample's payloads exactly as stored.
+          const sample = plan.selection.sample.map(jobDocument) as unknown as JobEntry[]
+          return {plan, preview: {dryRun: true, selection: {...plan.selection, sample}}}
         },
         (plan, reason) => ops.performJobPlan(ctx.db, plan, {actor: actorOf(ctx), reason}),
       )
