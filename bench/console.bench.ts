@@ -195,7 +195,7 @@ export const suite: BenchSuite = {
         ['locks', '/api/v1/locks', () => ops.locks(db, {})],
         ['schema doctor', '/api/v1/schema', () => ops.schema(db)],
       ]
-      ui = await startUi(ctx.url, ['--cache-ttl', '1ms'])
+      ui = await startUi(ctx.url, ['--cache-ttl', '0s'])
       const server = ui
       const samples = new Map<string, {http: number[]; lib: number[]}>()
       for (let round = 0; round < ctx.rounds; round++) {

@@ -41,7 +41,11 @@ Without credentials only this machine may connect. To listen on another address 
       default: DEFAULT_UI_HOST,
     }),
     'read-only': Flags.boolean({summary: 'Serve no state-changing route (pages show no actions).'}),
-    'cache-ttl': duration({summary: 'How long read results are shared between requests (default 2s).'}),
+    'cache-ttl': duration({
+      defaultUnit: 's',
+      zero: true,
+      summary: 'How long read results are shared between requests (default 2s; 0: not shared).',
+    }),
     ...livenessFlags,
   }
 
