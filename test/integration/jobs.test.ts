@@ -13,6 +13,14 @@ import {
 import {listJobs} from '../../src/lib/jobs/list.js'
 import {buildJobSelector, type JobSelector} from '../../src/lib/jobs/selector.js'
 import {showJob} from '../../src/lib/jobs/show.js'
+import {
+  failJobsBatch,
+  moveJobsToDlqBatch,
+  removeJobsBatch,
+  rescheduleJobsBatch,
+  runJobsNowBatch,
+} from '../../src/lib/sql/jobs-actions.js'
+import {SEEN_AT_SQL, SEEN_VERSION_SQL} from '../../src/lib/sql/jobs-select.js'
 import {rustAddJobSql, rustAddJobsSql, rustMigration19Sql} from '../fixtures/rust.js'
 import {TestSchema} from '../support/db.js'
 import {addJob, craftStates, dlqJobIds, jobExists, setJob, type CraftedJobs} from '../support/jobs.js'
@@ -247,6 +255,42 @@ describe('jobs (library against PostgreSQL)', () => {
       const [run] = await dlqHistory(t.db, {limit: 5})
       expect(run).to.include({action: 'jobs.remove', count: 3, reason: 'cleanup', run: result.run})
       expect(run!.selection).to.deep.equal({tasks: ['send_email', 'sync_account']})
+    })
+
+    it('a batch reaches its jobs through the primary key, never a scan of the whole queue', async () => {
+      // Issue 14: joined only to the unnest of the batch, the planner scanned every job per batch.
+      await t.query(`insert into ${t.quoted}._private_tasks (identifier) values ('bulk')`)
+      await t.query(
+        `insert into ${t.quoted}._private_jobs (task_id, payload, run_at)
+         select (select id from ${t.quoted}._private_tasks where identifier = 'bulk'), '{}', now() + interval '1 hour'
+         from generate_series(1, 50000)`,
+      )
+      await t.query(`analyze ${t.quoted}._private_jobs`)
+      const [batch] = await t.query<{ids: string[]; seen_at: string[]; seen_version: string[]}>(
+        `select array_agg(id) as ids, array_agg(${SEEN_AT_SQL}) as seen_at, array_agg(${SEEN_VERSION_SQL}) as seen_version
+         from (select * from ${t.quoted}._private_jobs order by id limit 2000) j`,
+      )
+      const wanted = [batch!.ids, batch!.seen_at, batch!.seen_version]
+      const cases = [
+        {statement: removeJobsBatch, params: wanted},
+        {statement: moveJobsToDlqBatch, params: [...wanted, 'reason']},
+        {statement: failJobsBatch, params: [...wanted, null]},
+        {statement: runJobsNowBatch, params: [...wanted, true, null, null, null, null]},
+        {statement: rescheduleJobsBatch, params: [...wanted, false, new Date(), null, null, null]},
+      ]
+      for (const {statement, params} of cases) {
+        const [{'QUERY PLAN': plan}] = (await t.query(`explain (format json) ${statement.sql(t.quoted)}`, params)) as [
+          {'QUERY PLAN': unknown},
+        ]
+        const scans: string[] = []
+        const walk = (node: Record<string, unknown>): void => {
+          if (node['Relation Name'] === '_private_jobs') scans.push(node['Node Type'] as string)
+          for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child)
+        }
+        walk((plan as [{Plan: Record<string, unknown>}])[0].Plan)
+        expect(scans, statement.id).to.not.be.empty
+        expect(scans, statement.id).to.not.include('Seq Scan')
+      }
     })
 
     it('acts on the selection as confirmed: jobs enqueued or changed after it are left alone', async () => {
