@@ -14,6 +14,7 @@ import {listJobs} from '../../src/lib/jobs/list.js'
 import {buildJobSelector, type JobSelector} from '../../src/lib/jobs/selector.js'
 import {showJob} from '../../src/lib/jobs/show.js'
 import {
+  classifySkipped,
   failJobsBatch,
   moveJobsToDlqBatch,
   removeJobsBatch,
@@ -277,6 +278,7 @@ describe('jobs (library against PostgreSQL)', () => {
         {statement: failJobsBatch, params: [...wanted, null]},
         {statement: runJobsNowBatch, params: [...wanted, true, null, null, null, null]},
         {statement: rescheduleJobsBatch, params: [...wanted, false, new Date(), null, null, null]},
+        {statement: classifySkipped, params: [...wanted, 'remove', false, null]},
       ]
       for (const {statement, params} of cases) {
         const [{'QUERY PLAN': plan}] = (await t.query(`explain (format json) ${statement.sql(t.quoted)}`, params)) as [

@@ -131,6 +131,7 @@ export const runJobsNowBatch = statement({
  * gone (completed or removed), running (a worker holds it), changed (since confirmation:
  * a retry, a replace, another operator), not_applicable (no longer eligible for $4 with
  * reset $5 and max attempts $6, e.g. already due), busy (another transaction held it).
+ * `j.id = any($1)`: the primary key again (see targetSql); a racing operator classifies every batch.
  */
 export const classifySkipped = statement({
   id: 'jobs.classify_skipped',
@@ -145,7 +146,7 @@ export const classifySkipped = statement({
             else 'busy' end as outcome,
        case when j.id is not null then ${STATE_SQL} end as state
 from unnest($1::bigint[], $2::int8[], $3::int8[]) as w(id, seen_at, seen_version)
-left join ${s}._private_jobs j on j.id = w.id
+left join ${s}._private_jobs j on j.id = w.id and j.id = any($1::bigint[])
 left join ${s}._private_job_queues q on q.id = j.job_queue_id
 order by w.id`,
 })
