@@ -99,11 +99,6 @@ export function age(date: Date | null, now = Date.now()): string {
   return `${Math.floor(seconds / 86_400)}d`
 }
 
-export function compactJson(value: unknown): string {
-  const text = JSON.stringify(value)
-  return text === undefined ? '' : text
-}
-
 export const ENTRY_COLUMNS: Column<DlqEntry>[] = [
   {header: 'ID', get: (e) => e.id, align: 'right'},
   {header: 'TASK', get: (e) => e.taskIdentifier, max: 28},

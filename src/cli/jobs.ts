@@ -1,6 +1,7 @@
 import {Args, Flags, type Command} from '@oclif/core'
 
-import {emptyJobActionResult as emptyResult, type JobActionDocument} from '../lib/console/operations.js'
+import type {JobActionDocument} from '../lib/console/operations.js'
+import {emptyJobActionResult as emptyResult} from '../lib/jobs/actions.js'
 import {jobDocument} from '../lib/json-document.js'
 import {EXIT_CODES} from '../lib/errors.js'
 import {

@@ -18,7 +18,8 @@ import {DEFAULT_RETRY_BATCH, retryDlq, type RetryResult} from '../../lib/dlq/ret
 import {countSelection} from '../../lib/dlq/scan.js'
 import {selectionAsOfNow} from '../../lib/dlq/selector.js'
 import {EXIT_CODES} from '../../lib/errors.js'
-import {emptyRetryResult as emptyResult, type DlqRetryDocument} from '../../lib/console/operations.js'
+import type {DlqRetryDocument} from '../../lib/console/operations.js'
+import {emptyRetryResult as emptyResult} from '../../lib/dlq/retry.js'
 
 /** The document is the library's, so the console's API answers with the very same shape. */
 export type RetryCommandResult = DlqRetryDocument

@@ -13,6 +13,7 @@ import {UsageError} from '../errors.js'
 import {queueStatus, type StatusResult} from '../health/status.js'
 import {schemaStatus, type SchemaStatus} from '../health/doctor.js'
 import {
+  emptyJobActionResult,
   performJobAction,
   requireJobActions,
   selectJobs,
@@ -63,36 +64,6 @@ export interface OverviewDocument {
   status: StatusResult
   /** `dlq stats --json` limited to the largest groups; null without a DLQ table. */
   dlq: (Omit<DlqStats, 'groups'> & {groups: DlqStats['groups']; groupsShown: number}) | null
-}
-
-export function emptyRetryResult(): RetryResult {
-  return {
-    run: '',
-    retried: 0,
-    skipped: {keyConflict: 0, invalid: 0},
-    batches: 0,
-    byTask: {},
-    sample: [],
-    skippedSample: [],
-    interrupted: false,
-    durationMs: 0,
-  }
-}
-
-export function emptyJobActionResult(spec: JobActionSpec): JobActionResult {
-  return {
-    run: '',
-    action: spec.action,
-    done: 0,
-    movedToDlq: 0,
-    skipped: {running: 0, changed: 0, gone: 0, not_applicable: 0, busy: 0},
-    byTask: {},
-    sample: [],
-    skippedSample: [],
-    batches: 0,
-    interrupted: false,
-    durationMs: 0,
-  }
 }
 
 // --- reads -------------------------------------------------------------------------------------

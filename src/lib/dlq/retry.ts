@@ -88,6 +88,21 @@ const SMALLINT_MAX = 32767
  * audit row (dlq-actions.ts retrySql). A crash leaves every entry either still in the DLQ or
  * enqueued; two runs at once split the entries and enqueue each once in total.
  */
+/** A retry that moved nothing (also the answer to an empty selection). */
+export function emptyRetryResult(): RetryResult {
+  return {
+    run: '',
+    retried: 0,
+    skipped: {keyConflict: 0, invalid: 0},
+    batches: 0,
+    byTask: {},
+    sample: [],
+    skippedSample: [],
+    interrupted: false,
+    durationMs: 0,
+  }
+}
+
 export async function retryDlq(db: Database, options: RetryOptions): Promise<RetryResult> {
   validateOverrides(options)
   const started = performance.now()
@@ -108,17 +123,7 @@ export async function retryDlq(db: Database, options: RetryOptions): Promise<Ret
     keyConflict,
     defaultQueue,
   }
-  const result: RetryResult = {
-    run: audit.run,
-    retried: 0,
-    skipped: {keyConflict: 0, invalid: 0},
-    batches: 0,
-    byTask: {},
-    sample: [],
-    skippedSample: [],
-    interrupted: false,
-    durationMs: 0,
-  }
+  const result: RetryResult = {...emptyRetryResult(), run: audit.run}
   let batch = 0
 
   const params = selectorParams(options.selector)

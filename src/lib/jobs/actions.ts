@@ -166,6 +166,23 @@ const BUSY_ROUNDS = 3
 const BUSY_PAUSE_MS = 200
 
 /** The action's name in the audit trail (backfill_dlq_audit.action). */
+/** An action that changed nothing (also the answer to an empty selection). */
+export function emptyJobActionResult(spec: JobActionSpec): JobActionResult {
+  return {
+    run: '',
+    action: spec.action,
+    done: 0,
+    movedToDlq: 0,
+    skipped: {running: 0, changed: 0, gone: 0, not_applicable: 0, busy: 0},
+    byTask: {},
+    sample: [],
+    skippedSample: [],
+    batches: 0,
+    interrupted: false,
+    durationMs: 0,
+  }
+}
+
 export function auditAction(spec: JobActionSpec): AuditAction {
   switch (spec.action) {
     case 'remove':
@@ -376,19 +393,7 @@ export async function performJobAction(db: Database, options: PerformOptions): P
   const started = performance.now()
   const audit = auditContext(options)
   const description = describeJobSelector(selection.selector)
-  const result: JobActionResult = {
-    run: audit.run,
-    action: spec.action,
-    done: 0,
-    movedToDlq: 0,
-    skipped: {running: 0, changed: 0, gone: 0, not_applicable: 0, busy: 0},
-    byTask: {},
-    sample: [],
-    skippedSample: [],
-    batches: 0,
-    interrupted: false,
-    durationMs: 0,
-  }
+  const result: JobActionResult = {...emptyJobActionResult(spec), run: audit.run}
   if (selected.ids.length === 0) return result
   const nameOf = (index: number): string => {
     const id = selected.taskIds[index] as number
