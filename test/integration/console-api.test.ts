@@ -3,7 +3,11 @@ import type {AddressInfo} from 'node:net'
 
 import {expect} from 'chai'
 
+import {Logger, runOnce} from 'graphile-worker'
+
 import {createConsoleHandler} from '../../src/lib/console/handler.js'
+import {overview} from '../../src/lib/console/operations.js'
+import {ThroughputRing} from '../../src/lib/console/throughput.js'
 import {SCHEMAS, openApiDocument} from '../../src/lib/console/openapi.js'
 import {ROUTES} from '../../src/lib/console/routes.js'
 import {checkBind, startConsoleServer} from '../../src/lib/console/server.js'
@@ -12,7 +16,7 @@ import {ApiClient, startConsole, type RunningConsole} from '../support/console.j
 import {TestSchema, testUrl} from '../support/db.js'
 import {fillDlq, whereIsEverything} from '../support/dlq.js'
 import {runInProcess} from '../support/in-process.js'
-import {craftStates, jobExists} from '../support/jobs.js'
+import {addJob, craftStates, jobExists} from '../support/jobs.js'
 import {lockedJob} from '../support/locks.js'
 
 /** A GET with headers fetch() will not send as given (Host). */
@@ -176,6 +180,43 @@ describe('console admin API over HTTP (backfill ui)', function () {
       await start()
       const [row] = (await c!.db.pool.query<{statement_timeout: string}>('show statement_timeout')).rows
       expect(row!.statement_timeout).to.equal('30s')
+    })
+  })
+
+  describe('throughput estimate', () => {
+    it('two samples around a real graphile-worker completing jobs estimate what it completed', async () => {
+      for (let i = 0; i < 3; i++) await addJob(t, 'old')
+      const ring = new ThroughputRing(60, 0)
+      const first = await overview(t.db, {throughput: ring})
+      expect(first.throughput?.perMinute).to.equal(null)
+      // 7 new jobs; a real worker completes all 10 (graphile deletes them); 2 more stay queued.
+      for (let i = 0; i < 7; i++) await addJob(t, 'work')
+      let ran = 0
+      await runOnce({
+        pgPool: t.db.pool,
+        schema: t.schema,
+        concurrency: 1,
+        noHandleSignals: true,
+        logger: new Logger(() => () => undefined),
+        crontab: '',
+        taskList: {old: async () => void (ran += 1), work: async () => void (ran += 1)},
+      })
+      expect(ran).to.equal(10)
+      await addJob(t, 'later', {runAt: '1 hour'})
+      await addJob(t, 'later', {runAt: '1 hour'})
+      await new Promise((r) => setTimeout(r, 20))
+      const second = await overview(t.db, {throughput: ring})
+      const tp = second.throughput!
+      expect(tp.estimate).to.equal(true)
+      expect(tp.samples).to.equal(2)
+      expect(tp.points.map((p) => p.completed)).to.deep.equal([10])
+      expect(tp.completed).to.equal(10)
+      expect(tp.perMinute).to.be.greaterThan(0)
+      // Over HTTP the console samples on each overview load (first sample: no rate yet).
+      await start()
+      const answer = await api.get<{throughput: {samples: number; perMinute: number | null}}>('/api/v1/overview')
+      expect(answer.body.throughput.samples).to.equal(1)
+      expect(answer.body.throughput.perMinute).to.equal(null)
     })
   })
 

@@ -25,6 +25,7 @@ header .who { margin-left: auto; display: flex; gap: 8px; align-items: center; c
 main { padding: 12px 16px 48px; max-width: 1400px; }
 h1 { font-size: 22px; margin: 8px 0 12px; } h2 { font-size: 17px; margin: 22px 0 8px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
+.sparkline { display: block; color: var(--accent); border-bottom: 1px solid var(--line); margin: 4px 0; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; background: var(--card); }
 .card .n { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; } .card .l { color: var(--muted); font-size: 13px; }
 .scroll { overflow-x: auto; }

@@ -15,6 +15,7 @@ import {
   type Identity,
 } from './auth.js'
 import {SharedCache} from './cache.js'
+import {ThroughputRing} from './throughput.js'
 import {asBackfillError, HttpError, statusFor} from './errors.js'
 import {ASSETS} from './assets.js'
 import {escapeHtml} from './html.js'
@@ -125,6 +126,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
   const credentials = hasCredentials(auth)
   const keys = new SessionKeys()
   const cache = new SharedCache(options.cacheTtlMs ?? 2000)
+  const throughput = new ThroughputRing()
   const pending = new PendingStore<Plan>(options.confirmTtlMs ?? 10 * 60_000)
   const routes = ROUTES.filter((r) => !readOnly || !r.write)
   const compiled = routes.map(compile)
@@ -348,6 +350,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
         db: options.database,
         cache,
         pending,
+        throughput,
         readOnly,
         liveness: options.liveness,
         idempotencyKey: (req.headers['idempotency-key'] as string | undefined)?.slice(0, 200),

@@ -18,6 +18,13 @@ export {
 } from './server.js'
 export {authFromEnv, hasCredentials, safeEqual, type AuthConfig, type Identity} from './auth.js'
 export {SharedCache} from './cache.js'
+export {
+  estimateThroughput,
+  ThroughputRing,
+  type ThroughputEstimate,
+  type ThroughputPoint,
+  type ThroughputSample,
+} from './throughput.js'
 export {openApiDocument} from './openapi.js'
 export {ROUTES, type Route} from './routes.js'
 export {HttpError} from './errors.js'

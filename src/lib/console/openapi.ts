@@ -88,7 +88,20 @@ export const SCHEMAS: Record<string, Schema> = {
     workers: arr(obj({id: str, runtime: str, state: str, heartbeatAgeMs: num})),
     durationMs: num,
   }),
-  Overview: obj({status: ref('Status'), dlq: nullable(obj({...dlqStats, groupsShown: int}))}),
+  Overview: obj({
+    status: ref('Status'),
+    dlq: nullable(obj({...dlqStats, groupsShown: int})),
+    throughput: nullable(
+      obj({
+        estimate: bool,
+        samples: int,
+        points: arr(obj({at: time, intervalMs: num, completed: nullable(int)})),
+        completed: int,
+        spanMs: num,
+        perMinute: nullable(num),
+      }),
+    ),
+  }),
   JobList: obj({sort: str, jobs: arr(jobEntry), nextCursor: nullable(str)}),
   JobShow: obj({
     job: jobEntry,

@@ -28,7 +28,8 @@ import {cleanLocks, type CleanLocksOptions, type CleanLocksResult} from '../lock
 import type {LivenessOptions} from '../locks/owners.js'
 import {locksReport, type LocksListResult, type LocksReportOptions} from '../locks/report.js'
 import {requireMigrated} from '../schema/inspect.js'
-import {consoleCapabilities} from '../sql/console.js'
+import {consoleCapabilities, consoleJobIdHighWater} from '../sql/console.js'
+import {estimateThroughput, type ThroughputEstimate, type ThroughputRing} from './throughput.js'
 
 // --- result documents: exactly what the CLI prints under --json ------------------------------
 
@@ -64,6 +65,8 @@ export interface OverviewDocument {
   status: StatusResult
   /** `dlq stats --json` limited to the largest groups; null without a DLQ table. */
   dlq: (Omit<DlqStats, 'groups'> & {groups: DlqStats['groups']; groupsShown: number}) | null
+  /** Jobs completed per interval, estimated from counters sampled on each load; null without a ring. */
+  throughput: ThroughputEstimate | null
 }
 
 // --- reads -------------------------------------------------------------------------------------
@@ -74,13 +77,29 @@ export interface ReadOptions {
 
 export async function overview(
   db: Database,
-  options: {topGroups?: number} & ReadOptions = {},
+  options: {topGroups?: number; throughput?: ThroughputRing} & ReadOptions = {},
 ): Promise<OverviewDocument> {
+  // Read before the counts: an insert in between shows up next interval, not twice.
+  const lastId = options.throughput ? (await db.one(consoleJobIdHighWater, [])).last_id : null
   const status = await queueStatus(db, {...options.liveness})
-  if (!status.dlq.exists) return {status, dlq: null}
+  let throughput: ThroughputEstimate | null = null
+  if (options.throughput) {
+    options.throughput.push({
+      at: status.at.toISOString(),
+      jobs: status.totals.jobs,
+      lastId: lastId === null ? null : Number(lastId),
+      dlq: status.totals.dlq ?? 0,
+    })
+    throughput = estimateThroughput(options.throughput.samples())
+  }
+  if (!status.dlq.exists) return {status, dlq: null, throughput}
   const stats = await dlqStats(db, {selector: {}})
   const top = options.topGroups ?? 5
-  return {status, dlq: {...stats, groups: stats.groups.slice(0, top), groupsShown: Math.min(top, stats.groups.length)}}
+  return {
+    status,
+    dlq: {...stats, groups: stats.groups.slice(0, top), groupsShown: Math.min(top, stats.groups.length)},
+    throughput,
+  }
 }
 
 export async function capabilities(db: Database, readOnly: boolean): Promise<Capabilities> {

@@ -20,6 +20,7 @@ import type {
   JobActionDocument,
   OverviewDocument,
 } from './operations.js'
+import type {ThroughputEstimate} from './throughput.js'
 
 interface Session {
   identity: {name: string; method: string}
@@ -260,6 +261,50 @@ function queryString(values: Record<string, unknown>): string {
 
 // --- overview ----------------------------------------------------------------------------------
 
+/** Estimated completions per sampled interval as SVG bars (no script), with a text summary. */
+function sparkline(tp: ThroughputEstimate): Safe {
+  const w = 240
+  const h = 40
+  const points = tp.points
+  const summary =
+    tp.perMinute === null
+      ? 'Throughput: collecting samples (the estimate appears after a few refreshes).'
+      : `Throughput ≈ ${num(Math.round(tp.perMinute))} jobs/min over the last ${shortDuration(tp.spanMs)} ` +
+        `(estimate: ${num(tp.completed)} completed in ${points.length} sampled intervals).`
+  const max = Math.max(1, ...points.map((p) => p.completed ?? 0))
+  const step = points.length > 0 ? w / points.length : w
+  const bars = points.map((p, i) => {
+    const v = p.completed ?? 0
+    const bh = p.completed === null ? 0 : Math.max(1, (v / max) * (h - 2))
+    return html`<rect
+      x="${(i * step).toFixed(1)}"
+      y="${(h - bh).toFixed(1)}"
+      width="${Math.max(1, step - 1).toFixed(1)}"
+      height="${bh.toFixed(1)}"
+      fill="currentColor"
+      ><title>${p.completed === null ? 'unknown (counter reset)' : `≈ ${num(v)}`} at ${p.at}</title></rect
+    >`
+  })
+  return html`<section aria-labelledby="throughput-h" id="throughput">
+    <h2 id="throughput-h">Throughput</h2>
+    <svg
+      class="sparkline"
+      role="img"
+      aria-label="${summary}"
+      width="${w}"
+      height="${h}"
+      viewBox="0 0 ${w} ${h}"
+      xmlns="http://www.w3.org/2000/svg"
+    >
+      ${bars}
+    </svg>
+    <p class="muted" id="throughput-summary">
+      ${summary} Estimated from counters the console samples on refresh: job ids issued, minus growth of the jobs table,
+      minus DLQ captures (graphile-worker deletes completed jobs, so they cannot be counted).
+    </p>
+  </section>`
+}
+
 async function overview(ctx: PageContext, _session: Session, u: (p: string) => string): Promise<Page> {
   const doc = (await ctx.api('GET', '/api/v1/overview')).body as OverviewDocument
   const s: StatusResult = doc.status
@@ -310,6 +355,7 @@ async function overview(ctx: PageContext, _session: Session, u: (p: string) => s
         ${card('DLQ entries', t.dlq === null ? 'no table' : num(t.dlq), u('/dlq'))}
         ${card('oldest ready', shortDuration(t.oldestReadyAgeMs))}
       </section>
+      ${doc.throughput ? sparkline(doc.throughput) : ''}
       <h2>Workers</h2>
       ${
         s.workers.length === 0

@@ -18,6 +18,7 @@ import {HttpError} from './errors.js'
 import * as ops from './operations.js'
 import {dlqSelectorFrom, jobSelectorFrom, type Params} from './params.js'
 import type {PendingStore, StoredResponse} from './store.js'
+import type {ThroughputRing} from './throughput.js'
 
 /** A plan waiting for confirmation (jobs action, DLQ retry/purge, locks clean). */
 export type Plan = (ops.JobActionPlan | ops.RetryPlan | ops.PurgePlan | ops.LocksPlan) & {
@@ -34,6 +35,8 @@ export interface RouteContext {
   db: Database
   cache: SharedCache
   pending: PendingStore<Plan>
+  /** The overview's throughput samples (one ring per console). */
+  throughput: ThroughputRing
   readOnly: boolean
   liveness: LivenessOptions | undefined
   /** The Idempotency-Key header, if any. */
@@ -177,11 +180,15 @@ export const ROUTES: readonly Route[] = [
     method: 'GET',
     path: '/api/v1/overview',
     write: false,
-    summary: 'The overview page: status (as `status --json`) and the DLQ with its largest failure groups.',
+    summary:
+      'The overview page: status (as `status --json`), the DLQ with its largest failure groups, and estimated throughput.',
     params: [],
     response: 'Overview',
     crate: 'GET /health, GET /status',
-    handle: async (ctx) => ok(await cached(ctx, 'overview', () => ops.overview(ctx.db, {liveness: ctx.liveness}))),
+    handle: async (ctx) =>
+      ok(
+        await cached(ctx, 'overview', () => ops.overview(ctx.db, {liveness: ctx.liveness, throughput: ctx.throughput})),
+      ),
   },
   {
     method: 'GET',
