@@ -18,7 +18,7 @@ let config: Promise<Config> | undefined
  * loader, compiles them) and no manifest: never a dist/ or oclif.manifest.json that may be
  * stale or absent in a fresh clone.
  */
-async function sourceConfig(): Promise<Config> {
+async function sourcePlugin(): Promise<Plugin> {
   const pjson = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
     name: string
     oclif: {commands: string; hooks?: Record<string, string>; plugins?: string[]}
@@ -30,7 +30,17 @@ async function sourceConfig(): Promise<Config> {
   delete pjson.oclif.plugins
   const root = new Plugin({isRoot: true, root: ROOT, pjson: pjson as never, ignoreManifest: true})
   await root.load()
+  return root
+}
+
+async function sourceConfig(): Promise<Config> {
+  const root = await sourcePlugin()
   return Config.load({root: ROOT, plugins: new Map([[root.name, root]])})
+}
+
+/** The command manifest oclif would write, built from src/ (never a stale oclif.manifest.json). */
+export async function sourceManifest(): Promise<Plugin['manifest']> {
+  return (await sourcePlugin()).manifest
 }
 
 export interface InProcessOptions {
