@@ -15,13 +15,17 @@ import {QueueMetricsExporter} from '../src/lib/metrics/exporter.js'
 import {collectQueueMetrics, type FailureGroupCache} from '../src/lib/metrics/queue-metrics.js'
 import {migrate} from '../src/lib/schema/migrate.js'
 import {jobCounts} from '../src/lib/sql/status.js'
+import {WORKER_DEFAULTS} from '../src/lib/worker/config.js'
 import {serveMetrics} from '../src/lib/worker/metrics-server.js'
+import {requiredPoolSize, WorkerRunner} from '../src/lib/worker/runner.js'
 import {median} from './lib/stats.js'
 import type {BenchContext, BenchSuite, Metric} from './lib/types.js'
 
 const SCHEMA = 'bench_metrics'
 const CALLS_PER_ROUND = 5
 const DLQ_ENTRIES = 20_000
+/** No-op jobs drained per round of the leader-cost measurement (quick: 20,000). */
+const DRAIN_JOBS = 200_000
 
 async function timeIt(fn: () => Promise<unknown>, calls = CALLS_PER_ROUND): Promise<number> {
   await fn() // warm: plan caches, buffers
@@ -83,6 +87,104 @@ async function populate(client: pg.Client, jobs: number): Promise<void> {
   await client.query(`analyze ${s}.backfill_dlq`)
 }
 
+interface LeaderRound {
+  /** jobs/s without and with the queue-metrics leader scanning. */
+  alone: number
+  leading: number
+  scans: number
+  scanMs: number
+  drainMs: number
+}
+
+/**
+ * The cost of the leader's scan on a worker's throughput: `backfill worker --metrics-port`
+ * as the worker command builds it (WorkerRunner on its pool; QueueMetricsExporter with
+ * leader election, the default interval, on a pool of its own) draining no-op jobs queued
+ * ahead of the 1M jobs above (so every scan covers the whole big table), vs the same drain
+ * with no exporter. Order alternates per round.
+ */
+async function leaderRounds(ctx: BenchContext, client: pg.Client, rounds: number): Promise<LeaderRound[]> {
+  const count = ctx.quick ? 20_000 : DRAIN_JOBS
+  const s = `"${SCHEMA}"`
+  const config = {concurrency: WORKER_DEFAULTS.concurrency}
+  let completed = 0
+  const tasks = {noop: async (): Promise<void> => void (completed += 1)}
+  const fill = async (): Promise<void> => {
+    for (let offset = 0; offset < count; offset += 50_000) {
+      const n = Math.min(50_000, count - offset)
+      // run_at a day back: ahead of the big table's ready jobs in the fetch order.
+      await client.query(
+        `select 1 from ${s}.add_jobs(array(select row('noop', '{}'::json, null, now() - interval '1 day', 8, null, 0, null)::${s}.job_spec from generate_series(1, $1::int)))`,
+        [n],
+      )
+    }
+    await client.query(`vacuum analyze ${s}._private_jobs`)
+  }
+  const drain = async (withLeader: boolean): Promise<{rate: number; scans: number; scanMs: number; ms: number}> => {
+    await fill()
+    const target = targetFromUrl(ctx.url, 'flag-or-env')
+    const db = Database.connect({target, schema: parseSchemaName(SCHEMA), max: requiredPoolSize(config)})
+    const queueDb = withLeader
+      ? Database.connect({target, schema: parseSchemaName(SCHEMA), max: 2, applicationName: 'bench queue-metrics'})
+      : undefined
+    let scans = 0
+    let scanMs = 0
+    const exporter = queueDb
+      ? new QueueMetricsExporter(queueDb, {
+          leaderElection: true,
+          restartGrace: false,
+          onScan: (snapshot) => {
+            scans += 1
+            scanMs += snapshot.durationMs
+          },
+        })
+      : undefined
+    completed = 0
+    const started = performance.now()
+    try {
+      // As the worker command does: the exporter starts beside the runner (first scan at once).
+      const [handle] = await Promise.all([
+        new WorkerRunner({db, tasks, config: {...config, dlqIntervalMs: null}}).start(),
+        exporter?.start(),
+      ])
+      while (completed < count) await sleep(5)
+      await handle.stop()
+      const ms = performance.now() - started
+      return {rate: (count / ms) * 1000, scans, scanMs, ms}
+    } finally {
+      await exporter?.stop()
+      await queueDb?.end()
+      await db.end()
+    }
+  }
+  // Warm-up (JIT, plan caches, the table's first vacuum): the first drain of a run is slower.
+  await drain(false)
+  const result: LeaderRound[] = []
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? [false, true] : [true, false]
+    const runs = new Map<boolean, Awaited<ReturnType<typeof drain>>>()
+    for (const withLeader of order) runs.set(withLeader, await drain(withLeader))
+    const alone = runs.get(false)
+    const leading = runs.get(true)
+    if (!alone || !leading) throw new Error('leader round incomplete')
+    result.push({
+      alone: alone.rate,
+      leading: leading.rate,
+      scans: leading.scans,
+      scanMs: leading.scanMs,
+      drainMs: leading.ms,
+    })
+    ctx.log(
+      `leader round ${round + 1}: ${alone.rate.toFixed(0)} jobs/s alone, ${leading.rate.toFixed(0)} jobs/s with the leader scanning (${leading.scans} scans, ${leading.scanMs.toFixed(0)} ms of scans in ${(leading.ms / 1000).toFixed(1)} s)`,
+    )
+  }
+  return result
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
 export const suite: BenchSuite = {
   name: 'metrics',
   issue: 16,
@@ -99,6 +201,7 @@ export const suite: BenchSuite = {
     await raw.connect()
     const samples = {steady: [] as number[], changed: [] as number[], core: [] as number[], scrape: [] as number[]}
     let scrapeBytes = 0
+    const leader: LeaderRound[] = []
     try {
       ctx.log(`populating ${jobs.toLocaleString('en-US')} jobs`)
       await migrate(db)
@@ -141,6 +244,10 @@ export const suite: BenchSuite = {
         await server.close()
         await exporter.stop()
       }
+      ctx.log(
+        `leader cost: draining ${(ctx.quick ? 20_000 : DRAIN_JOBS).toLocaleString('en-US')} no-op jobs with and without the leader`,
+      )
+      leader.push(...(await leaderRounds(ctx, raw, ctx.rounds)))
     } finally {
       await raw.end()
       await db.end()
@@ -157,6 +264,17 @@ export const suite: BenchSuite = {
         notes: [
           `every interval while the DLQ is unchanged (failure groups cached); a scan after the DLQ changed regroups it: ${median(samples.changed).toFixed(0)} ms`,
           `${DLQ_ENTRIES.toLocaleString('en-US')} DLQ entries in 60 groups, 1,000 running jobs, 40 tasks, 2,000 serial queues`,
+        ],
+      },
+      {
+        name: `worker throughput with the queue-metrics leader scanning, ${k} jobs in the table`,
+        unit: 'jobs/s',
+        referenceName: 'the same worker without the leader',
+        higherIsBetter: true,
+        target: {kind: 'ratio-min', value: 0.98},
+        sample: {ours: leader.map((r) => r.leading), reference: leader.map((r) => r.alone)},
+        notes: [
+          `${(ctx.quick ? 20_000 : DRAIN_JOBS).toLocaleString('en-US')} no-op jobs per drain, defaults (concurrency ${WORKER_DEFAULTS.concurrency}, adaptive prefetch), default scan interval (15 s, first scan at start); scans per drain ${leader.map((r) => r.scans).join('/')}, scan time ${leader.map((r) => ((100 * r.scanMs) / r.drainMs).toFixed(1)).join('/')} % of the drain`,
         ],
       },
       {
