@@ -61,6 +61,8 @@ export interface SoakReport {
   jobsPerSecond: number
   ok: boolean
   problems: string[]
+  /** Who held the locks when the run timed out or ended with locks left (see lockDiagnostics). */
+  diagnostics: string[]
 }
 
 interface WorkerRecord {
@@ -70,7 +72,11 @@ interface WorkerRecord {
   exit: Promise<{code: number | null; signal: NodeJS.Signals | null}>
   killedAt?: number
   intentional?: boolean
+  /** Set once the process has exited. */
+  exited?: {code: number | null; signal: NodeJS.Signals | null}
   output: string
+  /** Its last lines other than per-job ones (errors, pool and shutdown lines), for diagnostics. */
+  notes: string[]
 }
 
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
@@ -91,6 +97,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   let dlqRetried = 0
   let postgresRestarts = 0
   let pgDownUntil = 0
+  const diagnostics: string[] = []
 
   const cli = (args: string[]): Promise<{code: number | null; stdout: string; stderr: string}> =>
     new Promise((resolve) => {
@@ -128,17 +135,31 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       child,
       startedAt: Date.now(),
       output: '',
+      notes: [],
       exit: new Promise((resolve) => child.on('exit', (code, signal) => resolve({code, signal}))),
     }
-    child.stdout?.on('data', (d: Buffer) => (record.output = (record.output + d.toString()).slice(-4000)))
-    child.stderr?.on('data', (d: Buffer) => (record.output = (record.output + d.toString()).slice(-4000)))
+    let partial = ''
+    const onData = (d: Buffer): void => {
+      record.output = (record.output + d.toString()).slice(-4000)
+      const lines = (partial + d.toString()).split('\n')
+      partial = lines.pop() ?? ''
+      // Per-job lines ("soak#123 failed after ...") drown what matters here.
+      record.notes.push(...lines.filter((line) => line.trim() !== '' && !/ soak#\d+ /.test(line)))
+      if (record.notes.length > 40) record.notes.splice(0, record.notes.length - 40)
+    }
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', onData)
     all.push(record)
     live.add(record)
     void record.exit.then(({code, signal}) => {
+      record.exited = {code, signal}
       live.delete(record)
       if (stopping || record.intentional) return
       crashes += 1
-      options.log(`worker ${record.pid} exited on its own (code ${code}, signal ${signal}); restarting`)
+      const said = record.notes.slice(-3).join(' | ').slice(0, 600)
+      options.log(
+        `worker ${record.pid} exited on its own (code ${code}, signal ${signal}); restarting. Last output: ${said}`,
+      )
       setTimeout(() => !stopping && startWorker(), 500)
     })
     return record
@@ -196,6 +217,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       const now = Date.now()
       if (now > deadline) {
         problems.push(`timed out after ${options.timeoutMs} ms with ${await remaining()} jobs left`)
+        // Before the final SIGTERM changes anything: who holds what, and what those workers said last.
+        diagnostics.push(...(await lockDiagnostics(q, all)))
+        for (const line of diagnostics) options.log(line)
         break
       }
       if (kills < options.kills && now >= nextKill && live.size > 0) {
@@ -289,9 +313,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       else if (places > 1) inTwoPlaces.push(i)
     }
 
-    // A duplicate (or a second place) is explained when an earlier run of the job was in a
-    // worker that died (SIGKILL, or a crash around the PostgreSQL restart) before recording
-    // its completion in the database.
+    // A duplicate (or a second place) is explained when every completion the database lost
+    // was in a worker that died (SIGKILL, or a worker that stopped itself around the
+    // PostgreSQL restart: exited without being asked) before recording it: for a job completed
+    // more than once, every completed run but the last; for a completed job still queued or in
+    // the DLQ, every completed run. A run lost by a worker that lived on is unexplained.
     const dead = all.filter((w) => w.killedAt !== undefined || (w.intentional !== true && !finals.includes(w)))
     const deadPids = new Map(dead.map((w) => [w.pid, w.killedAt !== undefined ? 'killed' : 'crashed'] as const))
     const suspicious = [...new Set([...completedRows.filter((r) => r.runs > 1).map((r) => r.i), ...inTwoPlaces])]
@@ -299,14 +325,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const explained = {killed: 0, crashed: 0}
     if (suspicious.length > 0) {
       const runs = await q<{i: number; pid: number}>(
-        `select i, pid from ${LEDGER} where i = any($1::int[]) order by i, started_at`,
+        `select i, pid from ${LEDGER} where i = any($1::int[]) and done_at is not null order by i, done_at`,
         [suspicious],
       )
       const byJob = new Map<number, number[]>()
       for (const r of runs) byJob.set(r.i, [...(byJob.get(r.i) ?? []), r.pid])
+      const twice = new Set(inTwoPlaces)
       for (const i of suspicious) {
-        const cause = (byJob.get(i) ?? []).map((pid) => deadPids.get(pid)).find(Boolean)
-        if (cause) explained[cause] += 1
+        const completedRuns = byJob.get(i) ?? []
+        const lost = twice.has(i) ? completedRuns : completedRuns.slice(0, -1)
+        const causes = lost.map((pid) => deadPids.get(pid))
+        const cause = causes[0]
+        if (cause && causes.every(Boolean)) explained[cause] += 1
         else unexplained.push(i)
       }
     }
@@ -318,8 +348,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     if (missing.length > 0) problems.push(`${missing.length} job(s) missing, e.g. ${missing.slice(0, 5).join(', ')}`)
     if (unexplained.length > 0)
       problems.push(`${unexplained.length} unexplained duplicate(s), e.g. ${unexplained.slice(0, 5).join(', ')}`)
-    if ((locks?.jobs ?? 0) > 0 || (locks?.queues ?? 0) > 0)
+    if ((locks?.jobs ?? 0) > 0 || (locks?.queues ?? 0) > 0) {
       problems.push(`locks left: ${locks?.jobs} job, ${locks?.queues} queue`)
+      const left = await lockDiagnostics(q, all)
+      for (const line of left) options.log(line)
+      diagnostics.push('after the final SIGTERM:', ...left)
+    }
     if (uncleanExits.length > 0) problems.push(`${uncleanExits.length} worker(s) did not exit 0 on SIGTERM`)
     const seconds = (Date.now() - started) / 1000
     return {
@@ -346,6 +380,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       jobsPerSecond: options.jobs / seconds,
       ok: problems.length === 0,
       problems,
+      diagnostics,
     }
   } finally {
     stopping = true
@@ -358,12 +393,77 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 export function formatReport(report: SoakReport): string {
   return [
     `jobs ${report.jobs}: completed ${report.completed}, in DLQ ${report.inDlq}, still queued ${report.stillQueued}, missing ${report.missing.length}`,
-    `duplicates ${report.duplicates} (explained: ${report.duplicatesExplained.killed} by SIGKILLed workers, ${report.duplicatesExplained.crashed} by workers that crashed around the PostgreSQL restart; unexplained ${report.unexplainedDuplicates.length}); in two places ${report.inTwoPlaces.length}`,
+    `duplicates ${report.duplicates} (explained: ${report.duplicatesExplained.killed} by SIGKILLed workers, ${report.duplicatesExplained.crashed} by workers that exited on their own (crashed or stopped themselves) around the PostgreSQL restart; unexplained ${report.unexplainedDuplicates.length}); in two places ${report.inTwoPlaces.length}`,
     `chaos: ${report.kills} SIGKILLs, ${report.crashes} crash(es), ${report.postgresRestarts} PostgreSQL restart(s), ${report.locksCleanRuns} locks clean runs, ${report.dlqRetryRuns} dlq retry runs (${report.dlqRetried} entries retried)`,
     `end: ${report.lockedAtEnd} job locks, ${report.queueLocksAtEnd} queue locks left; ${report.cleanExits} worker(s) exited 0 on SIGTERM, ${report.uncleanExits.length} did not`,
     `${report.seconds.toFixed(1)} s, ${Math.round(report.jobsPerSecond)} jobs/s overall`,
     report.ok ? 'RESULT: ok' : `RESULT: FAILED: ${report.problems.join('; ')}`,
+    ...(report.diagnostics.length > 0 ? ['diagnostics:', ...report.diagnostics.map((d) => `  ${d}`)] : []),
   ].join('\n')
+}
+
+/**
+ * Every lock owner with what is known about it: its locks, its registry row (pid, heartbeat,
+ * stopped), whether its presence session is connected, and the worker process behind the pid
+ * (alive, killed, exited) with its last output lines. Jobs completed by their handler yet
+ * still queued are counted per owner (a lost completion write).
+ */
+async function lockDiagnostics(
+  q: <R extends pg.QueryResultRow>(text: string, params?: unknown[]) => Promise<R[]>,
+  workers: readonly WorkerRecord[],
+): Promise<string[]> {
+  try {
+    const owners = await q<{
+      owner: string
+      jobs: number
+      queues: number
+      completed: number
+      oldest_s: number
+      pid: number | null
+      heartbeat_s: number | null
+      stopped: boolean | null
+      sessions: number
+    }>(
+      `with l as (
+         select locked_by as owner, count(*)::int as jobs, 0 as queues,
+                count(*) filter (where exists (select 1 from ${LEDGER} g where g.job_id = j.id and g.done_at is not null))::int as completed,
+                min(locked_at) as oldest
+           from "${SCHEMA}"._private_jobs j where locked_at is not null group by 1
+         union all
+         select locked_by, 0, count(*)::int, 0, min(locked_at) from "${SCHEMA}"._private_job_queues where locked_at is not null group by 1
+       )
+       select l.owner, sum(l.jobs)::int as jobs, sum(l.queues)::int as queues, sum(l.completed)::int as completed,
+              extract(epoch from now() - min(l.oldest))::int as oldest_s, w.pid,
+              extract(epoch from now() - w.last_heartbeat_at)::int as heartbeat_s, w.stopped_at is not null as stopped,
+              (select count(*)::int from pg_stat_activity a where a.application_name = 'backfill-worker:' || l.owner) as sessions
+         from l left join "${SCHEMA}".backfill_workers w on w.pool_id = l.owner
+        group by l.owner, w.pid, w.last_heartbeat_at, w.stopped_at order by 2 desc`,
+    )
+    if (owners.length === 0) return ['no locks held']
+    const lines: string[] = []
+    for (const o of owners) {
+      const worker = workers.find((w) => w.pid === o.pid)
+      const state = !worker
+        ? 'not a worker of this soak'
+        : worker.exited
+          ? `exited (code ${worker.exited.code}, signal ${worker.exited.signal})${worker.killedAt ? ' after SIGKILL' : ''}`
+          : 'process alive'
+      lines.push(
+        `owner ${o.owner}: ${o.jobs} job lock(s) (${o.completed} completed by their handler), ${o.queues} queue lock(s), oldest ${o.oldest_s} s; ` +
+          (o.pid === null
+            ? 'no registry row'
+            : `pid ${o.pid}, heartbeat ${o.heartbeat_s} s ago${o.stopped ? ', stopped' : ''}, ${o.sessions} presence session(s); ${state}`),
+      )
+      if (worker) {
+        const last = worker.output.trimEnd().split('\n').at(-1) ?? ''
+        const tail = [...worker.notes.slice(-12), ...(worker.notes.at(-1) === last ? [] : [`(last line) ${last}`])]
+        lines.push(...tail.map((line) => `  | ${line.slice(0, 300)}`))
+      }
+    }
+    return lines
+  } catch (error) {
+    return [`lock diagnostics failed: ${error instanceof Error ? error.message : String(error)}`]
+  }
 }
 
 function existsShm(): boolean {
