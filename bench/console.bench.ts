@@ -20,6 +20,7 @@ import {backfillFingerprints} from '../src/lib/dlq/fingerprint-store.js'
 import {parseSchemaName, quoteIdent} from '../src/lib/identifiers.js'
 import {migrate} from '../src/lib/schema/migrate.js'
 import {median} from './lib/stats.js'
+import {browserMissing, launchBrowser} from '../test/support/browser.js'
 import type {BenchContext, BenchSuite, Metric} from './lib/types.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -148,11 +149,66 @@ async function tabs(admin: pg.Pool, origin: string, clients: number, seconds: nu
   return (await scans(admin)) - before
 }
 
+/**
+ * First contentful paint of each page in Debian's Chromium (playwright-core, the system
+ * binary, as the browser tests use it), one fresh page per load, `rounds` loads per page.
+ */
+async function firstPaints(
+  ctx: BenchContext,
+  origin: string,
+  pages: [string, string][],
+): Promise<Map<string, number[]>> {
+  const result = new Map<string, number[]>()
+  const missing = browserMissing()
+  if (missing) {
+    ctx.log(`first paint not measured: ${missing}`)
+    return result
+  }
+  const browser = await launchBrowser()
+  try {
+    // The browser's first navigation pays its own start-up: not a page's cost.
+    const warm = await browser.context.newPage()
+    await warm.goto(`${origin}/schema`, {waitUntil: 'load'})
+    await warm.close()
+    for (let round = 0; round < ctx.rounds; round++) {
+      for (const [name, path] of pages) {
+        const page = await browser.context.newPage()
+        try {
+          const response = await page.goto(`${origin}${path}`, {waitUntil: 'load'})
+          if (response?.status() !== 200) throw new Error(`${path}: HTTP ${response?.status()}`)
+          // Paint entries can arrive after `load`: wait for one (buffered), 10 s at most.
+          const fcp = await page.evaluate(
+            () =>
+              new Promise<number>((resolve) => {
+                const timer = setTimeout(() => resolve(Number.NaN), 10_000)
+                new PerformanceObserver((list) => {
+                  const entry = list.getEntriesByName('first-contentful-paint')[0]
+                  if (entry) {
+                    clearTimeout(timer)
+                    resolve(entry.startTime)
+                  }
+                }).observe({type: 'paint' as never, buffered: true}) // a browser entry type Node's typings lack
+              }),
+          )
+          if (!Number.isFinite(fcp)) throw new Error(`${path}: no first-contentful-paint entry`)
+          result.set(name, [...(result.get(name) ?? []), fcp])
+          ctx.log(`round ${round + 1} first paint ${name}: ${fcp.toFixed(0)} ms`)
+        } finally {
+          await page.close()
+        }
+      }
+    }
+  } finally {
+    await browser.close()
+  }
+  return result
+}
+
 export const suite: BenchSuite = {
   name: 'console',
   issue: 15,
   description:
-    "backfill ui's admin API on 1M jobs and 1M DLQ entries (quick: 100k / 20k): each page's API call over HTTP against the real `backfill ui` process (shared cache off) vs the same library call in process; the server's peak RSS; database work (table and index scans) of 20 tabs refreshing the overview every second vs 2 tabs (default 2 s shared cache).",
+    "backfill ui's admin API on 1M jobs and 1M DLQ entries (quick: 100k / 20k): each page's API call over HTTP against the real `backfill ui` process (shared cache off) vs the same library call in process; first paint of each page in headless Chromium (Debian's chromium); the server's peak RSS; database work (table and index scans) of 20 tabs refreshing the overview every second vs 2 tabs (default 2 s shared cache).",
   async run(ctx: BenchContext): Promise<Metric[]> {
     if (!existsSync(path.join(ROOT, 'dist', 'commands', 'ui.js')))
       throw new Error('build first: npm run build (the benchmark runs the CLI binary)')
@@ -221,6 +277,26 @@ export const suite: BenchSuite = {
           higherIsBetter: false,
           target: {kind: 'max', value: 500},
           sample: {ours: sample.http, reference: sample.lib},
+        })
+      const paints = await firstPaints(ctx, server.origin, [
+        ['overview', '/'],
+        ['jobs', '/jobs'],
+        ['job detail', `/jobs/${jobId}`],
+        ['DLQ failure groups', '/dlq'],
+        ['DLQ entries', '/dlq/entries'],
+        ['DLQ entry', `/dlq/${entryId}`],
+        ['history', '/history'],
+        ['locks', '/locks'],
+        ['schema', '/schema'],
+      ])
+      for (const [name, times] of paints)
+        metrics.push({
+          name: `first paint of the ${name} page in headless Chromium, ${where}`,
+          unit: 'ms',
+          higherIsBetter: false,
+          target: {kind: 'max', value: 1000},
+          sample: {ours: times},
+          notes: ['navigation start to first contentful paint (shared cache off: every load queries)'],
         })
       const rss = peakRssMb(server.child.pid!)
       metrics.push({
