@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {SharedCache} from '../../src/lib/console/cache.js'
 import {Params, parseCliSelection} from '../../src/lib/console/params.js'
-import {html, Safe} from '../../src/lib/console/html.js'
+import {html, Safe, table} from '../../src/lib/console/html.js'
 
 describe('console: shared cache, CLI selections, HTML escaping', () => {
   it('concurrent requests share one load; a failure is not kept', async () => {
@@ -54,5 +54,34 @@ describe('console: shared cache, CLI selections, HTML escaping', () => {
     expect(html`${[hostile, new Safe('<b>ok</b>')]}`.html).to.equal(
       '&lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;<b>ok</b>',
     )
+  })
+
+  it('table(): headers with scope, figures aligned, cells escaped, conditional columns, empty state', () => {
+    const hostile = '<img src=x onerror=alert(1)>'
+    const rows = [{name: hostile, n: 1234}]
+    const flat = (s: Safe): string => s.html.replace(/\s*\n\s*/g, '')
+    const out = flat(
+      table(
+        [
+          {header: 'Name <1>', rowHeader: true, class: 'mono', cell: (r) => r.name},
+          {header: 'N', num: true, wide: true, cell: (r) => r.n.toLocaleString('en-US')},
+          false,
+          {header: 'Link', cell: () => html`<a href="/x">x</a>`},
+        ],
+        rows,
+        {caption: `Caption ${hostile}`},
+      ),
+    )
+    expect(out).to.equal(
+      '<div class="scroll"><table><caption>Caption &lt;img src=x onerror=alert(1)&gt;</caption>' +
+        '<thead><tr><th scope="col">Name &lt;1&gt;</th><th scope="col" class="num wide">N</th><th scope="col">Link</th></tr></thead>' +
+        '<tbody><tr><th scope="row" class="mono">&lt;img src=x onerror=alert(1)&gt;</th><td class="num wide">1,234</td>' +
+        '<td><a href="/x">x</a></td></tr></tbody></table></div>',
+    )
+    const columns = [{header: 'Name', cell: (r: {name: string}) => r.name}]
+    expect(table(columns, [], {empty: `none ${hostile}`}).html).to.equal(
+      '<p class="muted">none &lt;img src=x onerror=alert(1)&gt;</p>',
+    )
+    expect(table(columns, []).html).to.equal('')
   })
 })

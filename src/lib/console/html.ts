@@ -17,7 +17,7 @@ export function escapeHtml(text: string): string {
   )
 }
 
-type Value = Safe | string | number | boolean | null | undefined | readonly Value[]
+export type Value = Safe | string | number | boolean | null | undefined | readonly Value[]
 
 function render(value: Value): string {
   if (value === null || value === undefined || value === false || value === true) return ''
@@ -32,6 +32,68 @@ export function html(strings: TemplateStringsArray, ...values: Value[]): Safe {
     out += render(value) + (strings[i + 1] ?? '')
   })
   return new Safe(out)
+}
+
+/** One column of a table(): its header, how a row fills its cell, and how the cell looks. */
+export interface Column<T> {
+  /** Header text (escaped like any value). */
+  header: string
+  cell: (row: T) => Value
+  /** Figures: right-aligned, tabular (class "num" on the header and the cells). */
+  num?: boolean
+  /** Hidden on narrow screens (class "wide"). */
+  wide?: boolean
+  /** More classes for the cells only, e.g. "mono", "err". */
+  class?: string
+  /** The cell names its row: th scope="row", so a screen reader announces it with each cell. */
+  rowHeader?: boolean
+}
+
+/**
+ * A table in a horizontal scroller; cells go through html like everything else, so job data stays
+ * text. Without rows it renders the empty-state text (muted), or nothing when there is none.
+ * Columns given as false (a condition not met) are left out.
+ */
+export function table<T>(
+  columns: readonly (Column<T> | false)[],
+  rows: readonly T[],
+  options: {empty?: string; caption?: string} = {},
+): Safe {
+  if (rows.length === 0) return options.empty === undefined ? html`` : html`<p class="muted">${options.empty}</p>`
+  const shown = columns.filter((c): c is Column<T> => c !== false)
+  // Opening tags built here: the class names come from the code, the scope is a constant.
+  const open = (c: Column<T>, tag: 'th' | 'td', scope: 'col' | 'row' | undefined, cell: boolean): Safe => {
+    const names = [c.num && 'num', c.wide && 'wide', cell && c.class].filter(Boolean).join(' ')
+    return new Safe(`<${tag}${scope ? ` scope="${scope}"` : ''}${names ? ` class="${escapeHtml(names)}"` : ''}>`)
+  }
+  const cell = (c: Column<T>, row: T): Safe =>
+    c.rowHeader
+      ? html`${open(c, 'th', 'row', true)}${c.cell(row)}</th>`
+      : html`${open(c, 'td', undefined, true)}${c.cell(row)}</td>`
+  return html`<div class="scroll">
+    <table>
+      ${
+        options.caption === undefined
+          ? ''
+          : html`<caption>
+              ${options.caption}
+            </caption>`
+      }
+      <thead>
+        <tr>
+          ${shown.map((c) => html`${open(c, 'th', 'col', false)}${c.header}</th>`)}
+        </tr>
+      </thead>
+      <tbody>
+        ${rows.map(
+          (row) =>
+            html`<tr>
+              ${shown.map((c) => cell(c, row))}
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </div>`
 }
 
 /** 12,345 */

@@ -6,11 +6,11 @@ import type {JobEntry} from '../jobs/entries.js'
 import type {ListJobsResult} from '../jobs/list.js'
 import type {ShowJobResult} from '../jobs/show.js'
 import type {SchemaStatus} from '../health/doctor.js'
-import type {StatusResult} from '../health/status.js'
+import type {JobStateCounts, StatusResult} from '../health/status.js'
 import {prettyPayload} from '../json-document.js'
 import {asBackfillError, HttpError, statusFor} from './errors.js'
 import type {PageContext, PageRenderer, PageResponse} from './handler.js'
-import {html, num, Safe, shortDuration, truncate, when} from './html.js'
+import {html, num, Safe, shortDuration, table, truncate, when, type Column} from './html.js'
 import type {
   Capabilities,
   DlqHistoryDocument,
@@ -96,7 +96,6 @@ export function createPages(): PageRenderer {
 async function route(ctx: PageContext, session: Session, u: (p: string) => string): Promise<Page | undefined> {
   const {pathname: path, method} = ctx
   const can = session.capabilities.actionsEnabled
-  const query = ctx.params
   const form = (): Record<string, unknown> => formValues(ctx)
   if (method === 'GET') {
     if (path === '/') return overview(ctx, session, u)
@@ -107,10 +106,9 @@ async function route(ctx: PageContext, session: Session, u: (p: string) => strin
     if (path === '/dlq/entries') return entriesPage(ctx, session, u)
     const entry = /^\/dlq\/(\d+)$/.exec(path)
     if (entry) return entryPage(ctx, session, u, entry[1] as string)
-    if (path === '/history') return historyPage(ctx, u)
+    if (path === '/history') return historyPage(ctx)
     if (path === '/locks') return locksPage(ctx, session, u)
     if (path === '/schema') return schemaPage(ctx)
-    void query
     return undefined
   }
   if (method === 'POST') {
@@ -133,10 +131,10 @@ async function route(ctx: PageContext, session: Session, u: (p: string) => strin
       kind === 'jobs' ? `/api/v1/jobs/actions/${name === 'remove-to-dlq' ? 'remove' : name}` : `/api/v1${path}`
     if (values.confirm !== undefined) {
       const result = await ctx.api('POST', apiPath, values)
-      return resultPage(kind, result.body, values, u)
+      return resultPage(kind, result.body, u)
     }
     const preview = await ctx.api('POST', apiPath, {...values, dryRun: 'true'})
-    return previewPage(ctx, session, kind, path, preview.body, values, u)
+    return previewPage(session, kind, path, preview.body, values, u)
   }
   return undefined
 }
@@ -314,29 +312,6 @@ async function overview(ctx: PageContext, _session: Session, u: (p: string) => s
       <div class="n">${href ? html`<a href="${href}">${value}</a>` : value}</div>
       <div class="l">${label}</div>
     </div>`
-  const stateCells = (x: {
-    ready: number
-    scheduled: number
-    running: number
-    retrying: number
-    exhausted: number
-    dlq: number
-    oldestReadyAgeMs: number | null
-  }): Safe =>
-    html`<td class="num">${num(x.ready)}</td>
-      <td class="num">${num(x.scheduled)}</td>
-      <td class="num">${num(x.running)}</td>
-      <td class="num">${num(x.retrying)}</td>
-      <td class="num">${num(x.exhausted)}</td>
-      <td class="num">${num(x.dlq)}</td>
-      <td class="num wide">${shortDuration(x.oldestReadyAgeMs)}</td>`
-  const stateHead = html`<th class="num">Ready</th>
-    <th class="num">Scheduled</th>
-    <th class="num">Running</th>
-    <th class="num">Retrying</th>
-    <th class="num">Exhausted</th>
-    <th class="num">DLQ</th>
-    <th class="num wide">Oldest ready</th>`
   return {
     title: 'Overview',
     active: '/',
@@ -357,39 +332,18 @@ async function overview(ctx: PageContext, _session: Session, u: (p: string) => s
       </section>
       ${doc.throughput ? sparkline(doc.throughput) : ''}
       <h2>Workers</h2>
-      ${
-        s.workers.length === 0
-          ? html`<p class="muted">
-              No worker seen in the last hour (backfill workers and Rust workers with heartbeats show here).
-            </p>`
-          : html`<div class="scroll">
-              <table>
-                <thead>
-                  <tr>
-                    <th>Worker</th>
-                    <th>Runtime</th>
-                    <th class="wide">Host</th>
-                    <th>State</th>
-                    <th>Heartbeat</th>
-                    <th class="num">Jobs</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  ${s.workers.map(
-                    (w) =>
-                      html`<tr>
-                        <td class="mono">${w.id}</td>
-                        <td>${w.runtime}</td>
-                        <td class="wide">${w.hostname ? `${w.hostname}:${w.pid}` : ''}</td>
-                        <td>${liveness(w.state)} <span class="muted">${w.reason}</span></td>
-                        <td>${shortDuration(w.heartbeatAgeMs)} ago</td>
-                        <td class="num">${num(w.jobLocks)}</td>
-                      </tr>`,
-                  )}
-                </tbody>
-              </table>
-            </div>`
-      }
+      ${table(
+        [
+          {header: 'Worker', class: 'mono', rowHeader: true, cell: (w) => w.id},
+          {header: 'Runtime', cell: (w) => w.runtime},
+          {header: 'Host', wide: true, cell: (w) => (w.hostname ? `${w.hostname}:${w.pid}` : '')},
+          {header: 'State', cell: (w) => html`${liveness(w.state)} <span class="muted">${w.reason}</span>`},
+          {header: 'Heartbeat', cell: (w) => `${shortDuration(w.heartbeatAgeMs)} ago`},
+          {header: 'Jobs', num: true, cell: (w) => num(w.jobLocks)},
+        ],
+        s.workers,
+        {empty: 'No worker seen in the last hour (backfill workers and Rust workers with heartbeats show here).'},
+      )}
       <p>
         Locks: jobs ${num(s.locks.live.jobs)} live,
         <span class="${s.locks.dead.jobs > 0 ? 'dead' : ''}">${num(s.locks.dead.jobs)} dead</span>,
@@ -405,121 +359,123 @@ async function overview(ctx: PageContext, _session: Session, u: (p: string) => s
             : groupsTable(doc.dlq.groups, u, undefined)
       }
       <h2>Per task</h2>
-      <div class="scroll">
-        <table>
-          <thead>
-            <tr>
-              <th>Task</th>
-              ${stateHead}
-            </tr>
-          </thead>
-          <tbody>
-            ${s.tasks.map(
-              (x) =>
-                html`<tr>
-                  <td><a href="${u(`/jobs${queryString({task: x.task})}`)}">${x.task}</a></td>
-                  ${stateCells(x)}
-                </tr>`,
-            )}
-          </tbody>
-        </table>
-      </div>
+      ${table(
+        [
+          {
+            header: 'Task',
+            rowHeader: true,
+            cell: (x) => html`<a href="${u(`/jobs${queryString({task: x.task})}`)}">${x.task}</a>`,
+          },
+          ...stateColumns<TaskStatus>(),
+        ],
+        s.tasks,
+        {empty: 'No jobs.'},
+      )}
       <h2>Per queue</h2>
-      <div class="scroll">
-        <table>
-          <thead>
-            <tr>
-              <th>Queue</th>
-              ${stateHead}
-              <th class="wide">Locked by</th>
-            </tr>
-          </thead>
-          <tbody>
-            ${s.queues.map(
-              (x) =>
-                html`<tr>
-                  <td>
-                    ${x.queue === null ? html`<span class="muted">(parallel jobs)</span>` : html`<a href="${u(`/jobs${queryString({queue: x.queue})}`)}">${x.queue}</a>`}
-                  </td>
-                  ${stateCells(x)}
-                  <td class="wide">
-                    ${x.lockedBy ? html`<span class="mono">${x.lockedBy}</span> ${liveness(x.lockLiveness)}` : ''}
-                  </td>
-                </tr>`,
-            )}
-            ${
-              s.otherQueues
-                ? html`<tr>
-                    <td class="muted">(${num(s.otherQueues.queues)} more queues)</td>
-                    ${stateCells(s.otherQueues)}
-                    <td class="wide"></td>
-                  </tr>`
-                : ''
-            }
-          </tbody>
-        </table>
-      </div>`,
+      ${table(
+        [
+          {header: 'Queue', rowHeader: true, cell: (x) => x.name},
+          ...stateColumns<QueueRow>(),
+          {header: 'Locked by', wide: true, cell: (x) => x.lockedBy},
+        ],
+        queueRows(s, u),
+        {empty: 'No jobs.'},
+      )}`,
   }
 }
 
+type StateRow = JobStateCounts & {dlq: number}
+type TaskStatus = StatusResult['tasks'][number]
+type QueueRow = StateRow & {name: Safe; lockedBy: Safe | string}
+
+/** The job-state columns of the overview's per-task and per-queue tables. */
+function stateColumns<T extends StateRow>(): Column<T>[] {
+  const count = (header: string, key: 'ready' | 'scheduled' | 'running' | 'retrying' | 'exhausted' | 'dlq') => ({
+    header,
+    num: true,
+    cell: (x: T) => num(x[key]),
+  })
+  return [
+    count('Ready', 'ready'),
+    count('Scheduled', 'scheduled'),
+    count('Running', 'running'),
+    count('Retrying', 'retrying'),
+    count('Exhausted', 'exhausted'),
+    count('DLQ', 'dlq'),
+    {header: 'Oldest ready', num: true, wide: true, cell: (x) => shortDuration(x.oldestReadyAgeMs)},
+  ]
+}
+
+/** The queues shown, then the rest summed in one row. */
+function queueRows(s: StatusResult, u: (p: string) => string): QueueRow[] {
+  const rows: QueueRow[] = s.queues.map((x) => ({
+    ...x,
+    name:
+      x.queue === null
+        ? html`<span class="muted">(parallel jobs)</span>`
+        : html`<a href="${u(`/jobs${queryString({queue: x.queue})}`)}">${x.queue}</a>`,
+    lockedBy: x.lockedBy ? html`<span class="mono">${x.lockedBy}</span> ${liveness(x.lockLiveness)}` : '',
+  }))
+  if (s.otherQueues)
+    rows.push({
+      ...s.otherQueues,
+      name: html`<span class="muted">(${num(s.otherQueues.queues)} more queues)</span>`,
+      lockedBy: '',
+    })
+  return rows
+}
+
 function groupsTable(groups: FailureGroup[], u: (p: string) => string, session: Session | undefined): Safe {
-  return html`<div class="scroll">
-    <table>
-      <thead>
-        <tr>
-          <th>Group</th>
-          <th>Task</th>
-          <th class="num">Entries</th>
-          <th class="wide">First</th>
-          <th>Last</th>
-          <th>Error (sample)</th>
-          ${session ? html`<th>Actions</th>` : ''}
-        </tr>
-      </thead>
-      <tbody>
-        ${groups.map(
-          (g) =>
-            html`<tr>
-              <td class="mono"><a href="${u(`/dlq/entries?group=${g.fingerprint}`)}">${g.fingerprint}</a></td>
-              <td>${g.taskIdentifier}</td>
-              <td class="num">${num(g.count)}</td>
-              <td class="wide">${when(g.firstSeen)}</td>
-              <td>${when(g.lastSeen)}</td>
-              <td class="err">${truncate(g.sampleError, 160)}</td>
-              ${
-                session
-                  ? html`<td>
-                      <form class="inline" method="post" action="${u('/dlq/retry')}">
-                        ${csrf(session)}<input type="hidden" name="group" value="${g.fingerprint}" /><button
-                          class="primary"
-                          aria-label="Retry group ${g.fingerprint} (${g.count} entries): preview"
-                        >
-                          Retry…
-                        </button>
-                      </form>
-                    </td>`
-                  : ''
-              }
-            </tr>`,
-        )}
-      </tbody>
-    </table>
-  </div>`
+  return table(
+    [
+      {
+        header: 'Group',
+        class: 'mono',
+        rowHeader: true,
+        cell: (g) => html`<a href="${u(`/dlq/entries?group=${g.fingerprint}`)}">${g.fingerprint}</a>`,
+      },
+      {header: 'Task', cell: (g) => g.taskIdentifier},
+      {header: 'Entries', num: true, cell: (g) => num(g.count)},
+      {header: 'First', wide: true, cell: (g) => when(g.firstSeen)},
+      {header: 'Last', cell: (g) => when(g.lastSeen)},
+      {header: 'Error (sample)', class: 'err', cell: (g) => truncate(g.sampleError, 160)},
+      !!session && {
+        header: 'Actions',
+        cell: (g) =>
+          html`<form class="inline" method="post" action="${u('/dlq/retry')}">
+            ${csrf(session)}<input type="hidden" name="group" value="${g.fingerprint}" /><button
+              class="primary"
+              aria-label="Retry group ${g.fingerprint} (${g.count} entries): preview"
+            >
+              Retry…
+            </button>
+          </form>`,
+      },
+    ],
+    groups,
+  )
 }
 
 // --- jobs --------------------------------------------------------------------------------------
 
-function jobRow(j: JobEntry, u: (p: string) => string): Safe {
-  return html`<tr>
-    <td class="num"><a href="${u(`/jobs/${j.id}`)}">${j.id}</a></td>
-    <td>${j.taskIdentifier}</td>
-    <td class="wide">${j.queueName ?? html`<span class="muted">(parallel)</span>`}</td>
-    <td>${j.state}${j.state === 'running' && j.owner ? html` ${liveness(j.owner.liveness)}` : ''}</td>
-    <td class="num wide">${j.priority}</td>
-    <td class="num">${j.attempts}/${j.maxAttempts}</td>
-    <td>${when(j.runAt)}</td>
-    <td class="err wide">${truncate(j.lastError, 90)}</td>
-  </tr>`
+function jobsTable(jobs: JobEntry[], u: (p: string) => string, empty?: string): Safe {
+  return table(
+    [
+      {header: 'ID', num: true, rowHeader: true, cell: (j) => html`<a href="${u(`/jobs/${j.id}`)}">${j.id}</a>`},
+      {header: 'Task', cell: (j) => j.taskIdentifier},
+      {header: 'Queue', wide: true, cell: (j) => j.queueName ?? html`<span class="muted">(parallel)</span>`},
+      {
+        header: 'State',
+        cell: (j) => html`${j.state}${j.state === 'running' && j.owner ? html` ${liveness(j.owner.liveness)}` : ''}`,
+      },
+      {header: 'Priority', num: true, wide: true, cell: (j) => j.priority},
+      {header: 'Attempts', num: true, cell: (j) => `${j.attempts}/${j.maxAttempts}`},
+      {header: 'Run at', cell: (j) => when(j.runAt)},
+      {header: 'Last error', wide: true, class: 'err', cell: (j) => truncate(j.lastError, 90)},
+    ],
+    jobs,
+    {empty},
+  )
 }
 
 async function jobsPage(ctx: PageContext, session: Session, u: (p: string) => string): Promise<Page> {
@@ -542,29 +498,7 @@ async function jobsPage(ctx: PageContext, session: Session, u: (p: string) => st
         Sort:
         ${sort === 'next' ? html`<a href="${u(`/jobs${queryString(filter)}`)}">newest</a> · <strong>next to run</strong>` : html`<strong>newest</strong> · <a href="${u(`/jobs${queryString({...filter, sort: 'next'})}`)}">next to run</a>`}
       </p>
-      ${
-        list.jobs.length === 0
-          ? html`<p>${cursor ? 'No more jobs.' : 'No job matches the selection.'}</p>`
-          : html`<div class="scroll">
-              <table>
-                <thead>
-                  <tr>
-                    <th class="num">ID</th>
-                    <th>Task</th>
-                    <th class="wide">Queue</th>
-                    <th>State</th>
-                    <th class="num wide">Priority</th>
-                    <th class="num">Attempts</th>
-                    <th>Run at</th>
-                    <th class="wide">Last error</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  ${list.jobs.map((j) => jobRow(j, u))}
-                </tbody>
-              </table>
-            </div>`
-      }
+      ${jobsTable(list.jobs, u, cursor ? 'No more jobs.' : 'No job matches the selection.')}
       <nav class="pager" aria-label="Pages">
         ${cursor ? html`<a href="${u(`/jobs${queryString({...filter, ...(sort ? {sort} : {})})}`)}">First page</a>` : ''}${list.nextCursor ? html`<a href="${u(`/jobs${queryString({...filter, ...(sort ? {sort} : {}), cursor: list.nextCursor})}`)}">Next page</a>` : ''}
       </nav>
@@ -667,27 +601,18 @@ async function groupsPage(ctx: PageContext, session: Session, u: (p: string) => 
               ${groupsTable(stats.groups, u, can ? session : undefined)}
               ${stats.groupsTruncated ? html`<p class="banner">${num(stats.ungrouped)} entries fell outside the groups tracked.</p>` : ''}
               <h2>Per task</h2>
-              <div class="scroll">
-                <table>
-                  <thead>
-                    <tr>
-                      <th>Task</th>
-                      <th class="num">Entries</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    ${stats.byTask.map(
-                      (t) =>
-                        html`<tr>
-                          <td>
-                            <a href="${u(`/dlq${queryString({task: t.taskIdentifier})}`)}">${t.taskIdentifier}</a>
-                          </td>
-                          <td class="num">${num(t.count)}</td>
-                        </tr>`,
-                    )}
-                  </tbody>
-                </table>
-              </div>
+              ${table(
+                [
+                  {
+                    header: 'Task',
+                    rowHeader: true,
+                    cell: (t) =>
+                      html`<a href="${u(`/dlq${queryString({task: t.taskIdentifier})}`)}">${t.taskIdentifier}</a>`,
+                  },
+                  {header: 'Entries', num: true, cell: (t) => num(t.count)},
+                ],
+                stats.byTask,
+              )}
               ${
                 can && Object.keys(filter).length > 0
                   ? html`<h2>Act on this selection</h2>
@@ -713,36 +638,24 @@ async function groupsPage(ctx: PageContext, session: Session, u: (p: string) => 
   }
 }
 
-function entriesTable(entries: DlqEntry[], u: (p: string) => string): Safe {
-  return html`<div class="scroll">
-    <table>
-      <thead>
-        <tr>
-          <th class="num">ID</th>
-          <th>Task</th>
-          <th class="wide">Queue</th>
-          <th class="num">Attempts</th>
-          <th class="num wide">Retried</th>
-          <th>Failed</th>
-          <th>Error</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${entries.map(
-          (e) =>
-            html`<tr>
-              <td class="num"><a href="${u(`/dlq/${e.id}`)}">${e.id}</a></td>
-              <td>${e.taskIdentifier}</td>
-              <td class="wide">${e.queueName === '' ? html`<span class="muted">(parallel)</span>` : e.queueName}</td>
-              <td class="num">${e.attempts ?? '?'}/${e.maxAttempts ?? '?'}</td>
-              <td class="num wide">${e.requeuedCount > 0 ? `${e.requeuedCount}×` : ''}</td>
-              <td>${when(e.failedAt)}</td>
-              <td class="err">${truncate(e.errorText, 120)}</td>
-            </tr>`,
-        )}
-      </tbody>
-    </table>
-  </div>`
+function entriesTable(entries: DlqEntry[], u: (p: string) => string, empty?: string): Safe {
+  return table(
+    [
+      {header: 'ID', num: true, rowHeader: true, cell: (e) => html`<a href="${u(`/dlq/${e.id}`)}">${e.id}</a>`},
+      {header: 'Task', cell: (e) => e.taskIdentifier},
+      {
+        header: 'Queue',
+        wide: true,
+        cell: (e) => (e.queueName === '' ? html`<span class="muted">(parallel)</span>` : e.queueName),
+      },
+      {header: 'Attempts', num: true, cell: (e) => `${e.attempts ?? '?'}/${e.maxAttempts ?? '?'}`},
+      {header: 'Retried', num: true, wide: true, cell: (e) => (e.requeuedCount > 0 ? `${e.requeuedCount}×` : '')},
+      {header: 'Failed', cell: (e) => when(e.failedAt)},
+      {header: 'Error', class: 'err', cell: (e) => truncate(e.errorText, 120)},
+    ],
+    entries,
+    {empty},
+  )
 }
 
 async function entriesPage(ctx: PageContext, session: Session, u: (p: string) => string): Promise<Page> {
@@ -757,7 +670,7 @@ async function entriesPage(ctx: PageContext, session: Session, u: (p: string) =>
     body: html`<h1>DLQ entries</h1>
       ${filterBar(ctx, u('/dlq/entries'), '--task send_email --error timeout')}
       ${list.uncaptured && list.uncaptured.total > 0 ? html`<p class="banner">${num(list.uncaptured.total)} exhausted jobs are still in the jobs table, not in the DLQ (capture them with <code>backfill dlq capture</code>).</p>` : ''}
-      ${list.entries.length === 0 ? html`<p>No entries match.</p>` : entriesTable(list.entries, u)}
+      ${entriesTable(list.entries, u, 'No entries match.')}
       <nav class="pager" aria-label="Pages">
         ${cursor ? html`<a href="${u(`/dlq/entries${queryString(filter)}`)}">First page</a>` : ''}${list.nextCursor ? html`<a href="${u(`/dlq/entries${queryString({...filter, cursor: list.nextCursor})}`)}">Next page</a>` : ''}
       </nav>
@@ -833,45 +746,25 @@ async function entryPage(ctx: PageContext, session: Session, u: (p: string) => s
       <pre>
 ${typeof e.lastError === 'object' && e.lastError !== null ? JSON.stringify(e.lastError, null, 2) : e.errorText}</pre>
       <h2>History</h2>
-      ${
-        r.history.length === 0
-          ? html`<p class="muted">Never retried from the DLQ.</p>`
-          : html`<div class="scroll">
-              <table>
-                <thead>
-                  <tr>
-                    <th>When</th>
-                    <th>Event</th>
-                    <th class="num">Entry</th>
-                    <th class="num">Job</th>
-                    <th>By</th>
-                    <th>Reason</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  ${r.history.map(
-                    (h) =>
-                      html`<tr>
-                        <td>${when(h.at)}</td>
-                        <td>${h.event}</td>
-                        <td class="num">${h.dlqId ?? ''}</td>
-                        <td class="num">${h.jobId ?? ''}</td>
-                        <td>${[h.osUser, h.hostname].filter(Boolean).join('@') || (h.dbUser ?? '')}</td>
-                        <td>${h.reason ?? ''}</td>
-                      </tr>`,
-                  )}
-                </tbody>
-              </table>
-            </div>`
-      }`,
+      ${table(
+        [
+          {header: 'When', cell: (h) => when(h.at)},
+          {header: 'Event', cell: (h) => h.event},
+          {header: 'Entry', num: true, cell: (h) => h.dlqId ?? ''},
+          {header: 'Job', num: true, cell: (h) => h.jobId ?? ''},
+          {header: 'By', cell: (h) => [h.osUser, h.hostname].filter(Boolean).join('@') || (h.dbUser ?? '')},
+          {header: 'Reason', cell: (h) => h.reason ?? ''},
+        ],
+        r.history,
+        {empty: 'Never retried from the DLQ.'},
+      )}`,
   }
 }
 
-async function historyPage(ctx: PageContext, u: (p: string) => string): Promise<Page> {
+async function historyPage(ctx: PageContext): Promise<Page> {
   const action = ctx.params.string('action')
   const doc = (await ctx.api('GET', `/api/v1/dlq/history${queryString({limit: '100', ...(action ? {action} : {})})}`))
     .body as DlqHistoryDocument
-  void u
   return {
     title: 'History',
     active: '/history',
@@ -880,39 +773,19 @@ async function historyPage(ctx: PageContext, u: (p: string) => string): Promise<
         Every retry, purge and capture of the DLQ and every jobs action, newest first (as
         <code>backfill dlq history</code>).
       </p>
-      ${
-        doc.runs.length === 0
-          ? html`<p>No actions recorded yet.</p>`
-          : html`<div class="scroll">
-              <table>
-                <thead>
-                  <tr>
-                    <th>When</th>
-                    <th>Action</th>
-                    <th class="num">Count</th>
-                    <th class="num">Skipped</th>
-                    <th>By</th>
-                    <th class="wide">Role</th>
-                    <th>Reason</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  ${doc.runs.map(
-                    (r) =>
-                      html`<tr>
-                        <td>${when(r.startedAt)}</td>
-                        <td>${r.action}</td>
-                        <td class="num">${num(r.count)}</td>
-                        <td class="num">${r.skipped ? num(r.skipped) : ''}</td>
-                        <td>${[r.osUser, r.hostname].filter(Boolean).join('@')}</td>
-                        <td class="wide">${r.dbUser}</td>
-                        <td>${r.reason ?? ''}</td>
-                      </tr>`,
-                  )}
-                </tbody>
-              </table>
-            </div>`
-      }`,
+      ${table(
+        [
+          {header: 'When', cell: (r) => when(r.startedAt)},
+          {header: 'Action', cell: (r) => r.action},
+          {header: 'Count', num: true, cell: (r) => num(r.count)},
+          {header: 'Skipped', num: true, cell: (r) => (r.skipped ? num(r.skipped) : '')},
+          {header: 'By', cell: (r) => [r.osUser, r.hostname].filter(Boolean).join('@')},
+          {header: 'Role', wide: true, cell: (r) => r.dbUser},
+          {header: 'Reason', cell: (r) => r.reason ?? ''},
+        ],
+        doc.runs,
+        {empty: 'No actions recorded yet.'},
+      )}`,
   }
 }
 
@@ -945,73 +818,38 @@ async function locksPage(ctx: PageContext, session: Session, u: (p: string) => s
           : ''
       }
       <h2>Owners</h2>
-      ${
-        doc.owners.length === 0
-          ? html`<p class="muted">No locks.</p>`
-          : html`<div class="scroll">
-              <table>
-                <thead>
-                  <tr>
-                    <th>Owner</th>
-                    <th>Runtime</th>
-                    <th>Liveness</th>
-                    <th class="num">Jobs</th>
-                    <th class="num">Queues</th>
-                    <th class="num">Oldest</th>
-                    <th>Why</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  ${doc.owners.map(
-                    (o) =>
-                      html`<tr>
-                        <td class="mono">${o.owner ?? '(none)'}</td>
-                        <td>${o.family}</td>
-                        <td>${liveness(o.liveness)}</td>
-                        <td class="num">${num(o.jobLocks)}</td>
-                        <td class="num">${num(o.queueLocks)}</td>
-                        <td class="num">${shortDuration(o.oldestLockAgeMs)}</td>
-                        <td>${o.reason}</td>
-                      </tr>`,
-                  )}
-                </tbody>
-              </table>
-            </div>`
-      }
+      ${table(
+        [
+          {header: 'Owner', class: 'mono', rowHeader: true, cell: (o) => o.owner ?? '(none)'},
+          {header: 'Runtime', cell: (o) => o.family},
+          {header: 'Liveness', cell: (o) => liveness(o.liveness)},
+          {header: 'Jobs', num: true, cell: (o) => num(o.jobLocks)},
+          {header: 'Queues', num: true, cell: (o) => num(o.queueLocks)},
+          {header: 'Oldest', num: true, cell: (o) => shortDuration(o.oldestLockAgeMs)},
+          {header: 'Why', cell: (o) => o.reason},
+        ],
+        doc.owners,
+        {empty: 'No locks.'},
+      )}
       ${
         doc.locks.length > 0
           ? html`<h2>Locks (oldest first)</h2>
-              <div class="scroll">
-                <table>
-                  <thead>
-                    <tr>
-                      <th>Kind</th>
-                      <th class="num">Job</th>
-                      <th>Queue</th>
-                      <th>Task</th>
-                      <th class="wide">Owner</th>
-                      <th>Liveness</th>
-                      <th class="num">Age</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    ${doc.locks.map(
-                      (l) =>
-                        html`<tr>
-                          <td>${l.kind}</td>
-                          <td class="num">
-                            ${l.jobId ? html`<a href="${u(`/jobs/${l.jobId}`)}">${l.jobId}</a>` : '–'}
-                          </td>
-                          <td>${l.queueName ?? '–'}</td>
-                          <td>${l.taskIdentifier ?? '–'}</td>
-                          <td class="mono wide">${l.owner ?? '(none)'}</td>
-                          <td>${liveness(l.liveness)}</td>
-                          <td class="num">${shortDuration(l.ageMs)}</td>
-                        </tr>`,
-                    )}
-                  </tbody>
-                </table>
-              </div>
+              ${table(
+                [
+                  {header: 'Kind', cell: (l) => l.kind},
+                  {
+                    header: 'Job',
+                    num: true,
+                    cell: (l) => (l.jobId ? html`<a href="${u(`/jobs/${l.jobId}`)}">${l.jobId}</a>` : '–'),
+                  },
+                  {header: 'Queue', cell: (l) => l.queueName ?? '–'},
+                  {header: 'Task', cell: (l) => l.taskIdentifier ?? '–'},
+                  {header: 'Owner', wide: true, class: 'mono', cell: (l) => l.owner ?? '(none)'},
+                  {header: 'Liveness', cell: (l) => liveness(l.liveness)},
+                  {header: 'Age', num: true, cell: (l) => shortDuration(l.ageMs)},
+                ],
+                doc.locks,
+              )}
               ${doc.omitted > 0 ? html`<p class="muted">${num(doc.omitted)} more not shown.</p>` : ''}`
           : ''
       }`,
@@ -1068,7 +906,6 @@ async function schemaPage(ctx: PageContext): Promise<Page> {
 type Kind = 'jobs' | 'retry' | 'purge' | 'locks'
 
 function previewPage(
-  ctx: PageContext,
   session: Session,
   kind: Kind,
   path: string,
@@ -1076,7 +913,6 @@ function previewPage(
   values: Record<string, unknown>,
   u: (p: string) => string,
 ): Page {
-  void ctx
   const token = (body as {confirm: {token: string}}).confirm.token
   const confirmForm = (label: string, danger: boolean, count: number): Safe =>
     count === 0
@@ -1138,29 +974,19 @@ function previewPage(
         ${
           sel.byTask.length > 0
             ? html`<h2>Per task</h2>
-                <table>
-                  <tbody>
-                    ${sel.byTask.map(
-                      (t) =>
-                        html`<tr>
-                          <td>${t.taskIdentifier}</td>
-                          <td class="num">${num(t.count)}</td>
-                        </tr>`,
-                    )}
-                  </tbody>
-                </table>`
+                ${table(
+                  [
+                    {header: 'Task', rowHeader: true, cell: (t) => t.taskIdentifier},
+                    {header: 'Jobs', num: true, cell: (t) => num(t.count)},
+                  ],
+                  sel.byTask,
+                )}`
             : ''
         }
         ${
           sel.sample.length > 0
             ? html`<h2>First ${sel.sample.length}</h2>
-                <div class="scroll">
-                  <table>
-                    <tbody>
-                      ${sel.sample.map((j) => jobRow(j, u))}
-                    </tbody>
-                  </table>
-                </div>`
+                ${jobsTable(sel.sample, u)}`
             : ''
         }`,
     }
@@ -1176,38 +1002,21 @@ function previewPage(
         <strong>${num(plan.queueLocks)}</strong> queue lock(s).
       </p>
       ${confirmForm(`Release ${num(releasing.length)} lock(s)`, true, releasing.length)}
-      ${
-        releasing.length > 0
-          ? html`<table>
-              <thead>
-                <tr>
-                  <th>Kind</th>
-                  <th>Job</th>
-                  <th>Queue</th>
-                  <th>Owner</th>
-                  <th>Why</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${releasing.map(
-                  (l) =>
-                    html`<tr>
-                      <td>${l.kind}</td>
-                      <td>${l.jobId ?? '–'}</td>
-                      <td>${l.queueName ?? '–'}</td>
-                      <td class="mono">${l.owner ?? '(none)'}</td>
-                      <td>${l.why}</td>
-                    </tr>`,
-                )}
-              </tbody>
-            </table>`
-          : ''
-      }`,
+      ${table(
+        [
+          {header: 'Kind', cell: (l) => l.kind},
+          {header: 'Job', num: true, cell: (l) => l.jobId ?? '–'},
+          {header: 'Queue', cell: (l) => l.queueName ?? '–'},
+          {header: 'Owner', class: 'mono', cell: (l) => l.owner ?? '(none)'},
+          {header: 'Why', cell: (l) => l.why},
+        ],
+        releasing,
+        {caption: 'Locks to release'},
+      )}`,
   }
 }
 
-function resultPage(kind: Kind, body: unknown, values: Record<string, unknown>, u: (p: string) => string): Page {
-  void values
+function resultPage(kind: Kind, body: unknown, u: (p: string) => string): Page {
   let text: string
   let back = '/dlq'
   if (kind === 'retry') {
