@@ -79,9 +79,12 @@ export interface PageResponse {
   body: string | Buffer
 }
 
-/** A node:http request listener that Express (app.use) and Fastify (via middie) can mount too. */
+/**
+ * A node:http request listener. Under a prefix it calls next() for other paths (before reading
+ * anything), so Express's app.use and a Fastify onRequest hook can mount it too; see the README.
+ */
 export interface ConsoleHandler {
-  (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void
+  (req: IncomingMessage, res: ServerResponse, next?: () => void): void
   readonly routes: readonly Route[]
   readonly cache: SharedCache
   readonly prefix: string
@@ -214,6 +217,9 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
 
   async function readBody(req: IncomingMessage): Promise<Record<string, unknown> | URLSearchParams | undefined> {
     if (req.method !== 'POST') return undefined
+    // Mounted behind the application's body parser (express.json(), express.urlencoded()): the
+    // stream was read already and what it held is req.body.
+    if (req.readableEnded) return parsedBody(req, (req as {body?: unknown}).body)
     const chunks: Buffer[] = []
     let size = 0
     for await (const chunk of req) {
@@ -221,24 +227,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       if (size > MAX_BODY) throw new HttpError(413, 'E_TOO_LARGE', `request body over ${MAX_BODY} bytes`)
       chunks.push(chunk as Buffer)
     }
-    const text = Buffer.concat(chunks).toString('utf8')
-    if (text.trim() === '') return undefined
-    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
-    if (type === 'application/json') {
-      let parsed: unknown
-      try {
-        parsed = JSON.parse(text)
-      } catch {
-        throw new HttpError(400, 'E_BAD_JSON', 'the request body is not valid JSON')
-      }
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-        throw new HttpError(400, 'E_BAD_JSON', 'the request body must be a JSON object')
-      return parsed as Record<string, unknown>
-    }
-    if (type === 'application/x-www-form-urlencoded') return new URLSearchParams(text)
-    throw new HttpError(415, 'E_UNSUPPORTED_MEDIA_TYPE', `unsupported content type "${type ?? ''}"`, {
-      suggestions: ['send application/json or application/x-www-form-urlencoded'],
-    })
+    return parseBody(req, Buffer.concat(chunks).toString('utf8'))
   }
 
   function match(
@@ -262,7 +251,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     return wrongMethod ? 'method' : undefined
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, next?: () => void): Promise<void> {
     const started = performance.now()
     const method = req.method ?? 'GET'
     const remote = req.socket.remoteAddress ?? ''
@@ -455,7 +444,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     return 303
   }
 
-  const handler = ((req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => {
+  const handler = ((req: IncomingMessage, res: ServerResponse, next?: () => void) => {
     handle(req, res, next).catch((error: unknown) => {
       if (!res.headersSent) sendError(res, error, false)
       else res.destroy()
@@ -467,6 +456,40 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     prefix: {value: prefix},
   })
   return handler
+}
+
+function parseBody(req: IncomingMessage, text: string): Record<string, unknown> | URLSearchParams | undefined {
+  if (text.trim() === '') return undefined
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+  if (type === 'application/json') {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      throw new HttpError(400, 'E_BAD_JSON', 'the request body is not valid JSON')
+    }
+    return jsonObject(parsed)
+  }
+  if (type === 'application/x-www-form-urlencoded') return new URLSearchParams(text)
+  throw new HttpError(415, 'E_UNSUPPORTED_MEDIA_TYPE', `unsupported content type "${type ?? ''}"`, {
+    suggestions: ['send application/json or application/x-www-form-urlencoded'],
+  })
+}
+
+function jsonObject(parsed: unknown): Record<string, unknown> {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new HttpError(400, 'E_BAD_JSON', 'the request body must be a JSON object')
+  return parsed as Record<string, unknown>
+}
+
+/** A body someone else read: an object from a JSON or form parser, or the text from a raw or text one. */
+function parsedBody(req: IncomingMessage, body: unknown): Record<string, unknown> | URLSearchParams | undefined {
+  if (typeof body === 'string') return parseBody(req, body)
+  if (Buffer.isBuffer(body)) return parseBody(req, body.toString('utf8'))
+  if (body !== undefined && body !== null) return jsonObject(body)
+  throw new HttpError(500, 'E_BODY_CONSUMED', 'the request body was read before the console got it, and is gone', {
+    suggestions: ['mount the console before middleware that reads request bodies, or have it leave req.body set'],
+  })
 }
 
 function originalUrl(req: IncomingMessage): string {
