@@ -75,6 +75,36 @@ async function seed(db: Database): Promise<{jobId: string; dlqId: string}> {
   return {jobId: job!.id, dlqId: entry!.id}
 }
 
+/**
+ * The overview's throughput sparkline samples counters on each overview load, at most one sample
+ * per 5 s: load it every 5.5 s while work happens in between (n jobs arrive and graphile's own
+ * complete_jobs() completes them, as a worker would), so the screenshot shows a real estimate and
+ * the other pages still show the seeded queue as it was.
+ */
+async function throughputHistory(db: Database, origin: string): Promise<void> {
+  const s = db.quotedSchema
+  const completed = [34, 52, 41, 66, 58, 73, 49, 80, 62, 71]
+  await fetch(`${origin}/api/v1/overview`)
+  for (const [i, n] of completed.entries()) {
+    await new Promise((resolve) => setTimeout(resolve, 5500))
+    await db.pool.query(
+      `select ${s}.add_job('send_email', json_build_object('n', 10000 * $2::int + g)) from generate_series(1, $1::int) g`,
+      [n, i],
+    )
+    await db.pool.query(
+      `select ${s}.complete_jobs(array(select id from ${s}._private_jobs
+         where locked_at is null and attempts = 0 and run_at <= now() order by id desc limit $1))`,
+      [n],
+    )
+    // The live worker keeps beating (the dead one does not).
+    await db.pool.query(
+      `update ${s}.backfill_workers set last_heartbeat_at = now() where pool_id = 'pool-1a2b3c4d5e6f708192'`,
+    )
+    await fetch(`${origin}/api/v1/overview`)
+    process.stderr.write(`throughput sample ${i + 1}/${completed.length}\n`)
+  }
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bf-shots-'))
   const pgDir = mkdtempSync(path.join(os.tmpdir(), 'bf-shots-pg-'))
@@ -113,6 +143,7 @@ async function main(): Promise<void> {
       await page.screenshot({path: path.join(OUT, `console-${name}.png`), fullPage: false})
       process.stderr.write(`docs/img/console-${name}.png\n`)
     }
+    await throughputHistory(setup, origin)
     await shoot('overview', '/')
     await shoot('dlq-groups', '/dlq')
     await shoot('dlq-retry-preview', '/dlq', async () => {
