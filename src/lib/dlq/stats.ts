@@ -3,6 +3,8 @@ import {
   aggregateDlq,
   aggregateFingerprinted,
   errorLinesById,
+  groupCountsAggregate,
+  groupCountsReady,
   nthSelectedId,
   setLocalAggregateSettings,
 } from '../sql/dlq-select.js'
@@ -19,7 +21,7 @@ export interface FailureGroup {
   count: number
   firstSeen: Date
   lastSeen: Date
-  /** The oldest entry of the group and its error (first line). */
+  /** The oldest entry of the group (by failed_at, then id) and its error (first line). */
   sampleId: string
   sampleError: string
 }
@@ -49,7 +51,17 @@ export interface StatsOptions {
   maxGroups?: number
   /** Aggregated rows fetched per round trip. */
   fetchSize?: number
+  /**
+   * 'scan' counts the entries even when backfill_dlq_group_counts could answer (tests and the
+   * benchmark compare the two). Default 'auto'.
+   */
+  source?: 'auto' | 'scan'
+  /** Told which way the fingerprinted entries were counted. */
+  onSource?: (source: StatsSource) => void
 }
+
+/** How stats counted the entries with a stored fingerprint: from the trigger-kept counts, or by scanning them. */
+export type StatsSource = 'group-counts' | 'scan'
 
 export const DEFAULT_MAX_GROUPS = 10_000
 const FETCH_SIZE = 5000
@@ -58,6 +70,8 @@ const STATS_WORK_MEM = '64MB'
 
 interface GroupState extends FailureGroup {
   sampleIdNum: bigint
+  /** The sample's failed_at to the microsecond (sortable text). */
+  sampleAt: string
   /** sampleError (and template) hold the sample's line; false until read for a fingerprinted group. */
   sampleRead: boolean
 }
@@ -112,6 +126,7 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
     queue_name: string
     count: number
     first_failed_at: Date
+    first_failed_at_exact: string
     last_failed_at: Date
     sample_id: string
     key_conflicts: number
@@ -129,9 +144,14 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
       existing.count += row.count
       if (row.first_failed_at < existing.firstSeen) existing.firstSeen = row.first_failed_at
       if (row.last_failed_at > existing.lastSeen) existing.lastSeen = row.last_failed_at
+      // The group's oldest entry: each row's sample is its oldest, failed_at first_failed_at.
       const sampleId = BigInt(row.sample_id)
-      if (sampleId < existing.sampleIdNum) {
+      if (
+        row.first_failed_at_exact < existing.sampleAt ||
+        (row.first_failed_at_exact === existing.sampleAt && sampleId < existing.sampleIdNum)
+      ) {
         existing.sampleIdNum = sampleId
+        existing.sampleAt = row.first_failed_at_exact
         existing.sampleId = row.sample_id
         existing.sampleError = errorLine ?? ''
         existing.sampleRead = errorLine !== null
@@ -147,6 +167,7 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
         lastSeen: row.last_failed_at,
         sampleId: row.sample_id,
         sampleIdNum: BigInt(row.sample_id),
+        sampleAt: row.first_failed_at_exact,
         sampleError: errorLine ?? '',
         sampleRead: errorLine !== null,
       })
@@ -155,6 +176,24 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
       stats.groupsTruncated = true
     }
   }
+  const reset = (): void => {
+    Object.assign(stats, {total: 0, oldest: null, newest: null, ungrouped: 0, groupsTruncated: false})
+    byTask.clear()
+    byQueue.clear()
+    groups.clear()
+  }
+
+  // The trigger-kept counts answer for the whole DLQ or task/queue/group equality; anything
+  // else (ids, keys, times, error text, --limit, key conflicts) needs the entries themselves.
+  const countable =
+    options.source !== 'scan' &&
+    !checkKeys &&
+    selector.limit === undefined &&
+    params[0] === null &&
+    params[3] === null &&
+    params[4] === null &&
+    params[5] === null &&
+    params[6] === null
 
   // One snapshot for both passes: an entry is counted once, by its stored fingerprint if it
   // has a current one, else from its error text.
@@ -162,9 +201,29 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
     await tx.execScript('set transaction isolation level repeatable read')
     await tx.one(setLocalAggregateSettings, [STATS_WORK_MEM])
     const fetchSize = options.fetchSize ?? FETCH_SIZE
-    await tx.cursor(aggregateFingerprinted, [...params, checkKeys, throughId, group ?? null], fetchSize, (rows) => {
-      for (const row of rows) add(row, row.fingerprint, '', null)
-    })
+    let source: StatsSource = 'scan'
+    // The triggers checked in this snapshot: disabled or missing, the counts may be stale.
+    if (countable && (await tx.one(groupCountsReady, [db.schema])).ready) {
+      source = 'group-counts'
+      let consistent = true
+      await tx.cursor(groupCountsAggregate, [params[1], params[2], group ?? null], fetchSize, (rows) => {
+        for (const row of rows) {
+          if (row.sample_id === null || row.first_failed_at === null || row.last_failed_at === null) consistent = false
+          else if (consistent) add(row as AggregateRow, row.fingerprint, '', null)
+        }
+      })
+      // A count without an entry behind it: not trusted, counted by the scan instead.
+      if (!consistent) {
+        reset()
+        source = 'scan'
+      }
+    }
+    if (source === 'scan') {
+      await tx.cursor(aggregateFingerprinted, [...params, checkKeys, throughId, group ?? null], fetchSize, (rows) => {
+        for (const row of rows) add(row, row.fingerprint, '', null)
+      })
+    }
+    options.onSource?.(source)
     await tx.cursor(aggregateDlq, [...params, checkKeys, throughId, true], fetchSize, (rows) => {
       for (const row of rows) {
         const {fingerprint, template} = fingerprinter.of(row.task_identifier, row.error_line)
@@ -192,8 +251,13 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
     .map(([queueName, count]) => ({queueName, count}))
     .sort((a, b) => b.count - a.count || a.queueName.localeCompare(b.queueName))
   stats.groups = [...groups.values()]
-    .sort((a, b) => b.count - a.count || (a.firstSeen < b.firstSeen ? -1 : 1))
-    .map(({sampleIdNum: _, sampleRead: __, ...g}) => g)
+    .sort(
+      (a, b) =>
+        b.count - a.count ||
+        a.firstSeen.getTime() - b.firstSeen.getTime() ||
+        (a.fingerprint < b.fingerprint ? -1 : a.fingerprint > b.fingerprint ? 1 : 0),
+    )
+    .map(({sampleIdNum: _, sampleRead: __, sampleAt: ___, ...g}) => g)
   stats.durationMs = performance.now() - started
   return stats
 }

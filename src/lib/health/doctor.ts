@@ -4,6 +4,7 @@ import {ownerFamily} from '../locks/owners.js'
 import {backfillMeta} from '../sql/schema.js'
 import {functionFingerprints, recentJobLocks} from '../sql/status.js'
 import {inspectSchema, type SchemaInspection} from '../schema/inspect.js'
+import {GROUP_COUNTS_TABLE, GROUP_COUNTS_TRIGGERS} from '../schema/backfill-objects.js'
 import {RUST_ADD_JOBS_ACTION, RUST_ADD_JOBS_MESSAGE} from '../schema/rust-add-jobs.js'
 
 /**
@@ -275,7 +276,7 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
     )
     const widen = missing.filter((m) => m.endsWith(' as text'))
     const required = missing.filter((m) => !widen.includes(m) && inspection.backfill.missingRequired.includes(m))
-    const advisory = missing.filter((m) => !widen.includes(m) && !required.includes(m))
+    const advisory = missing.filter((m) => !widen.includes(m) && !required.includes(m) && m !== GROUP_COUNTS_TABLE)
     if (required.length > 0 && inspection.backfill.dlqExists) {
       findings.push({
         severity: 'error',
@@ -290,6 +291,24 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
         code: 'dlq-varchar',
         message: `backfill_dlq has the Rust crate's VARCHAR columns (${widen.map((w) => w.replace(/^backfill_dlq\.| as text$/g, '')).join(', ')}): longer queue names, task names or job keys cannot be captured`,
         action: `backfill init-dlq${flag} (widens them to text in place)`,
+      })
+    }
+    if (missing.includes(GROUP_COUNTS_TABLE) && inspection.backfill.dlqExists) {
+      const {catalog} = inspection.backfill
+      const absent = GROUP_COUNTS_TRIGGERS.filter((name) => !catalog.dlqTriggers.has(name))
+      const off = GROUP_COUNTS_TRIGGERS.filter((name) => catalog.dlqTriggers.get(name) === 'D')
+      const replica = GROUP_COUNTS_TRIGGERS.filter((name) => catalog.dlqTriggers.get(name) === 'R')
+      const what = [
+        catalog.relations.has(GROUP_COUNTS_TABLE) ? '' : `the table ${GROUP_COUNTS_TABLE} is missing`,
+        absent.length > 0 ? `triggers missing: ${absent.join(', ')}` : '',
+        off.length > 0 ? `triggers disabled: ${off.join(', ')}` : '',
+        replica.length > 0 ? `triggers firing on replicas only: ${replica.join(', ')}` : '',
+      ].filter(Boolean)
+      findings.push({
+        severity: 'warning',
+        code: 'dlq-group-counts',
+        message: `DLQ failure-group counts are not kept (${what.join('; ') || `function ${GROUP_COUNTS_TABLE}_sync missing`}): dlq stats and status count every entry instead`,
+        action: `backfill init-dlq${flag} (recreates the triggers and recounts)`,
       })
     }
     if (advisory.length > 0) {

@@ -12,10 +12,14 @@ export interface BackfillCatalog {
   readonly relations: ReadonlySet<string>
   /** "table.column" → formatted type, for backfill_* tables only. */
   readonly columns: ReadonlyMap<string, string>
+  /** Triggers on backfill_dlq: name → pg_trigger.tgenabled ('O' fires, 'D' disabled, 'R'/'A' replica/always). */
+  readonly dlqTriggers: ReadonlyMap<string, string>
+  /** Names of functions in the schema. */
+  readonly functions: ReadonlySet<string>
 }
 
 export interface BackfillObject {
-  readonly kind: 'schema' | 'table' | 'column' | 'index' | 'function' | 'row'
+  readonly kind: 'schema' | 'table' | 'column' | 'index' | 'function' | 'row' | 'trigger'
   readonly name: string
   readonly present: (catalog: BackfillCatalog) => boolean
   readonly ensureSql: (quotedSchema: string, schema: string) => string
@@ -24,7 +28,7 @@ export interface BackfillObject {
 }
 
 /** Bumped whenever an object is added; stored in backfill_meta. */
-export const BACKFILL_SCHEMA_VERSION = 4
+export const BACKFILL_SCHEMA_VERSION = 5
 
 /**
  * The Rust crate's 17 columns, in its order. TEXT where the crate used VARCHAR(n): graphile
@@ -118,6 +122,100 @@ end $backfill$;\n`,
   }
 }
 
+export const FINGERPRINT_INDEX = 'idx_backfill_dlq_fingerprint_seen'
+export const GROUP_COUNTS_TABLE = 'backfill_dlq_group_counts'
+export const GROUP_COUNTS_FUNCTION = 'backfill_dlq_group_counts_sync'
+/** The triggers keeping backfill_dlq_group_counts: one per event (transition tables allow one event each). */
+export const GROUP_COUNTS_TRIGGERS = [
+  'backfill_dlq_group_counts_insert',
+  'backfill_dlq_group_counts_update',
+  'backfill_dlq_group_counts_delete',
+  'backfill_dlq_group_counts_truncate',
+] as const
+
+/** The counts are exact only while every trigger fires ('O': origin and local sessions, 'A': always). */
+export function groupCountTriggersEnabled(catalog: BackfillCatalog): boolean {
+  return GROUP_COUNTS_TRIGGERS.every((name) => ['O', 'A'].includes(catalog.dlqTriggers.get(name) ?? ''))
+}
+
+function groupCountsPresent(c: BackfillCatalog): boolean {
+  return c.relations.has(GROUP_COUNTS_TABLE) && c.functions.has(GROUP_COUNTS_FUNCTION) && groupCountTriggersEnabled(c)
+}
+
+/** What the counts count: the entries aggregateFingerprinted groups by their stored fingerprint. */
+const COUNTED = (alias: string): string =>
+  `${alias}.error_fingerprint is not null and ${alias}.error_fingerprint_at = ${alias}.failed_at`
+
+/**
+ * The counts table, its trigger function and triggers, and a fresh count, all under a lock
+ * that stops writers between the count and the triggers (SHARE ROW EXCLUSIVE: readers go on).
+ * Run whenever anything is missing or disabled, so rerunning migrate/init-dlq repairs the
+ * counts too. Statement-level triggers over transition tables: a batch of 2,000 rows costs one
+ * grouped upsert. The function is SECURITY DEFINER with a fixed search_path, so a role allowed
+ * to write backfill_dlq (the Rust crate's) needs no grant on the counts table.
+ */
+function groupCountsSql(q: string): string {
+  const t = `${q}.${GROUP_COUNTS_TABLE}`
+  const lit = (name: string): string => `'${`${q}.${name}`.replace(/'/g, "''")}'`
+  const key = 'task_identifier, queue_name, error_fingerprint'
+  const delta = (rows: string, sign: string): string =>
+    `select r.task_identifier::text, r.queue_name::text, r.error_fingerprint, ${sign} as n from ${rows} r where ${COUNTED('r')}`
+  const upsert = (sources: string): string => `    insert into ${t} as c (${key}, entries)
+    select ${key}, sum(n) from (${sources}) d
+    group by ${key} having sum(n) <> 0
+    order by ${key}
+    on conflict (${key}) do update set entries = c.entries + excluded.entries;`
+  // Rows that reached 0, among the groups this statement took from (locked by the upsert above).
+  const dropEmpty = `    delete from ${t} c using (select distinct r.task_identifier::text as task_identifier, r.queue_name::text as queue_name, r.error_fingerprint
+                               from old_rows r where ${COUNTED('r')}) o
+    where c.task_identifier = o.task_identifier and c.queue_name = o.queue_name
+      and c.error_fingerprint = o.error_fingerprint and c.entries = 0;`
+  return `lock table ${q}.backfill_dlq in share row exclusive mode;
+create table if not exists ${t} (
+  task_identifier text not null,
+  queue_name text not null,
+  error_fingerprint text not null,
+  entries bigint not null,
+  primary key (${key})
+);
+create or replace function ${q}.${GROUP_COUNTS_FUNCTION}() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $backfill$
+begin
+  -- Dropped by hand: let writes through (migrate/init-dlq recreate and recount it).
+  if to_regclass(${lit(GROUP_COUNTS_TABLE)}) is null then return null; end if;
+  if tg_op = 'INSERT' then
+${upsert(delta('new_rows', '1'))}
+  elsif tg_op = 'UPDATE' then
+${upsert(`${delta('new_rows', '1')} union all ${delta('old_rows', '-1')}`)}
+${dropEmpty}
+  elsif tg_op = 'DELETE' then
+${upsert(delta('old_rows', '-1'))}
+${dropEmpty}
+  elsif tg_op = 'TRUNCATE' then
+    delete from ${t};
+  end if;
+  return null;
+end
+$backfill$;
+drop trigger if exists ${GROUP_COUNTS_TRIGGERS[0]} on ${q}.backfill_dlq;
+drop trigger if exists ${GROUP_COUNTS_TRIGGERS[1]} on ${q}.backfill_dlq;
+drop trigger if exists ${GROUP_COUNTS_TRIGGERS[2]} on ${q}.backfill_dlq;
+drop trigger if exists ${GROUP_COUNTS_TRIGGERS[3]} on ${q}.backfill_dlq;
+create trigger ${GROUP_COUNTS_TRIGGERS[0]} after insert on ${q}.backfill_dlq
+  referencing new table as new_rows for each statement execute function ${q}.${GROUP_COUNTS_FUNCTION}();
+create trigger ${GROUP_COUNTS_TRIGGERS[1]} after update on ${q}.backfill_dlq
+  referencing old table as old_rows new table as new_rows for each statement execute function ${q}.${GROUP_COUNTS_FUNCTION}();
+create trigger ${GROUP_COUNTS_TRIGGERS[2]} after delete on ${q}.backfill_dlq
+  referencing old table as old_rows for each statement execute function ${q}.${GROUP_COUNTS_FUNCTION}();
+create trigger ${GROUP_COUNTS_TRIGGERS[3]} after truncate on ${q}.backfill_dlq
+  for each statement execute function ${q}.${GROUP_COUNTS_FUNCTION}();
+delete from ${t};
+insert into ${t} (${key}, entries)
+select d.task_identifier::text, d.queue_name::text, d.error_fingerprint, count(*)
+from ${q}.backfill_dlq d where ${COUNTED('d')}
+group by 1, 2, 3 order by 1, 2, 3;\n`
+}
+
 export const BACKFILL_OBJECTS: readonly BackfillObject[] = [
   {
     kind: 'schema',
@@ -175,15 +273,17 @@ end $backfill$;\n`,
     (q) => `index if not exists idx_backfill_dlq_failed_at_id on ${q}.backfill_dlq (failed_at desc, id desc)`,
   ),
   ...DLQ_OWN_COLUMNS.map((col) => column('backfill_dlq', col.name, col.clause)),
-  // `dlq stats` at scale: groups counted from this index alone (index-only scan, no heap, no
-  // error text), and the few rows whose fingerprint is missing or stale found without a scan.
+  // `dlq stats` at scale: each failure group's first and last entry (and a scan of the
+  // groups, for filtered selections) from this index alone: one probe each way per group.
+  // Replaces schema 4's idx_backfill_dlq_fingerprint (same columns, failed_at and id as keys).
   {
-    ...index(
-      'idx_backfill_dlq_fingerprint',
-      (q) =>
-        `index if not exists idx_backfill_dlq_fingerprint on ${q}.backfill_dlq (task_identifier, queue_name, error_fingerprint) include (failed_at, id, error_fingerprint_at) where error_fingerprint is not null`,
-    ),
+    kind: 'index',
+    name: FINGERPRINT_INDEX,
     advisory: true,
+    present: (c) => c.relations.has(FINGERPRINT_INDEX),
+    ensureSql: (q) =>
+      `create index if not exists ${FINGERPRINT_INDEX} on ${q}.backfill_dlq (task_identifier, queue_name, error_fingerprint, failed_at, id) include (error_fingerprint_at) where error_fingerprint is not null;
+drop index if exists ${q}.idx_backfill_dlq_fingerprint;\n`,
   },
   {
     ...index(
@@ -192,6 +292,15 @@ end $backfill$;\n`,
         `index if not exists idx_backfill_dlq_unfingerprinted on ${q}.backfill_dlq (id) where ${unfingerprintedSql()}`,
     ),
     advisory: true,
+  },
+  // Entries per failure group, kept by triggers on backfill_dlq whoever writes it: `dlq stats`
+  // reads the counts instead of counting 1M entries. After the unfingerprinted index (same spelling).
+  {
+    kind: 'trigger',
+    name: GROUP_COUNTS_TABLE,
+    advisory: true,
+    present: groupCountsPresent,
+    ensureSql: groupCountsSql,
   },
   // Retried jobs still in the jobs table, so a recapture carries the retry count, touch
   // count and notes forward (the crate's table has no room for them on the job itself).

@@ -75,7 +75,14 @@ export async function inspectSchema(db: Database, options: InspectOptions = {}):
   const relations = new Set(row.relations)
   const columnList = (row.columns ?? []) as {table: string; column: string; type: string}[]
   const columns = new Map(columnList.map((c) => [`${c.table}.${c.column}`, c.type]))
-  const catalog: BackfillCatalog = {schemaExists: row.schema_exists, relations, columns}
+  const dlqTriggers = new Map(Object.entries((row.dlq_triggers ?? {}) as Record<string, string>))
+  const catalog: BackfillCatalog = {
+    schemaExists: row.schema_exists,
+    relations,
+    columns,
+    dlqTriggers,
+    functions: new Set(row.functions),
+  }
   const migrationsTable = relations.has('migrations')
   const breakingColumn = columns.has('migrations.breaking')
   const foreignLedger = migrationsTable ? describeForeignLedger(columnList) : null

@@ -1,4 +1,4 @@
-import {unfingerprintedSql} from '../schema/backfill-objects.js'
+import {GROUP_COUNTS_TABLE, GROUP_COUNTS_TRIGGERS, unfingerprintedSql} from '../schema/backfill-objects.js'
 import {statement} from './statement.js'
 
 /**
@@ -31,6 +31,26 @@ function errorSearchSql(alias: string): string {
 export function errorLineSql(alias: string): string {
   return `left(split_part(${errorTextSql(alias)}, E'\\n', 1), 300)`
 }
+
+/** A timestamptz to the microsecond as text that sorts as the time does (a Date keeps milliseconds only). */
+function exactSql(expression: string): string {
+  return `to_char(${expression} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
+}
+
+/** Microseconds since the epoch, to pick a group's oldest entry by (failed_at, id) in one aggregate. */
+const EPOCH_US = (expression: string): string => `(extract(epoch from ${expression}) * 1000000)::bigint`
+
+/** What every group aggregate returns besides its key. */
+const GROUP_COLUMNS = {
+  count: 'int4',
+  first_failed_at: 'timestamptz',
+  /** first_failed_at to the microsecond, to compare samples exactly. */
+  first_failed_at_exact: 'text',
+  last_failed_at: 'timestamptz',
+  /** The oldest entry of the group (by failed_at, then id). */
+  sample_id: 'int8',
+  key_conflicts: 'int4',
+} as const
 
 /** The shared selector predicate on alias d over seven parameters starting at $first. */
 export function selectorWhere(first = 1): string {
@@ -164,7 +184,8 @@ limit 1000`,
  * The selection aggregated by task, queue and first error line: DLQs repeat messages, so
  * this is usually far smaller than the selection, and it is all the stats pass needs (it
  * fingerprints each line). $8: count entries whose job_key a job in the jobs table holds;
- * $9: optional last id (where a limited selection ends). Read through a cursor.
+ * $9: optional last id (where a limited selection ends). Read through a cursor. The sample is
+ * the oldest entry, by (failed_at, id), as in aggregateFingerprinted and groupCountsAggregate.
  */
 export const aggregateDlq = statement({
   id: 'dlq.aggregate',
@@ -173,17 +194,14 @@ export const aggregateDlq = statement({
     task_identifier: 'text',
     queue_name: 'text',
     error_line: 'text',
-    count: 'int4',
-    first_failed_at: 'timestamptz',
-    last_failed_at: 'timestamptz',
-    sample_id: 'int8',
-    key_conflicts: 'int4',
+    ...GROUP_COLUMNS,
   },
   prepare: false,
   sql: (
     s,
   ) => `select d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, ${errorLineSql('d')} as error_line,
-       count(*)::int as count, min(d.failed_at) as first_failed_at, max(d.failed_at) as last_failed_at, min(d.id) as sample_id,
+       count(*)::int as count, min(d.failed_at) as first_failed_at, ${exactSql('min(d.failed_at)')} as first_failed_at_exact,
+       max(d.failed_at) as last_failed_at, (min(array[${EPOCH_US('d.failed_at')}, d.id]))[2] as sample_id,
        (count(*) filter (where $8::bool and d.job_key is not null
                          and exists (select 1 from ${s}._private_jobs j where j.key = d.job_key)))::int as key_conflicts
 from ${s}.backfill_dlq d
@@ -194,9 +212,10 @@ group by 1, 2, 3`,
 
 /**
  * aggregateDlq for the entries with a current stored fingerprint ($10 true there: the others),
- * grouped by it: read from idx_backfill_dlq_fingerprint alone (index-only) when the selector
- * has no filter on other columns. $10: only this fingerprint (--group). The groups' error
- * lines are read afterwards for their samples (errorLinesById).
+ * grouped by it: read from idx_backfill_dlq_fingerprint_seen alone (index-only) when the
+ * selector has no filter on other columns. $10: only this fingerprint (--group). Each
+ * group's sample (its oldest selected entry) is one probe of the same index; the groups'
+ * error lines are read afterwards (errorLinesById).
  */
 export const aggregateFingerprinted = statement({
   id: 'dlq.aggregate_fingerprinted',
@@ -205,24 +224,91 @@ export const aggregateFingerprinted = statement({
     task_identifier: 'text',
     queue_name: 'text',
     fingerprint: 'text',
+    ...GROUP_COLUMNS,
+  },
+  prepare: false,
+  sql: (s) => `select g.task_identifier, g.queue_name, g.fingerprint, g.count, g.first_failed_at,
+       ${exactSql('g.first_failed_at')} as first_failed_at_exact, g.last_failed_at, sample.id as sample_id, g.key_conflicts
+from (
+  select d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, d.error_fingerprint as fingerprint,
+         count(*)::int as count, min(d.failed_at) as first_failed_at, max(d.failed_at) as last_failed_at,
+         (count(*) filter (where $8::bool and d.job_key is not null
+                           and exists (select 1 from ${s}._private_jobs j where j.key = d.job_key)))::int as key_conflicts
+  from ${s}.backfill_dlq d
+  where d.error_fingerprint is not null and d.error_fingerprint_at = d.failed_at
+    and ${SELECTOR_WHERE} and ($9::bigint is null or d.id <= $9::bigint)
+    and ($10::text is null or d.error_fingerprint = $10::text)
+  group by 1, 2, 3
+) g
+cross join lateral (
+  select d.id from ${s}.backfill_dlq d
+  where d.task_identifier = g.task_identifier and d.queue_name = g.queue_name and d.error_fingerprint is not null
+    and d.error_fingerprint = g.fingerprint and d.failed_at = g.first_failed_at and d.error_fingerprint_at = d.failed_at
+    and ${SELECTOR_WHERE} and ($9::bigint is null or d.id <= $9::bigint)
+  order by d.id
+  limit 1
+) sample`,
+})
+
+/**
+ * aggregateFingerprinted over the whole DLQ ($1 tasks, $2 queues, $3 fingerprint: optional
+ * equality filters) from backfill_dlq_group_counts, which the triggers keep: O(groups), not
+ * O(entries). Each group's first and last entry are one probe each of
+ * idx_backfill_dlq_fingerprint_seen. sample_id null: the counts say a group has entries the
+ * index does not have (counts not to be trusted).
+ */
+export const groupCountsAggregate = statement({
+  id: 'dlq.group_counts_aggregate',
+  params: ['_text?', '_text?', 'text?'],
+  columns: {
+    task_identifier: 'text',
+    queue_name: 'text',
+    fingerprint: 'text',
     count: 'int4',
-    first_failed_at: 'timestamptz',
-    last_failed_at: 'timestamptz',
-    sample_id: 'int8',
+    first_failed_at: 'timestamptz?',
+    first_failed_at_exact: 'text?',
+    last_failed_at: 'timestamptz?',
+    sample_id: 'int8?',
     key_conflicts: 'int4',
   },
   prepare: false,
-  sql: (
-    s,
-  ) => `select d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, d.error_fingerprint as fingerprint,
-       count(*)::int as count, min(d.failed_at) as first_failed_at, max(d.failed_at) as last_failed_at, min(d.id) as sample_id,
-       (count(*) filter (where $8::bool and d.job_key is not null
-                         and exists (select 1 from ${s}._private_jobs j where j.key = d.job_key)))::int as key_conflicts
-from ${s}.backfill_dlq d
-where d.error_fingerprint is not null and d.error_fingerprint_at = d.failed_at
-  and ${SELECTOR_WHERE} and ($9::bigint is null or d.id <= $9::bigint)
-  and ($10::text is null or d.error_fingerprint = $10::text)
-group by 1, 2, 3`,
+  sql: (s) => `select c.task_identifier, c.queue_name, c.error_fingerprint as fingerprint, c.entries::int as count,
+       f.failed_at as first_failed_at, ${exactSql('f.failed_at')} as first_failed_at_exact, l.failed_at as last_failed_at,
+       f.id as sample_id, 0 as key_conflicts
+from ${s}.${GROUP_COUNTS_TABLE} c
+left join lateral (
+  select d.failed_at, d.id from ${s}.backfill_dlq d
+  where d.task_identifier = c.task_identifier and d.queue_name = c.queue_name and d.error_fingerprint is not null
+    and d.error_fingerprint = c.error_fingerprint and d.error_fingerprint_at = d.failed_at
+  order by d.failed_at, d.id
+  limit 1
+) f on true
+left join lateral (
+  select d.failed_at from ${s}.backfill_dlq d
+  where d.task_identifier = c.task_identifier and d.queue_name = c.queue_name and d.error_fingerprint is not null
+    and d.error_fingerprint = c.error_fingerprint and d.error_fingerprint_at = d.failed_at
+  order by d.failed_at desc, d.id desc
+  limit 1
+) l on true
+where c.entries > 0
+  and ($1::text[] is null or c.task_identifier = any($1::text[]))
+  and ($2::text[] is null or c.queue_name = any($2::text[]))
+  and ($3::text is null or c.error_fingerprint = $3::text)`,
+})
+
+/**
+ * Whether backfill_dlq_group_counts can be trusted in this snapshot: the table exists and
+ * every trigger keeping it is there and fires ($1: the schema, unquoted).
+ */
+export const groupCountsReady = statement({
+  id: 'dlq.group_counts_ready',
+  params: ['text'],
+  columns: {ready: 'bool'},
+  sql: () => `select exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+               where n.nspname = $1::text and c.relname = '${GROUP_COUNTS_TABLE}' and c.relkind = 'r')
+       and (select count(*) from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = $1::text and c.relname = 'backfill_dlq' and t.tgenabled in ('O', 'A')
+              and t.tgname in (${GROUP_COUNTS_TRIGGERS.map((name) => `'${name}'`).join(', ')})) = ${GROUP_COUNTS_TRIGGERS.length} as ready`,
 })
 
 /** The first error lines of entries $1 (the samples of fingerprinted groups). */

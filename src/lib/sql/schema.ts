@@ -16,6 +16,7 @@ export const inspectCatalog = statement({
     relations: '_text',
     columns: 'json',
     functions: '_text',
+    dlq_triggers: 'json',
     row_hidden: '_text',
     tables_owner: 'text?',
     role_name: 'text',
@@ -34,6 +35,9 @@ export const inspectCatalog = statement({
               and a.attnum > 0 and not a.attisdropped), '[]'::json) as columns,
   array(select distinct p.proname::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname = $1::text order by 1) as functions,
+  coalesce((select json_object_agg(t.tgname, t.tgenabled::text)
+            from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = $1::text and c.relname = 'backfill_dlq' and not t.tgisinternal), '{}'::json) as dlq_triggers,
   array(select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = $1::text and c.relkind in ('r', 'p') and c.relname like '\\_private\\_%'
           and c.relrowsecurity and row_security_active(c.oid)

@@ -1,0 +1,330 @@
+import {expect} from 'chai'
+import pg from 'pg'
+
+import {captureExhausted} from '../../src/lib/dlq/capture.js'
+import {backfillFingerprints} from '../../src/lib/dlq/fingerprint-store.js'
+import {purgeDlq} from '../../src/lib/dlq/purge.js'
+import {retryDlq} from '../../src/lib/dlq/retry.js'
+import type {DlqSelector} from '../../src/lib/dlq/selector.js'
+import {dlqStats, type DlqStats, type StatsSource} from '../../src/lib/dlq/stats.js'
+import {schemaStatus} from '../../src/lib/health/doctor.js'
+import {queueStatus} from '../../src/lib/health/status.js'
+import {BACKFILL_SCHEMA_VERSION, GROUP_COUNTS_TRIGGERS} from '../../src/lib/schema/backfill-objects.js'
+import {initDlq, migrate} from '../../src/lib/schema/migrate.js'
+import {printSchemaSql} from '../../src/lib/schema/print.js'
+import {parseSchemaName} from '../../src/lib/identifiers.js'
+import {sql, testDatabaseName, TestSchema, urlForDatabase} from '../support/db.js'
+import {insertDlq, type DlqRowSpec} from '../support/dlq.js'
+
+type Stats = Omit<DlqStats, 'durationMs'>
+
+async function statsVia(
+  t: TestSchema,
+  selector: DlqSelector,
+  source: 'auto' | 'scan',
+): Promise<{stats: Stats; used: StatsSource}> {
+  let used: StatsSource | undefined
+  const {durationMs: _, ...stats} = await dlqStats(t.db, {selector, source, onSource: (s) => (used = s)})
+  return {stats, used: used!}
+}
+
+/** What backfill_dlq_group_counts should hold: a fresh count of the entries with a current fingerprint. */
+async function expectCountsExact(t: TestSchema): Promise<void> {
+  const kept = await t.query(
+    `select task_identifier, queue_name, error_fingerprint, entries::int from ${t.quoted}.backfill_dlq_group_counts order by 1, 2, 3`,
+  )
+  const fresh = await t.query(
+    `select task_identifier::text, queue_name::text, error_fingerprint, count(*)::int as entries from ${t.quoted}.backfill_dlq
+     where error_fingerprint is not null and error_fingerprint_at = failed_at group by 1, 2, 3 order by 1, 2, 3`,
+  )
+  expect(kept).to.deep.equal(fresh)
+}
+
+/** Counts exact, and stats from them identical to the scan's, for the selectors the counts answer. */
+async function expectStatsAgree(t: TestSchema, selectors: DlqSelector[] = [{}]): Promise<Stats> {
+  await expectCountsExact(t)
+  let first: Stats | undefined
+  for (const selector of selectors) {
+    const counted = await statsVia(t, selector, 'auto')
+    const scanned = await statsVia(t, selector, 'scan')
+    expect(counted.used, JSON.stringify(selector)).to.equal('group-counts')
+    expect(scanned.used).to.equal('scan')
+    expect(counted.stats, JSON.stringify(selector)).to.deep.equal(scanned.stats)
+    first ??= counted.stats
+  }
+  return first!
+}
+
+async function exhaust(t: TestSchema, task: string, error: string, key?: string, queue?: string): Promise<void> {
+  const [job] = await t.query<{id: string}>(
+    `select id from ${t.quoted}.add_job($1, '{}'::json, job_key => $2, queue_name => $3, max_attempts => 3)`,
+    [task, key ?? null, queue ?? null],
+  )
+  await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = $2 where id = $1`, [
+    job!.id,
+    error,
+  ])
+}
+
+/** The Rust crate's 1.2 move: insert, or on its job key refresh the entry (failed_at = now(); our columns untouched). */
+async function rustUpsert(
+  client: {query: (text: string, values?: unknown[]) => Promise<unknown>},
+  quoted: string,
+  row: {task: string; key: string | null; error: string; queue?: string},
+): Promise<void> {
+  await client.query(
+    `insert into ${quoted}.backfill_dlq (original_job_id, task_identifier, payload, queue_name, priority, job_key, max_attempts, failure_reason, failure_count, last_error)
+     values (1, $1, '{}'::jsonb, $2, 0, $3, 8, 'Job exceeded maximum retry attempts (8/8)', 1, to_jsonb($4::text))
+     on conflict (job_key) where job_key is not null do update set failed_at = now(),
+       failure_count = backfill_dlq.failure_count + 1, failure_reason = excluded.failure_reason,
+       last_error = excluded.last_error, original_job_id = excluded.original_job_id`,
+    [row.task, row.queue ?? '', row.key, row.error],
+  )
+}
+
+/** 24 crate-written rows (no fingerprint) over 2 tasks, 2 queues, 2 failure groups; keys tagged so batches can repeat. */
+const rowsTagged = (tag = ''): DlqRowSpec[] =>
+  Array.from({length: 24}, (_, i) => ({
+    task: i % 3 === 0 ? 'charge' : 'send_email',
+    queue: i % 4 === 0 ? 'mail' : '',
+    jobKey: i % 5 === 0 ? `key-${i}${tag}` : null,
+    lastError: i % 2 === 0 ? `SMTP 421 for user ${i}` : {message: `card ${i} declined`},
+    failedAt: new Date(Date.UTC(2024, 4, 1, 0, i % 7)),
+  }))
+const ROWS = rowsTagged()
+
+describe('DLQ group counts kept by triggers (dlq stats without a scan)', function () {
+  this.timeout(60_000)
+  let t: TestSchema
+  beforeEach(async () => {
+    t = await TestSchema.create({migrated: true, prefix: 'dgc'})
+  })
+  afterEach(async () => {
+    await t.drop()
+  })
+
+  it('stay exact through capture, Rust-style inserts and upserts, the fingerprint backfill, retry, purge and truncate', async () => {
+    await exhaust(t, 'send_email', 'SMTP 421 for user 1')
+    await exhaust(t, 'send_email', 'SMTP 421 for user 2', 'k1')
+    await exhaust(t, 'charge', 'card 4242 declined', undefined, 'billing')
+    expect((await captureExhausted(t.db)).captured).to.equal(3)
+    const captured = await expectStatsAgree(t)
+    expect(captured.total).to.equal(3)
+    expect(captured.groups.map((g) => g.count)).to.deep.equal([2, 1])
+
+    // Crate-written rows carry no fingerprint: counted from their text, not in the counts.
+    await insertDlq(t, ROWS)
+    const mixed = await expectStatsAgree(t, [{}, {tasks: ['charge']}, {queues: ['mail', '']}])
+    expect(mixed.total).to.equal(27)
+    expect((await backfillFingerprints(t.db, {batchSize: 7})).fingerprinted).to.equal(24)
+    expect(await expectStatsAgree(t)).to.deep.equal(mixed)
+
+    // The crate's upsert on a key we fingerprinted: the entry turns stale, leaves the counts, keeps its place in stats.
+    await rustUpsert(t.db.pool, t.quoted, {task: 'send_email', key: 'k1', error: 'disk full on node 3'})
+    await rustUpsert(t.db.pool, t.quoted, {task: 'charge', key: 'fresh', error: 'card 77 declined'})
+    const upserted = await expectStatsAgree(t)
+    expect(upserted.total).to.equal(28)
+    expect(upserted.groups.find((g) => g.template === 'disk full on node <n>')?.count).to.equal(1)
+    await backfillFingerprints(t.db)
+    expect(await expectStatsAgree(t)).to.deep.equal(upserted)
+
+    // --group answers from the counts too.
+    const groups = upserted.groups.map((g) => g.fingerprint)
+    await expectStatsAgree(
+      t,
+      groups.map((group) => ({group})),
+    )
+
+    const retried = await retryDlq(t.db, {selector: {tasks: ['charge']}, batchSize: 3})
+    expect(retried.retried).to.be.greaterThan(0)
+    await expectStatsAgree(t)
+    const purged = await purgeDlq(t.db, {selector: {queues: ['mail']}, batchSize: 2})
+    expect(purged.purged).to.be.greaterThan(0)
+    const after = await expectStatsAgree(t)
+    expect(after.total).to.equal(28 - retried.retried - purged.purged)
+
+    // A group emptied by a delete leaves no zero row behind.
+    await t.query(`delete from ${t.quoted}.backfill_dlq where task_identifier = 'send_email'`)
+    await expectStatsAgree(t)
+    const [zero] = await t.query<{n: number}>(
+      `select count(*)::int as n from ${t.quoted}.backfill_dlq_group_counts where entries <= 0 or task_identifier = 'send_email'`,
+    )
+    expect(zero!.n).to.equal(0)
+
+    await t.query(`truncate ${t.quoted}.backfill_dlq`)
+    await expectCountsExact(t)
+    const [left] = await t.query<{n: number}>(`select count(*)::int as n from ${t.quoted}.backfill_dlq_group_counts`)
+    expect(left!.n).to.equal(0)
+    expect((await statsVia(t, {}, 'auto')).stats.total).to.equal(0)
+  })
+
+  it('status counts DLQ entries as the scan does', async () => {
+    await insertDlq(t, ROWS)
+    await backfillFingerprints(t.db)
+    await insertDlq(t, rowsTagged('b').slice(0, 5)) // not fingerprinted
+    const status = await queueStatus(t.db)
+    expect(status.totals.dlq).to.equal(29)
+    const byTask = Object.fromEntries(status.tasks.map((task) => [task.task, task.dlq]))
+    expect(byTask).to.deep.equal({charge: 10, send_email: 19})
+  })
+
+  it('two writers on separate connections: no lost update, no deadlock (capture + retry, two purges, a group emptied while refilled)', async () => {
+    await insertDlq(t, ROWS)
+    await backfillFingerprints(t.db)
+    for (let i = 0; i < 6; i++) await exhaust(t, i % 2 ? 'charge' : 'send_email', `SMTP 421 for user ${100 + i}`)
+    await Promise.all([captureExhausted(t.db), retryDlq(t.db, {selector: {tasks: ['send_email']}, batchSize: 2})])
+    await expectStatsAgree(t)
+    await insertDlq(t, rowsTagged('b'))
+    await backfillFingerprints(t.db)
+    await Promise.all([
+      purgeDlq(t.db, {selector: {queues: ['mail']}, batchSize: 1}),
+      purgeDlq(t.db, {selector: {tasks: ['charge']}, batchSize: 1}),
+    ])
+    await expectStatsAgree(t)
+
+    // Interleaved by hand: A inserts into groups g1, g2 and holds them; B deletes from g2, g1 in
+    // one statement and waits; A commits; B finishes. Then A empties a group (its counts row is
+    // deleted) while B adds to it.
+    const a = new pg.Client({connectionString: t.url})
+    const b = new pg.Client({connectionString: t.url})
+    await a.connect()
+    await b.connect()
+    try {
+      const fp = (task: string, error: string): string =>
+        `insert into ${t.quoted}.backfill_dlq (task_identifier, payload, failure_reason, last_error, error_fingerprint, error_fingerprint_at, failed_at)
+         values ('${task}', '{}', 'x', to_jsonb('${error}'::text), '${task}-${error}', '2024-01-01', '2024-01-01')`
+      await t.query(`${fp('zz1', 'e')}; ${fp('zz2', 'e')}; ${fp('zz2', 'e')}`)
+      await expectCountsExact(t)
+      await a.query('begin')
+      await a.query(`insert into ${t.quoted}.backfill_dlq (task_identifier, payload, failure_reason, error_fingerprint, error_fingerprint_at, failed_at)
+        select task, '{}', 'x', task || '-e', '2024-01-01', '2024-01-01' from unnest(array['zz1', 'zz2']) task`)
+      await b.query('begin')
+      const bDelete = b.query(`delete from ${t.quoted}.backfill_dlq where task_identifier in ('zz2', 'zz1')`)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      await a.query('commit')
+      await bDelete
+      await b.query('commit')
+      await expectCountsExact(t)
+
+      await t.query(`${fp('zz3', 'e')}`)
+      await a.query('begin')
+      await a.query(`delete from ${t.quoted}.backfill_dlq where task_identifier = 'zz3'`)
+      await b.query('begin')
+      const bInsert = b.query(fp('zz3', 'e'))
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      await a.query('commit')
+      await bInsert
+      await b.query('commit')
+      await expectCountsExact(t)
+      const [zz3] = await t.query<{entries: number}>(
+        `select entries::int from ${t.quoted}.backfill_dlq_group_counts where task_identifier = 'zz3'`,
+      )
+      expect(zz3?.entries).to.equal(1)
+    } finally {
+      await a.end()
+      await b.end()
+    }
+    await expectStatsAgree(t)
+  })
+
+  it('a role granted only backfill_dlq (the Rust service) can still insert, upsert and delete', async () => {
+    const role = `dgc_rust_${Date.now().toString(36)}`
+    await sql(`create role ${role} login`)
+    await t.query(`grant usage on schema ${t.quoted} to ${role};
+      grant select, insert, update, delete on ${t.quoted}.backfill_dlq to ${role};
+      grant usage on sequence ${t.quoted}.backfill_dlq_id_seq to ${role}`)
+    const rust = new pg.Client({connectionString: urlForDatabase(testDatabaseName(), role)})
+    await rust.connect()
+    try {
+      await insertDlq(t, ROWS.slice(0, 6))
+      await backfillFingerprints(t.db)
+      // Without a grant on the counts table it cannot read it, yet its writes keep it exact.
+      const denied = await rust.query(`select 1 from ${t.quoted}.backfill_dlq_group_counts`).catch((e: Error) => e)
+      expect(denied).to.be.instanceOf(Error)
+      expect((denied as Error).message).to.match(/permission denied/)
+      await rustUpsert(rust, t.quoted, {task: 'send_email', key: 'key-0', error: 'SMTP 421 for user 99'})
+      await rustUpsert(rust, t.quoted, {task: 'send_email', key: 'new', error: 'SMTP 421 for user 98'})
+      await rust.query(
+        `insert into ${t.quoted}.backfill_dlq (task_identifier, payload, failure_reason, error_fingerprint, error_fingerprint_at, failed_at)
+         values ('send_email', '{}', 'x', 'abc', '2024-01-01', '2024-01-01')`,
+      )
+      await rust.query(`delete from ${t.quoted}.backfill_dlq where job_key = 'key-5'`)
+      await rust.query(`delete from ${t.quoted}.backfill_dlq where task_identifier = 'charge'`)
+      await expectStatsAgree(t)
+    } finally {
+      await rust.end()
+      await t.query(`drop owned by ${role}`).catch(() => undefined)
+      await sql(`drop role if exists ${role}`).catch(() => undefined)
+    }
+  })
+
+  it('upgrade from a populated version-4 schema: counts created, filled and exact; the old index replaced', async () => {
+    // A version-4 schema as it was: no counts, no triggers, schema 4's fingerprint index.
+    await t.query(`drop table ${t.quoted}.backfill_dlq_group_counts;
+      ${GROUP_COUNTS_TRIGGERS.map((name) => `drop trigger ${name} on ${t.quoted}.backfill_dlq;`).join('\n')}
+      drop function ${t.quoted}.backfill_dlq_group_counts_sync();
+      drop index ${t.quoted}.idx_backfill_dlq_fingerprint_seen;
+      create index idx_backfill_dlq_fingerprint on ${t.quoted}.backfill_dlq (task_identifier, queue_name, error_fingerprint) include (failed_at, id, error_fingerprint_at) where error_fingerprint is not null;
+      update ${t.quoted}.backfill_meta set value = '4' where key = 'schema_version'`)
+    await insertDlq(t, ROWS)
+    await backfillFingerprints(t.db)
+    await insertDlq(t, rowsTagged('b').slice(0, 4)) // left for migrate's backfill
+    const scanned = await statsVia(t, {}, 'auto')
+    expect(scanned.used).to.equal('scan')
+
+    const result = await migrate(t.db)
+    expect(result.dlq.created).to.include.members(['idx_backfill_dlq_fingerprint_seen', 'backfill_dlq_group_counts'])
+    expect(result.dlq.fingerprinted).to.equal(4)
+    expect(await expectStatsAgree(t)).to.deep.equal(scanned.stats)
+    const [meta] = await t.query<{value: string}>(
+      `select value from ${t.quoted}.backfill_meta where key = 'schema_version'`,
+    )
+    expect(meta!.value).to.equal(String(BACKFILL_SCHEMA_VERSION))
+    const [old] = await t.query<{n: number}>(
+      `select count(*)::int as n from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname = 'idx_backfill_dlq_fingerprint'`,
+      [t.schema],
+    )
+    expect(old!.n).to.equal(0)
+    expect((await migrate(t.db)).upToDate).to.equal(true)
+  })
+
+  it('disabled or missing triggers: stats scan, the doctor says so, init-dlq repairs and recounts', async () => {
+    await insertDlq(t, ROWS)
+    await backfillFingerprints(t.db)
+    const expected = await expectStatsAgree(t)
+    const findings = async (): Promise<string[]> =>
+      (await schemaStatus(t.db)).findings.filter((f) => f.code === 'dlq-group-counts').map((f) => f.message)
+    expect(await findings()).to.deep.equal([])
+
+    await t.query(`alter table ${t.quoted}.backfill_dlq disable trigger ${GROUP_COUNTS_TRIGGERS[2]}`)
+    await t.query(`delete from ${t.quoted}.backfill_dlq where task_identifier = 'charge'`)
+    const scanned = await statsVia(t, {}, 'auto')
+    expect(scanned.used).to.equal('scan')
+    expect(scanned.stats.total).to.equal(expected.total - 8)
+    expect((await findings()).join()).to.match(/disabled/)
+    expect((await initDlq(t.db)).created).to.deep.equal(['backfill_dlq_group_counts'])
+    expect(await expectStatsAgree(t)).to.deep.equal(scanned.stats)
+    expect(await findings()).to.deep.equal([])
+
+    // The counts table dropped by hand: writes still go through, stats scan, migrate recreates and recounts.
+    await t.query(`drop table ${t.quoted}.backfill_dlq_group_counts`)
+    await insertDlq(t, rowsTagged('b').slice(0, 3))
+    await t.query(`delete from ${t.quoted}.backfill_dlq where id = (select min(id) from ${t.quoted}.backfill_dlq)`)
+    expect((await statsVia(t, {}, 'auto')).used).to.equal('scan')
+    expect((await findings()).join()).to.match(/missing/)
+    await migrate(t.db)
+    await expectStatsAgree(t)
+  })
+
+  it('schema print creates the counts, their triggers and the index; applied to an empty schema, writes are counted', async () => {
+    const printed = printSchemaSql(parseSchemaName(t.schema), {graphile: false})
+    expect(printed).to.include('create table if not exists')
+    expect(printed).to.include('backfill_dlq_group_counts')
+    for (const name of GROUP_COUNTS_TRIGGERS) expect(printed).to.include(`create trigger ${name}`)
+    expect(printed).to.include('idx_backfill_dlq_fingerprint_seen')
+    await t.query(printed) // applied again over the migrated schema: idempotent, recounts
+    await insertDlq(t, ROWS)
+    await backfillFingerprints(t.db)
+    await expectStatsAgree(t)
+  })
+})
