@@ -74,6 +74,12 @@ export interface StatusOptions extends LivenessOptions {
   queueLimit?: number
   staleQueueLockTimeoutMs?: number
   staleJobLockTimeoutMs?: number
+  /**
+   * A background scan (the queue metrics): the jobs table is read without parallel workers,
+   * so the scan takes one core of the database server for longer instead of every core at
+   * once, away from the workers it shares the server with.
+   */
+  background?: boolean
 }
 
 export const DEFAULT_QUEUE_LIMIT = 20
@@ -83,7 +89,13 @@ export async function queueStatus(db: Database, options: StatusOptions = {}): Pr
   const started = performance.now()
   const inspection = await requireMigrated(db)
   const limit = Math.max(0, Math.floor(options.queueLimit ?? DEFAULT_QUEUE_LIMIT))
-  const [counts, listing] = await Promise.all([db.rows(jobCounts, [limit]), listLocks(db, {...options, inspection})])
+  const countJobs = options.background
+    ? db.transaction(async (tx) => {
+        await tx.execScript('set local max_parallel_workers_per_gather = 0')
+        return tx.rows(jobCounts, [limit])
+      })
+    : db.rows(jobCounts, [limit])
+  const [counts, listing] = await Promise.all([countJobs, listLocks(db, {...options, inspection})])
   const dlqExists = inspection.backfill.dlqExists
   const namedQueues = counts.filter((r) => r.kind === 'queue' && r.name !== null).map((r) => r.name as string)
   const dlqRows = dlqExists ? await db.rows(dlqCounts, [limit, namedQueues]) : []

@@ -30,6 +30,8 @@ export interface QueueMetricsOptions extends LivenessOptions {
    * changed (grouping normalises every distinct error line: the costly part of a scan).
    */
   groupCache?: FailureGroupCache
+  /** Scan as a background job (no parallel query workers; default true): see StatusOptions.background. */
+  background?: boolean
 }
 
 export interface FailureGroupCache {
@@ -70,7 +72,7 @@ export async function collectQueueMetrics(
   const started = performance.now()
   const topTasks = Math.max(0, Math.floor(options.topTasks ?? DEFAULT_TOP_TASKS))
   const topQueues = Math.max(0, Math.floor(options.topQueues ?? DEFAULT_TOP_QUEUES))
-  const status = await queueStatus(db, {...options, queueLimit: topQueues})
+  const status = await queueStatus(db, {...options, queueLimit: topQueues, background: options.background ?? true})
   const groupsByTask = new Map<string, number>()
   const audit: Record<string, number> = {}
   const events: Record<string, number> = {}
