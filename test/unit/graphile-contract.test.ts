@@ -100,6 +100,25 @@ describe('graphile-worker contract (the installed copy still has what the worker
     expect(release.indexOf('this.setMode(RELEASED);')).to.be.lessThan(release.indexOf('this.returnJobs();'))
   })
 
+  it(`a lost batch write emits "${GRAPHILE_CONTRACT.poolFatalErrorEvent}" then, for completions, logs "${GRAPHILE_CONTRACT.completeJobsFatalLog}" with the jobs in meta, and graphile shuts the pool down itself`, () => {
+    const main = source('main.js')
+    const complete = main.slice(main.indexOf('batch("completeJobs"'), main.indexOf('batch("failJobs"'))
+    expect(complete).to.contain(`"${GRAPHILE_CONTRACT.poolFatalErrorEvent}", {`)
+    expect(complete).to.contain('action: "completeJob"')
+    expect(complete).to.contain(`logger.error(\`${GRAPHILE_CONTRACT.completeJobsFatalLog}'`)
+    expect(complete).to.match(/\{ fatalError: error, jobs \}/)
+    expect(complete).to.contain('workerPool.gracefulShutdown(')
+    const fail = main.slice(main.indexOf('batch("failJobs"'))
+    expect(fail.slice(0, 800)).to.contain(`"${GRAPHILE_CONTRACT.poolFatalErrorEvent}", {`)
+    expect(fail.slice(0, 800)).to.contain('action: "failJob"')
+    // The gracefulShutdown event, with its message, whoever starts the shutdown.
+    expect(main).to.match(
+      new RegExp(
+        `"${GRAPHILE_CONTRACT.poolGracefulShutdownEvent}", \\{\\s*ctx,\\s*pool: workerPool,\\s*workerPool,\\s*message,`,
+      ),
+    )
+  })
+
   it('per-job success and failure lines carry success: true / failure: true in meta (the worker drops them)', () => {
     const worker = source('worker.js')
     expect(worker).to.match(/logger\.info\(`Completed task [\s\S]{0,300}?\{ job, duration, success: true \}/)
@@ -117,14 +136,30 @@ describe('graphile-worker contract (the installed copy still has what the worker
 describe('graphile log lines', () => {
   const lines: string[] = []
   const failures: unknown[] = []
+  const lost: string[][] = []
   const log = graphileLogFunction({
     log: (level, message) => lines.push(`${level} ${message}`),
     fetchFailed: (error) => failures.push(error),
+    completionsLost: (jobIds) => lost.push(jobIds),
   })
 
   beforeEach(() => {
     lines.length = 0
     failures.length = 0
+    lost.length = 0
+  })
+
+  it("a lost completion batch reports its jobs' ids (and is still logged)", () => {
+    log('error', `${GRAPHILE_CONTRACT.completeJobsFatalLog}'7', '9':\nerror: Connection terminated`, {
+      fatalError: new Error('Connection terminated'),
+      jobs: [
+        {id: '7', job_queue_id: null},
+        {id: '9', job_queue_id: 3},
+      ],
+    })
+    log('error', "Failed to fail jobs '8':\nerror: x", {fatalError: new Error('x'), specs: []})
+    expect(lost).to.deep.equal([['7', '9']])
+    expect(lines).to.have.length(2)
   })
 
   it('a failed local-queue fetch is reported with its error (and still logged)', () => {

@@ -75,6 +75,26 @@ export const releaseOwnLocks = statement({
 select (select count(*)::int from j) as jobs, (select count(*)::int from q) as queues`,
 })
 
+/**
+ * Completions graphile-worker lost (a batch write that failed): the handlers ran, so the jobs
+ * are deleted as graphile's completeJobs would, their queues unlocked. Only while still
+ * locked by one of this worker's pools ($2): a write that did commit (its answer lost), or a
+ * job someone else has taken since, is left alone. Safe to repeat.
+ */
+export const completeLostJobs = statement({
+  id: 'worker.complete_lost_jobs',
+  params: ['_int8', '_text'],
+  columns: {completed: 'int4'},
+  sql: (s) => `with j as (
+  delete from ${s}._private_jobs where id = any($1::bigint[]) and locked_by = any($2::text[])
+  returning job_queue_id, locked_by
+), q as (
+  update ${s}._private_job_queues as job_queues set locked_by = null, locked_at = null
+  from j where job_queues.id = j.job_queue_id and job_queues.locked_by = j.locked_by returning 1
+)
+select (select count(*)::int from j) as completed`,
+})
+
 /** Jobs still locked by one pool (shutdown checks). */
 export const countLockedBy = statement({
   id: 'worker.count_locked_by',

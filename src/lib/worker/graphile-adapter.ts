@@ -38,6 +38,17 @@ export const GRAPHILE_CONTRACT = {
   localQueueGetJobsCompleteEvent: 'localQueue:getJobs:complete',
   /** failJobs' backoff: the next run is exp(min(attempts, 10)) seconds after the failure. */
   retryBackoffSql: 'exp(least(attempts, 10))',
+  /**
+   * A batched completion or failure write failed: graphile emits this (with `action`
+   * completeJob / failJob), gives up on those jobs (its batch retry loop rethrows at once) and
+   * starts shutting the pool down by itself: a shutdown that can hang for good (its batcher's
+   * release waits forever once a write failed and later ones settled).
+   */
+  poolFatalErrorEvent: 'pool:fatalError',
+  /** Logged right after that event for completions, with the batch's jobs in meta.jobs. */
+  completeJobsFatalLog: 'Failed to complete jobs ',
+  /** Emitted whenever a pool's graceful shutdown starts, whoever started it. */
+  poolGracefulShutdownEvent: 'pool:gracefulShutdown',
   /** graphile's longest prepared statement name prefix (resetLockedAt, `<prefix><schema>`). */
   longestStatementNamePrefix: 'clear_stale_locksN/',
 } as const
@@ -115,14 +126,24 @@ export interface GraphileLogSink {
   log(level: GraphileLogLevel, message: string): void
   /** A fetch failed (from the log line or the event); the error decides whether that is ambiguous. */
   fetchFailed(error: unknown): void
+  /** graphile could not write these jobs' completion (their handlers succeeded): ids as graphile holds them. */
+  completionsLost(jobIds: string[]): void
 }
 
 /** The log function graphile's Logger calls: job lines dropped, fetch failures reported. */
 export function graphileLogFunction(sink: GraphileLogSink) {
-  return (level: string, message: string, meta?: {error?: unknown; success?: unknown; failure?: unknown}): void => {
+  return (
+    level: string,
+    message: string,
+    meta?: {error?: unknown; success?: unknown; failure?: unknown; jobs?: unknown},
+  ): void => {
     // graphile's per-job lines duplicate our own job events; it marks them in meta.
     if (meta?.success === true || meta?.failure === true) return
     if (message.startsWith(GRAPHILE_CONTRACT.localQueueFetchErrorLog)) sink.fetchFailed(meta?.error)
+    if (message.startsWith(GRAPHILE_CONTRACT.completeJobsFatalLog) && Array.isArray(meta?.jobs))
+      sink.completionsLost(
+        (meta.jobs as {id?: unknown}[]).map((job) => String(job?.id)).filter((id) => id !== 'undefined'),
+      )
     sink.log(level === 'error' || level === 'warning' || level === 'info' ? level : 'debug', message)
   }
 }

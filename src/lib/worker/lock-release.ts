@@ -1,10 +1,12 @@
 import {sleep} from '../sleep.js'
 
 import type {Database} from '../db.js'
-import {countLockedBy, releaseOwnLocks} from '../sql/worker.js'
+import {completeLostJobs, countLockedBy, releaseOwnLocks} from '../sql/worker.js'
 import {describeError} from './async.js'
 
 export interface LockRelease {
+  /** Lost completions recorded on the way out (jobs whose handler succeeded). */
+  recordedCompletions: number
   releasedJobLocks: number
   releasedQueueLocks: number
   /** Jobs still locked by these pools afterwards; null when that could not be checked. */
@@ -20,11 +22,14 @@ export interface LockRelease {
  * report is a fact: a check that could not run is "unknown", never 0. The database may just
  * have cut every connection (a restart, pg_terminate_backend): each statement is retried
  * until retryForMs has passed.
+ *
+ * Jobs whose completion graphile-worker could not write (lostCompletions) are completed
+ * first: their handlers ran, and released they would run again.
  */
 export async function releasePoolLocks(
   db: Database,
   poolIds: readonly string[],
-  options: {retryForMs?: number} = {},
+  options: {retryForMs?: number; lostCompletions?: readonly string[]} = {},
 ): Promise<LockRelease> {
   const deadline = Date.now() + (options.retryForMs ?? 5000)
   const errors = new Set<string>()
@@ -41,7 +46,12 @@ export async function releasePoolLocks(
       }
     }
   }
-  const result: LockRelease = {releasedJobLocks: 0, releasedQueueLocks: 0, lockedAfter: 0}
+  const result: LockRelease = {recordedCompletions: 0, releasedJobLocks: 0, releasedQueueLocks: 0, lockedAfter: 0}
+  const lost = options.lostCompletions ?? []
+  if (lost.length > 0 && poolIds.length > 0) {
+    const recorded = await attempt(() => db.one(completeLostJobs, [[...lost], [...poolIds]]))
+    result.recordedCompletions = recorded?.completed ?? 0
+  }
   for (const poolId of poolIds) {
     const released = await attempt(() => db.one(releaseOwnLocks, [poolId]))
     result.releasedJobLocks += released?.jobs ?? 0

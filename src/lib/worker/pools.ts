@@ -4,6 +4,7 @@ import type {ParsedCronItem, Runner, TaskList, WorkerPool} from 'graphile-worker
 
 import type {Database} from '../db.js'
 import {mapPgError} from '../pg-errors.js'
+import {describeError} from './async.js'
 import type {PoolPlan, WorkerConfig} from './config.js'
 import {
   GRAPHILE_CONTRACT,
@@ -31,6 +32,11 @@ export async function startGraphilePool(
     prefetch?: AdaptivePrefetch
     /** A breaking migration was announced somewhere in the database (graphile's reaction is disarmed). */
     onBreakingMigration: (migration: number) => void
+    /**
+     * graphile is shutting the pool down (a lost batch write, a slot that died, or our own
+     * stop): the pool will not run jobs again, and its shutdown may never finish by itself.
+     */
+    onPoolShutdown: (reason: string) => void
   },
 ): Promise<{runner: Runner; workerPool: WorkerPool}> {
   const {run} = await import('graphile-worker')
@@ -45,6 +51,14 @@ export async function startGraphilePool(
     const migration = interceptBreakingMigration(event.message)
     if (migration !== undefined) input.onBreakingMigration(migration)
   })
+  events.on(GRAPHILE_CONTRACT.poolFatalErrorEvent, ({error, action}: {error: unknown; action?: string}) =>
+    input.onPoolShutdown(
+      `graphile-worker could not record ${action === 'failJob' ? 'job failures' : 'job completions'} (${describeError(error)}) and is shutting its pool down`,
+    ),
+  )
+  events.on(GRAPHILE_CONTRACT.poolGracefulShutdownEvent, ({message}: {message?: string}) =>
+    input.onPoolShutdown(`graphile-worker is shutting its pool down: ${message ?? 'no reason given'}`),
+  )
   holdLocalQueueRelease(events)
   const {prefetch} = input
   if (prefetch) {

@@ -129,6 +129,8 @@ export class WorkerRunner {
   private phase: WorkerHealthState['phase'] = 'starting'
   private forced = false
   private failure: string | undefined
+  /** Jobs whose handler succeeded but whose completion graphile could not write (recorded on the way out). */
+  private readonly lostCompletions = new Set<string>()
   /** Set by start() once it can stop the worker; a failure found earlier stops it right then. */
   private requestStop: (() => void) | undefined
 
@@ -162,6 +164,9 @@ export class WorkerRunner {
     this.logSink = {
       log: (level, message) => this.emit({type: 'log', level, message}),
       fetchFailed: (error) => this.fetchFailed(error),
+      completionsLost: (jobIds) => {
+        for (const id of jobIds) this.lostCompletions.add(id)
+      },
     }
   }
 
@@ -205,6 +210,7 @@ export class WorkerRunner {
         pools.push(await this.startPool(plan, index === plans.length - 1 ? this.cron : undefined))
       }
     } catch (error) {
+      this.stopping = true
       await Promise.allSettled(pools.map(async (p) => p.runner.stop()))
       throw error
     }
@@ -389,12 +395,14 @@ export class WorkerRunner {
       onBreakingMigration: (migration) => {
         if (!this.stopping) this.migrations.announced(migration)
       },
+      onPoolShutdown: (reason) => this.poolShuttingDown(reason),
     })
     let presence: WorkerPresence
     try {
       presence = await this.startPresence(workerPool.id, plan, prefetch)
     } catch (error) {
       gate.fail(error)
+      this.stopping = true
       await runner.stop().catch(() => undefined)
       throw error
     }
@@ -427,6 +435,23 @@ export class WorkerRunner {
     }
     this.metrics.workerActive.set({pool: plan.role}, 1)
     return presence
+  }
+
+  /**
+   * graphile began shutting a pool down by itself (we set stopping before any stop of ours):
+   * after a lost completion or failure write, or a slot that died. That pool runs no job again,
+   * yet it keeps its prefetched and unconfirmed jobs locked under a pool id whose presence
+   * stays live, and graphile 0.17.3's own shutdown can hang for good after a lost write (its
+   * batcher's release waits forever). So the worker stops at once: its stop is bounded by the
+   * shutdown timeout, records the lost completions and releases everything else.
+   */
+  private poolShuttingDown(reason: string): void {
+    if (this.stopping) return
+    if (this.failure === undefined) {
+      this.failure = `${reason}; stopping so that this worker's locks are released (restart the worker)`
+      this.emit({type: 'error', where: 'pool', error: this.failure})
+    }
+    this.requestStop?.()
   }
 
   private poolEnded(pool: RunningPool, failure: string): void {
@@ -498,8 +523,15 @@ export class WorkerRunner {
     const release = await releasePoolLocks(
       this.db,
       pools.map((p) => p.poolId),
+      {lostCompletions: [...this.lostCompletions]},
     )
     if (release.error) this.emit({type: 'error', where: 'shutdown lock release', error: release.error})
+    if (this.lostCompletions.size > 0)
+      this.emit({
+        type: 'log',
+        level: 'warning',
+        message: `recorded ${release.recordedCompletions} of ${this.lostCompletions.size} job completion(s) graphile-worker could not write (the rest had been written, or are released to run again)`,
+      })
     this.metrics.shutdownLocksReleased.inc(release.releasedJobLocks + release.releasedQueueLocks)
     for (const pool of pools) {
       await pool.presence?.stop()

@@ -1,0 +1,148 @@
+/**
+ * A database outage in the middle of a pool's work (what the chaos soak's PostgreSQL restart
+ * does): a completion write is lost while the pool holds prefetched jobs it cannot hand back.
+ * graphile-worker then shuts the pool down by itself, and its shutdown can hang for good
+ * (0.17.3's batcher never resets its backpressure, so releasing it waits forever once a write
+ * has failed and another has succeeded). The worker must not sit on those jobs under a live
+ * heartbeat: it stops within its shutdown timeout, records the completions that were lost
+ * (the handlers ran), and unlocks everything else.
+ */
+import {expect} from 'chai'
+
+import {Database} from '../../src/lib/db.js'
+import {targetFromUrl} from '../../src/lib/connection.js'
+import {parseSchemaName} from '../../src/lib/identifiers.js'
+import type {WorkerEvent} from '../../src/lib/worker/events.js'
+import {requiredPoolSize, WorkerRunner, type WorkerSummary} from '../../src/lib/worker/runner.js'
+import {sql, testDatabaseName, TestSchema, urlForDatabase} from '../support/db.js'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+describe('worker across a database outage (lost completion writes, prefetched jobs)', function () {
+  this.timeout(120_000)
+  const role = `wout_${Date.now().toString(36)}`
+  let t: TestSchema
+  let db: Database
+
+  before(async () => {
+    await sql(`create role ${role} login`)
+    await sql(`grant create on database ${testDatabaseName()} to ${role}`)
+  })
+  after(async () => {
+    await sql(`drop owned by ${role}`).catch(() => undefined)
+    await sql(`drop role if exists ${role}`).catch(() => undefined)
+  })
+  beforeEach(async () => {
+    t = await TestSchema.create({migrated: true, prefix: 'wout', url: urlForDatabase(testDatabaseName(), role)})
+    db = Database.connect({
+      target: targetFromUrl(t.url, 'flag-or-env'),
+      schema: parseSchemaName(t.schema),
+      max: requiredPoolSize({concurrency: 2}),
+    })
+  })
+  afterEach(async () => {
+    await sql(`alter role ${role} connection limit -1`)
+    await db.end().catch(() => undefined)
+    await t.drop()
+  })
+
+  /** The database refuses the worker's role and cuts every session it has (a server restart, for it). */
+  const cut = async (): Promise<void> => {
+    await sql(`alter role ${role} connection limit 0`)
+    await sql(`select pg_terminate_backend(pid) from pg_stat_activity where usename = $1`, [role])
+  }
+  const restore = async (): Promise<void> => {
+    await sql(`alter role ${role} connection limit -1`)
+  }
+
+  it('stops within its shutdown timeout, records the lost completions and unlocks the prefetched jobs', async () => {
+    const events: WorkerEvent[] = []
+    const gates = new Map<string, () => void>()
+    const handled: string[] = []
+    const runner = new WorkerRunner({
+      db,
+      tasks: {
+        // Holds until the test opens its gate; an aborted job (the shutdown) fails.
+        gate: async (_payload, helpers) => {
+          const id = helpers.job.id
+          await new Promise<void>((resolve, reject) => {
+            gates.set(id, resolve)
+            helpers.abortSignal?.addEventListener('abort', () => reject(new Error('aborted')))
+          })
+          handled.push(id)
+        },
+      },
+      config: {
+        concurrency: 3,
+        // A fixed local queue: 3 running, the other 17 prefetched and locked by the pool.
+        localQueueSize: 20,
+        completeBatchDelayMs: 100,
+        failBatchDelayMs: 100,
+        shutdownTimeoutMs: 4000,
+        // No heartbeat fencing, no cleaner, no capture: only the outage decides.
+        heartbeatIntervalMs: 60_000,
+        lockCleanupIntervalMs: null,
+        dlqIntervalMs: null,
+      },
+      onEvent: (e) => events.push(e),
+    })
+    const handle = await runner.start()
+    await t.query(`select ${t.quoted}.add_job('gate', '{}') from generate_series(1, 20)`)
+    for (let i = 0; i < 200 && gates.size < 3; i++) await sleep(25)
+    expect([...gates.keys()], 'three jobs running').to.deep.equal(['1', '2', '3'])
+    const locked = await t.query<{n: number}>(
+      `select count(*)::int as n from ${t.quoted}._private_jobs where locked_by = any($1::text[])`,
+      [handle.poolIds],
+    )
+    expect(locked[0]!.n, 'every job locked by the pool (running or prefetched)').to.equal(20)
+
+    await cut()
+    const cutAt = Date.now()
+    // Job 1 succeeds while the database is away: its completion write fails, and graphile
+    // starts shutting the pool down (it cannot hand the prefetched jobs back either). The
+    // slot had already taken job 4. Then the running jobs succeed one by one, each its own
+    // write: two that settle before the last one are what leave graphile's batcher unable to
+    // release, so its shutdown never ends.
+    const open = async (id: string): Promise<void> => {
+      for (let i = 0; i < 100 && !gates.has(id); i++) await sleep(10)
+      gates.get(id)!()
+      await sleep(400)
+    }
+    await open('1')
+    await open('2')
+    await restore()
+    await open('3')
+    await open('4')
+    expect(handled, 'the handlers ran').to.deep.equal(['1', '2', '3', '4'])
+
+    const outcome = await Promise.race([handle.done, sleep(30_000).then(() => 'still running' as const)])
+    if (process.env.DUMP_EVENTS) for (const e of events) console.error(JSON.stringify(e).slice(0, 300))
+    if (outcome === 'still running') {
+      const held = await t.query<{n: number}>(
+        `select count(*)::int as n from ${t.quoted}._private_jobs where locked_by = any($1::text[])`,
+        [handle.poolIds],
+      )
+      await handle.stop({force: true}).catch(() => undefined)
+      expect.fail(`the worker was still running 30 s after the outage, holding ${held[0]!.n} job(s)`)
+    }
+    const summary = outcome as WorkerSummary
+    expect(Date.now() - cutAt, 'stopped within its shutdown timeout (plus the bounded waits)').to.be.lessThan(25_000)
+    expect(summary.failure, 'a worker that lost a write stops with a failure').to.be.a('string')
+    const left = await t.query<{id: string; locked_by: string | null}>(
+      `select id::text, locked_by from ${t.quoted}._private_jobs order by id`,
+    )
+    expect(
+      left.filter((j) => j.locked_by !== null),
+      'no job left locked',
+    ).to.deep.equal([])
+    expect(
+      left.filter((j) => handled.includes(j.id)),
+      'the jobs whose handlers succeeded are completed (not queued to run again)',
+    ).to.deep.equal([])
+    expect(left, 'the other jobs are still queued').to.have.length(16)
+    expect(
+      events.some((e) => e.type === 'error' && /could not record job completions/.test(e.error)),
+      'the lost write is reported',
+    ).to.equal(true)
+  })
+})
