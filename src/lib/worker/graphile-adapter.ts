@@ -135,7 +135,7 @@ export function graphileLogFunction(sink: GraphileLogSink) {
   return (
     level: string,
     message: string,
-    meta?: {error?: unknown; success?: unknown; failure?: unknown; jobs?: unknown},
+    meta?: {error?: unknown; success?: unknown; failure?: unknown; jobs?: unknown; [key: string]: unknown},
   ): void => {
     // graphile's per-job lines duplicate our own job events; it marks them in meta.
     if (meta?.success === true || meta?.failure === true) return
