@@ -1,8 +1,10 @@
 /**
  * DLQ operations at 100,000 and 1,000,000 entries (quick mode: 20,000): `dlq list` first page
- * and `dlq stats` through the CLI binary (plus the in-library time), and `dlq retry --all` /
- * `dlq purge --all` side by side with one hand-written SQL statement doing the same move /
- * delete on identical data.
+ * and `dlq stats` through the CLI binary (plus the in-library time: from the trigger-kept
+ * group counts vs the scan of every entry), the cost of those triggers on capture and on a
+ * bulk insert, and `dlq retry --all` / `dlq purge --all` side by side with one hand-written
+ * SQL statement doing the same move / delete on identical data. BENCH_DLQ_READS_ONLY=1 skips
+ * retry and purge (minutes at 1M).
  */
 import {existsSync} from 'node:fs'
 import path from 'node:path'
@@ -12,12 +14,14 @@ import pg from 'pg'
 
 import {targetFromUrl} from '../src/lib/connection.js'
 import {Database} from '../src/lib/db.js'
+import {captureExhausted} from '../src/lib/dlq/capture.js'
 import {listDlq} from '../src/lib/dlq/entries.js'
 import {backfillFingerprints} from '../src/lib/dlq/fingerprint-store.js'
-import {dlqStats, type DlqStats} from '../src/lib/dlq/stats.js'
+import {dlqStats, type StatsSource} from '../src/lib/dlq/stats.js'
 import {parseSchemaName, quoteIdent} from '../src/lib/identifiers.js'
 import {BULK_FLAG, DEFAULT_MAX_ATTEMPTS} from '../src/lib/jobs/priority.js'
-import {migrate} from '../src/lib/schema/migrate.js'
+import {GROUP_COUNTS_TRIGGERS} from '../src/lib/schema/backfill-objects.js'
+import {initDlq, migrate} from '../src/lib/schema/migrate.js'
 import {timedRun, type TimedRun} from './lib/process.js'
 import type {BenchContext, BenchSuite, Metric} from './lib/types.js'
 
@@ -61,7 +65,7 @@ export const suite: BenchSuite = {
   name: 'dlq',
   issue: 5,
   description:
-    'DLQ of 100k and 1M entries (quick: 20k): list first page and stats through the CLI and in library (stats from stored fingerprints vs the same stats from the error text, identical result checked), retry --all and purge --all through the CLI vs one hand-written SQL statement doing the same move/delete on identical data.',
+    "DLQ of 100k and 1M entries (quick: 20k): list first page and stats through the CLI and in library (stats from the trigger-kept group counts vs the same stats scanning every entry, identical result checked), the triggers' cost on capture and on a bulk insert (with vs without them), retry --all and purge --all through the CLI vs one hand-written SQL statement doing the same move/delete on identical data.",
   async run(ctx: BenchContext): Promise<Metric[]> {
     if (!existsSync(path.join(ROOT, 'dist', 'commands')))
       throw new Error('build first: npm run build (the benchmark runs the CLI binary)')
@@ -85,6 +89,13 @@ export const suite: BenchSuite = {
     // writes them (none: stats then fingerprints every distinct error line, as before schema 4).
     let templateSize = 0
     let backfillMs = 0
+    let lastInsertMs = 0
+    const setTriggers = async (on: boolean): Promise<void> => {
+      for (const name of GROUP_COUNTS_TRIGGERS)
+        await admin.query(`alter table ${q}.backfill_dlq ${on ? 'enable' : 'disable'} trigger ${name}`)
+      // Back on: the counts missed what happened meanwhile; init-dlq recounts them.
+      if (on) await initDlq(db)
+    }
     const refill = async (n: number, fingerprints = true): Promise<void> => {
       await admin.query(
         `truncate ${q}.backfill_dlq, ${q}.backfill_dlq_events, ${q}.backfill_dlq_retried_jobs, ${q}.backfill_dlq_audit`,
@@ -103,8 +114,10 @@ export const suite: BenchSuite = {
           await admin.query(`insert into ${q}.backfill_dlq select * from ${q}.bench_dlq_template_raw`)
         }
       } else {
-        await admin.query(
-          `insert into ${q}.backfill_dlq select * from ${q}.${fingerprints ? 'bench_dlq_template' : 'bench_dlq_template_raw'}`,
+        lastInsertMs = await timed(() =>
+          admin.query(
+            `insert into ${q}.backfill_dlq select * from ${q}.${fingerprints ? 'bench_dlq_template' : 'bench_dlq_template_raw'}`,
+          ),
         )
       }
       await admin.query(`vacuum analyze ${q}.backfill_dlq`)
@@ -118,13 +131,22 @@ export const suite: BenchSuite = {
         const label = n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1000}k`
         ctx.log(`filling a DLQ of ${n} entries`)
         await refill(n)
-        // Reads: list first page and stats.
+        // Reads: list first page and stats (from the group counts, and scanning every entry).
         const listCli: number[] = []
         const listLib: number[] = []
         const statsCli: number[] = []
         const statsLib: number[] = []
+        const statsScan: number[] = []
         let listRss = 0
         let statsRss = 0
+        const statsVia = async (source: 'auto' | 'scan', into: number[]): Promise<string> => {
+          let used: StatsSource | undefined
+          const started = performance.now()
+          const stats = await dlqStats(db, {selector: {}, source, onSource: (s) => (used = s)})
+          into.push(performance.now() - started)
+          if (used !== (source === 'auto' ? 'group-counts' : 'scan')) throw new Error(`dlq stats counted by ${used}`)
+          return JSON.stringify({...stats, durationMs: 0})
+        }
         for (let round = 0; round < ctx.rounds; round++) {
           const list = await cli(['dlq', 'list', '--limit', '50', '--json'])
           listCli.push(list.ms)
@@ -133,33 +155,67 @@ export const suite: BenchSuite = {
           const stats = await cli(['dlq', 'stats', '--json'])
           statsCli.push(stats.ms)
           statsRss = Math.max(statsRss, stats.peakRssMb ?? 0)
-          statsLib.push(await timed(() => dlqStats(db, {selector: {}})))
+          // Alternating which goes first (caches, the machine's load).
+          const [a, b] =
+            round % 2 === 0
+              ? [await statsVia('auto', statsLib), await statsVia('scan', statsScan)]
+              : [await statsVia('scan', statsScan), await statsVia('auto', statsLib)].reverse()
+          if (a !== b) throw new Error('dlq stats differ between the group counts and the scan')
         }
-        // The reference: the same stats over entries without stored fingerprints (identical groups).
-        await refill(n, false)
-        const statsText: number[] = []
-        let textStats: DlqStats | undefined
-        for (let round = 0; round < ctx.rounds; round++) {
-          const started = performance.now()
-          textStats = await dlqStats(db, {selector: {}})
-          statsText.push(performance.now() - started)
-        }
-        await refill(n)
-        const indexed = await dlqStats(db, {selector: {}})
-        if (JSON.stringify({...indexed, durationMs: 0}) !== JSON.stringify({...textStats, durationMs: 0}))
-          throw new Error('dlq stats differ between stored fingerprints and error text')
         const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] as number
         metrics.push({
           name: `dlq stats, ${label} entries (in library)`,
           unit: 'ms',
           higherIsBetter: false,
-          referenceName: 'the same stats from the error text: entries without stored fingerprints, as before schema 4',
+          referenceName: 'the same stats scanning every entry (idx_backfill_dlq_fingerprint_seen, index-only)',
           ...(n >= 1_000_000 ? {target: {kind: 'max' as const, value: 300}} : {}),
-          sample: {ours: statsLib, reference: statsText},
+          sample: {ours: statsLib, reference: statsScan},
           notes: [
-            'groups counted from idx_backfill_dlq_fingerprint (index-only scan), samples read by id',
-            'identical result checked',
+            'groups from backfill_dlq_group_counts, first/last entry one index probe each, samples read by id',
+            'identical result checked every round',
           ],
+        })
+
+        // What the triggers cost writers: the bulk insert refill() times, and a capture of
+        // exhausted jobs (batches of the default size), with the triggers on and off.
+        const insertOn: number[] = []
+        const insertOff: number[] = []
+        const captureOn: number[] = []
+        const captureOff: number[] = []
+        const jobs = ctx.quick ? 5000 : 20_000
+        const exhaustSql = `select count(*) from ${q}.add_jobs(array(
+  select row('task_' || (i % 20), json_build_object('i', i), null, now(), 3::smallint, null, 0::smallint, null)::${q}.job_spec
+  from generate_series(1, ${jobs}) i));
+update ${q}._private_jobs set attempts = max_attempts, last_error = 'SMTP 421 temporary failure for user ' || (id % 977)`
+        for (let round = 0; round < ctx.rounds; round++) {
+          for (const on of round % 2 === 0 ? [true, false] : [false, true]) {
+            if (!on) await setTriggers(false)
+            await refill(n)
+            ;(on ? insertOn : insertOff).push(lastInsertMs)
+            await admin.query(exhaustSql)
+            await admin.query(`vacuum analyze ${q}._private_jobs`)
+            const captured = await captureExhausted(db)
+            if (captured.captured !== jobs) throw new Error(`capture moved ${captured.captured} of ${jobs}`)
+            ;(on ? captureOn : captureOff).push(captured.durationMs)
+            if (!on) await setTriggers(true)
+          }
+        }
+        await refill(n)
+        metrics.push({
+          name: `capture of ${jobs / 1000}k exhausted jobs into a DLQ of ${label} (in library)`,
+          unit: 'ms',
+          higherIsBetter: false,
+          referenceName: 'the same capture with the group-count triggers disabled',
+          sample: {ours: captureOn, reference: captureOff},
+          notes: [`${(jobs / (median(captureOn) / 1000)).toFixed(0)} jobs/s with the triggers`],
+        })
+        metrics.push({
+          name: `bulk insert of ${label} fingerprinted entries, one statement`,
+          unit: 'ms',
+          higherIsBetter: false,
+          referenceName: 'the same insert with the group-count triggers disabled',
+          sample: {ours: insertOn, reference: insertOff},
+          notes: ['insert … select from a copy; the trigger upserts the counts once for the statement'],
         })
         metrics.push({
           name: `fingerprint backfill of ${label} entries (migrate / init-dlq, once)`,
@@ -195,6 +251,7 @@ export const suite: BenchSuite = {
           ],
         })
 
+        if (process.env.BENCH_DLQ_READS_ONLY === '1') continue
         // Writes: retry and purge through the CLI, each against its single-statement reference on
         // identical data; the in-library time is the durationMs the command reports.
         const retryCli: number[] = []

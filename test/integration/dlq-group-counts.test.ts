@@ -158,14 +158,34 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
     expect((await statsVia(t, {}, 'auto')).stats.total).to.equal(0)
   })
 
-  it('status counts DLQ entries as the scan does', async () => {
+  it('status counts DLQ entries from the group counts, as the scan does', async () => {
     await insertDlq(t, ROWS)
     await backfillFingerprints(t.db)
     await insertDlq(t, rowsTagged('b').slice(0, 5)) // not fingerprinted
-    const status = await queueStatus(t.db)
-    expect(status.totals.dlq).to.equal(29)
-    const byTask = Object.fromEntries(status.tasks.map((task) => [task.task, task.dlq]))
-    expect(byTask).to.deep.equal({charge: 10, send_email: 19})
+    const dlqOf = async (): Promise<unknown> => {
+      const status = await queueStatus(t.db)
+      return {
+        totals: status.totals.dlq,
+        dlq: status.dlq,
+        tasks: status.tasks.map((task) => [task.task, task.dlq]),
+        queues: status.queues.map((queue) => [queue.queue, queue.dlq]),
+      }
+    }
+    const counted = await dlqOf()
+    expect(counted).to.deep.include({totals: 29})
+    expect((counted as {tasks: unknown}).tasks).to.deep.equal([
+      ['charge', 10],
+      ['send_email', 19],
+    ])
+    // The counts are what status reads: a count changed by hand shows.
+    await t.query(
+      `update ${t.quoted}.backfill_dlq_group_counts set entries = entries + 100 where (task_identifier, queue_name, error_fingerprint) = (select task_identifier, queue_name, error_fingerprint from ${t.quoted}.backfill_dlq_group_counts order by 1, 2, 3 limit 1)`,
+    )
+    expect(await dlqOf()).to.deep.include({totals: 29 + 100})
+    await t.query(`update ${t.quoted}.backfill_dlq_group_counts set entries = entries - 100 where entries > 100`)
+    // Triggers off: the scan, same figures.
+    await t.query(`alter table ${t.quoted}.backfill_dlq disable trigger ${GROUP_COUNTS_TRIGGERS[0]}`)
+    expect(await dlqOf()).to.deep.equal(counted)
   })
 
   it('two writers on separate connections: no lost update, no deadlock (capture + retry, two purges, a group emptied while refilled)', async () => {

@@ -8,7 +8,7 @@ export type StatsResult = DlqStatsDocument
 
 export default class DlqStatsCommand extends DlqCommand<typeof DlqStatsCommand> {
   static override summary = 'Triage the DLQ: totals, counts per task and queue, and failure groups.'
-  static override description = `Failure groups gather entries of one task whose errors differ only in volatile parts: numbers, UUIDs, hex ids, quoted values, timestamps, e-mail addresses, URLs and IP addresses are replaced by placeholders in the first line of the error. Each group has a fingerprint: pass it to --group of list, retry or purge to act on exactly that group. One streaming pass over the selection, in bounded memory.`
+  static override description = `Failure groups gather entries of one task whose errors differ only in volatile parts: numbers, UUIDs, hex ids, quoted values, timestamps, e-mail addresses, URLs and IP addresses are replaced by placeholders in the first line of the error. Each group has a fingerprint: pass it to --group of list, retry or purge to act on exactly that group. The whole DLQ, or a selection by task, queue or group, is read from per-group counts kept by triggers (no scan); other selections are one streaming pass over the selected entries, in bounded memory.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',

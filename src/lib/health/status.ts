@@ -8,7 +8,8 @@ import {
 import {listLocks, type LockListing, type WorkerSeen} from '../locks/list.js'
 import type {Liveness, LivenessOptions} from '../locks/owners.js'
 import {requireMigrated} from '../schema/inspect.js'
-import {dlqCounts, jobCounts} from '../sql/status.js'
+import {groupCountsReady} from '../sql/dlq-select.js'
+import {dlqCounts, dlqCountsFromGroups, jobCounts} from '../sql/status.js'
 
 /**
  * Job counts by state. The states partition the jobs table except `retrying`, which is
@@ -98,7 +99,14 @@ export async function queueStatus(db: Database, options: StatusOptions = {}): Pr
   const [counts, listing] = await Promise.all([countJobs, listLocks(db, {...options, inspection})])
   const dlqExists = inspection.backfill.dlqExists
   const namedQueues = counts.filter((r) => r.kind === 'queue' && r.name !== null).map((r) => r.name as string)
-  const dlqRows = dlqExists ? await db.rows(dlqCounts, [limit, namedQueues]) : []
+  // From the trigger-kept group counts when their triggers fire (checked in the same snapshot), else a scan.
+  const dlqRows = dlqExists
+    ? await db.transaction(async (tx) => {
+        await tx.execScript('set transaction isolation level repeatable read, read only')
+        const {ready} = await tx.one(groupCountsReady, [db.schema])
+        return tx.rows(ready ? dlqCountsFromGroups : dlqCounts, [limit, namedQueues])
+      })
+    : []
 
   const stateOf = (r: (typeof counts)[number]): JobStateCounts => ({
     ready: r.ready,

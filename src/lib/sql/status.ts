@@ -1,3 +1,4 @@
+import {GROUP_COUNTS_TABLE, unfingerprintedSql} from '../schema/backfill-objects.js'
 import {statement} from './statement.js'
 
 /** The per-state counts every status statement returns (see COUNTS and AGE below). */
@@ -92,18 +93,13 @@ having count(*) > 0`,
 })
 
 /**
- * DLQ entries per task, per queue ('' = parallel jobs, as the Rust crate writes it: the
- * queues named in $2, then the $1 largest others, the rest folded into 'other-queues') and
- * in total.
+ * The roll-up of DLQ counts per (task, queue) in CTE g (task, queue, n, oldest): per task, per
+ * queue ('' = parallel jobs, as the Rust crate writes it: the queues named in $2, then the $1
+ * largest others, the rest folded into 'other-queues') and in total (oldest: totalOldest).
  */
-export const dlqCounts = statement({
-  id: 'status.dlq_counts',
-  params: ['int4', '_text'],
-  columns: {kind: 'text', name: 'text?', queues: 'int4', entries: 'int4', oldest_failed_at: 'timestamptz?'},
-  sql: (s) => `with g as (
-  select task_identifier::text as task, queue_name::text as queue, count(*)::int as n, min(failed_at) as oldest
-  from ${s}.backfill_dlq
-  group by 1, 2
+function dlqRollup(g: string, totalOldest: string): string {
+  return `with g as (
+${g}
 ), by_queue as (
   select nullif(queue, '') as queue, sum(n)::int as n, min(oldest) as oldest,
          case when queue = '' or queue = any($2::text[]) then 0
@@ -113,7 +109,7 @@ export const dlqCounts = statement({
   select count(*)::int as named from by_queue where rank = 0
 )
 select 'total'::text as kind, null::text as name, (select count(*)::int from by_queue where queue is not null) as queues,
-       coalesce(sum(n), 0)::int as entries, min(oldest) as oldest_failed_at
+       coalesce(sum(n), 0)::int as entries, ${totalOldest} as oldest_failed_at
 from g
 union all
 select 'task', task, 0, sum(n)::int, min(oldest) from g group by task
@@ -123,7 +119,50 @@ where rank = 0 or rank - (select named from counted) <= $1::int
 union all
 select 'other-queues', null, count(*)::int, sum(n)::int, min(oldest) from by_queue
 where rank > 0 and rank - (select named from counted) > $1::int
-having count(*) > 0`,
+having count(*) > 0`
+}
+
+const DLQ_COUNT_COLUMNS = {
+  kind: 'text',
+  name: 'text?',
+  queues: 'int4',
+  entries: 'int4',
+  oldest_failed_at: 'timestamptz?',
+} as const
+
+/** DLQ entries per task, per queue and in total (see dlqRollup), scanning every entry. */
+export const dlqCounts = statement({
+  id: 'status.dlq_counts',
+  params: ['int4', '_text'],
+  columns: DLQ_COUNT_COLUMNS,
+  sql: (s) =>
+    dlqRollup(
+      `  select task_identifier::text as task, queue_name::text as queue, count(*)::int as n, min(failed_at) as oldest
+  from ${s}.backfill_dlq
+  group by 1, 2`,
+      'min(oldest)',
+    ),
+})
+
+/**
+ * dlqCounts from backfill_dlq_group_counts (kept by triggers: check groupCountsReady in the
+ * same snapshot) plus the entries without a current fingerprint (a partial index): O(groups).
+ * Only the total has its oldest failed_at (one probe of idx_backfill_dlq_failed_at), which is
+ * all status reports.
+ */
+export const dlqCountsFromGroups = statement({
+  id: 'status.dlq_counts_from_groups',
+  params: ['int4', '_text'],
+  columns: DLQ_COUNT_COLUMNS,
+  sql: (s) =>
+    dlqRollup(
+      `  select task, queue, sum(n)::int as n, null::timestamptz as oldest
+  from (select c.task_identifier as task, c.queue_name as queue, c.entries as n from ${s}.${GROUP_COUNTS_TABLE} c
+        union all
+        select d.task_identifier::text, d.queue_name::text, 1 from ${s}.backfill_dlq d where ${unfingerprintedSql('d')}) x
+  group by 1, 2`,
+      `(select min(d.failed_at) from ${s}.backfill_dlq d)`,
+    ),
 })
 
 /** Jobs whose lock is younger than $1 ms, per owner: graphile's migration 11 refuses to run while any exists (4 h). */
