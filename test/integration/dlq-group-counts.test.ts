@@ -8,6 +8,7 @@ import {retryDlq} from '../../src/lib/dlq/retry.js'
 import type {DlqSelector} from '../../src/lib/dlq/selector.js'
 import {dlqStats, type DlqStats, type StatsSource} from '../../src/lib/dlq/stats.js'
 import {schemaStatus} from '../../src/lib/health/doctor.js'
+import {runChecks} from '../../src/lib/health/check.js'
 import {queueStatus} from '../../src/lib/health/status.js'
 import {BACKFILL_SCHEMA_VERSION, GROUP_COUNTS_TRIGGERS} from '../../src/lib/schema/backfill-objects.js'
 import {initDlq, migrate} from '../../src/lib/schema/migrate.js'
@@ -158,7 +159,7 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
     expect((await statsVia(t, {}, 'auto')).stats.total).to.equal(0)
   })
 
-  it('status counts DLQ entries from the group counts, as the scan does', async () => {
+  it('status and check --max-dlq count DLQ entries from the group counts, as the scan does', async () => {
     await insertDlq(t, ROWS)
     await backfillFingerprints(t.db)
     await insertDlq(t, rowsTagged('b').slice(0, 5)) // not fingerprinted
@@ -182,10 +183,14 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
       `update ${t.quoted}.backfill_dlq_group_counts set entries = entries + 100 where (task_identifier, queue_name, error_fingerprint) = (select task_identifier, queue_name, error_fingerprint from ${t.quoted}.backfill_dlq_group_counts order by 1, 2, 3 limit 1)`,
     )
     expect(await dlqOf()).to.deep.include({totals: 29 + 100})
+    const dlqCheck = async (): Promise<unknown> =>
+      (await runChecks(t.db, {maxDlq: 1000})).checks.find((c) => c.name === 'dlq')?.actual
+    expect(await dlqCheck()).to.equal(29 + 100)
     await t.query(`update ${t.quoted}.backfill_dlq_group_counts set entries = entries - 100 where entries > 100`)
     // Triggers off: the scan, same figures.
     await t.query(`alter table ${t.quoted}.backfill_dlq disable trigger ${GROUP_COUNTS_TRIGGERS[0]}`)
     expect(await dlqOf()).to.deep.equal(counted)
+    expect(await dlqCheck()).to.equal(29)
   })
 
   it('two writers on separate connections: no lost update, no deadlock (capture + retry, two purges, a group emptied while refilled)', async () => {

@@ -4,7 +4,8 @@ import {DEFAULT_STALE_JOB_LOCK_TIMEOUT_MS, DEFAULT_STALE_QUEUE_LOCK_TIMEOUT_MS} 
 import {listLocks} from '../locks/list.js'
 import type {LivenessOptions} from '../locks/owners.js'
 import {inspectSchema, requireMigrated, type SchemaInspection} from '../schema/inspect.js'
-import {dlqTotal, exhaustedTotal, jobTotals} from '../sql/status.js'
+import {withGroupCounts} from '../dlq/group-counts.js'
+import {dlqTotal, dlqTotalFromGroups, exhaustedTotal, jobTotals} from '../sql/status.js'
 import {formatDuration} from '../duration.js'
 import {lockSummary} from './status.js'
 
@@ -138,7 +139,7 @@ export async function runChecks(db: Database, thresholds: CheckThresholds): Prom
         message: `dlq: the table "${db.schema}".backfill_dlq does not exist (run backfill init-dlq)`,
       })
     } else {
-      const {entries} = await db.one(dlqTotal, [])
+      const {entries} = await withGroupCounts(db, (tx, ready) => tx.one(ready ? dlqTotalFromGroups : dlqTotal, []))
       checks.push(countCheck('dlq', entries, thresholds.maxDlq, 'DLQ entries'))
     }
   }

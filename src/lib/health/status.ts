@@ -8,7 +8,7 @@ import {
 import {listLocks, type LockListing, type WorkerSeen} from '../locks/list.js'
 import type {Liveness, LivenessOptions} from '../locks/owners.js'
 import {requireMigrated} from '../schema/inspect.js'
-import {groupCountsReady} from '../sql/dlq-select.js'
+import {withGroupCounts} from '../dlq/group-counts.js'
 import {dlqCounts, dlqCountsFromGroups, jobCounts} from '../sql/status.js'
 
 /**
@@ -101,11 +101,7 @@ export async function queueStatus(db: Database, options: StatusOptions = {}): Pr
   const namedQueues = counts.filter((r) => r.kind === 'queue' && r.name !== null).map((r) => r.name as string)
   // From the trigger-kept group counts when their triggers fire (checked in the same snapshot), else a scan.
   const dlqRows = dlqExists
-    ? await db.transaction(async (tx) => {
-        await tx.execScript('set transaction isolation level repeatable read, read only')
-        const {ready} = await tx.one(groupCountsReady, [db.schema])
-        return tx.rows(ready ? dlqCountsFromGroups : dlqCounts, [limit, namedQueues])
-      })
+    ? await withGroupCounts(db, (tx, ready) => tx.rows(ready ? dlqCountsFromGroups : dlqCounts, [limit, namedQueues]))
     : []
 
   const stateOf = (r: (typeof counts)[number]): JobStateCounts => ({

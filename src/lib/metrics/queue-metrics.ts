@@ -4,7 +4,8 @@ import type {Database} from '../db.js'
 import {dlqStats} from '../dlq/stats.js'
 import {queueStatus, type JobStateCounts, type StatusResult} from '../health/status.js'
 import type {LivenessOptions} from '../locks/owners.js'
-import {auditTotals, dlqChangeKey, dlqEventTotals} from '../sql/queue-metrics.js'
+import {withGroupCounts} from '../dlq/group-counts.js'
+import {auditTotals, dlqChangeKey, dlqChangeKeyFromGroups, dlqEventTotals} from '../sql/queue-metrics.js'
 
 /** The job states a gauge reports (retrying is part of ready + scheduled, as in `status`). */
 export const METRIC_STATES = ['ready', 'scheduled', 'running', 'retrying', 'exhausted'] as const
@@ -79,7 +80,9 @@ export async function collectQueueMetrics(
   if (status.dlq.exists) {
     if (options.failureGroups !== false && status.dlq.entries > 0) {
       const cache = options.groupCache
-      const key = cache ? (await db.one(dlqChangeKey, [])).key : undefined
+      const key = cache
+        ? (await withGroupCounts(db, (tx, ready) => tx.one(ready ? dlqChangeKeyFromGroups : dlqChangeKey, []))).key
+        : undefined
       if (cache?.groupsByTask && cache.key === key) {
         for (const [task, n] of cache.groupsByTask) groupsByTask.set(task, n)
       } else {

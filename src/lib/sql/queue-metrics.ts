@@ -1,3 +1,4 @@
+import {dlqTotalFromGroupsSql} from './status.js'
 import {statement} from './statement.js'
 
 /**
@@ -32,4 +33,13 @@ export const dlqChangeKey = statement({
   columns: {key: 'text'},
   sql: (s) =>
     `select count(*)::text || ':' || coalesce(max(id), 0)::text || ':' || coalesce(max(failed_at)::text, '') as key from ${s}.backfill_dlq`,
+})
+
+/** dlqChangeKey with the entry count from the trigger-kept counts: three index probes, no scan. */
+export const dlqChangeKeyFromGroups = statement({
+  id: 'queue_metrics.dlq_change_key_from_groups',
+  params: [],
+  columns: {key: 'text'},
+  sql: (s) =>
+    `select ${dlqTotalFromGroupsSql(s)}::text || ':' || coalesce((select max(id) from ${s}.backfill_dlq), 0)::text || ':' || coalesce((select max(failed_at) from ${s}.backfill_dlq)::text, '') as key`,
 })

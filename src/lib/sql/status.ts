@@ -226,6 +226,20 @@ export const dlqTotal = statement({
   sql: (s) => `select count(*)::int as entries from ${s}.backfill_dlq`,
 })
 
+/** The entries without a current fingerprint plus backfill_dlq_group_counts' (see dlqCountsFromGroups). */
+export function dlqTotalFromGroupsSql(s: string): string {
+  return `((select coalesce(sum(c.entries), 0) from ${s}.${GROUP_COUNTS_TABLE} c)
+   + (select count(*) from ${s}.backfill_dlq d where ${unfingerprintedSql('d')}))::int`
+}
+
+/** dlqTotal from the trigger-kept counts (check groupCountsReady in the same snapshot). */
+export const dlqTotalFromGroups = statement({
+  id: 'status.dlq_total_from_groups',
+  params: [],
+  columns: {entries: 'int4'},
+  sql: (s) => `select ${dlqTotalFromGroupsSql(s)} as entries`,
+})
+
 /**
  * One number for autoscalers (KEDA's PostgreSQL trigger, `backfill status --ready-count-sql`):
  * the jobs runnable now, as `status` counts ready. Plain SQL with the schema quoted in, no
