@@ -243,6 +243,37 @@ async function sigkillRounds(ctx: BenchContext): Promise<KillRound[]> {
   return rounds
 }
 
+/**
+ * DLQ capture of 10,000 exhausted jobs (captureExhausted, the worker's and `dlq capture`'s
+ * code) vs one hand-written unbatched move statement, fresh jobs each side, ctx.rounds rounds.
+ * Exported for bench/scripts/capture.ts, which runs only this.
+ */
+export async function captureRounds(ctx: BenchContext): Promise<{capture: number[]; single: number[]}> {
+  const capture: number[] = []
+  const single: number[] = []
+  for (let round = 0; round < ctx.rounds; round++) {
+    const h = await harness(ctx, 'bc')
+    await insertNoops(h, 10_000)
+    await h.pool.query(`update ${h.quoted}._private_jobs set attempts = max_attempts, last_error = 'failed'`)
+    let t0 = performance.now()
+    const result = await captureExhausted(h.db)
+    capture.push(performance.now() - t0)
+    if (result.captured !== 10_000) throw new Error(`captured ${result.captured}, expected 10000`)
+    await h.pool.query(`truncate ${h.quoted}.backfill_dlq`)
+    await insertNoops(h, 10_000)
+    await h.pool.query(`update ${h.quoted}._private_jobs set attempts = max_attempts, last_error = 'failed'`)
+    t0 = performance.now()
+    await h.pool
+      .query(`with moved as (delete from ${h.quoted}._private_jobs where attempts >= max_attempts and locked_at is null returning *)
+      insert into ${h.quoted}.backfill_dlq (original_job_id, task_identifier, payload, queue_name, priority, job_key, max_attempts, failure_reason, last_error, original_created_at, original_run_at)
+      select m.id, t.identifier, m.payload::jsonb, coalesce(q.queue_name, ''), m.priority, m.key, m.max_attempts, 'exhausted', to_jsonb(m.last_error), m.created_at, m.run_at
+      from moved m join ${h.quoted}._private_tasks t on t.id = m.task_id left join ${h.quoted}._private_job_queues q on q.id = m.job_queue_id`)
+    single.push(performance.now() - t0)
+    await teardown(h)
+  }
+  return {capture, single}
+}
+
 async function teardown(h: Harness): Promise<void> {
   await h.pool.query(`drop schema ${h.quoted} cascade`)
   await h.db.end()
@@ -322,28 +353,7 @@ export const suite: BenchSuite = {
       `latency p50 ours ${percentile(ourLatency, 50).toFixed(2)} ms, raw ${percentile(rawLatency, 50).toFixed(2)} ms`,
     )
 
-    const capture: number[] = []
-    const single: number[] = []
-    for (let round = 0; round < ctx.rounds; round++) {
-      const h = await harness(ctx, 'bc')
-      await insertNoops(h, 10_000)
-      await h.pool.query(`update ${h.quoted}._private_jobs set attempts = max_attempts, last_error = 'failed'`)
-      let t0 = performance.now()
-      const result = await captureExhausted(h.db)
-      capture.push(performance.now() - t0)
-      if (result.captured !== 10_000) throw new Error(`captured ${result.captured}, expected 10000`)
-      await h.pool.query(`truncate ${h.quoted}.backfill_dlq`)
-      await insertNoops(h, 10_000)
-      await h.pool.query(`update ${h.quoted}._private_jobs set attempts = max_attempts, last_error = 'failed'`)
-      t0 = performance.now()
-      await h.pool
-        .query(`with moved as (delete from ${h.quoted}._private_jobs where attempts >= max_attempts and locked_at is null returning *)
-        insert into ${h.quoted}.backfill_dlq (original_job_id, task_identifier, payload, queue_name, priority, job_key, max_attempts, failure_reason, last_error, original_created_at, original_run_at)
-        select m.id, t.identifier, m.payload::jsonb, coalesce(q.queue_name, ''), m.priority, m.key, m.max_attempts, 'exhausted', to_jsonb(m.last_error), m.created_at, m.run_at
-        from moved m join ${h.quoted}._private_tasks t on t.id = m.task_id left join ${h.quoted}._private_job_queues q on q.id = m.job_queue_id`)
-      single.push(performance.now() - t0)
-      await teardown(h)
-    }
+    const {capture, single} = await captureRounds(ctx)
 
     const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] as number
     const metrics: Metric[] = [
