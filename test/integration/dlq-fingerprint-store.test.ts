@@ -171,6 +171,52 @@ describe('DLQ fingerprints stored at capture (stats from the index)', () => {
     expect((await backfillFingerprints(t.db)).fingerprinted).to.equal(0)
   })
 
+  it('capture writes each entry once, with its fingerprint, for every shape of error (no UPDATE in the move)', async () => {
+    const errors: (string | null)[] = [
+      null, // entry reads its failure_reason
+      '',
+      'Permanent failure: card 4242 declined',
+      'first line 1\nsecond line 2',
+      'windows line 3\r\n  at stack',
+      `${'é'.repeat(150)} ${'😀'.repeat(200)} tail 9`, // the 300-character cut in the middle of astral characters
+      '  tabs\tand   spaces 12  ',
+    ]
+    const add = async (task: string, error: string | null, key?: string): Promise<void> => {
+      const [job] = await t.query<{id: string}>(
+        `select id from ${t.quoted}.add_job($1, '{}'::json, job_key => $2, max_attempts => 3)`,
+        [task, key ?? null],
+      )
+      await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = $2 where id = $1`, [
+        job!.id,
+        error,
+      ])
+    }
+    for (const [i, error] of errors.entries()) await add(i % 2 === 0 ? 'send_email' : 'charge', error, `k${i}`)
+    // Every row written to backfill_dlq, by operation (a test trigger; it commits with the move).
+    await t.query(`create table ${t.quoted}.test_dlq_writes (op text not null, id bigint not null)`)
+    await t.query(`create function ${t.quoted}.test_log_dlq_write() returns trigger language plpgsql as $$
+      begin insert into ${t.quoted}.test_dlq_writes values (tg_op, new.id); return null; end $$`)
+    await t.query(`create trigger test_log after insert or update on ${t.quoted}.backfill_dlq
+      for each row execute function ${t.quoted}.test_log_dlq_write()`)
+    const writes = async (): Promise<Record<string, number>> =>
+      Object.fromEntries(
+        (
+          await t.query<{op: string; n: number}>(
+            `select op, count(*)::int as n from ${t.quoted}.test_dlq_writes group by op`,
+          )
+        ).map((r) => [r.op, r.n]),
+      )
+    expect((await captureExhausted(t.db, {batchSize: 3})).captured).to.equal(errors.length)
+    expect(await writes()).to.deep.equal({INSERT: errors.length})
+    await expectAllFingerprinted(t)
+    // A recaptured key: the upsert's update is the entry's only write, fingerprint included.
+    await add('charge', 'disk full on node 3', 'k1')
+    await t.query(`truncate ${t.quoted}.test_dlq_writes`)
+    expect((await captureExhausted(t.db)).captured).to.equal(1)
+    expect(await writes()).to.deep.equal({UPDATE: 1})
+    await expectAllFingerprinted(t)
+  })
+
   it('migrate and init-dlq fingerprint existing entries (reported), then find nothing to do', async () => {
     await insertDlq(t, RUST_ROWS.slice(0, 12))
     const first = await initDlq(t.db)

@@ -1,17 +1,20 @@
 import type {Database} from '../db.js'
+import {InternalError} from '../errors.js'
 import {Fingerprinter} from './fingerprint.js'
 import {storeEntryFingerprints} from './fingerprint-store.js'
 import {
-  captureExhaustedJob,
-  captureExhaustedJobs,
+  captureLockedJobs,
   type CaptureRow,
   countExhaustedJobs,
   exhaustedJobIds,
+  type LockedJob,
+  lockExhaustedJob,
+  lockExhaustedJobs,
   pruneRetriedJobLineage,
 } from '../sql/dlq-capture.js'
 
 export interface CaptureOptions {
-  /** Rows per statement (each statement is one atomic move). */
+  /** Jobs per batch (each batch is one transaction: lock, fingerprint, one atomic move). */
   batchSize?: number
   /** Stop after this many jobs in total (default: until none are left). */
   limit?: number
@@ -60,9 +63,11 @@ export interface CaptureResult {
 export const DEFAULT_CAPTURE_BATCH = 2000
 
 /**
- * Moves every exhausted, unlocked job into the DLQ, batch by batch. Each batch is a single
- * statement, so a crash or a lost connection leaves each job either where it was or in the
- * DLQ. Safe to run from several processes at once (skip locked).
+ * Moves every exhausted, unlocked job into the DLQ, batch by batch. Each batch is one
+ * transaction: lock the jobs (skip locked), fingerprint their errors here, then a single
+ * statement moves them, writing each entry once with its fingerprint. A crash or a lost
+ * connection leaves each job either where it was or in the DLQ. Safe to run from several
+ * processes at once (skip locked).
  */
 export async function captureExhausted(db: Database, options: CaptureOptions = {}): Promise<CaptureResult> {
   const started = performance.now()
@@ -70,15 +75,25 @@ export async function captureExhausted(db: Database, options: CaptureOptions = {
   const exclude = options.exclude ?? new Set<string>()
   const result: CaptureResult = {captured: 0, batches: 0, byTask: {}, sample: [], failed: [], durationMs: 0}
   const fingerprinter = new Fingerprinter()
-  // The move, the entries' fingerprints and the caller's hook commit together.
-  const move = async (run: (on: Database) => Promise<CaptureRow[]>): Promise<CaptureRow[]> =>
+  // The lock, the move (entries with their fingerprints) and the caller's hook commit together.
+  const move = async (lock: (tx: Database) => Promise<LockedJob[]>): Promise<{locked: number; rows: CaptureRow[]}> =>
     db.transaction(async (tx) => {
-      const moved = await run(tx)
-      if (moved.length > 0) {
-        await storeEntryFingerprints(tx, moved, fingerprinter)
-        await options.inTransaction?.(tx, moved.map(toCapturedJob))
-      }
-      return moved
+      const locked = await lock(tx)
+      if (locked.length === 0) return {locked: 0, rows: []}
+      const lines = new Map(locked.map((j) => [j.id, j.error_line]))
+      const rows = await tx.rows(captureLockedJobs, [
+        locked.map((j) => j.id),
+        locked.map((j) => fingerprinter.of(j.task_identifier, j.error_line).fingerprint),
+      ])
+      // This transaction holds every locked job: each one must move.
+      if (rows.length !== locked.length)
+        throw new InternalError(`capture moved ${rows.length} of the ${locked.length} jobs it locked`)
+      // The line the entry reads back is the one fingerprinted (jobErrorLineSql mirrors
+      // errorLineSql); should they ever differ, the entry's fingerprint is rewritten from its own.
+      const differing = rows.filter((r) => lines.get(r.job_id) !== r.error_line)
+      if (differing.length > 0) await storeEntryFingerprints(tx, differing, fingerprinter)
+      await options.inTransaction?.(tx, rows.map(toCapturedJob))
+      return {locked: locked.length, rows}
     })
   for (;;) {
     if (options.signal?.aborted) break
@@ -87,9 +102,10 @@ export async function captureExhausted(db: Database, options: CaptureOptions = {
     let rows: CaptureRow[]
     let exhausted: boolean
     try {
-      rows = await move((on) => on.rows(captureExhaustedJobs, [want, [...exclude]]))
+      const batch = await move((tx) => tx.rows(lockExhaustedJobs, [want, [...exclude]]))
+      rows = batch.rows
       // Fewer than asked: nothing left that we could lock (others may hold the rest).
-      exhausted = rows.length < want
+      exhausted = batch.locked < want
     } catch (error) {
       if (!isDataError(error)) throw error
       // One row of this batch cannot be stored (json that jsonb rejects, e.g. \u0000): move
@@ -98,7 +114,7 @@ export async function captureExhausted(db: Database, options: CaptureOptions = {
       const ids = await db.rows(exhaustedJobIds, [want, [...exclude]])
       for (const {id} of ids) {
         try {
-          rows.push(...(await move((on) => on.rows(captureExhaustedJob, [id]))))
+          rows.push(...(await move((tx) => tx.rows(lockExhaustedJob, [id]))).rows)
         } catch (single) {
           if (!isDataError(single)) throw single
           exclude.add(id)

@@ -3,10 +3,12 @@ import {errorLineSql} from './dlq-select.js'
 import {type RowOf, statement} from './statement.js'
 
 /**
- * Moves up to $1 exhausted, unlocked jobs into backfill_dlq in ONE statement: the delete
- * from _private_jobs feeds the insert, so a job is either still in the jobs table or in the
- * DLQ, never both and never neither (the statement commits or rolls back as a whole).
- * `for update skip locked` lets several capturers run at once without waiting or doubling.
+ * Moves jobs into backfill_dlq in ONE statement (captureSql): the delete from _private_jobs
+ * feeds the insert, so a job is either still in the jobs table or in the DLQ, never both and
+ * never neither (the statement commits or rolls back as a whole). `for update skip locked`
+ * lets several capturers run at once without waiting or doubling. Capture locks its batch
+ * first (lockExhaustedJobs) in the move's transaction, to fingerprint the errors in Node and
+ * write each entry once with its fingerprint.
  *
  * Rows are written as the Rust crate writes them: queue_name '' for parallel jobs (the
  * serial queue's name otherwise), last_error as a JSON string, an upsert on job_key that
@@ -25,23 +27,46 @@ export const CAPTURE_COLUMNS = {
 } as const
 export type CaptureRow = RowOf<typeof CAPTURE_COLUMNS>
 
-/** Why a job landed in the DLQ, as capture writes it (an SQL expression over the moved job m). */
-const EXHAUSTED_REASON_SQL = `case when m.last_error like 'Permanent failure%'
+/** Why a job landed in the DLQ, as capture writes it (an SQL expression over the job alias a). */
+function exhaustedReasonSql(a: string): string {
+  return `case when ${a}.last_error like 'Permanent failure%'
               then 'Permanent failure (non-retryable error)'
-              else 'Job exceeded maximum retry attempts (' || m.attempts || '/' || m.max_attempts || ')' end`
+              else 'Job exceeded maximum retry attempts (' || ${a}.attempts || '/' || ${a}.max_attempts || ')' end`
+}
+
+/** The entry's task_identifier, from the job alias a and its task t. */
+function taskIdentifierSql(a: string): string {
+  return `coalesce(t.identifier, '(unknown task ' || ${a}.task_id || ')')`
+}
 
 /**
- * The move of the `candidates` (a select of locked job ids) into the DLQ. Also used by
- * `jobs remove --to-dlq` and `jobs fail --capture`, which give their own failure reason.
+ * The error line the entry made from job a will have: errorLineSql over the row captureSql
+ * writes (last_error as a JSON string, else the failure reason). Lets the fingerprint be
+ * computed before the move; capture checks it against the line the move returns.
  */
-export function captureSql(s: string, candidates: string, failureReasonSql = EXHAUSTED_REASON_SQL): string {
+export function jobErrorLineSql(a: string, failureReasonSql: string): string {
+  return `left(split_part(coalesce(${a}.last_error, ${failureReasonSql}), E'\\n', 1), 300)`
+}
+
+/**
+ * The move of the `candidates` (a select of locked job ids, alias c) into the DLQ. Also used
+ * by `jobs remove --to-dlq` and `jobs fail --capture`, which give their own failure reason.
+ * `fingerprintSql` (over c): the entry's error_fingerprint, computed before the move, so the
+ * row is written once, complete; null leaves it to storeEntryFingerprints (an UPDATE).
+ */
+export function captureSql(
+  s: string,
+  candidates: string,
+  failureReasonSql = exhaustedReasonSql('m'),
+  fingerprintSql = 'null::text',
+): string {
   return `with candidates as (
   ${candidates}
 ), moved as (
   delete from ${s}._private_jobs j using candidates c
   where j.id = c.id
   returning j.id, j.task_id, j.job_queue_id, j.payload, j.priority, j.key, j.attempts, j.max_attempts,
-            j.last_error, j.created_at, j.run_at
+            j.last_error, j.created_at, j.run_at, ${fingerprintSql} as fingerprint
 ), lineage as (
   delete from ${s}.backfill_dlq_retried_jobs r using moved m
   where r.job_id = m.id
@@ -49,9 +74,10 @@ export function captureSql(s: string, candidates: string, failureReasonSql = EXH
 ), inserted as (
   insert into ${s}.backfill_dlq as d (
     original_job_id, task_identifier, payload, queue_name, priority, job_key, max_attempts, failure_reason,
-    failure_count, last_error, original_created_at, original_run_at, requeued_count, last_requeued_at, notes)
+    failure_count, last_error, original_created_at, original_run_at, requeued_count, last_requeued_at, notes,
+    failed_at, error_fingerprint, error_fingerprint_at)
   select m.id,
-         coalesce(t.identifier, '(unknown task ' || m.task_id || ')'),
+         ${taskIdentifierSql('m')},
          m.payload::jsonb,
          coalesce(q.queue_name, ''),
          m.priority,
@@ -64,7 +90,11 @@ export function captureSql(s: string, candidates: string, failureReasonSql = EXH
          m.run_at,
          coalesce(l.requeued_count, 0),
          l.retried_at,
-         l.notes
+         l.notes,
+         now(),
+         m.fingerprint,
+         -- = failed_at: the fingerprint is current (unfingerprintedSql).
+         case when m.fingerprint is not null then now() end
   from moved m
   left join ${s}._private_tasks t on t.id = m.task_id
   left join ${s}._private_job_queues q on q.id = m.job_queue_id
@@ -81,7 +111,9 @@ export function captureSql(s: string, candidates: string, failureReasonSql = EXH
     last_error = excluded.last_error,
     original_created_at = excluded.original_created_at,
     original_run_at = excluded.original_run_at,
-    failed_at = now()
+    failed_at = excluded.failed_at,
+    error_fingerprint = excluded.error_fingerprint,
+    error_fingerprint_at = excluded.error_fingerprint_at
   returning d.id, d.original_job_id, d.task_identifier, d.queue_name, ${errorLineSql('d')} as error_line
 ), events as (
   -- The job's story: its retry out of the DLQ (recorded now, dated then) and its return.
@@ -103,33 +135,60 @@ select i.id as dlq_id, i.original_job_id as job_id, i.task_identifier::text as t
 from inserted i`
 }
 
-export const captureExhaustedJobs = statement({
-  id: 'dlq.capture_exhausted_jobs',
+/** What capture locks before the move: each job and what its entry's fingerprint is computed from. */
+export const LOCKED_JOB_COLUMNS = {id: 'int8', task_identifier: 'text', error_line: 'text'} as const
+export type LockedJob = RowOf<typeof LOCKED_JOB_COLUMNS>
+
+function lockExhaustedSql(s: string, where: string, limit = ''): string {
+  return `select j.id, ${taskIdentifierSql('j')} as task_identifier,
+       ${jobErrorLineSql('j', exhaustedReasonSql('j'))} as error_line
+from ${s}._private_jobs j
+left join ${s}._private_tasks t on t.id = j.task_id
+where j.attempts >= j.max_attempts and j.locked_at is null and ${where}
+order by j.id${limit}
+for update of j skip locked`
+}
+
+/**
+ * Capture, step 1 (in the move's transaction): locks up to $1 exhausted, unlocked jobs (not
+ * in $2) and reads what their fingerprints are computed from. Skip locked: another capturer's
+ * jobs (or a worker's) are left to it; the rows locked here are this transaction's to move.
+ */
+export const lockExhaustedJobs = statement({
+  id: 'dlq.lock_exhausted_jobs',
   params: ['int4', '_int8'],
+  columns: LOCKED_JOB_COLUMNS,
+  prepare: true,
+  sql: (s) => lockExhaustedSql(s, 'not (j.id = any($2::bigint[]))', '\nlimit $1::int'),
+})
+
+/** The same lock for one job: the fallback when a batch holds a row the DLQ cannot store. */
+export const lockExhaustedJob = statement({
+  id: 'dlq.lock_exhausted_job',
+  params: ['int8'],
+  columns: LOCKED_JOB_COLUMNS,
+  sql: (s) => lockExhaustedSql(s, 'j.id = $1::bigint'),
+})
+
+/**
+ * Capture, step 2: moves the jobs $1 that this transaction locked (lockExhaustedJobs) into
+ * the DLQ in one statement, each entry written with its fingerprint ($2, same order) as
+ * current. `j.id = any($1)` keeps the delete on the primary key (see jobs-actions.ts targetSql).
+ */
+export const captureLockedJobs = statement({
+  id: 'dlq.capture_locked_jobs',
+  params: ['_int8', '_text'],
   columns: CAPTURE_COLUMNS,
   prepare: true,
   sql: (s) =>
     captureSql(
       s,
-      `select id from ${s}._private_jobs
-  where attempts >= max_attempts and locked_at is null and not (id = any($2::bigint[]))
-  order by id
-  limit $1::int
-  for update skip locked`,
-    ),
-})
-
-/** The same move for one job: the fallback when a batch holds a row the DLQ cannot store. */
-export const captureExhaustedJob = statement({
-  id: 'dlq.capture_exhausted_job',
-  params: ['int8'],
-  columns: CAPTURE_COLUMNS,
-  sql: (s) =>
-    captureSql(
-      s,
-      `select id from ${s}._private_jobs
-  where id = $1::bigint and attempts >= max_attempts and locked_at is null
-  for update skip locked`,
+      `select j.id, v.fingerprint
+  from ${s}._private_jobs j
+  join unnest($1::bigint[], $2::text[]) as v(id, fingerprint) on v.id = j.id
+  where j.id = any($1::bigint[])`,
+      exhaustedReasonSql('m'),
+      'c.fingerprint',
     ),
 })
 
