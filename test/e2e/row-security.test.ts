@@ -88,13 +88,32 @@ describe('row-level security: a role that cannot see the job rows (real non-owne
     for (const table of ['_private_jobs', '_private_tasks', '_private_job_queues', '_private_known_crontabs'])
       await t.query(`create policy ops_read on ${t.quoted}.${table} for select to ${role} using (true)`)
     await t.query(`create policy ops_lock on ${t.quoted}._private_jobs for update to ${role} using (true)`)
+    // Delete too, so the startup capture works (see the next test) and registration is reached.
+    await t.query(`create policy ops_delete on ${t.quoted}._private_jobs for delete to ${role} using (true)`)
     const result = await runCli(['worker', '--schema', t.schema, '--tasks', TASKS_DIR, '--once', '--no-migrate'], {
       databaseUrl: url,
     })
     expect(result.code, result.stderr + result.stdout).to.equal(3)
     expect(result.stderr).to.match(/row-level security policy/)
+    expect(result.stderr).not.to.contain('could move only')
+    // The three exhausted jobs were captured; nothing ran.
     const [{n} = {n: -1}] = await t.query<{n: number}>(`select count(*)::int as n from ${t.quoted}._private_jobs`)
-    expect(n).to.equal(7)
+    expect(n).to.equal(4)
+  })
+
+  it('dlq capture where a policy lets the role lock but not delete the jobs: exit 3, nothing moved', async () => {
+    for (const table of ['_private_jobs', '_private_tasks', '_private_job_queues', '_private_known_crontabs'])
+      await t.query(`create policy ops_read on ${t.quoted}.${table} for select to ${role} using (true)`)
+    await t.query(`create policy ops_lock on ${t.quoted}._private_jobs for update to ${role} using (true)`)
+    const result = await runCli(['dlq', 'capture', '--schema', t.schema, '--yes'], {databaseUrl: url})
+    expect(result.code, result.stderr + result.stdout).to.equal(3)
+    expect(result.stderr).to.contain('could move only 0').and.contain('row-level security policy')
+    expect(result.stderr).not.to.match(/\n\s+at /)
+    const [counts] = await t.query<{jobs: number; dlq: number}>(
+      `select (select count(*)::int from ${t.quoted}._private_jobs where attempts >= max_attempts) as jobs,
+              (select count(*)::int from ${t.quoted}.backfill_dlq) as dlq`,
+    )
+    expect(counts).to.deep.equal({jobs: 3, dlq: 0})
   })
 
   it('the same role sees the truth once it may (member of the owner, or a policy that grants it rows)', async () => {

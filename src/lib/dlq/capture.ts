@@ -1,5 +1,5 @@
 import type {Database} from '../db.js'
-import {InternalError} from '../errors.js'
+import {PermissionError} from '../errors.js'
 import {Fingerprinter} from './fingerprint.js'
 import {storeEntryFingerprints} from './fingerprint-store.js'
 import {
@@ -85,9 +85,10 @@ export async function captureExhausted(db: Database, options: CaptureOptions = {
         locked.map((j) => j.id),
         locked.map((j) => fingerprinter.of(j.task_identifier, j.error_line).fingerprint),
       ])
-      // This transaction holds every locked job: each one must move.
-      if (rows.length !== locked.length)
-        throw new InternalError(`capture moved ${rows.length} of the ${locked.length} jobs it locked`)
+      // This transaction holds every locked job, so each one moves unless the role's DELETE
+      // cannot see it (a row-level security policy that grants select and update only) or a
+      // trigger drops a row: refuse (roll back) rather than report fewer, or lose a job.
+      if (rows.length !== locked.length) throw cannotMove(tx, locked.length, rows.length)
       // The line the entry reads back is the one fingerprinted (jobErrorLineSql mirrors
       // errorLineSql); should they ever differ, the entry's fingerprint is rewritten from its own.
       const differing = rows.filter((r) => lines.get(r.job_id) !== r.error_line)
@@ -135,6 +136,18 @@ export async function captureExhausted(db: Database, options: CaptureOptions = {
   if (result.captured > 0) await db.exec(pruneRetriedJobLineage, [])
   result.durationMs = performance.now() - started
   return result
+}
+
+function cannotMove(db: Database, locked: number, moved: number): PermissionError {
+  return new PermissionError(
+    `capture locked ${locked} exhausted jobs in schema "${db.schema}" but could move only ${moved}: a row-level security policy on _private_jobs hides them from this role's DELETE (or a trigger skipped rows); nothing was moved`,
+    {
+      suggestions: [
+        "run backfill as the owner of graphile-worker's tables, or give this role a DELETE policy on _private_jobs",
+      ],
+      details: {locked, moved},
+    },
+  )
 }
 
 /** PostgreSQL's data exceptions (class 22), e.g. 22P05 for \u0000 in jsonb: the row, not the database. */
