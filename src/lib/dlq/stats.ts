@@ -7,6 +7,7 @@ import {
   groupCountsReady,
   nthSelectedId,
   setLocalAggregateSettings,
+  setLocalSeqscan,
 } from '../sql/dlq-select.js'
 import {Fingerprinter} from './fingerprint.js'
 import {lastSelectedId} from './scan.js'
@@ -224,6 +225,8 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
       })
     }
     options.onSource?.(source)
+    // Through the partial index of entries without a current fingerprint (see setLocalSeqscan).
+    await tx.one(setLocalSeqscan, ['off'])
     await tx.cursor(aggregateDlq, [...params, checkKeys, throughId, true], fetchSize, (rows) => {
       for (const row of rows) {
         const {fingerprint, template} = fingerprinter.of(row.task_identifier, row.error_line)
@@ -231,6 +234,7 @@ export async function dlqStats(db: Database, options: StatsOptions): Promise<Dlq
         add(row, fingerprint, template, row.error_line)
       }
     })
+    await tx.one(setLocalSeqscan, ['on'])
     // Samples of the groups counted from stored fingerprints: their error lines and templates.
     const unread = [...groups.values()].filter((g) => !g.sampleRead)
     for (let i = 0; i < unread.length; i += fetchSize) {
