@@ -130,14 +130,22 @@ async function scans(admin: pg.Pool): Promise<number> {
 /** Idle backends report their statistics within PGSTAT_IDLE_INTERVAL (10 s). */
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 11_000))
 
-/** n clients each loading the overview every second for `seconds`; the table scans it cost. */
+/**
+ * n clients each loading the overview every second for `seconds`; the table scans it cost.
+ * Every run starts on a cache-window boundary and issues its last request before the same
+ * deadline, so runs of any size span the same windows (else one run's extra window would be
+ * counted as the cost of its extra tabs).
+ */
 async function tabs(admin: pg.Pool, origin: string, clients: number, seconds: number): Promise<number> {
   await settle()
   const before = await scans(admin)
+  const window = 2000 // backfill ui's default --cache-ttl
+  await new Promise((r) => setTimeout(r, window - (Date.now() % window) + 50))
+  const deadline = Date.now() + seconds * 1000 - 100
   await Promise.all(
     Array.from({length: clients}, async (_, c) => {
       await new Promise((r) => setTimeout(r, (c * 1000) / clients))
-      for (let i = 0; i < seconds; i++) {
+      while (Date.now() < deadline) {
         const started = Date.now()
         const res = await fetch(`${origin}/api/v1/overview`)
         await res.arrayBuffer()
