@@ -13,6 +13,8 @@ import {queueStatus} from '../../src/lib/health/status.js'
 import {BACKFILL_SCHEMA_VERSION, GROUP_COUNTS_TRIGGERS} from '../../src/lib/schema/backfill-objects.js'
 import {initDlq, migrate} from '../../src/lib/schema/migrate.js'
 import {printSchemaSql} from '../../src/lib/schema/print.js'
+import {targetFromUrl} from '../../src/lib/connection.js'
+import {Database} from '../../src/lib/db.js'
 import {parseSchemaName} from '../../src/lib/identifiers.js'
 import {sql, testDatabaseName, TestSchema, urlForDatabase} from '../support/db.js'
 import {insertDlq, type DlqRowSpec} from '../support/dlq.js'
@@ -278,6 +280,36 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
       await expectStatsAgree(t)
     } finally {
       await rust.end()
+      await t.query(`drop owned by ${role}`).catch(() => undefined)
+      await sql(`drop role if exists ${role}`).catch(() => undefined)
+    }
+  })
+
+  it('a role that may read backfill_dlq but not the counts table (granted before schema 5): status, check and stats scan', async () => {
+    await insertDlq(t, ROWS)
+    await backfillFingerprints(t.db)
+    const expected = await expectStatsAgree(t)
+    const role = `dgc_mon_${Date.now().toString(36)}`
+    await sql(`create role ${role} login bypassrls`)
+    await t.query(`grant usage on schema ${t.quoted} to ${role}; grant select on all tables in schema ${t.quoted} to ${role};
+      revoke select on ${t.quoted}.backfill_dlq_group_counts from ${role}`)
+    const db = Database.connect({
+      target: targetFromUrl(urlForDatabase(testDatabaseName(), role), 'flag-or-env'),
+      schema: t.db.schema,
+      max: 2,
+    })
+    try {
+      let used: StatsSource | undefined
+      const {durationMs: _, ...stats} = await dlqStats(db, {selector: {}, onSource: (s) => (used = s)})
+      expect({used, stats}).to.deep.equal({used: 'scan', stats: expected})
+      expect((await queueStatus(db)).totals.dlq).to.equal(24)
+      expect((await runChecks(db, {maxDlq: 1000})).checks.find((c) => c.name === 'dlq')?.actual).to.equal(24)
+      // Granted: the counts again.
+      await t.query(`grant select on ${t.quoted}.backfill_dlq_group_counts to ${role}`)
+      await dlqStats(db, {selector: {}, onSource: (s) => (used = s)})
+      expect(used).to.equal('group-counts')
+    } finally {
+      await db.end()
       await t.query(`drop owned by ${role}`).catch(() => undefined)
       await sql(`drop role if exists ${role}`).catch(() => undefined)
     }

@@ -297,15 +297,17 @@ where c.entries > 0
 })
 
 /**
- * Whether backfill_dlq_group_counts can be trusted in this snapshot: the table exists and
- * every trigger keeping it is there and fires ($1: the schema, unquoted).
+ * Whether backfill_dlq_group_counts can be trusted in this snapshot: the table exists, this
+ * role may read it (a monitoring role granted SELECT on every table before schema 5 may not:
+ * it scans instead of failing), and every trigger keeping it is there and fires ($1: the
+ * schema, unquoted).
  */
 export const groupCountsReady = statement({
   id: 'dlq.group_counts_ready',
   params: ['text'],
   columns: {ready: 'bool'},
-  sql: () => `select exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-               where n.nspname = $1::text and c.relname = '${GROUP_COUNTS_TABLE}' and c.relkind = 'r')
+  sql: () => `select coalesce((select has_table_privilege(c.oid, 'SELECT') from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                         where n.nspname = $1::text and c.relname = '${GROUP_COUNTS_TABLE}' and c.relkind = 'r'), false)
        and (select count(*) from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
             where n.nspname = $1::text and c.relname = 'backfill_dlq' and t.tgenabled in ('O', 'A')
               and t.tgname in (${GROUP_COUNTS_TRIGGERS.map((name) => `'${name}'`).join(', ')})) = ${GROUP_COUNTS_TRIGGERS.length} as ready`,
