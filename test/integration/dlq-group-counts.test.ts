@@ -343,6 +343,28 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
     )
     expect(old!.n).to.equal(0)
     expect((await migrate(t.db)).upToDate).to.equal(true)
+
+    // Rolling deploy: a version-4 worker's migrate recreates its index; the next migrate drops it again.
+    const oldIndex = `create index idx_backfill_dlq_fingerprint on ${t.quoted}.backfill_dlq (task_identifier, queue_name, error_fingerprint) include (failed_at, id, error_fingerprint_at) where error_fingerprint is not null`
+    await t.query(oldIndex)
+    const finding = (await schemaStatus(t.db)).findings.find((f) => f.code === 'replaced-index')
+    expect(finding?.message).to.match(/idx_backfill_dlq_fingerprint is back/)
+    const again = await migrate(t.db)
+    expect(again.upToDate).to.equal(false)
+    const [gone] = await t.query<{n: number}>(
+      `select count(*)::int as n from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname = 'idx_backfill_dlq_fingerprint'`,
+      [t.schema],
+    )
+    expect(gone!.n).to.equal(0)
+    expect((await schemaStatus(t.db)).findings.map((f) => f.code)).to.not.include('replaced-index')
+    await t.query(oldIndex)
+    await initDlq(t.db)
+    const [goneAgain] = await t.query<{n: number}>(
+      `select count(*)::int as n from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname = 'idx_backfill_dlq_fingerprint'`,
+      [t.schema],
+    )
+    expect(goneAgain!.n).to.equal(0)
+    expect((await migrate(t.db)).upToDate).to.equal(true)
   })
 
   it('disabled or missing triggers: stats scan, the doctor says so, init-dlq repairs and recounts', async () => {

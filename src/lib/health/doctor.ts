@@ -4,7 +4,12 @@ import {ownerFamily} from '../locks/owners.js'
 import {backfillMeta} from '../sql/schema.js'
 import {functionFingerprints, recentJobLocks} from '../sql/status.js'
 import {inspectSchema, type SchemaInspection} from '../schema/inspect.js'
-import {GROUP_COUNTS_TABLE, GROUP_COUNTS_TRIGGERS} from '../schema/backfill-objects.js'
+import {
+  FINGERPRINT_INDEX,
+  GROUP_COUNTS_TABLE,
+  GROUP_COUNTS_TRIGGERS,
+  REPLACED_FINGERPRINT_INDEX,
+} from '../schema/backfill-objects.js'
 import {RUST_ADD_JOBS_ACTION, RUST_ADD_JOBS_MESSAGE} from '../schema/rust-add-jobs.js'
 
 /**
@@ -309,6 +314,16 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
         code: 'dlq-group-counts',
         message: `DLQ failure-group counts are not kept (${what.join('; ') || `function ${GROUP_COUNTS_TABLE}_sync missing`}): dlq stats and status count every entry instead`,
         action: `backfill init-dlq${flag} (recreates the triggers and recounts)`,
+      })
+    }
+    const {relations: rel} = inspection.backfill.catalog
+    if (advisory.includes(FINGERPRINT_INDEX) && rel.has(FINGERPRINT_INDEX) && rel.has(REPLACED_FINGERPRINT_INDEX)) {
+      advisory.splice(advisory.indexOf(FINGERPRINT_INDEX), 1)
+      findings.push({
+        severity: 'warning',
+        code: 'replaced-index',
+        message: `schema 4's index ${REPLACED_FINGERPRINT_INDEX} is back beside ${FINGERPRINT_INDEX} (an older backfill recreated it): every DLQ write maintains both`,
+        action: `backfill migrate${flag} (drops it), once no older backfill runs against this schema`,
       })
     }
     if (advisory.length > 0) {

@@ -123,6 +123,8 @@ end $backfill$;\n`,
 }
 
 export const FINGERPRINT_INDEX = 'idx_backfill_dlq_fingerprint_seen'
+/** Schema 4's index, which FINGERPRINT_INDEX replaces. */
+export const REPLACED_FINGERPRINT_INDEX = 'idx_backfill_dlq_fingerprint'
 export const GROUP_COUNTS_TABLE = 'backfill_dlq_group_counts'
 export const GROUP_COUNTS_FUNCTION = 'backfill_dlq_group_counts_sync'
 /** The triggers keeping backfill_dlq_group_counts: one per event (transition tables allow one event each). */
@@ -275,15 +277,16 @@ end $backfill$;\n`,
   ...DLQ_OWN_COLUMNS.map((col) => column('backfill_dlq', col.name, col.clause)),
   // `dlq stats` at scale: each failure group's first and last entry (and a scan of the
   // groups, for filtered selections) from this index alone: one probe each way per group.
-  // Replaces schema 4's idx_backfill_dlq_fingerprint (same columns, failed_at and id as keys).
+  // Replaces schema 4's idx_backfill_dlq_fingerprint (same columns, failed_at and id as keys),
+  // dropped whenever it exists: a schema-4 worker starting during a rolling deploy recreates it.
   {
     kind: 'index',
     name: FINGERPRINT_INDEX,
     advisory: true,
-    present: (c) => c.relations.has(FINGERPRINT_INDEX),
+    present: (c) => c.relations.has(FINGERPRINT_INDEX) && !c.relations.has(REPLACED_FINGERPRINT_INDEX),
     ensureSql: (q) =>
       `create index if not exists ${FINGERPRINT_INDEX} on ${q}.backfill_dlq (task_identifier, queue_name, error_fingerprint, failed_at, id) include (error_fingerprint_at) where error_fingerprint is not null;
-drop index if exists ${q}.idx_backfill_dlq_fingerprint;\n`,
+drop index if exists ${q}.${REPLACED_FINGERPRINT_INDEX};\n`,
   },
   {
     ...index(
