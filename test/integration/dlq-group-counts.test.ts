@@ -265,7 +265,12 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
     try {
       await insertDlq(t, ROWS.slice(0, 6))
       await backfillFingerprints(t.db)
-      // Without a grant on the counts table it cannot read it, yet its writes keep it exact.
+      // Without a grant on the counts table (nor EXECUTE on the trigger function) it cannot read it, yet its writes keep it exact.
+      const [{may}] = (await t.query(`select has_function_privilege($1, $2::regproc, 'EXECUTE') as may`, [
+        role,
+        `${t.quoted}.backfill_dlq_group_counts_sync`,
+      ])) as [{may: boolean}]
+      expect(may).to.equal(false)
       const denied = await rust.query(`select 1 from ${t.quoted}.backfill_dlq_group_counts`).catch((e: Error) => e)
       expect(denied).to.be.instanceOf(Error)
       expect((denied as Error).message).to.match(/permission denied/)
@@ -310,6 +315,82 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
       expect(used).to.equal('group-counts')
     } finally {
       await db.end()
+      await t.query(`drop owned by ${role}`).catch(() => undefined)
+      await sql(`drop role if exists ${role}`).catch(() => undefined)
+    }
+  })
+
+  it('the SECURITY DEFINER trigger function: no role may attach it to a table of its own, it refuses any table but backfill_dlq, a schema-5 one is replaced', async () => {
+    await insertDlq(t, ROWS.slice(0, 4))
+    await backfillFingerprints(t.db)
+    const counted = async (): Promise<number> =>
+      (
+        await t.query<{n: number}>(
+          `select coalesce(sum(entries), 0)::int as n from ${t.quoted}.backfill_dlq_group_counts`,
+        )
+      )[0]!.n
+    expect(await counted()).to.equal(4)
+    const role = `dgc_att_${Date.now().toString(36)}`
+    await sql(`create role ${role} login`)
+    await t.query(`grant usage on schema ${t.quoted} to ${role}`)
+    const attacker = new pg.Client({connectionString: urlForDatabase(testDatabaseName(), role)})
+    await attacker.connect()
+    const attach = async (): Promise<string> => {
+      try {
+        await attacker.query(
+          `create temp table if not exists x (task_identifier text, queue_name text, error_fingerprint text, failed_at timestamptz, error_fingerprint_at timestamptz)`,
+        )
+        await attacker.query(`drop trigger if exists x_trunc on pg_temp.x`)
+        await attacker.query(
+          `create trigger x_trunc after truncate on pg_temp.x for each statement execute function ${t.quoted}.backfill_dlq_group_counts_sync()`,
+        )
+        await attacker.query('truncate x') // would run as the function's owner: delete from the counts
+        return 'attached'
+      } catch (error) {
+        return (error as Error).message
+      }
+    }
+    const functionDef = async (): Promise<string> =>
+      (
+        await t.query<{def: string}>(`select pg_get_functiondef($1::regproc) as def`, [
+          `${t.quoted}.backfill_dlq_group_counts_sync`,
+        ])
+      )[0]!.def
+    try {
+      expect(await attach()).to.match(/permission denied for function .*backfill_dlq_group_counts_sync/)
+      expect(await counted()).to.equal(4)
+      // Attached by a role that may (here its owner) to another table: it refuses to run.
+      await t.query(`create table ${t.quoted}.other (like ${t.quoted}.backfill_dlq);
+        create trigger other_trunc after truncate on ${t.quoted}.other for each statement execute function ${t.quoted}.backfill_dlq_group_counts_sync()`)
+      const refused = await t.query(`truncate ${t.quoted}.other`).catch((error: Error) => error.message)
+      expect(refused).to.match(/keeps the counts of .*backfill_dlq only, not of .*other/)
+      expect(await counted()).to.equal(4)
+      await t.query(`drop table ${t.quoted}.other`)
+
+      // A schema-5 database: the function without the check, executable by PUBLIC (the default).
+      const current = await functionDef()
+      const unguarded = current.replace(/ *-- Attached to another table[^\n]*\n *if tg_relid[\s\S]*?end if;\n/, '')
+      expect(unguarded).to.not.include('tg_relid')
+      await t.query(`${unguarded}; grant execute on function ${t.quoted}.backfill_dlq_group_counts_sync() to public`)
+      await t.query(`update ${t.quoted}.backfill_meta set value = '5' where key = 'schema_version'`)
+      expect(await attach()).to.equal('attached')
+      expect(await counted()).to.equal(0)
+      const finding = (await schemaStatus(t.db)).findings.find((f) => f.code === 'dlq-group-counts-function')
+      expect(finding?.message).to.match(/schema 5's/)
+      const migrated = await migrate(t.db)
+      expect(migrated.dlq.created).to.deep.equal(['backfill_dlq_group_counts'])
+      expect(await functionDef()).to.equal(current)
+      expect(await counted()).to.equal(4) // recounted
+      const [meta] = await t.query<{value: string}>(
+        `select value from ${t.quoted}.backfill_meta where key = 'schema_version'`,
+      )
+      expect(meta!.value).to.equal(String(BACKFILL_SCHEMA_VERSION))
+      expect((await schemaStatus(t.db)).findings.map((f) => f.code)).to.not.include('dlq-group-counts-function')
+      expect(await attach()).to.match(/permission denied for function/)
+      expect(await counted()).to.equal(4)
+      expect((await migrate(t.db)).upToDate).to.equal(true)
+    } finally {
+      await attacker.end()
       await t.query(`drop owned by ${role}`).catch(() => undefined)
       await sql(`drop role if exists ${role}`).catch(() => undefined)
     }

@@ -6,6 +6,7 @@ import {functionFingerprints, recentJobLocks} from '../sql/status.js'
 import {inspectSchema, type SchemaInspection} from '../schema/inspect.js'
 import {
   FINGERPRINT_INDEX,
+  GROUP_COUNTS_FUNCTION,
   GROUP_COUNTS_TABLE,
   GROUP_COUNTS_TRIGGERS,
   REPLACED_FINGERPRINT_INDEX,
@@ -309,12 +310,20 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
         off.length > 0 ? `triggers disabled: ${off.join(', ')}` : '',
         replica.length > 0 ? `triggers firing on replicas only: ${replica.join(', ')}` : '',
       ].filter(Boolean)
-      findings.push({
-        severity: 'warning',
-        code: 'dlq-group-counts',
-        message: `DLQ failure-group counts are not kept (${what.join('; ') || `function ${GROUP_COUNTS_TABLE}_sync missing`}): dlq stats and status count every entry instead`,
-        action: `backfill init-dlq${flag} (recreates the triggers and recounts)`,
-      })
+      if (what.length === 0 && catalog.functions.has(GROUP_COUNTS_FUNCTION))
+        findings.push({
+          severity: 'warning',
+          code: 'dlq-group-counts-function',
+          message: `the trigger function ${GROUP_COUNTS_FUNCTION} is schema 5's: it runs with its owner's rights, any role may execute it and it does not check its table, so a role can attach it to a table of its own and rewrite the counts`,
+          action: `backfill init-dlq${flag} (recreates it and recounts)`,
+        })
+      else
+        findings.push({
+          severity: 'warning',
+          code: 'dlq-group-counts',
+          message: `DLQ failure-group counts are not kept (${what.join('; ') || `function ${GROUP_COUNTS_FUNCTION} missing`}): dlq stats and status count every entry instead`,
+          action: `backfill init-dlq${flag} (recreates the triggers and recounts)`,
+        })
     }
     const {relations: rel} = inspection.backfill.catalog
     if (advisory.includes(FINGERPRINT_INDEX) && rel.has(FINGERPRINT_INDEX) && rel.has(REPLACED_FINGERPRINT_INDEX)) {

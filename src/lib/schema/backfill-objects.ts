@@ -16,6 +16,11 @@ export interface BackfillCatalog {
   readonly dlqTriggers: ReadonlyMap<string, string>
   /** Names of functions in the schema. */
   readonly functions: ReadonlySet<string>
+  /**
+   * The counts' SECURITY DEFINER trigger function refuses other tables and PUBLIC may not
+   * execute it (schema 5's did neither: a role could attach it to its own table and rewrite the counts).
+   */
+  readonly countsFunctionSecure: boolean
 }
 
 export interface BackfillObject {
@@ -28,7 +33,7 @@ export interface BackfillObject {
 }
 
 /** Bumped whenever an object is added; stored in backfill_meta. */
-export const BACKFILL_SCHEMA_VERSION = 5
+export const BACKFILL_SCHEMA_VERSION = 6
 
 /**
  * The Rust crate's 17 columns, in its order. TEXT where the crate used VARCHAR(n): graphile
@@ -141,7 +146,12 @@ export function groupCountTriggersEnabled(catalog: BackfillCatalog): boolean {
 }
 
 function groupCountsPresent(c: BackfillCatalog): boolean {
-  return c.relations.has(GROUP_COUNTS_TABLE) && c.functions.has(GROUP_COUNTS_FUNCTION) && groupCountTriggersEnabled(c)
+  return (
+    c.relations.has(GROUP_COUNTS_TABLE) &&
+    c.functions.has(GROUP_COUNTS_FUNCTION) &&
+    c.countsFunctionSecure &&
+    groupCountTriggersEnabled(c)
+  )
 }
 
 /** What the counts count: the entries aggregateFingerprinted groups by their stored fingerprint. */
@@ -154,7 +164,9 @@ const COUNTED = (alias: string): string =>
  * Run whenever anything is missing or disabled, so rerunning migrate/init-dlq repairs the
  * counts too. Statement-level triggers over transition tables: a batch of 2,000 rows costs one
  * grouped upsert. The function is SECURITY DEFINER with a fixed search_path, so a role allowed
- * to write backfill_dlq (the Rust crate's) needs no grant on the counts table.
+ * to write backfill_dlq (the Rust crate's) needs no grant on the counts table; as it writes
+ * the counts with its owner's rights, it refuses to run for any other table and PUBLIC may not
+ * execute it (triggers fire whoever writes: EXECUTE is checked when a trigger is created).
  */
 function groupCountsSql(q: string): string {
   const t = `${q}.${GROUP_COUNTS_TABLE}`
@@ -183,6 +195,11 @@ create table if not exists ${t} (
 create or replace function ${q}.${GROUP_COUNTS_FUNCTION}() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $backfill$
 begin
+  -- Attached to another table (its owner's rights would let it rewrite the counts): refuse.
+  if tg_relid is distinct from to_regclass(${lit('backfill_dlq')}) then
+    raise exception '% keeps the counts of % only, not of %', tg_name, ${lit('backfill_dlq')}, tg_relid::regclass
+      using errcode = 'insufficient_privilege';
+  end if;
   -- Dropped by hand: let writes through (migrate/init-dlq recreate and recount it).
   if to_regclass(${lit(GROUP_COUNTS_TABLE)}) is null then return null; end if;
   if tg_op = 'INSERT' then
@@ -199,6 +216,7 @@ ${dropEmpty}
   return null;
 end
 $backfill$;
+revoke all on function ${q}.${GROUP_COUNTS_FUNCTION}() from public;
 drop trigger if exists ${GROUP_COUNTS_TRIGGERS[0]} on ${q}.backfill_dlq;
 drop trigger if exists ${GROUP_COUNTS_TRIGGERS[1]} on ${q}.backfill_dlq;
 drop trigger if exists ${GROUP_COUNTS_TRIGGERS[2]} on ${q}.backfill_dlq;

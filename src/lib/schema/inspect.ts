@@ -82,6 +82,7 @@ export async function inspectSchema(db: Database, options: InspectOptions = {}):
     columns,
     dlqTriggers,
     functions: new Set(row.functions),
+    countsFunctionSecure: row.counts_function_secure,
   }
   const migrationsTable = relations.has('migrations')
   const breakingColumn = columns.has('migrations.breaking')

@@ -17,6 +17,7 @@ export const inspectCatalog = statement({
     columns: 'json',
     functions: '_text',
     dlq_triggers: 'json',
+    counts_function_secure: 'bool',
     row_hidden: '_text',
     tables_owner: 'text?',
     role_name: 'text',
@@ -38,6 +39,9 @@ export const inspectCatalog = statement({
   coalesce((select json_object_agg(t.tgname, t.tgenabled::text)
             from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
             where n.nspname = $1::text and c.relname = 'backfill_dlq' and not t.tgisinternal), '{}'::json) as dlq_triggers,
+  coalesce((select not has_function_privilege('public', p.oid, 'EXECUTE') and p.prosrc like '%tg_relid%'
+            from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+            where n.nspname = $1::text and p.proname = 'backfill_dlq_group_counts_sync' and p.pronargs = 0), false) as counts_function_secure,
   array(select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = $1::text and c.relkind in ('r', 'p') and c.relname like '\\_private\\_%'
           and c.relrowsecurity and row_security_active(c.oid)
