@@ -254,6 +254,84 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
     await expectStatsAgree(t)
   })
 
+  it("a capture chosen as the deadlock victim on two groups' count rows runs its batch again", async () => {
+    // In the DLQ: a keyed entry of group F1 (plus a second F1 entry), two entries of group Fc.
+    await insertDlq(t, [
+      {task: 'send_email', queue: '', jobKey: 'kA', lastError: 'SMTP 421 for user 1'},
+      {task: 'send_email', queue: '', jobKey: null, lastError: 'SMTP 421 for user 2'},
+      {task: 'charge', queue: '', jobKey: null, lastError: 'card 1 declined'},
+      {task: 'charge', queue: '', jobKey: null, lastError: 'card 2 declined'},
+    ])
+    await backfillFingerprints(t.db)
+    // To capture: kA again with another error (its entry leaves F1: the update trigger), and a new Fc entry (the insert trigger).
+    await exhaust(t, 'send_email', 'disk full on node 3', 'kA')
+    await exhaust(t, 'charge', 'card 3 declined')
+    const other = new pg.Client({connectionString: t.url}) // a purge, retry or the crate
+    await other.connect()
+    try {
+      await other.query('begin')
+      await other.query(
+        `delete from ${t.quoted}.backfill_dlq where id = (select min(id) from ${t.quoted}.backfill_dlq where task_identifier = 'charge')`,
+      ) // holds Fc's row
+      const capture = captureExhausted(t.db).then(
+        (r) => `captured ${r.captured}`,
+        (error: Error) => `capture failed: ${error.message}`,
+      )
+      await new Promise((resolve) => setTimeout(resolve, 300)) // capture holds F1, waits for Fc
+      // Wants F1: a deadlock; the capture waited first, so its deadlock_timeout expires first and it is the victim.
+      const second = await other
+        .query(`delete from ${t.quoted}.backfill_dlq where job_key is null and task_identifier = 'send_email'`)
+        .then(
+          () => 'ok',
+          (error: Error) => error.message,
+        )
+      await other.query('commit')
+      expect({second, capture: await capture}).to.deep.equal({second: 'ok', capture: 'captured 2'})
+    } finally {
+      await other.end()
+    }
+    expect(await t.query(`select id from ${t.quoted}._private_jobs`)).to.deep.equal([])
+    await expectStatsAgree(t)
+  })
+
+  it('the fingerprint backfill chosen as the deadlock victim runs its batch again', async () => {
+    const entry = (task: string, i: number): DlqRowSpec => ({
+      task,
+      queue: '',
+      jobKey: null,
+      lastError: `SMTP 421 for user ${i}`,
+    })
+    await insertDlq(t, [entry('aaa', 1), entry('aaa', 2), entry('zzz', 3), entry('zzz', 4)])
+    await backfillFingerprints(t.db)
+    await insertDlq(t, [entry('aaa', 5), entry('zzz', 6)]) // crate-written: no fingerprint yet
+    const other = new pg.Client({connectionString: t.url})
+    await other.connect()
+    try {
+      await other.query('begin')
+      await other.query(
+        `delete from ${t.quoted}.backfill_dlq where id = (select min(id) from ${t.quoted}.backfill_dlq where task_identifier = 'zzz')`,
+      ) // holds zzz's count row
+      const backfill = backfillFingerprints(t.db).then(
+        (r) => `fingerprinted ${r.fingerprinted}`,
+        (error: Error) => `failed: ${error.message}`,
+      )
+      await new Promise((resolve) => setTimeout(resolve, 300)) // its update took aaa's row (key order), waits for zzz's
+      const second = await other
+        .query(
+          `delete from ${t.quoted}.backfill_dlq where id = (select min(id) from ${t.quoted}.backfill_dlq where task_identifier = 'aaa')`,
+        )
+        .then(
+          () => 'ok',
+          (error: Error) => error.message,
+        )
+      await other.query('commit')
+      expect({second, backfill: await backfill}).to.deep.equal({second: 'ok', backfill: 'fingerprinted 2'})
+    } finally {
+      await other.end()
+    }
+    expect((await expectStatsAgree(t)).total).to.equal(4)
+  })
+
   it('a role granted only backfill_dlq (the Rust service) can still insert, upsert and delete', async () => {
     const role = `dgc_rust_${Date.now().toString(36)}`
     await sql(`create role ${role} login`)

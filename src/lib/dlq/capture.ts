@@ -2,6 +2,7 @@ import type {Database} from '../db.js'
 import {PermissionError} from '../errors.js'
 import {Fingerprinter} from './fingerprint.js'
 import {storeEntryFingerprints} from './fingerprint-store.js'
+import {withDeadlockRetry} from './scan.js'
 import {
   captureLockedJobs,
   type CaptureRow,
@@ -76,26 +77,30 @@ export async function captureExhausted(db: Database, options: CaptureOptions = {
   const result: CaptureResult = {captured: 0, batches: 0, byTask: {}, sample: [], failed: [], durationMs: 0}
   const fingerprinter = new Fingerprinter()
   // The lock, the move (entries with their fingerprints) and the caller's hook commit together.
+  // Run again if chosen as a deadlock victim: the count triggers lock each touched group's
+  // row, and another DLQ writer (purge, retry, the crate) may take two groups the other way round.
   const move = async (lock: (tx: Database) => Promise<LockedJob[]>): Promise<{locked: number; rows: CaptureRow[]}> =>
-    db.transaction(async (tx) => {
-      const locked = await lock(tx)
-      if (locked.length === 0) return {locked: 0, rows: []}
-      const lines = new Map(locked.map((j) => [j.id, j.error_line]))
-      const rows = await tx.rows(captureLockedJobs, [
-        locked.map((j) => j.id),
-        locked.map((j) => fingerprinter.of(j.task_identifier, j.error_line).fingerprint),
-      ])
-      // This transaction holds every locked job, so each one moves unless the role's DELETE
-      // cannot see it (a row-level security policy that grants select and update only) or a
-      // trigger drops a row: refuse (roll back) rather than report fewer, or lose a job.
-      if (rows.length !== locked.length) throw cannotMove(tx, locked.length, rows.length)
-      // The line the entry reads back is the one fingerprinted (jobErrorLineSql mirrors
-      // errorLineSql); should they ever differ, the entry's fingerprint is rewritten from its own.
-      const differing = rows.filter((r) => lines.get(r.job_id) !== r.error_line)
-      if (differing.length > 0) await storeEntryFingerprints(tx, differing, fingerprinter)
-      await options.inTransaction?.(tx, rows.map(toCapturedJob))
-      return {locked: locked.length, rows}
-    })
+    withDeadlockRetry(() =>
+      db.transaction(async (tx) => {
+        const locked = await lock(tx)
+        if (locked.length === 0) return {locked: 0, rows: []}
+        const lines = new Map(locked.map((j) => [j.id, j.error_line]))
+        const rows = await tx.rows(captureLockedJobs, [
+          locked.map((j) => j.id),
+          locked.map((j) => fingerprinter.of(j.task_identifier, j.error_line).fingerprint),
+        ])
+        // This transaction holds every locked job, so each one moves unless the role's DELETE
+        // cannot see it (a row-level security policy that grants select and update only) or a
+        // trigger drops a row: refuse (roll back) rather than report fewer, or lose a job.
+        if (rows.length !== locked.length) throw cannotMove(tx, locked.length, rows.length)
+        // The line the entry reads back is the one fingerprinted (jobErrorLineSql mirrors
+        // errorLineSql); should they ever differ, the entry's fingerprint is rewritten from its own.
+        const differing = rows.filter((r) => lines.get(r.job_id) !== r.error_line)
+        if (differing.length > 0) await storeEntryFingerprints(tx, differing, fingerprinter)
+        await options.inTransaction?.(tx, rows.map(toCapturedJob))
+        return {locked: locked.length, rows}
+      }),
+    )
   for (;;) {
     if (options.signal?.aborted) break
     const want = options.limit === undefined ? batchSize : Math.min(batchSize, options.limit - result.captured)

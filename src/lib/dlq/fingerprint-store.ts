@@ -2,6 +2,7 @@ import type {Database} from '../db.js'
 import {storeFingerprints} from '../sql/dlq-capture.js'
 import {lockUnfingerprinted} from '../sql/dlq-select.js'
 import {Fingerprinter} from './fingerprint.js'
+import {withDeadlockRetry} from './scan.js'
 
 /** What every capture path returns for the entries it wrote. */
 export interface WrittenEntry {
@@ -55,15 +56,18 @@ export async function backfillFingerprints(
   let after = '0'
   for (;;) {
     if (options.signal?.aborted) break
-    const batch = await db.transaction(async (tx) => {
-      const rows = await tx.rows(lockUnfingerprinted, [after, batchSize])
-      await storeEntryFingerprints(
-        tx,
-        rows.map((r) => ({dlq_id: r.id, task_identifier: r.task_identifier, error_line: r.error_line})),
-        fingerprinter,
-      )
-      return rows
-    })
+    // Its update takes the count rows of the groups it fills (see captureExhausted): retried as a deadlock victim.
+    const batch = await withDeadlockRetry(() =>
+      db.transaction(async (tx) => {
+        const rows = await tx.rows(lockUnfingerprinted, [after, batchSize])
+        await storeEntryFingerprints(
+          tx,
+          rows.map((r) => ({dlq_id: r.id, task_identifier: r.task_identifier, error_line: r.error_line})),
+          fingerprinter,
+        )
+        return rows
+      }),
+    )
     if (batch.length === 0) break
     after = batch[batch.length - 1]!.id
     result.batches += 1
