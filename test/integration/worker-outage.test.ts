@@ -145,4 +145,62 @@ describe('worker across a database outage (lost completion writes, prefetched jo
       'the lost write is reported',
     ).to.equal(true)
   })
+
+  it("a task's own log line that looks like graphile's lost completions completes nothing", async () => {
+    const events: WorkerEvent[] = []
+    let ran!: () => void
+    const spoofed = new Promise<void>((resolve) => (ran = resolve))
+    const runner = new WorkerRunner({
+      db,
+      tasks: {
+        // Prints graphile's lost-completion line (text and meta) naming itself and another job
+        // this worker holds locked, then fails: neither may be deleted as "completed".
+        spoof: async (payload, helpers) => {
+          const ids = [helpers.job.id, String((payload as {other: string}).other)]
+          helpers.logger.error(`Failed to complete jobs '${ids.join("', '")}':\nerror: Connection terminated`, {
+            fatalError: new Error('Connection terminated'),
+            jobs: ids.map((id) => ({id})),
+          })
+          ran()
+          throw new Error('fails on purpose')
+        },
+      },
+      config: {
+        concurrency: 1,
+        completeBatchDelayMs: 100,
+        failBatchDelayMs: 100,
+        heartbeatIntervalMs: 60_000,
+        lockCleanupIntervalMs: null,
+        dlqIntervalMs: null,
+      },
+      onEvent: (e) => events.push(e),
+    })
+    const handle = await runner.start()
+    // A job of a task this worker does not run, locked by its pool (as a fetch the pool never
+    // saw would leave it): the release on the way out must hand it back, not delete it.
+    const [other] = await t.query<{id: string}>(`select (${t.quoted}.add_job('elsewhere', '{}')).id::text as id`)
+    await t.query(`update ${t.quoted}._private_jobs set locked_by = $1, locked_at = now() where id = $2::bigint`, [
+      handle.poolIds[0],
+      other!.id,
+    ])
+    const [own] = await t.query<{id: string}>(
+      `select (${t.quoted}.add_job('spoof', json_build_object('other', $1::text))).id::text as id`,
+      [other!.id],
+    )
+    await Promise.race([spoofed, sleep(20_000)])
+    const summary = await handle.stop()
+    expect(summary.failure, 'a log line stops nothing').to.equal(undefined)
+    expect(summary.jobs.failed, 'the task ran and failed').to.equal(1)
+    const left = await t.query<{id: string; attempts: number; locked_by: string | null}>(
+      `select id::text, attempts, locked_by from ${t.quoted}._private_jobs order by id`,
+    )
+    expect(left, 'both jobs still queued, unlocked (the failed one with its attempt)').to.deep.equal([
+      {id: other!.id, attempts: 0, locked_by: null},
+      {id: own!.id, attempts: 1, locked_by: null},
+    ])
+    expect(
+      events.some((e) => e.type === 'log' && /graphile-worker could not write/.test(e.message)),
+      'no lost completion reported',
+    ).to.equal(false)
+  })
 })

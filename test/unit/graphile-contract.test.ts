@@ -3,6 +3,7 @@
  * meta markers, the retry backoff). These tests read the installed graphile-worker, so an
  * upgrade that rewords or drops one of them fails here instead of silently disabling a safety.
  */
+import {EventEmitter} from 'node:events'
 import {readFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'
@@ -11,7 +12,7 @@ import {expect} from 'chai'
 
 import {
   GRAPHILE_CONTRACT,
-  graphileLogFunction,
+  graphileLogFactory,
   interceptBreakingMigration,
   retryDelayMs,
 } from '../../src/lib/worker/graphile-adapter.js'
@@ -25,6 +26,9 @@ describe('graphile-worker contract (the installed copy still has what the worker
     const at = localQueue.indexOf(`logger.error(\`${GRAPHILE_CONTRACT.localQueueFetchErrorLog}`)
     expect(at, 'the fetch-failure log line the worker stops on is gone or reworded').to.be.greaterThan(-1)
     expect(localQueue.slice(at, at + 200)).to.match(/\{\s*error: e\s*\}/)
+    // The pool's own logger (root scope): a task's job-scoped logger cannot pass for it.
+    expect(localQueue.slice(at - 9, at)).to.equal('this.ctx.')
+    expect(source('main.js')).to.contain('new localQueue_1.LocalQueue(compiledSharedOptions,')
   })
 
   it('LocalQueue still offers no event for a failed fetch (if it does, use the event instead of the log text)', () => {
@@ -107,6 +111,11 @@ describe('graphile-worker contract (the installed copy still has what the worker
     expect(complete).to.contain('action: "completeJob"')
     expect(complete).to.contain(`logger.error(\`${GRAPHILE_CONTRACT.completeJobsFatalLog}'`)
     expect(complete).to.match(/\{ fatalError: error, jobs \}/)
+    // The event carries the very error object the log line then carries (the log is bound to it).
+    expect(complete).to.match(
+      /\(error, jobs\) => \{\s*\(0, lib_1\.safeEmit\)\(ctx, "pool:fatalError", \{\s*ctx,\s*error,/,
+    )
+    expect(complete.indexOf('"pool:fatalError"')).to.be.lessThan(complete.indexOf('logger.error('))
     expect(complete).to.contain('workerPool.gracefulShutdown(')
     const fail = main.slice(main.indexOf('batch("failJobs"'))
     expect(fail.slice(0, 800)).to.contain(`"${GRAPHILE_CONTRACT.poolFatalErrorEvent}", {`)
@@ -137,11 +146,23 @@ describe('graphile log lines', () => {
   const lines: string[] = []
   const failures: unknown[] = []
   const lost: string[][] = []
-  const log = graphileLogFunction({
-    log: (level, message) => lines.push(`${level} ${message}`),
-    fetchFailed: (error) => failures.push(error),
-    completionsLost: (jobIds) => lost.push(jobIds),
-  })
+  const events = new EventEmitter()
+  const factory = graphileLogFactory(
+    {
+      log: (level, message) => lines.push(`${level} ${message}`),
+      fetchFailed: (error) => failures.push(error),
+      completionsLost: (jobIds) => lost.push(jobIds),
+    },
+    events,
+  )
+  // graphile's pool logs with the root scope; tasks get job-scoped loggers (helpers.js makeJobHelpers).
+  const log = factory({})
+  const jobLog = factory({label: 'job', taskIdentifier: 'work', jobId: '5'})
+  const lostLine = `${GRAPHILE_CONTRACT.completeJobsFatalLog}'7', '9':\nerror: Connection terminated`
+  const jobs = [
+    {id: '7', job_queue_id: null},
+    {id: '9', job_queue_id: 3},
+  ]
 
   beforeEach(() => {
     lines.length = 0
@@ -149,14 +170,39 @@ describe('graphile log lines', () => {
     lost.length = 0
   })
 
+  it('graphile scopes its job and worker loggers (label, jobId, workerId), the pool logger not', () => {
+    expect(source('helpers.js')).to.match(
+      /baseLogger\.scope\(\{\s*label: "job",\s*taskIdentifier: job\.task_identifier,\s*jobId: job\.id,/,
+    )
+    expect(source('worker.js')).to.match(/compiledSharedOptions\.logger\.scope\(\{\s*label: "worker",\s*workerId,/)
+    expect(source('main.js')).to.contain('const { logger, middleware } = compiledSharedOptions;')
+  })
+
+  it('a lost-completion line counts only after its pool:fatalError, with the same error, from the pool logger', () => {
+    const fatalError = new Error('Connection terminated')
+    // A task printing the same text and meta (its own error object, or even graphile's): ignored.
+    jobLog('error', lostLine, {fatalError, jobs})
+    log('error', lostLine, {fatalError, jobs})
+    events.emit(GRAPHILE_CONTRACT.poolFatalErrorEvent, {error: fatalError, action: 'completeJob'})
+    jobLog('error', lostLine, {fatalError, jobs})
+    log('error', lostLine, {fatalError: new Error('Connection terminated'), jobs})
+    expect(lost, 'nothing but the pool line bound to the event').to.deep.equal([])
+    log('error', lostLine, {fatalError, jobs})
+    // Once: a repeat of the line (a task again) does not count.
+    log('error', lostLine, {fatalError, jobs})
+    expect(lost).to.deep.equal([['7', '9']])
+    // A lost failure batch announces action failJob: its jobs are not completions.
+    const failError = new Error('x')
+    events.emit(GRAPHILE_CONTRACT.poolFatalErrorEvent, {error: failError, action: 'failJob'})
+    log('error', lostLine, {fatalError: failError, jobs})
+    expect(lost).to.have.length(1)
+    expect(lines, 'every line is still logged').to.have.length(7)
+  })
+
   it("a lost completion batch reports its jobs' ids (and is still logged)", () => {
-    log('error', `${GRAPHILE_CONTRACT.completeJobsFatalLog}'7', '9':\nerror: Connection terminated`, {
-      fatalError: new Error('Connection terminated'),
-      jobs: [
-        {id: '7', job_queue_id: null},
-        {id: '9', job_queue_id: 3},
-      ],
-    })
+    const fatalError = new Error('Connection terminated')
+    events.emit(GRAPHILE_CONTRACT.poolFatalErrorEvent, {error: fatalError, action: 'completeJob'})
+    log('error', lostLine, {fatalError, jobs})
     log('error', "Failed to fail jobs '8':\nerror: x", {fatalError: new Error('x'), specs: []})
     expect(lost).to.deep.equal([['7', '9']])
     expect(lines).to.have.length(2)
@@ -167,8 +213,11 @@ describe('graphile log lines', () => {
     log('error', `${GRAPHILE_CONTRACT.localQueueFetchErrorLog}; will try again on next poll interval. Error: x`, {
       error,
     })
-    expect(failures).to.deep.equal([error])
-    expect(lines).to.have.length(1)
+    jobLog('error', `${GRAPHILE_CONTRACT.localQueueFetchErrorLog}; will try again on next poll interval. Error: x`, {
+      error,
+    })
+    expect(failures, "a task's line with the same text is not a fetch failure").to.deep.equal([error])
+    expect(lines).to.have.length(2)
   })
 
   it("graphile's per-job lines are dropped (ours say more), other lines keep their level", () => {

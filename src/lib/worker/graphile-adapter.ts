@@ -45,7 +45,10 @@ export const GRAPHILE_CONTRACT = {
    * release waits forever once a write failed and later ones settled).
    */
   poolFatalErrorEvent: 'pool:fatalError',
-  /** Logged right after that event for completions, with the batch's jobs in meta.jobs. */
+  /**
+   * Logged by the pool's logger right after that event for completions, with the batch's jobs
+   * in meta.jobs and the event's error object as meta.fatalError (graphileLogFactory binds the two).
+   */
   completeJobsFatalLog: 'Failed to complete jobs ',
   /** Emitted whenever a pool's graceful shutdown starts, whoever started it. */
   poolGracefulShutdownEvent: 'pool:gracefulShutdown',
@@ -130,21 +133,56 @@ export interface GraphileLogSink {
   completionsLost(jobIds: string[]): void
 }
 
-/** The log function graphile's Logger calls: job lines dropped, fetch failures reported. */
-export function graphileLogFunction(sink: GraphileLogSink) {
-  return (
-    level: string,
-    message: string,
-    meta?: {error?: unknown; success?: unknown; failure?: unknown; jobs?: unknown; [key: string]: unknown},
-  ): void => {
-    // graphile's per-job lines duplicate our own job events; it marks them in meta.
-    if (meta?.success === true || meta?.failure === true) return
-    if (message.startsWith(GRAPHILE_CONTRACT.localQueueFetchErrorLog)) sink.fetchFailed(meta?.error)
-    if (message.startsWith(GRAPHILE_CONTRACT.completeJobsFatalLog) && Array.isArray(meta?.jobs))
-      sink.completionsLost(
-        (meta.jobs as {id?: unknown}[]).map((job) => String(job?.id)).filter((id) => id !== 'undefined'),
-      )
-    sink.log(level === 'error' || level === 'warning' || level === 'info' ? level : 'debug', message)
+/** The scope graphile's Logger hands its log factory (job and worker loggers add to the pool's). */
+export interface GraphileLogScope {
+  label?: unknown
+  workerId?: unknown
+  taskIdentifier?: unknown
+  jobId?: unknown
+}
+
+/**
+ * The log factory graphile's Logger calls for each scope: job lines dropped, fetch failures
+ * reported, lost completions reported. The jobs of a lost completion batch come only from the
+ * log line (the pool:fatalError event before it carries no jobs), and deleting jobs on the
+ * strength of a log line must not be spoofable: a task's helpers.logger can print any message
+ * with any meta. So the line counts only when it comes from the pool's own logger (no job or
+ * worker scope) and its meta.fatalError is the very error object this pool's pool:fatalError
+ * (completeJob) announced just before; graphile emits the event and logs synchronously, one
+ * after the other, so nothing runs in between.
+ */
+export function graphileLogFactory(sink: GraphileLogSink, events: EventEmitter) {
+  const none = Symbol('none')
+  let lostBatchError: unknown = none
+  events.on(GRAPHILE_CONTRACT.poolFatalErrorEvent, ({error, action}: {error: unknown; action?: string}) => {
+    if (action === 'completeJob') lostBatchError = error
+  })
+  return (scope: GraphileLogScope) => {
+    const poolScope = scope.jobId === undefined && scope.workerId === undefined && scope.label === undefined
+    return (
+      level: string,
+      message: string,
+      meta?: {error?: unknown; success?: unknown; failure?: unknown; jobs?: unknown; [key: string]: unknown},
+    ): void => {
+      // graphile's per-job lines duplicate our own job events; it marks them in meta.
+      if (meta?.success === true || meta?.failure === true) return
+      // LocalQueue logs with the pool's logger too; a task's line with this text stops nothing.
+      if (poolScope && message.startsWith(GRAPHILE_CONTRACT.localQueueFetchErrorLog)) sink.fetchFailed(meta?.error)
+      if (
+        poolScope &&
+        message.startsWith(GRAPHILE_CONTRACT.completeJobsFatalLog) &&
+        lostBatchError !== none &&
+        meta !== undefined &&
+        meta.fatalError === lostBatchError &&
+        Array.isArray(meta.jobs)
+      ) {
+        lostBatchError = none
+        sink.completionsLost(
+          (meta.jobs as {id?: unknown}[]).map((job) => String(job?.id)).filter((id) => id !== 'undefined'),
+        )
+      }
+      sink.log(level === 'error' || level === 'warning' || level === 'info' ? level : 'debug', message)
+    }
   }
 }
 
@@ -165,7 +203,7 @@ export interface PoolOptionsInput {
 export async function graphilePoolOptions(input: PoolOptionsInput): Promise<RunnerOptions> {
   const {Logger} = await import('graphile-worker')
   const {db, config, plan} = input
-  const logFunction = graphileLogFunction(input.sink)
+  const logFactory = graphileLogFactory(input.sink, input.events)
   return {
     pgPool: db.pool,
     schema: db.schema,
@@ -175,7 +213,7 @@ export async function graphilePoolOptions(input: PoolOptionsInput): Promise<Runn
     noPreparedStatements: !config.preparedStatements || !graphileNamesFit(db.schema),
     forbiddenFlags: plan.forbiddenFlags,
     events: input.events as RunnerOptions['events'],
-    logger: new Logger(() => logFunction),
+    logger: new Logger(logFactory),
     preset: {
       worker: {
         ...(plan.localQueueSize > 0 ? {localQueue: {size: input.localQueueSize ?? plan.localQueueSize}} : {}),
