@@ -13,6 +13,7 @@ import {Database} from '../../src/lib/db.js'
 import {targetFromUrl} from '../../src/lib/connection.js'
 import {parseSchemaName} from '../../src/lib/identifiers.js'
 import type {WorkerEvent} from '../../src/lib/worker/events.js'
+import {releasePoolLocks} from '../../src/lib/worker/lock-release.js'
 import {requiredPoolSize, WorkerRunner, type WorkerSummary} from '../../src/lib/worker/runner.js'
 import {sql, testDatabaseName, TestSchema, urlForDatabase} from '../support/db.js'
 
@@ -202,5 +203,41 @@ describe('worker across a database outage (lost completion writes, prefetched jo
       events.some((e) => e.type === 'log' && /graphile-worker could not write/.test(e.message)),
       'no lost completion reported',
     ).to.equal(false)
+  })
+
+  it('a lost completion is never released unrecorded: completion and release are one statement', async () => {
+    const pool = 'pool-gone'
+    const jobs = await t.query<{id: string}>(
+      `select (${t.quoted}.add_job('work', '{}')).id::text as id from generate_series(1, 2)`,
+    )
+    const [lost, other] = jobs.map((j) => j.id) as [string, string]
+    await t.query(`update ${t.quoted}._private_jobs set locked_by = $1, locked_at = now()`, [pool])
+    // The completion cannot be written (here: the delete fails) while an update still can.
+    await sql(`create function ${t.quoted}.refuse_delete() returns trigger language plpgsql as $$
+      begin raise exception 'deletes refused'; end $$`)
+    await sql(
+      `create trigger refuse_delete before delete on ${t.quoted}._private_jobs for each row execute function ${t.quoted}.refuse_delete()`,
+    )
+    const refused = await releasePoolLocks(db, [pool], {lostCompletions: [lost], retryForMs: 300})
+    expect(refused.error, 'the failure is reported').to.match(/deletes refused/)
+    expect(refused.recordedCompletions).to.equal(0)
+    expect(refused.releasedJobLocks, 'nothing released without the completion').to.equal(0)
+    expect(refused.lockedAfter).to.equal(2)
+    const held = await t.query<{id: string; locked_by: string | null}>(
+      `select id::text, locked_by from ${t.quoted}._private_jobs order by id`,
+    )
+    expect(held, 'the lost completion is still locked, not queued to run again').to.deep.equal([
+      {id: lost, locked_by: pool},
+      {id: other, locked_by: pool},
+    ])
+
+    await sql(`drop trigger refuse_delete on ${t.quoted}._private_jobs`)
+    const done = await releasePoolLocks(db, [pool], {lostCompletions: [lost], retryForMs: 300})
+    expect(done).to.deep.include({recordedCompletions: 1, releasedJobLocks: 1, lockedAfter: 0})
+    expect(done.error).to.equal(undefined)
+    const left = await t.query<{id: string; locked_by: string | null}>(
+      `select id::text, locked_by from ${t.quoted}._private_jobs order by id`,
+    )
+    expect(left).to.deep.equal([{id: other, locked_by: null}])
   })
 })

@@ -58,41 +58,29 @@ where w.last_heartbeat_at < now() - make_interval(secs => $1::int)
 })
 
 /**
- * On the way out: whatever this pool still holds after its jobs were completed or failed
- * (an aborted job whose failure write was lost) becomes runnable again now instead of
- * after graphile's 4-hour expiry. Same effect as graphile's force_unlock_workers, for one id.
+ * On the way out, one statement per pool: the jobs of $2 still locked by this pool are the
+ * completions graphile-worker lost (a batch write that failed; the handlers ran), deleted as
+ * graphile's completeJobs would; whatever else the pool holds (an aborted job whose failure
+ * write was lost, prefetched jobs) becomes runnable again now instead of after graphile's
+ * 4-hour expiry (graphile's force_unlock_workers, for one id). In one statement, so a lost
+ * completion is never unlocked without being recorded: if the database refuses, nothing
+ * moves. A job of $2 no longer locked by this pool (its write did commit, or someone took it
+ * since) is left alone. Safe to repeat.
  */
 export const releaseOwnLocks = statement({
   id: 'worker.release_own_locks',
-  params: ['text'],
-  columns: {jobs: 'int4', queues: 'int4'},
-  sql: (s) => `with j as (
+  params: ['text', '_int8'],
+  columns: {completed: 'int4', jobs: 'int4', queues: 'int4'},
+  sql: (s) => `with done as (
+  delete from ${s}._private_jobs where locked_by = $1::text and id = any($2::bigint[]) returning 1
+), j as (
   update ${s}._private_jobs set locked_at = null, locked_by = null, run_at = greatest(run_at, now())
-  where locked_by = $1::text returning 1
+  where locked_by = $1::text and id <> all($2::bigint[]) returning 1
 ), q as (
   update ${s}._private_job_queues set locked_at = null, locked_by = null where locked_by = $1::text returning 1
 )
-select (select count(*)::int from j) as jobs, (select count(*)::int from q) as queues`,
-})
-
-/**
- * Completions graphile-worker lost (a batch write that failed): the handlers ran, so the jobs
- * are deleted as graphile's completeJobs would, their queues unlocked. Only while still
- * locked by one of this worker's pools ($2): a write that did commit (its answer lost), or a
- * job someone else has taken since, is left alone. Safe to repeat.
- */
-export const completeLostJobs = statement({
-  id: 'worker.complete_lost_jobs',
-  params: ['_int8', '_text'],
-  columns: {completed: 'int4'},
-  sql: (s) => `with j as (
-  delete from ${s}._private_jobs where id = any($1::bigint[]) and locked_by = any($2::text[])
-  returning job_queue_id, locked_by
-), q as (
-  update ${s}._private_job_queues as job_queues set locked_by = null, locked_at = null
-  from j where job_queues.id = j.job_queue_id and job_queues.locked_by = j.locked_by returning 1
-)
-select (select count(*)::int from j) as completed`,
+select (select count(*)::int from done) as completed, (select count(*)::int from j) as jobs,
+  (select count(*)::int from q) as queues`,
 })
 
 /** Jobs still locked by one pool (shutdown checks). */

@@ -1,7 +1,7 @@
 import {sleep} from '../sleep.js'
 
 import type {Database} from '../db.js'
-import {completeLostJobs, countLockedBy, releaseOwnLocks} from '../sql/worker.js'
+import {countLockedBy, releaseOwnLocks} from '../sql/worker.js'
 import {describeError} from './async.js'
 
 export interface LockRelease {
@@ -23,8 +23,14 @@ export interface LockRelease {
  * have cut every connection (a restart, pg_terminate_backend): each statement is retried
  * until retryForMs has passed.
  *
- * Jobs whose completion graphile-worker could not write (lostCompletions) are completed
- * first: their handlers ran, and released they would run again.
+ * Jobs whose completion graphile-worker could not write (lostCompletions: their handlers ran)
+ * are completed by the same statement that releases the rest, never released: released they
+ * would run again. Were completion and release separate statements, a completion that failed
+ * until the deadline followed by a release that worked (the database back in between) would
+ * unlock exactly those jobs. Together, a pool whose statement never got through keeps
+ * everything locked under its id; its presence then stops, and any worker's cleanup releases
+ * the lot as a dead owner's: the lost completions run again, the one case left where they do
+ * (at least once, when the database stayed unreachable for all of retryForMs).
  */
 export async function releasePoolLocks(
   db: Database,
@@ -47,13 +53,10 @@ export async function releasePoolLocks(
     }
   }
   const result: LockRelease = {recordedCompletions: 0, releasedJobLocks: 0, releasedQueueLocks: 0, lockedAfter: 0}
-  const lost = options.lostCompletions ?? []
-  if (lost.length > 0 && poolIds.length > 0) {
-    const recorded = await attempt(() => db.one(completeLostJobs, [[...lost], [...poolIds]]))
-    result.recordedCompletions = recorded?.completed ?? 0
-  }
+  const lost = [...(options.lostCompletions ?? [])]
   for (const poolId of poolIds) {
-    const released = await attempt(() => db.one(releaseOwnLocks, [poolId]))
+    const released = await attempt(() => db.one(releaseOwnLocks, [poolId, lost]))
+    result.recordedCompletions += released?.completed ?? 0
     result.releasedJobLocks += released?.jobs ?? 0
     result.releasedQueueLocks += released?.queues ?? 0
     const left = await attempt(() => db.one(countLockedBy, [poolId]))

@@ -530,7 +530,7 @@ export class WorkerRunner {
       this.emit({
         type: 'log',
         level: 'warning',
-        message: `recorded ${release.recordedCompletions} of ${this.lostCompletions.size} job completion(s) graphile-worker could not write (the rest had been written, or are released to run again)`,
+        message: `recorded ${release.recordedCompletions} of ${this.lostCompletions.size} job completion(s) graphile-worker could not write (the rest had been written, or stay locked with everything else when the release failed)`,
       })
     this.metrics.shutdownLocksReleased.inc(release.releasedJobLocks + release.releasedQueueLocks)
     for (const pool of pools) {
