@@ -15,6 +15,7 @@ import {
   graphileLogFactory,
   interceptBreakingMigration,
   retryDelayMs,
+  throughBatcher,
 } from '../../src/lib/worker/graphile-adapter.js'
 
 const dist = path.dirname(createRequire(import.meta.url).resolve('graphile-worker'))
@@ -126,6 +127,16 @@ describe('graphile-worker contract (the installed copy still has what the worker
         `"${GRAPHILE_CONTRACT.poolGracefulShutdownEvent}", \\{\\s*ctx,\\s*pool: workerPool,\\s*workerPool,\\s*message,`,
       ),
     )
+  })
+
+  it('without a batcher (delay -1) a slot does not await its completion or failure write (the worker never uses that path for long-running pools)', () => {
+    const worker = source('worker.js')
+    expect(worker).to.match(/\n\s+completeJob\(job\);\n/)
+    expect(worker).to.match(/\n\s+failJob\(\{\n/)
+    expect(worker).not.to.match(/await completeJob|await failJob/)
+    expect(throughBatcher(-1)).to.equal(0)
+    expect(throughBatcher(0)).to.equal(0)
+    expect(throughBatcher(25)).to.equal(25)
   })
 
   it('per-job success and failure lines carry success: true / failure: true in meta (the worker drops them)', () => {

@@ -93,7 +93,8 @@ export default class Worker extends DbCommand<typeof Worker> {
       env: 'BACKFILL_BATCH_DELAY_MS',
       min: -1,
       max: 60_000,
-      summary: 'Batch completion/failure writes within this many ms (-1 = write each at once; default 0 = same tick).',
+      summary:
+        'Batch completion/failure writes within this many ms (default 0 = same tick; -1 is taken as 0: graphile-worker does not check its unbatched writes).',
     }),
     'lock-cleanup-interval': duration({
       env: 'BACKFILL_LOCK_CLEANUP_INTERVAL_SECS',

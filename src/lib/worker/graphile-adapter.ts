@@ -193,10 +193,22 @@ export interface PoolOptionsInput {
   /** The pool's own emitter (graphile's `events`), one per pool so events name one pool. */
   events: EventEmitter
   sink: GraphileLogSink
-  /** Overrides the configured completion/failure batch delay (-1 = write each at once). */
+  /** Overrides the configured completion/failure batch delay, as given (-1 = graphile's unbatched writes). */
   batchDelayMs?: number
   /** The local queue's initial size when adaptive prefetch drives it (else plan.localQueueSize). */
   localQueueSize?: number | undefined
+}
+
+/**
+ * The configured batch delay as graphile gets it: -1 (write each at once) becomes 0 (no added
+ * delay: what completes in the same tick shares a write). graphile-worker 0.17.3's unbatched
+ * path does not await its completion and failure writes: a lost one is an unhandled rejection,
+ * with no event and no log line, and the job stays locked under the live pool (then runs again
+ * once released). Only its batcher reports a lost write (pool:fatalError, the jobs in its log
+ * line), which is what the worker recovers from. runOncePass asks for -1 explicitly.
+ */
+export function throughBatcher(delayMs: number): number {
+  return Math.max(0, delayMs)
 }
 
 /** graphile-worker options for one pool of ours (run() and runOnce() take the same shape). */
@@ -217,8 +229,8 @@ export async function graphilePoolOptions(input: PoolOptionsInput): Promise<Runn
     preset: {
       worker: {
         ...(plan.localQueueSize > 0 ? {localQueue: {size: input.localQueueSize ?? plan.localQueueSize}} : {}),
-        completeJobBatchDelay: input.batchDelayMs ?? config.completeBatchDelayMs,
-        failJobBatchDelay: input.batchDelayMs ?? config.failBatchDelayMs,
+        completeJobBatchDelay: input.batchDelayMs ?? throughBatcher(config.completeBatchDelayMs),
+        failJobBatchDelay: input.batchDelayMs ?? throughBatcher(config.failBatchDelayMs),
         // Tasks see helpers.abortSignal shortly before the shutdown timeout aborts them.
         gracefulShutdownAbortTimeout: Math.max(0, Math.floor(config.shutdownTimeoutMs * 0.8)),
       },
