@@ -85,6 +85,35 @@ async function rustUpsert(
   )
 }
 
+/**
+ * Two sessions for a deadlock with a known victim: PostgreSQL checks for a deadlock once per
+ * wait, after deadlock_timeout, and the session whose check finds it is the victim. The first
+ * waiter (db) checks after 5 s, well after the second (other) has joined the cycle even on a
+ * loaded machine (with the default 1 s it sometimes checked too early, found nothing, and the
+ * second became the victim); other's 60 s never come.
+ */
+async function deadlockSessions(t: TestSchema): Promise<{db: Database; other: pg.Client; end: () => Promise<void>}> {
+  const pool = new pg.Pool({connectionString: t.url, max: 2, options: '-c deadlock_timeout=5s'})
+  const other = new pg.Client({connectionString: t.url, options: '-c deadlock_timeout=60s'})
+  await other.connect()
+  const db = Database.fromPool(pool, {target: t.db.target, schema: t.db.schema})
+  return {db, other, end: async () => Promise.all([pool.end(), other.end()]).then(() => undefined)}
+}
+
+/** Until a session other than the given one waits for a lock in a statement naming this test's schema. */
+async function untilWaiting(t: TestSchema, except: pg.Client): Promise<void> {
+  const [{pid}] = (await except.query('select pg_backend_pid() as pid')).rows as [{pid: number}]
+  for (let i = 0; i < 500; i++) {
+    const waiting = await t.query(
+      `select 1 from pg_stat_activity where datname = current_database() and pid <> $1 and wait_event_type = 'Lock' and strpos(query, $2) > 0`,
+      [pid, t.schema],
+    )
+    if (waiting.length > 0) return
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  throw new Error('no session waited for a lock')
+}
+
 /** 24 crate-written rows (no fingerprint) over 2 tasks, 2 queues, 2 failure groups; keys tagged so batches can repeat. */
 const rowsTagged = (tag = ''): DlqRowSpec[] =>
   Array.from({length: 24}, (_, i) => ({
@@ -266,19 +295,18 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
     // To capture: kA again with another error (its entry leaves F1: the update trigger), and a new Fc entry (the insert trigger).
     await exhaust(t, 'send_email', 'disk full on node 3', 'kA')
     await exhaust(t, 'charge', 'card 3 declined')
-    const other = new pg.Client({connectionString: t.url}) // a purge, retry or the crate
-    await other.connect()
+    const {db, other, end} = await deadlockSessions(t) // other: a purge, retry or the crate
     try {
       await other.query('begin')
       await other.query(
         `delete from ${t.quoted}.backfill_dlq where id = (select min(id) from ${t.quoted}.backfill_dlq where task_identifier = 'charge')`,
       ) // holds Fc's row
-      const capture = captureExhausted(t.db).then(
+      const capture = captureExhausted(db).then(
         (r) => `captured ${r.captured}`,
         (error: Error) => `capture failed: ${error.message}`,
       )
-      await new Promise((resolve) => setTimeout(resolve, 300)) // capture holds F1, waits for Fc
-      // Wants F1: a deadlock; the capture waited first, so its deadlock_timeout expires first and it is the victim.
+      await untilWaiting(t, other) // capture holds F1, waits for Fc
+      // Wants F1: a deadlock; the capture's check finds it, so the capture is the victim.
       const second = await other
         .query(`delete from ${t.quoted}.backfill_dlq where job_key is null and task_identifier = 'send_email'`)
         .then(
@@ -288,7 +316,7 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
       await other.query('commit')
       expect({second, capture: await capture}).to.deep.equal({second: 'ok', capture: 'captured 2'})
     } finally {
-      await other.end()
+      await end()
     }
     expect(await t.query(`select id from ${t.quoted}._private_jobs`)).to.deep.equal([])
     await expectStatsAgree(t)
@@ -304,18 +332,17 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
     await insertDlq(t, [entry('aaa', 1), entry('aaa', 2), entry('zzz', 3), entry('zzz', 4)])
     await backfillFingerprints(t.db)
     await insertDlq(t, [entry('aaa', 5), entry('zzz', 6)]) // crate-written: no fingerprint yet
-    const other = new pg.Client({connectionString: t.url})
-    await other.connect()
+    const {db, other, end} = await deadlockSessions(t)
     try {
       await other.query('begin')
       await other.query(
         `delete from ${t.quoted}.backfill_dlq where id = (select min(id) from ${t.quoted}.backfill_dlq where task_identifier = 'zzz')`,
       ) // holds zzz's count row
-      const backfill = backfillFingerprints(t.db).then(
+      const backfill = backfillFingerprints(db).then(
         (r) => `fingerprinted ${r.fingerprinted}`,
         (error: Error) => `failed: ${error.message}`,
       )
-      await new Promise((resolve) => setTimeout(resolve, 300)) // its update took aaa's row (key order), waits for zzz's
+      await untilWaiting(t, other) // its update took aaa's row (key order), waits for zzz's
       const second = await other
         .query(
           `delete from ${t.quoted}.backfill_dlq where id = (select min(id) from ${t.quoted}.backfill_dlq where task_identifier = 'aaa')`,
@@ -327,7 +354,7 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
       await other.query('commit')
       expect({second, backfill: await backfill}).to.deep.equal({second: 'ok', backfill: 'fingerprinted 2'})
     } finally {
-      await other.end()
+      await end()
     }
     expect((await expectStatsAgree(t)).total).to.equal(4)
   })
