@@ -126,7 +126,12 @@ export const suite: BenchSuite = {
     const metrics: Metric[] = []
     try {
       await migrate(db)
-      const sizes = ctx.quick ? [20_000] : [100_000, 1_000_000]
+      // BENCH_DLQ_SIZES=100000 runs only the sizes listed (e.g. a re-run of the 100k figures).
+      const sizes = process.env.BENCH_DLQ_SIZES
+        ? process.env.BENCH_DLQ_SIZES.split(',').map(Number)
+        : ctx.quick
+          ? [20_000]
+          : [100_000, 1_000_000]
       for (const n of sizes) {
         const label = n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1000}k`
         ctx.log(`filling a DLQ of ${n} entries`)
