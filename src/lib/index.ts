@@ -16,7 +16,14 @@ export {
   type SettingLabels,
 } from './db.js'
 export {mapPgError} from './pg-errors.js'
-export {migrate, initDlq, type MigrateOptions, type MigrateResult, type InitDlqResult} from './schema/migrate.js'
+export {
+  migrate,
+  initDlq,
+  type MigrateOptions,
+  type MigrateResult,
+  type InitDlqOptions,
+  type InitDlqResult,
+} from './schema/migrate.js'
 export {inspectSchema, requireMigrated, type SchemaInspection} from './schema/inspect.js'
 export {printSchemaSql, type PrintSchemaOptions} from './schema/print.js'
 export {
@@ -158,6 +165,7 @@ export {
   type ShowResult,
 } from './dlq/entries.js'
 export {dlqStats, type DlqStats, type FailureGroup, type StatsOptions} from './dlq/stats.js'
+export {recountGroupCounts, type GroupCountsRecount} from './dlq/group-counts.js'
 export {
   retryDlq,
   type DefaultQueueMode,

@@ -187,6 +187,37 @@ describe('backfill migrate / init-dlq / schema print (real binary)', () => {
     expect(types[0]?.data_type).to.equal('character varying')
   })
 
+  it('init-dlq --recount measures (--dry-run) and corrects failure-group counts the triggers missed', async () => {
+    const t = await fresh(true)
+    const entry = (task: string): string =>
+      `insert into ${t.quoted}.backfill_dlq (task_identifier, payload, failure_reason, error_fingerprint, error_fingerprint_at, failed_at)
+       values ('${task}', '{}', 'x', '${task}-e', '2024-01-01', '2024-01-01')`
+    await t.query(`${entry('a')}; ${entry('a')}; ${entry('b')}`)
+    await t.query(`alter table ${t.quoted}.backfill_dlq disable trigger backfill_dlq_group_counts_insert;
+      ${entry('a')}; ${entry('c')};
+      alter table ${t.quoted}.backfill_dlq enable trigger backfill_dlq_group_counts_insert`)
+    const dry = await runCli(['init-dlq', '--schema', t.schema, '--recount', '--dry-run', '--json'])
+    expect(dry.code, dry.stderr).to.equal(0)
+    expect(parseJson<{recount: unknown}>(dry).recount).to.deep.equal({groups: 2, entries: 2, total: 5, dryRun: true})
+    const text = await runCli(['init-dlq', '--schema', t.schema, '--recount'])
+    expect(text.code, text.stderr).to.equal(0)
+    expect(text.stdout)
+      .to.contain('up to date')
+      .and.contain(
+        'failure-group counts corrected: 2 failure groups were off by 2 entries in total (5 fingerprinted entries)',
+      )
+    const counts = await t.query(
+      `select task_identifier, entries::int from ${t.quoted}.backfill_dlq_group_counts order by 1`,
+    )
+    expect(counts).to.deep.equal([
+      {task_identifier: 'a', entries: 3},
+      {task_identifier: 'b', entries: 1},
+      {task_identifier: 'c', entries: 1},
+    ])
+    const again = await runCli(['init-dlq', '--schema', t.schema, '--recount'])
+    expect(again.stdout).to.contain('failure-group counts match a fresh count (5 fingerprinted entries)')
+  })
+
   it('init-dlq creates the schema when it does not exist', async () => {
     const schema = uniqueName('dlqonly')
     try {

@@ -581,6 +581,72 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
     await expectStatsAgree(t)
   })
 
+  it('writes the triggers did not see (one disabled, or session_replication_role = replica): init-dlq --recount measures and corrects the drift', async () => {
+    await insertDlq(t, ROWS)
+    await backfillFingerprints(t.db)
+    await expectStatsAgree(t)
+    const [{groups}] = (await t.query(
+      `select count(distinct (task_identifier, queue_name, error_fingerprint))::int as groups
+       from (select * from ${t.quoted}.backfill_dlq order by id limit 7) d`,
+    )) as [{groups: number}]
+    // The bulk-load pattern: disable, write, enable again; the catalog looks as before.
+    await t.query(`alter table ${t.quoted}.backfill_dlq disable trigger ${GROUP_COUNTS_TRIGGERS[2]}`)
+    await t.query(
+      `delete from ${t.quoted}.backfill_dlq where id in (select id from ${t.quoted}.backfill_dlq order by id limit 7)`,
+    )
+    await t.query(`alter table ${t.quoted}.backfill_dlq enable trigger ${GROUP_COUNTS_TRIGGERS[2]}`)
+    const replica = new pg.Client({connectionString: t.url})
+    await replica.connect()
+    try {
+      await replica.query(`set session_replication_role = replica`)
+      await replica.query(
+        `insert into ${t.quoted}.backfill_dlq (task_identifier, payload, failure_reason, error_fingerprint, error_fingerprint_at, failed_at)
+         values ('zz', '{}', 'x', 'zz-e', '2024-01-01', '2024-01-01'), ('zz', '{}', 'x', 'zz-e', '2024-01-01', '2024-01-01')`,
+      )
+    } finally {
+      await replica.end()
+    }
+    const kept = async (): Promise<number> =>
+      (
+        await t.query<{n: number}>(
+          `select coalesce(sum(entries), 0)::int as n from ${t.quoted}.backfill_dlq_group_counts`,
+        )
+      )[0]!.n
+    expect(await kept()).to.equal(24)
+    expect((await statsVia(t, {}, 'auto')).stats.total).to.equal(24) // wrong: 19 entries
+    expect((await initDlq(t.db)).upToDate).to.equal(true) // the catalog cannot tell
+
+    const measured = await initDlq(t.db, {dryRun: true, recount: true})
+    expect(measured.recount).to.deep.equal({groups: groups + 1, entries: 7 + 2, total: 19, dryRun: true})
+    expect(await kept()).to.equal(24)
+
+    const corrected = await initDlq(t.db, {recount: true})
+    expect(corrected.upToDate).to.equal(true)
+    expect(corrected.recount).to.deep.equal({groups: groups + 1, entries: 9, total: 19, dryRun: false})
+    expect((await expectStatsAgree(t)).total).to.equal(19)
+    expect((await initDlq(t.db, {recount: true})).recount).to.deep.equal({
+      groups: 0,
+      entries: 0,
+      total: 19,
+      dryRun: false,
+    })
+
+    // A count row without entries behind it goes too; missing counts are recreated with the objects.
+    await t.query(`insert into ${t.quoted}.backfill_dlq_group_counts values ('ghost', '', 'g', 5)`)
+    expect((await initDlq(t.db, {recount: true})).recount).to.deep.equal({
+      groups: 1,
+      entries: 5,
+      total: 19,
+      dryRun: false,
+    })
+    await expectCountsExact(t)
+    await t.query(`drop table ${t.quoted}.backfill_dlq_group_counts`)
+    expect((await initDlq(t.db, {dryRun: true, recount: true})).recount).to.equal(null)
+    const rebuilt = await initDlq(t.db, {recount: true})
+    expect(rebuilt.created).to.deep.equal(['backfill_dlq_group_counts'])
+    expect(rebuilt.recount).to.deep.equal({groups: 0, entries: 0, total: 19, dryRun: false})
+  })
+
   it('schema print creates the counts, their triggers and the index; applied to an empty schema, writes are counted', async () => {
     const printed = printSchemaSql(parseSchemaName(t.schema), {graphile: false})
     expect(printed).to.include('create table if not exists')

@@ -322,7 +322,7 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
           severity: 'warning',
           code: 'dlq-group-counts',
           message: `DLQ failure-group counts are not kept (${what.join('; ') || `function ${GROUP_COUNTS_FUNCTION} missing`}): dlq stats and status count every entry instead`,
-          action: `backfill init-dlq${flag} (recreates the triggers and recounts)`,
+          action: `backfill init-dlq${flag} (recreates the triggers and recounts; re-enabled by hand instead, run backfill init-dlq${flag} --recount afterwards: writes made meanwhile were not counted)`,
         })
     }
     const {relations: rel} = inspection.backfill.catalog

@@ -155,7 +155,7 @@ function groupCountsPresent(c: BackfillCatalog): boolean {
 }
 
 /** What the counts count: the entries aggregateFingerprinted groups by their stored fingerprint. */
-const COUNTED = (alias: string): string =>
+export const COUNTED = (alias: string): string =>
   `${alias}.error_fingerprint is not null and ${alias}.error_fingerprint_at = ${alias}.failed_at`
 
 /**

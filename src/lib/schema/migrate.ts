@@ -1,10 +1,17 @@
 import type {Database} from '../db.js'
 import {backfillFingerprints} from '../dlq/fingerprint-store.js'
+import {type GroupCountsRecount, recountGroupCounts} from '../dlq/group-counts.js'
 import {PreconditionError, isBackfillError} from '../errors.js'
 import {mapPgError} from '../pg-errors.js'
 import {requireSession} from '../pooler.js'
 import {advisoryLock, advisoryUnlock, duplicateDlqJobKeys} from '../sql/schema.js'
-import {BACKFILL_OBJECTS, type BackfillObject, metaVersionSql, missingObjects} from './backfill-objects.js'
+import {
+  BACKFILL_OBJECTS,
+  type BackfillObject,
+  GROUP_COUNTS_TABLE,
+  metaVersionSql,
+  missingObjects,
+} from './backfill-objects.js'
 import {
   graphileBootstrapSql,
   graphileMigrationSql,
@@ -26,6 +33,11 @@ export interface InitDlqResult {
   sql: string
   /** Entries given their failure-group fingerprint (0 for a dry run): see backfillFingerprints. */
   fingerprinted: number
+  /**
+   * With `recount`: how far the failure-group counts were from a fresh count, corrected (or,
+   * with dryRun, only measured; null when the counts table does not exist yet).
+   */
+  recount?: GroupCountsRecount | null
 }
 
 export interface MigrateResult {
@@ -144,13 +156,29 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
   })
 }
 
+export interface InitDlqOptions extends MigrateOptions {
+  /**
+   * Then compare the failure-group counts with a fresh count of the entries and correct them
+   * (see recountGroupCounts): the repair after writes the triggers did not see.
+   */
+  recount?: boolean
+}
+
 /** Creates `<schema>.backfill_dlq` (and the schema) or completes an existing one. */
-export async function initDlq(db: Database, options: MigrateOptions = {}): Promise<InitDlqResult> {
+export async function initDlq(db: Database, options: InitDlqOptions = {}): Promise<InitDlqResult> {
   const before = await inspectSchema(db)
-  if (options.dryRun) return planDlq(db, before, true)
-  return withInstallLock(db, async (locked) =>
-    fingerprintDlq(locked, await applyDlq(locked, await inspectSchema(locked), options), options),
-  )
+  if (options.dryRun) {
+    const plan = planDlq(db, before, true)
+    if (!options.recount) return plan
+    const measurable = before.backfill.catalog.relations.has(GROUP_COUNTS_TABLE)
+    return {...plan, recount: measurable ? await recountGroupCounts(db, {dryRun: true}) : null}
+  }
+  return withInstallLock(db, async (locked) => {
+    const result = await fingerprintDlq(locked, await applyDlq(locked, await inspectSchema(locked), options), options)
+    if (!options.recount) return result
+    options.onProgress?.('recounting DLQ failure groups')
+    return {...result, recount: await recountGroupCounts(locked)}
+  })
 }
 
 /**

@@ -1,4 +1,4 @@
-import {GROUP_COUNTS_TABLE, GROUP_COUNTS_TRIGGERS, unfingerprintedSql} from '../schema/backfill-objects.js'
+import {COUNTED, GROUP_COUNTS_TABLE, GROUP_COUNTS_TRIGGERS, unfingerprintedSql} from '../schema/backfill-objects.js'
 import {statement} from './statement.js'
 
 /**
@@ -311,6 +311,62 @@ export const groupCountsReady = statement({
        and (select count(*) from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
             where n.nspname = $1::text and c.relname = 'backfill_dlq' and t.tgenabled in ('O', 'A')
               and t.tgname in (${GROUP_COUNTS_TRIGGERS.map((name) => `'${name}'`).join(', ')})) = ${GROUP_COUNTS_TRIGGERS.length} as ready`,
+})
+
+/**
+ * The groups whose kept count differs from a fresh count of the entries (added, removed or
+ * changed), as a CTE named drift (task_identifier, queue_name, error_fingerprint, kept, counted).
+ */
+const groupCountsDriftCte = (s: string): string => `with fresh as materialized (
+  select d.task_identifier::text as task_identifier, d.queue_name::text as queue_name, d.error_fingerprint, count(*) as entries
+  from ${s}.backfill_dlq d where ${COUNTED('d')} group by 1, 2, 3
+), drift as materialized (
+  select coalesce(f.task_identifier, c.task_identifier) as task_identifier, coalesce(f.queue_name, c.queue_name) as queue_name,
+         coalesce(f.error_fingerprint, c.error_fingerprint) as error_fingerprint, c.entries as kept, f.entries as counted
+  from fresh f full join ${s}.${GROUP_COUNTS_TABLE} c
+    on c.task_identifier = f.task_identifier and c.queue_name = f.queue_name and c.error_fingerprint = f.error_fingerprint
+  where c.entries is distinct from f.entries
+)`
+
+const DRIFT_SUMMARY = `(select count(*) from drift)::int as groups,
+  (select coalesce(sum(abs(coalesce(counted, 0) - coalesce(kept, 0))), 0) from drift)::int8 as entries,
+  (select coalesce(sum(entries), 0) from fresh)::int8 as total`
+
+/** How far backfill_dlq_group_counts is from a fresh count, read only (one snapshot: run it in a repeatable-read transaction). */
+export const groupCountsDrift = statement({
+  id: 'dlq.group_counts_drift',
+  params: [],
+  columns: {groups: 'int4', entries: 'int8', total: 'int8'},
+  prepare: false,
+  sql: (s) => `${groupCountsDriftCte(s)}
+select ${DRIFT_SUMMARY}`,
+})
+
+/**
+ * Sets backfill_dlq_group_counts to a fresh count, writing only the groups that differ; run
+ * with backfill_dlq locked against writers (SHARE ROW EXCLUSIVE), so no trigger runs between
+ * the count and the writes. Returns the drift it corrected.
+ */
+export const recountGroupCounts = statement({
+  id: 'dlq.recount_group_counts',
+  params: [],
+  columns: {groups: 'int4', entries: 'int8', total: 'int8'},
+  prepare: false,
+  sql: (s) => `${groupCountsDriftCte(s)}, changed as (
+  update ${s}.${GROUP_COUNTS_TABLE} c set entries = d.counted from drift d
+  where d.kept is not null and d.counted is not null
+    and c.task_identifier = d.task_identifier and c.queue_name = d.queue_name and c.error_fingerprint = d.error_fingerprint
+), removed as (
+  delete from ${s}.${GROUP_COUNTS_TABLE} c using drift d
+  where d.counted is null
+    and c.task_identifier = d.task_identifier and c.queue_name = d.queue_name and c.error_fingerprint = d.error_fingerprint
+), added as (
+  insert into ${s}.${GROUP_COUNTS_TABLE} (task_identifier, queue_name, error_fingerprint, entries)
+  select task_identifier, queue_name, error_fingerprint, counted from drift where kept is null
+  order by 1, 2, 3
+)
+-- Data-modifying CTEs run to completion whether or not the query reads them.
+select ${DRIFT_SUMMARY}`,
 })
 
 /** The first error lines of entries $1 (the samples of fingerprinted groups). */
