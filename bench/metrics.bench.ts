@@ -14,6 +14,7 @@ import {parseSchemaName} from '../src/lib/identifiers.js'
 import {QueueMetricsExporter} from '../src/lib/metrics/exporter.js'
 import {collectQueueMetrics, type FailureGroupCache} from '../src/lib/metrics/queue-metrics.js'
 import {migrate} from '../src/lib/schema/migrate.js'
+import {sleep} from '../src/lib/sleep.js'
 import {jobCounts} from '../src/lib/sql/status.js'
 import {WORKER_DEFAULTS} from '../src/lib/worker/config.js'
 import {serveMetrics} from '../src/lib/worker/metrics-server.js'
@@ -179,10 +180,6 @@ async function leaderRounds(ctx: BenchContext, client: pg.Client, rounds: number
     )
   }
   return result
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 export const suite: BenchSuite = {
