@@ -9,52 +9,22 @@
  */
 import {expect} from 'chai'
 
-import {Database} from '../../src/lib/db.js'
-import {targetFromUrl} from '../../src/lib/connection.js'
-import {parseSchemaName} from '../../src/lib/identifiers.js'
+import type {Database} from '../../src/lib/db.js'
+import {sleep} from '../../src/lib/sleep.js'
 import type {WorkerEvent} from '../../src/lib/worker/events.js'
 import {releasePoolLocks} from '../../src/lib/worker/lock-release.js'
-import {requiredPoolSize, WorkerRunner, type WorkerSummary} from '../../src/lib/worker/runner.js'
-import {sql, testDatabaseName, TestSchema, urlForDatabase} from '../support/db.js'
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+import {WorkerRunner, type WorkerSummary} from '../../src/lib/worker/runner.js'
+import {sql, type TestSchema} from '../support/db.js'
+import {countLockedBy, ownRoleWorkerDatabase} from '../support/worker.js'
 
 describe('worker across a database outage (lost completion writes, prefetched jobs)', function () {
   this.timeout(120_000)
-  const role = `wout_${Date.now().toString(36)}`
+  // The worker's own role: cut() is a server restart, for it.
+  const w = ownRoleWorkerDatabase('wout', 2)
   let t: TestSchema
   let db: Database
-
-  before(async () => {
-    await sql(`create role ${role} login`)
-    await sql(`grant create on database ${testDatabaseName()} to ${role}`)
-  })
-  after(async () => {
-    await sql(`drop owned by ${role}`).catch(() => undefined)
-    await sql(`drop role if exists ${role}`).catch(() => undefined)
-  })
-  beforeEach(async () => {
-    t = await TestSchema.create({migrated: true, prefix: 'wout', url: urlForDatabase(testDatabaseName(), role)})
-    db = Database.connect({
-      target: targetFromUrl(t.url, 'flag-or-env'),
-      schema: parseSchemaName(t.schema),
-      max: requiredPoolSize({concurrency: 2}),
-    })
-  })
-  afterEach(async () => {
-    await sql(`alter role ${role} connection limit -1`)
-    await db.end().catch(() => undefined)
-    await t.drop()
-  })
-
-  /** The database refuses the worker's role and cuts every session it has (a server restart, for it). */
-  const cut = async (): Promise<void> => {
-    await sql(`alter role ${role} connection limit 0`)
-    await sql(`select pg_terminate_backend(pid) from pg_stat_activity where usename = $1`, [role])
-  }
-  const restore = async (): Promise<void> => {
-    await sql(`alter role ${role} connection limit -1`)
-  }
+  beforeEach(() => ({t, db} = w))
+  const {cut, restore} = w
 
   const outage = (batchDelayMs: number) => async () => {
     const events: WorkerEvent[] = []
@@ -91,11 +61,7 @@ describe('worker across a database outage (lost completion writes, prefetched jo
     await t.query(`select ${t.quoted}.add_job('gate', '{}') from generate_series(1, 20)`)
     for (let i = 0; i < 200 && gates.size < 3; i++) await sleep(25)
     expect([...gates.keys()], 'three jobs running').to.deep.equal(['1', '2', '3'])
-    const locked = await t.query<{n: number}>(
-      `select count(*)::int as n from ${t.quoted}._private_jobs where locked_by = any($1::text[])`,
-      [handle.poolIds],
-    )
-    expect(locked[0]!.n, 'every job locked by the pool (running or prefetched)').to.equal(20)
+    expect(await countLockedBy(t, handle.poolIds), 'every job locked by the pool (running or prefetched)').to.equal(20)
 
     await cut()
     const cutAt = Date.now()
@@ -119,12 +85,9 @@ describe('worker across a database outage (lost completion writes, prefetched jo
     const outcome = await Promise.race([handle.done, sleep(30_000).then(() => 'still running' as const)])
     if (process.env.DUMP_EVENTS) for (const e of events) console.error(JSON.stringify(e).slice(0, 300))
     if (outcome === 'still running') {
-      const held = await t.query<{n: number}>(
-        `select count(*)::int as n from ${t.quoted}._private_jobs where locked_by = any($1::text[])`,
-        [handle.poolIds],
-      )
+      const held = await countLockedBy(t, handle.poolIds)
       await handle.stop({force: true}).catch(() => undefined)
-      expect.fail(`the worker was still running 30 s after the outage, holding ${held[0]!.n} job(s)`)
+      expect.fail(`the worker was still running 30 s after the outage, holding ${held} job(s)`)
     }
     const summary = outcome as WorkerSummary
     expect(Date.now() - cutAt, 'stopped within its shutdown timeout (plus the bounded waits)').to.be.lessThan(25_000)

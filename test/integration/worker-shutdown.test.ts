@@ -1,42 +1,19 @@
 import {expect} from 'chai'
 
-import {Database} from '../../src/lib/db.js'
-import {targetFromUrl} from '../../src/lib/connection.js'
-import {parseSchemaName} from '../../src/lib/identifiers.js'
+import type {Database} from '../../src/lib/db.js'
+import {sleep} from '../../src/lib/sleep.js'
 import type {WorkerEvent} from '../../src/lib/worker/events.js'
-import {requiredPoolSize, WorkerRunner} from '../../src/lib/worker/runner.js'
-import {sql, testDatabaseName, TestSchema, urlForDatabase} from '../support/db.js'
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+import {WorkerRunner} from '../../src/lib/worker/runner.js'
+import type {TestSchema} from '../support/db.js'
+import {countLockedBy, ownRoleWorkerDatabase} from '../support/worker.js'
 
 describe('worker shutdown reports what is really left locked', function () {
   this.timeout(90_000)
-  const role = `wshut_${Date.now().toString(36)}`
+  // The worker's role owns its schema (graphile's tables use row-level security).
+  const w = ownRoleWorkerDatabase('wshut', 4)
   let t: TestSchema
   let db: Database
-
-  before(async () => {
-    await sql(`create role ${role} login`)
-    await sql(`grant create on database ${testDatabaseName()} to ${role}`)
-  })
-  after(async () => {
-    await sql(`drop owned by ${role}`).catch(() => undefined)
-    await sql(`drop role if exists ${role}`).catch(() => undefined)
-  })
-  beforeEach(async () => {
-    // The worker's role owns its schema (graphile's tables use row-level security).
-    t = await TestSchema.create({migrated: true, prefix: 'wshut', url: urlForDatabase(testDatabaseName(), role)})
-    db = Database.connect({
-      target: targetFromUrl(t.url, 'flag-or-env'),
-      schema: parseSchemaName(t.schema),
-      max: requiredPoolSize({concurrency: 4}),
-    })
-  })
-  afterEach(async () => {
-    await sql(`alter role ${role} connection limit -1`)
-    await db.end().catch(() => undefined)
-    await t.drop()
-  })
+  beforeEach(() => ({t, db} = w))
 
   it('after its connections are cut and refused, it says the locks are unknown, never "0 still locked"', async () => {
     const events: WorkerEvent[] = []
@@ -58,16 +35,11 @@ describe('worker shutdown reports what is really left locked', function () {
     for (let i = 0; i < 200 && running < 4; i++) await sleep(50)
     expect(running).to.equal(4)
     // The database refuses the worker from now on, and cuts what it has.
-    await sql(`alter role ${role} connection limit 0`)
-    await sql(`select pg_terminate_backend(pid) from pg_stat_activity where usename = $1`, [role])
+    await w.cut()
     const summary = await handle.stop({force: true, reason: 'test'})
     const stop = events.find((e) => e.type === 'worker:stop') as Extract<WorkerEvent, {type: 'worker:stop'}>
-    await sql(`alter role ${role} connection limit -1`)
-    const locked = await t.query<{n: number}>(
-      `select count(*)::int as n from ${t.quoted}._private_jobs where locked_by = any($1::text[])`,
-      [summary.poolIds],
-    )
-    expect(locked[0]!.n, 'the jobs are still locked by the worker').to.equal(4)
+    await w.restore()
+    expect(await countLockedBy(t, summary.poolIds), 'the jobs are still locked by the worker').to.equal(4)
     expect(stop.lockedAfter, 'the worker claimed to know what it still holds').to.equal(null)
     expect(stop.lockCheckError).to.be.a('string').and.not.equal('')
     expect(summary.lockedAfter).to.equal(null)
@@ -91,7 +63,7 @@ describe('worker shutdown reports what is really left locked', function () {
     await t.query(`select ${t.quoted}.add_job('slow', '{}') from generate_series(1, 2)`)
     for (let i = 0; i < 200 && running < 2; i++) await sleep(50)
     // Cut every connection once: the pool reconnects for the way out.
-    await sql(`select pg_terminate_backend(pid) from pg_stat_activity where usename = $1`, [role])
+    await w.terminate()
     const summary = await handle.stop({force: true})
     const stop = events.find((e) => e.type === 'worker:stop') as Extract<WorkerEvent, {type: 'worker:stop'}>
     expect(stop.lockedAfter).to.equal(0)

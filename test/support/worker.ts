@@ -1,7 +1,11 @@
 import {type ChildProcessWithoutNullStreams, spawn} from 'node:child_process'
 
+import {targetFromUrl} from '../../src/lib/connection.js'
+import {Database} from '../../src/lib/db.js'
+import {parseSchemaName} from '../../src/lib/identifiers.js'
+import {requiredPoolSize} from '../../src/lib/worker/runner.js'
 import {BIN, cleanEnv, ROOT} from './cli.js'
-import {testUrl, type TestSchema} from './db.js'
+import {sql, testDatabaseName, TestSchema, testUrl, urlForDatabase} from './db.js'
 
 export const TASKS_DIR = `${ROOT}/test/fixtures/tasks`
 
@@ -89,4 +93,74 @@ export async function addJobs(
       count,
     ],
   )
+}
+
+/**
+ * Mocha hooks for in-process worker tests whose worker connects as a login role of its own that
+ * owns the schema (graphile's tables use row-level security): cut() is then a database outage
+ * for the worker alone (its sessions ended, new ones refused) and restore() ends it.
+ */
+export function ownRoleWorkerDatabase(
+  prefix: string,
+  concurrency: number,
+): {
+  readonly t: TestSchema
+  readonly db: Database
+  cut(): Promise<void>
+  restore(): Promise<void>
+  terminate(): Promise<void>
+} {
+  const role = `${prefix}_${Date.now().toString(36)}`
+  let t: TestSchema | undefined
+  let db: Database | undefined
+  const terminate = async (): Promise<void> => {
+    await sql(`select pg_terminate_backend(pid) from pg_stat_activity where usename = $1`, [role])
+  }
+  const restore = async (): Promise<void> => {
+    await sql(`alter role ${role} connection limit -1`)
+  }
+  before(async () => {
+    await sql(`create role ${role} login`)
+    await sql(`grant create on database ${testDatabaseName()} to ${role}`)
+  })
+  after(async () => {
+    await sql(`drop owned by ${role}`).catch(() => undefined)
+    await sql(`drop role if exists ${role}`).catch(() => undefined)
+  })
+  beforeEach(async () => {
+    t = await TestSchema.create({migrated: true, prefix, url: urlForDatabase(testDatabaseName(), role)})
+    db = Database.connect({
+      target: targetFromUrl(t.url, 'flag-or-env'),
+      schema: parseSchemaName(t.schema),
+      max: requiredPoolSize({concurrency}),
+    })
+  })
+  afterEach(async () => {
+    await restore()
+    await db?.end().catch(() => undefined)
+    await t?.drop()
+  })
+  return {
+    get t() {
+      return t!
+    },
+    get db() {
+      return db!
+    },
+    async cut() {
+      await sql(`alter role ${role} connection limit 0`)
+      await terminate()
+    },
+    restore,
+    terminate,
+  }
+}
+
+/** Jobs locked by these pools. */
+export async function countLockedBy(t: TestSchema, poolIds: readonly string[]): Promise<number> {
+  const [row] = await t.query<{n: number}>(
+    `select count(*)::int as n from ${t.quoted}._private_jobs where locked_by = any($1::text[])`,
+    [poolIds],
+  )
+  return row!.n
 }
