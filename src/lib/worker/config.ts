@@ -61,9 +61,10 @@ export const WORKER_DEFAULTS = {
 } as const
 
 /**
- * A fixed local queue (--local-queue-size without a number's worth of reasons): two jobs per slot. Measured here it keeps the throughput of much larger
- * queues, while bounding what a crash costs: prefetched jobs were locked and charged an
- * attempt, and go back (with that attempt used) only when their lock is released.
+ * The fixed local queue when adaptivePrefetch is off and no size is given: two jobs per slot.
+ * Measured here it keeps the throughput of much larger queues, while bounding what a crash
+ * costs: prefetched jobs were locked and charged an attempt, and go back (with that attempt
+ * used) only when their lock is released.
  */
 export function defaultLocalQueueSize(concurrency: number): number {
   return Math.min(500, concurrency * 2)
