@@ -18,6 +18,7 @@ import {targetFromUrl} from '../src/lib/connection.js'
 import {Database} from '../src/lib/db.js'
 import {parseSchemaName, quoteIdent} from '../src/lib/identifiers.js'
 import {migrate} from '../src/lib/schema/migrate.js'
+import {sleep} from '../src/lib/sleep.js'
 import {requiredPoolSize, WorkerRunner} from '../src/lib/worker/runner.js'
 import {percentile} from './lib/stats.js'
 import type {BenchContext, BenchSuite, Metric} from './lib/types.js'
@@ -34,10 +35,6 @@ interface Side {
   /** Jobs not yet completed. */
   pending(): Promise<number>
   end(): Promise<void>
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 async function backfillSide(ctx: BenchContext): Promise<Side> {

@@ -15,6 +15,7 @@ import {Database} from '../src/lib/db.js'
 import {captureExhausted} from '../src/lib/dlq/capture.js'
 import {parseSchemaName, quoteIdent} from '../src/lib/identifiers.js'
 import {migrate} from '../src/lib/schema/migrate.js'
+import {sleep} from '../src/lib/sleep.js'
 import {WORKER_DEFAULTS, type WorkerConfigInput} from '../src/lib/worker/config.js'
 import {DEFAULT_PREFETCH_CAP, DEFAULT_PREFETCH_HORIZON_MS} from '../src/lib/worker/prefetch.js'
 import {requiredPoolSize, WorkerRunner} from '../src/lib/worker/runner.js'
@@ -434,8 +435,4 @@ export const suite: BenchSuite = {
     ]
     return metrics
   },
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }

@@ -14,6 +14,7 @@ import {fileURLToPath} from 'node:url'
 import pg from 'pg'
 
 import {EmbeddedPostgres} from '../../src/lib/embedded/postgres.js'
+import {sleep} from '../../src/lib/sleep.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const ROOT = path.resolve(here, '../..')
@@ -468,8 +469,4 @@ async function lockDiagnostics(
 
 function existsShm(): boolean {
   return existsSync('/dev/shm')
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
