@@ -1,5 +1,4 @@
 import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -8,18 +7,10 @@ import YAML from 'yaml'
 
 import {ROOT} from '../support/cli.js'
 import {TestSchema} from '../support/db.js'
-import {ServerProcess, waitUntil} from '../support/fleet.js'
+import {freePort, ServerProcess, waitUntil} from '../support/fleet.js'
 import {createLedger, TASKS_DIR} from '../support/worker.js'
 
 const PROMETHEUS = '/usr/bin/prometheus'
-
-async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const {port} = server.address() as net.AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 interface Alert {
   labels: Record<string, string>

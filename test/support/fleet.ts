@@ -1,4 +1,5 @@
 import {type ChildProcessWithoutNullStreams, spawn} from 'node:child_process'
+import net from 'node:net'
 
 import {BIN, cleanEnv, ROOT} from './cli.js'
 import {testUrl} from './db.js'
@@ -97,4 +98,13 @@ export async function waitUntil(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 100))
   }
+}
+
+/** A loopback TCP port free right now (for a server the test starts). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const {port} = server.address() as net.AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
 }

@@ -7,7 +7,7 @@ import path from 'node:path'
 import {parse} from 'pg-connection-string'
 
 import {testDatabaseName, testUrl} from './db.js'
-import {ServerProcess} from './fleet.js'
+import {freePort, ServerProcess} from './fleet.js'
 
 export const PGBOUNCER = '/usr/sbin/pgbouncer'
 
@@ -120,14 +120,6 @@ function unprivilegedUser(): {name: string; uid: number; gid: number} | undefine
     }
   }
   return undefined
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const {port} = server.address() as net.AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 function canConnect(port: number): Promise<boolean> {
