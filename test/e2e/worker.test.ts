@@ -364,6 +364,26 @@ describe('backfill worker (real binary, real signals)', function () {
       expect(parseJson<{jobs: {succeeded: number}}>(good).jobs.succeeded).to.equal(1)
     })
 
+    it("--once: an unhandled rejection (as graphile's unawaited writes give) fails the run, as it fails a long-running worker", async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'taskmod-'))
+      writeFileSync(
+        path.join(dir, 'tasks.mjs'),
+        "export const tasks = {leak: async () => { void Promise.reject(new Error('leaked rejection')) }}\n",
+      )
+      await t.query(`select ${t.quoted}.add_job('leak', '{}')`)
+      const result = await runCli([
+        'worker',
+        '--schema',
+        t.schema,
+        '--task-module',
+        path.join(dir, 'tasks.mjs'),
+        '--once',
+      ])
+      rmSync(dir, {recursive: true, force: true})
+      expect(result.code, result.stderr).to.equal(1)
+      expect(result.stderr).to.contain('leaked rejection')
+    })
+
     it('--no-migrate on an un-migrated schema: exit 4, nothing created', async () => {
       const result = await runCli([
         'worker',

@@ -9,6 +9,9 @@ import type {WorkerConfigInput} from '../../lib/worker/config.js'
 import type {WorkerEvent} from '../../lib/worker/events.js'
 import type {WorkerHandle, WorkerSummary} from '../../lib/worker/runner.js'
 
+/** A worker that stopped on a failure (long-running or --once). */
+const STOPPED_SUGGESTIONS = ['check the database connection and the log above; a supervisor should restart the worker']
+
 export default class Worker extends DbCommand<typeof Worker> {
   static override sessionLimits = 'worker' as const
   static override baseFlags = withoutSessionLimitFlag()
@@ -265,7 +268,12 @@ export default class Worker extends DbCommand<typeof Worker> {
     }
     process.on('unhandledRejection', onUnhandled)
     try {
-      if (flags.once) return await runner.runOnce()
+      if (flags.once) {
+        const summary = await runner.runOnce()
+        // The same failure as below: in once mode graphile's writes are never awaited.
+        if (unhandled) throw new InternalError(`worker stopped: ${unhandled}`, {suggestions: STOPPED_SUGGESTIONS})
+        return summary
+      }
       this.handle = await runner.start()
       await queueMetrics?.start()
       const onSignal = (): void => void this.handle?.stop({reason: 'signal'}).catch(() => undefined)
@@ -274,9 +282,7 @@ export default class Worker extends DbCommand<typeof Worker> {
       const summary = await this.handle.done
       const failure = summary.failure ?? unhandled
       if (failure) {
-        throw new InternalError(`worker stopped: ${failure}`, {
-          suggestions: ['check the database connection and the log above; a supervisor should restart the worker'],
-        })
+        throw new InternalError(`worker stopped: ${failure}`, {suggestions: STOPPED_SUGGESTIONS})
       }
       if (summary.forced) process.exitCode = 130
       return summary
