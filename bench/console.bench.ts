@@ -19,14 +19,13 @@ import {Database, opsSessionLimits} from '../src/lib/db.js'
 import {backfillFingerprints} from '../src/lib/dlq/fingerprint-store.js'
 import {parseSchemaName, quoteIdent} from '../src/lib/identifiers.js'
 import {migrate} from '../src/lib/schema/migrate.js'
-import {median} from './lib/stats.js'
+import {timeIt} from './lib/stats.js'
 import {browserMissing, launchBrowser} from '../test/support/browser.js'
 import type {BenchContext, BenchSuite, Metric} from './lib/types.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'bin', 'run.js')
 const SCHEMA = 'bench_console'
-const CALLS = 5
 
 async function populate(admin: pg.Pool, jobs: number, dlq: number): Promise<void> {
   const s = quoteIdent(SCHEMA)
@@ -61,17 +60,6 @@ async function populate(admin: pg.Pool, jobs: number, dlq: number): Promise<void
   // No autovacuum/analyze scans in the middle of the measurements.
   for (const table of ['_private_jobs', '_private_job_queues', '_private_tasks', 'backfill_dlq'])
     await admin.query(`alter table ${s}.${table} set (autovacuum_enabled = false)`)
-}
-
-async function timeIt(fn: () => Promise<unknown>): Promise<number> {
-  await fn() // warm: plan caches, buffers
-  const times: number[] = []
-  for (let i = 0; i < CALLS; i++) {
-    const started = performance.now()
-    await fn()
-    times.push(performance.now() - started)
-  }
-  return median(times)
 }
 
 interface Ui {

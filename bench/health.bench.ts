@@ -16,23 +16,11 @@ import {listLocks} from '../src/lib/locks/list.js'
 import {migrate} from '../src/lib/schema/migrate.js'
 import {jobCounts, jobTotals} from '../src/lib/sql/status.js'
 import {jobLocks} from '../src/lib/sql/locks.js'
-import {median} from './lib/stats.js'
+import {median, timeIt} from './lib/stats.js'
 import type {BenchContext, BenchSuite, Metric} from './lib/types.js'
 
 const SCHEMA = 'bench_health'
-const CALLS_PER_ROUND = 5
 const LOCKED_JOBS = 1000
-
-async function timeIt(fn: () => Promise<unknown>, calls = CALLS_PER_ROUND): Promise<number> {
-  await fn() // warm: plan caches, buffers
-  const times: number[] = []
-  for (let i = 0; i < calls; i++) {
-    const started = performance.now()
-    await fn()
-    times.push(performance.now() - started)
-  }
-  return median(times)
-}
 
 /**
  * A realistic big queue: 20 tasks; 10% of jobs in 2,000 per-entity serial queues; 5%

@@ -19,25 +19,13 @@ import {jobCounts} from '../src/lib/sql/status.js'
 import {WORKER_DEFAULTS} from '../src/lib/worker/config.js'
 import {serveMetrics} from '../src/lib/worker/metrics-server.js'
 import {requiredPoolSize, WorkerRunner} from '../src/lib/worker/runner.js'
-import {median} from './lib/stats.js'
+import {median, timeIt} from './lib/stats.js'
 import type {BenchContext, BenchSuite, Metric} from './lib/types.js'
 
 const SCHEMA = 'bench_metrics'
-const CALLS_PER_ROUND = 5
 const DLQ_ENTRIES = 20_000
 /** No-op jobs drained per round of the leader-cost measurement (quick: 20,000). */
 const DRAIN_JOBS = 200_000
-
-async function timeIt(fn: () => Promise<unknown>, calls = CALLS_PER_ROUND): Promise<number> {
-  await fn() // warm: plan caches, buffers
-  const times: number[] = []
-  for (let i = 0; i < calls; i++) {
-    const started = performance.now()
-    await fn()
-    times.push(performance.now() - started)
-  }
-  return median(times)
-}
 
 /**
  * A big, busy queue: 40 tasks; 10% of jobs in 2,000 serial queues; 5% scheduled, 2% retrying,

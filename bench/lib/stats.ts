@@ -63,3 +63,15 @@ export function formatNumber(value: number | null): string {
   if (Math.abs(value) >= 10) return value.toFixed(1)
   return value.toFixed(2)
 }
+
+/** Median wall time of `calls` runs of fn, after one warm-up run (plan caches, buffers). */
+export async function timeIt(fn: () => Promise<unknown>, calls = 5): Promise<number> {
+  await fn()
+  const times: number[] = []
+  for (let i = 0; i < calls; i++) {
+    const started = performance.now()
+    await fn()
+    times.push(performance.now() - started)
+  }
+  return median(times)
+}
