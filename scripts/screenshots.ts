@@ -8,8 +8,6 @@ import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {chromium} from 'playwright-core'
-
 import {targetFromUrl} from '../src/lib/connection.js'
 import {openConsoleDatabase, startConsoleServer} from '../src/lib/console/server.js'
 import {Database} from '../src/lib/db.js'
@@ -17,10 +15,10 @@ import {captureNow} from '../src/lib/dlq/capture-run.js'
 import {EmbeddedPostgres} from '../src/lib/embedded/postgres.js'
 import {parseSchemaName} from '../src/lib/identifiers.js'
 import {migrate} from '../src/lib/schema/migrate.js'
+import {launchBrowser} from '../test/support/browser.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const OUT = path.join(ROOT, 'docs', 'img')
-const CHROMIUM = process.env.BACKFILL_CHROMIUM ?? '/usr/bin/chromium'
 
 async function seed(db: Database): Promise<{jobId: string; dlqId: string}> {
   const q = async (text: string, params: unknown[] = []): Promise<{id: string}[]> =>
@@ -106,7 +104,6 @@ async function throughputHistory(db: Database, origin: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'bf-shots-'))
   const pgDir = mkdtempSync(path.join(os.tmpdir(), 'bf-shots-pg-'))
   const server = new EmbeddedPostgres({dir: pgDir, ephemeral: true})
   await server.start()
@@ -114,29 +111,14 @@ async function main(): Promise<void> {
   const schema = parseSchemaName('graphile_worker')
   const setup = Database.connect({target, schema})
   const db = openConsoleDatabase({target, schema})
-  const browser = await chromium.launchPersistentContext(path.join(dir, 'profile'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    viewport: {width: 1280, height: 860},
-    colorScheme: 'light',
-  })
+  const browser = await launchBrowser({viewport: {width: 1280, height: 860}, colorScheme: 'light'})
   try {
     await migrate(setup)
     const {jobId, dlqId} = await seed(setup)
     const consoleServer = await startConsoleServer({database: db, port: 0})
     const origin = new URL(consoleServer.url).origin
     mkdirSync(OUT, {recursive: true})
-    const page = await browser.newPage()
+    const page = await browser.context.newPage()
     const shoot = async (name: string, url: string, action?: () => Promise<void>): Promise<void> => {
       await page.goto(`${origin}${url}`)
       if (action) await action()
@@ -166,7 +148,6 @@ async function main(): Promise<void> {
     await db.end()
     await setup.end()
     await server.destroy()
-    rmSync(dir, {recursive: true, force: true})
     rmSync(pgDir, {recursive: true, force: true})
   }
 }
