@@ -5,6 +5,7 @@ import {NotMigratedError, UsageError} from '../../src/lib/errors.js'
 import {runChecks, type CheckThresholds} from '../../src/lib/health/check.js'
 import {queueStatus} from '../../src/lib/health/status.js'
 import {schemaStatus} from '../../src/lib/health/doctor.js'
+import {jobTotals} from '../../src/lib/sql/status.js'
 import {rustDlqTableSql, rustMigration19Sql, rustMigration20Sql} from '../fixtures/rust.js'
 import {TestSchema} from '../support/db.js'
 import {lockedJob, poolId, presenceSession, registerWorker} from '../support/locks.js'
@@ -106,6 +107,60 @@ describe('health: status, check, schema status', function () {
       const s = await queueStatus(t.db, {...L, queueLimit: 1})
       expect(s.queues.map((q) => q.queue)).to.deep.equal([null, 'user:2', 'user:9'])
       expect(s.otherQueues).to.include({queues: 1, running: 1})
+    })
+
+    it('derives every state as its definition says, for every combination of lock, attempts and run_at', async () => {
+      // The scan counts per row only what it must and derives the rest (src/lib/sql/status.ts):
+      // checked here against each state's definition, written out, over a grid of every case.
+      const t2 = await fresh()
+      const q = t2.quoted
+      await t2.query(`insert into ${q}._private_tasks (identifier) values ('a'), ('b')`)
+      await t2.query(`insert into ${q}._private_job_queues (queue_name) values ('user:1'), ('user:2')`)
+      await t2.query(
+        `insert into ${q}._private_jobs (task_id, job_queue_id, payload, run_at, attempts, max_attempts, locked_at, locked_by)
+         select task, queue, '{}', now() + run_in * interval '1 minute', attempts, 3,
+                case when locked then now() - interval '1 minute' end, case when locked then 'pool-grid' end
+         from unnest(array[1, 2]) task, unnest(array[null, 1, 2]::int[]) queue, unnest(array[-30, -5, 10]) run_in,
+              unnest(array[0, 1, 3, 4]) attempts, unnest(array[false, true]) locked
+         where not (task = 2 and run_in < 0 and not locked and attempts < 3)`, // task b: nothing ready
+      )
+      const [expected] = await t2.query<Record<string, number | null>>(
+        `select count(*) filter (where locked_at is null and attempts < max_attempts and run_at <= now())::int as ready,
+                count(*) filter (where locked_at is null and attempts < max_attempts and run_at > now())::int as scheduled,
+                count(*) filter (where locked_at is not null)::int as running,
+                count(*) filter (where locked_at is null and attempts < max_attempts and attempts > 0)::int as retrying,
+                count(*) filter (where locked_at is null and attempts >= max_attempts)::int as exhausted,
+                (extract(epoch from now() - min(run_at) filter (where locked_at is null and attempts < max_attempts and run_at <= now())) * 1000)::float8 as age
+         from ${q}._private_jobs`,
+      )
+      const byTask = await t2.query<{
+        task: string
+        ready: number
+        scheduled: number
+        exhausted: number
+        age: number | null
+      }>(
+        `select t.identifier as task,
+                count(*) filter (where locked_at is null and attempts < max_attempts and run_at <= now())::int as ready,
+                count(*) filter (where locked_at is null and attempts < max_attempts and run_at > now())::int as scheduled,
+                count(*) filter (where locked_at is null and attempts >= max_attempts)::int as exhausted,
+                (extract(epoch from now() - min(run_at) filter (where locked_at is null and attempts < max_attempts and run_at <= now())) * 1000)::float8 as age
+         from ${q}._private_jobs j join ${q}._private_tasks t on t.id = j.task_id group by 1 order by 1`,
+      )
+      const s = await queueStatus(t2.db, L)
+      const totals = await t2.db.one(jobTotals, []) // check's statement
+      const {age, ...counts} = expected as Record<string, number>
+      expect(s.totals).to.include(counts)
+      expect(s.totals.oldestReadyAgeMs).to.be.closeTo(age as number, 2_000)
+      expect(totals).to.include(counts)
+      expect(totals.oldest_ready_age_ms).to.be.closeTo(age as number, 2_000)
+      for (const row of byTask) {
+        const got = s.tasks.find((x) => x.task === row.task)
+        expect(got, row.task).to.include({ready: row.ready, scheduled: row.scheduled, exhausted: row.exhausted})
+        if (row.age === null) expect(got?.oldestReadyAgeMs, `${row.task}: none ready`).to.equal(null)
+        else expect(got?.oldestReadyAgeMs).to.be.closeTo(row.age, 2_000)
+      }
+      expect(byTask.find((r) => r.task === 'b')?.ready, 'the grid has a task with nothing ready').to.equal(0)
     })
 
     it('works without a DLQ table (counts say so)', async () => {

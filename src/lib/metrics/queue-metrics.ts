@@ -95,8 +95,9 @@ export async function collectQueueMetrics(
         }
       }
     }
-    for (const row of await db.rows(auditTotals, [])) audit[row.action] = Number(row.total)
-    for (const row of await db.rows(dlqEventTotals, [])) events[row.event] = Number(row.total)
+    const [auditRows, eventRows] = await Promise.all([db.rows(auditTotals, []), db.rows(dlqEventTotals, [])])
+    for (const row of auditRows) audit[row.action] = Number(row.total)
+    for (const row of eventRows) events[row.event] = Number(row.total)
   }
   return {
     at: status.at,
