@@ -3,7 +3,7 @@ import type {AddressInfo} from 'node:net'
 
 import {expect} from 'chai'
 import express from 'express'
-import Fastify from 'fastify'
+import Fastify, {type FastifyReply, type FastifyRequest, type HookHandlerDoneFunction} from 'fastify'
 
 import {createConsoleHandler, type ConsoleHandler} from '../../src/lib/console/handler.js'
 import {ApiClient} from '../support/console.js'
@@ -130,6 +130,28 @@ describe('console handler mounted in Express and Fastify under a prefix', functi
     }
   })
 
+  it('Express: app.use(handler) without a path, the prefix given to the handler only', async () => {
+    const handler = createConsoleHandler({database: t.db, prefix: PREFIX, auth: {token: TOKEN}})
+    const app = express()
+    app.use(express.json(), express.urlencoded({extended: false}))
+    app.use(handler)
+    app.get('/health', (_req, res) => {
+      res.send('ok')
+    })
+    const server: Server = await new Promise((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s))
+    })
+    try {
+      await exercise(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+      // Paths that merely start with the prefix's text are the application's.
+      const near = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${PREFIX}x/api/v1/status`)
+      expect(near.status).to.equal(404)
+    } finally {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+
   it('Express: a body the application read as text is parsed by type; one read and dropped is an error, not an empty request', async () => {
     const handler = createConsoleHandler({database: t.db, prefix: PREFIX, auth: {token: TOKEN}})
     const app = express()
@@ -160,9 +182,21 @@ describe('console handler mounted in Express and Fastify under a prefix', functi
   it('Fastify: an onRequest hook hands the raw request to the handler before Fastify parses a body', async () => {
     const handler = createConsoleHandler({database: t.db, prefix: PREFIX, auth: {token: TOKEN}})
     const app = fastifyApp(handler)
+    // The application's own onResponse hooks (and Fastify's request log) still see what the console answers.
+    const seen: string[] = []
+    app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+      seen.push(`${request.raw.method} ${request.raw.url} ${reply.statusCode}`)
+      done()
+    })
     const origin = await app.listen({port: 0, host: '127.0.0.1'})
     try {
       await exercise(origin)
+      expect(seen).to.include.members([
+        'GET /health 200',
+        `GET ${PREFIX}/api/v1/status 401`,
+        `GET ${PREFIX}/api/v1/status 200`,
+        `POST ${PREFIX}/dlq/retry 200`,
+      ])
     } finally {
       await app.close()
     }
