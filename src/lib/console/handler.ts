@@ -244,7 +244,11 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       }
       const path: Record<string, string> = {}
       c.names.forEach((name, i) => {
-        path[name] = decodeURIComponent(m[i + 1] ?? '')
+        try {
+          path[name] = decodeURIComponent(m[i + 1] ?? '')
+        } catch {
+          throw new HttpError(400, 'E_BAD_PATH', `malformed percent-encoding in ${name}`)
+        }
       })
       return {route: c.route, path}
     }
@@ -255,13 +259,15 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     const started = performance.now()
     const method = req.method ?? 'GET'
     const remote = req.socket.remoteAddress ?? ''
-    const url = new URL(originalUrl(req), 'http://console.invalid')
-    let pathname = url.pathname
-    if (prefix !== '' && (pathname === prefix || pathname.startsWith(`${prefix}/`)))
+    const url = requestUrl(originalUrl(req))
+    let pathname = url?.pathname ?? ''
+    if (url && (prefix === '' || (underPrefix(pathname, prefix) && underPrefix(rawPath(req), prefix))))
       pathname = pathname.slice(prefix.length) || '/'
-    else if (prefix !== '') {
+    else {
+      // Under the prefix only if the path as sent is too: "//host/ops/…" or "/x/../ops/…" is
+      // not what an application or proxy guarding "/ops" sees as the console's.
       if (next) return next()
-      sendError(res, new HttpError(404, 'E_NOT_FOUND', 'not found'), false)
+      sendError(res, new HttpError(url ? 404 : 400, url ? 'E_NOT_FOUND' : 'E_BAD_PATH', 'not found'), false)
       return
     }
     const isApi = pathname.startsWith('/api/')
@@ -435,8 +441,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       })
       return 401
     }
-    const nextPath = params.string('next')
-    const target = nextPath?.startsWith('/') && !nextPath.startsWith('//') ? `${prefix}${nextPath}` : `${prefix}/`
+    const target = localTarget(prefix, params.string('next'))
     send(res, 303, '', {
       location: target,
       'set-cookie': keys.sessionCookie(identity, options.secureCookies ?? false, path),
@@ -490,6 +495,45 @@ function parsedBody(req: IncomingMessage, body: unknown): Record<string, unknown
   throw new HttpError(500, 'E_BODY_CONSUMED', 'the request body was read before the console got it, and is gone', {
     suggestions: ['mount the console before middleware that reads request bodies, or have it leave req.body set'],
   })
+}
+
+/**
+ * The Location to go to after signing in: a path under the prefix, percent-encoded, that a
+ * browser resolves on this origin ("/\\evil.example", "/\t/evil.example" or "/./\\evil" resolve
+ * to another host, so they are checked as a browser parses them), or the overview.
+ */
+function localTarget(prefix: string, next: string | undefined): string {
+  const fallback = `${prefix}/`
+  if (!next?.startsWith('/')) return fallback
+  const base = new URL('http://console.invalid')
+  let url: URL
+  try {
+    url = new URL(`${prefix}${next}`, base)
+  } catch {
+    return fallback
+  }
+  if (url.origin !== base.origin || url.pathname.startsWith('//') || !underPrefix(url.pathname, prefix)) return fallback
+  return `${url.pathname}${url.search}${url.hash}`
+}
+
+function underPrefix(pathname: string, prefix: string): boolean {
+  return prefix === '' || pathname === prefix || pathname.startsWith(`${prefix}/`)
+}
+
+/** A request-target as a URL: its path is a path even when it starts with "//"; undefined if malformed. */
+function requestUrl(target: string): URL | undefined {
+  try {
+    return new URL(target.startsWith('/') ? `http://console.invalid${target}` : target)
+  } catch {
+    return undefined
+  }
+}
+
+/** The path as sent, before dot segments are resolved. */
+function rawPath(req: IncomingMessage): string {
+  const target = originalUrl(req)
+  const path = target.startsWith('/') ? target : (requestUrl(target)?.pathname ?? '')
+  return path.split(/[?#]/, 1)[0] ?? ''
 }
 
 function originalUrl(req: IncomingMessage): string {

@@ -271,7 +271,8 @@ export function openApiDocument(options: {prefix?: string; readOnly?: boolean} =
           in: 'header',
           required: false,
           schema: str,
-          description: 'A repeat with the same key replays the first answer.',
+          description:
+            'A repeat of the same request with the same key replays the first answer; the key with another request is refused (422).',
         },
       ]
     }

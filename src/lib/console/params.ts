@@ -78,6 +78,11 @@ export class Params {
     return n
   }
 
+  /** Every value but the CSRF token's, in a stable order: what makes two requests the same. */
+  fingerprint(): string {
+    return JSON.stringify([...this.values].filter(([key]) => key !== '_csrf').sort(([a], [b]) => (a < b ? -1 : 1)))
+  }
+
   string(name: string): string | undefined {
     const value = this.get(name)
     return value === undefined || value === '' ? undefined : value

@@ -83,13 +83,35 @@ function queryKey(ctx: RouteContext): string {
 }
 
 /**
+ * run() once per Idempotency-Key header (if any): a repeat of the same request (action and
+ * parameters) replays the first answer; the key reused for another request is refused, as
+ * replaying the first answer would report a change that was never made.
+ */
+async function idempotent(
+  ctx: RouteContext,
+  scope: string,
+  run: () => Promise<StoredResponse>,
+): Promise<StoredResponse> {
+  if (ctx.idempotencyKey === undefined) return run()
+  const once = ctx.pending.once(ctx.identity.name, ctx.idempotencyKey, `${scope}\n${ctx.params.fingerprint()}`, run)
+  if (!once)
+    throw new HttpError(422, 'E_IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for another request', {
+      suggestions: ['send a new Idempotency-Key for each distinct request; repeat a key only to retry the same one'],
+    })
+  const result = await once.result
+  return once.replay ? {...result, replay: true} : result
+}
+
+/**
  * The confirm protocol of every state-changing action: dryRun=true answers the preview and a
  * confirm token; confirm=<token> changes exactly what was previewed (once: a repeat replays the
- * answer); yes=true acts at once, as the CLI's --yes (an Idempotency-Key header makes a repeat
- * replay). Anything else is refused, as the CLI refuses off a terminal without --yes.
+ * answer), and only through the action (scope) that previewed it; yes=true acts at once, as the
+ * CLI's --yes (an Idempotency-Key header makes a repeat replay). Anything else is refused, as
+ * the CLI refuses off a terminal without --yes.
  */
 async function confirmFlow<P extends Plan>(
   ctx: RouteContext,
+  scope: string,
   makePlan: () => Promise<{plan: P; preview: unknown}>,
   perform: (plan: P, reason: string | undefined) => Promise<unknown>,
 ): Promise<StoredResponse> {
@@ -105,7 +127,7 @@ async function confirmFlow<P extends Plan>(
   }
   const token = params.string('confirm')
   if (token !== undefined) {
-    const confirmed = ctx.pending.confirm(owner, token, (plan) => act(plan as P))
+    const confirmed = ctx.pending.confirm(owner, scope, token, (plan) => act(plan as P))
     if (!confirmed)
       throw new HttpError(409, 'E_PREVIEW_EXPIRED', 'this preview is unknown or expired: nothing was changed', {
         suggestions: ['preview again (dryRun=true) and confirm the new preview'],
@@ -115,15 +137,11 @@ async function confirmFlow<P extends Plan>(
   }
   if (params.bool('dryRun')) {
     const {plan, preview} = await makePlan()
-    const {token: confirmToken, expiresAt} = ctx.pending.put(owner, {...plan, reason: params.string('reason')})
+    const {token: confirmToken, expiresAt} = ctx.pending.put(owner, scope, {...plan, reason: params.string('reason')})
     return ok({...(preview as object), confirm: {token: confirmToken, expiresAt}})
   }
   if (params.bool('yes')) {
-    const run = async (): Promise<StoredResponse> => act((await makePlan()).plan)
-    if (ctx.idempotencyKey === undefined) return run()
-    const once = ctx.pending.once(owner, ctx.idempotencyKey, run)
-    const result = await once.result
-    return once.replay ? {...result, replay: true} : result
+    return idempotent(ctx, scope, async () => act((await makePlan()).plan))
   }
   throw new UsageError('refusing to change anything without a confirmation', {
     code: 'E_CONFIRMATION_REQUIRED',
@@ -265,10 +283,7 @@ export const ROUTES: readonly Route[] = [
         ctx.cache.clear()
         return {status: outcome.status === 'enqueued' && outcome.action === 'created' ? 201 : 200, body: outcome}
       }
-      if (ctx.idempotencyKey === undefined) return run()
-      const once = ctx.pending.once(ctx.identity.name, ctx.idempotencyKey, run)
-      const result = await once.result
-      return once.replay ? {...result, replay: true} : result
+      return idempotent(ctx, 'enqueue', run)
     },
   },
   {
@@ -317,6 +332,7 @@ export const ROUTES: readonly Route[] = [
       const spec = jobSpecFrom(ctx.path.action ?? '', ctx.params)
       return confirmFlow(
         ctx,
+        `jobs ${ctx.path.action ?? ''}`,
         async () => {
           const plan = await ops.planJobAction(ctx.db, spec, jobSelectorFrom(ctx.params), ctx.params.bool('all'))
           // As `jobs … --dry-run --json` writes it: the sample's payloads exactly as stored.
@@ -438,6 +454,7 @@ export const ROUTES: readonly Route[] = [
       const selection = dlqSelectorFrom(p)
       return confirmFlow(
         ctx,
+        'dlq retry',
         () => ops.planRetry(ctx.db, selection, p.bool('all'), options),
         (plan, reason) => ops.performRetry(ctx.db, plan, {actor: actorOf(ctx), reason}),
       )
@@ -456,6 +473,7 @@ export const ROUTES: readonly Route[] = [
       const selection = dlqSelectorFrom(ctx.params)
       return confirmFlow(
         ctx,
+        'dlq purge',
         () => ops.planPurge(ctx.db, selection, ctx.params.bool('all')),
         (plan, reason) => ops.performPurge(ctx.db, plan, {actor: actorOf(ctx), reason}),
       )
@@ -512,6 +530,7 @@ export const ROUTES: readonly Route[] = [
       }
       return confirmFlow(
         ctx,
+        'locks clean',
         () => ops.planLockClean(ctx.db, options),
         (plan) => ops.performLockClean(ctx.db, plan, `the console (${ctx.identity.name} from ${ctx.remoteAddress})`),
       )

@@ -10,6 +10,12 @@ export interface StoredResponse {
 
 interface Slot<P> {
   owner: string
+  /**
+   * A preview's action (a token confirms only the action it previewed: a retry preview is no
+   * purge), or an idempotency key's request (the same key for another request is refused).
+   */
+  scope: string
+  kind: 'preview' | 'key'
   expires: number
   plan: P
   /** Set by the first confirmation; every later one gets the same answer (a double click acts once). */
@@ -29,26 +35,34 @@ export class PendingStore<P> {
     private readonly maxEntries = 1000,
   ) {}
 
-  /** Keeps a plan for its owner; the token to confirm it with. */
-  put(owner: string, plan: P): {token: string; expiresAt: Date} {
+  /** Keeps a plan of an action (scope) for its owner; the token to confirm it with. */
+  put(owner: string, scope: string, plan: P): {token: string; expiresAt: Date} {
     this.sweep()
     const token = randomBytes(18).toString('base64url')
     const expires = Date.now() + this.ttlMs
-    this.slots.set(token, {owner, expires, plan})
+    this.slots.set(token, {owner, scope, kind: 'preview', expires, plan})
     return {token, expiresAt: new Date(expires)}
   }
 
   /**
-   * Runs act(plan) once for a token (owner checked); a repeat replays the first answer.
-   * undefined when the token is unknown, expired or another identity's.
+   * Runs act(plan) once for a token (owner and action checked); a repeat replays the first answer.
+   * undefined when the token is unknown, expired, another identity's or another action's.
    */
   confirm(
     owner: string,
+    scope: string,
     token: string,
     act: (plan: P) => Promise<StoredResponse>,
   ): {replay: boolean; result: Promise<StoredResponse>} | undefined {
     const slot = this.slots.get(token)
-    if (!slot || slot.owner !== owner || (slot.expires < Date.now() && !slot.result)) return undefined
+    if (
+      !slot ||
+      slot.kind !== 'preview' ||
+      slot.owner !== owner ||
+      slot.scope !== scope ||
+      (slot.expires < Date.now() && !slot.result)
+    )
+      return undefined
     if (slot.result) return {replay: true, result: slot.result}
     slot.result = act(slot.plan)
     // The answer stays for replays for another ttl.
@@ -56,18 +70,30 @@ export class PendingStore<P> {
     return {replay: false, result: slot.result}
   }
 
-  /** Idempotency for requests without a preview (Idempotency-Key header): same key, same answer. */
+  /**
+   * Idempotency for requests without a preview (Idempotency-Key header): same key and same
+   * request (fingerprint), same answer. undefined when the key was used for another request.
+   */
   once(
     owner: string,
     key: string,
+    fingerprint: string,
     act: () => Promise<StoredResponse>,
-  ): {replay: boolean; result: Promise<StoredResponse>} {
+  ): {replay: boolean; result: Promise<StoredResponse>} | undefined {
     const id = `key:${owner}:${key}`
     const slot = this.slots.get(id)
-    if (slot?.result && slot.expires >= Date.now()) return {replay: true, result: slot.result}
+    if (slot?.result && slot.expires >= Date.now())
+      return slot.scope === fingerprint ? {replay: true, result: slot.result} : undefined
     this.sweep()
     const result = act()
-    this.slots.set(id, {owner, expires: Date.now() + this.ttlMs, plan: undefined as P, result})
+    this.slots.set(id, {
+      owner,
+      scope: fingerprint,
+      kind: 'key',
+      expires: Date.now() + this.ttlMs,
+      plan: undefined as P,
+      result,
+    })
     return {replay: false, result}
   }
 
