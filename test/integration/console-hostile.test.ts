@@ -1,7 +1,9 @@
 import http from 'node:http'
+import type {AddressInfo} from 'node:net'
 
 import {expect} from 'chai'
 
+import {createConsoleHandler} from '../../src/lib/console/handler.js'
 import {ApiClient, startConsole, type RunningConsole} from '../support/console.js'
 import {TestSchema} from '../support/db.js'
 import {fillDlq, whereIsEverything} from '../support/dlq.js'
@@ -14,16 +16,17 @@ function rawRequest(
   origin: string,
   path: string,
   headers: Record<string, string> = {},
+  body?: {method: string; text: string},
 ): Promise<{status: number; headers: http.IncomingHttpHeaders; body: string}> {
   const {hostname, port} = new URL(origin)
   return new Promise((resolve, reject) => {
-    const req = http.request({hostname, port, path, headers}, (res) => {
+    const req = http.request({hostname, port, path, headers, method: body?.method ?? 'GET'}, (res) => {
       let body = ''
       res.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')))
       res.on('end', () => resolve({status: res.statusCode ?? 0, headers: res.headers, body}))
     })
     req.on('error', reject)
-    req.end()
+    req.end(body?.text)
   })
 }
 
@@ -146,6 +149,46 @@ describe('console under attack (hostile callers and payloads)', function () {
         redirect: 'manual',
       })
       expect(ok.headers.get('location')).to.equal('/dlq?task=a')
+    })
+  })
+
+  describe('DNS rebinding', () => {
+    it('an embedded handler without credentials answers loopback Host names only', async () => {
+      await fillDlq(t, 3, {tasks: 1})
+      // An application on this machine mounting the console with no credentials: loopback
+      // clients are "local". A page of attacker.example whose name now resolves to 127.0.0.1 is
+      // same-origin to the browser, so it could read the CSRF token and POST with it.
+      const handler = createConsoleHandler({database: t.db})
+      const server = http.createServer((req, res) => handler(req, res))
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      try {
+        const port = (server.address() as AddressInfo).port
+        const origin = `http://127.0.0.1:${port}`
+        const rebound = {host: `attacker.example:${port}`}
+        const session = await rawRequest(origin, '/api/v1/session', rebound)
+        // What the attacker's script would do next with the token it read (same origin to it).
+        const csrf = (JSON.parse(session.body) as {csrfToken?: string}).csrfToken ?? ''
+        const purge = await rawRequest(
+          origin,
+          '/api/v1/dlq/purge',
+          {
+            ...rebound,
+            origin: `http://attacker.example:${port}`,
+            'content-type': 'application/json',
+            'x-csrf-token': csrf,
+          },
+          {method: 'POST', text: JSON.stringify({all: true, yes: true})},
+        )
+        expect((await whereIsEverything(t)).dlq).to.have.length(3)
+        expect(purge.status).to.equal(403)
+        expect(session.status).to.equal(403)
+        expect(JSON.parse(session.body).error.code).to.equal('E_FORBIDDEN_HOST')
+        // The machine's own names still work.
+        expect((await new ApiClient(origin).get('/api/v1/session')).status).to.equal(200)
+        expect((await rawRequest(origin, '/api/v1/session', {host: `localhost:${port}`})).status).to.equal(200)
+      } finally {
+        await new Promise((resolve) => server.close(resolve))
+      }
     })
   })
 

@@ -41,7 +41,9 @@ export interface ConsoleOptions {
   authenticate?: (req: IncomingMessage) => Identity | undefined | Promise<Identity | undefined>
   /**
    * Host headers answered: 'loopback' (localhost and loopback addresses: what `backfill ui`
-   * uses on a loopback bind, against DNS rebinding), a list, or undefined for any.
+   * uses on a loopback bind, against DNS rebinding), a list, or undefined for any. Default:
+   * 'loopback' without credentials or an authenticate hook (loopback clients are trusted then),
+   * else any.
    */
   allowedHosts?: 'loopback' | readonly string[]
   /** How long read results are shared between requests (default 2000 ms). */
@@ -164,8 +166,12 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     return undefined
   }
 
+  // Without credentials loopback clients are trusted: only loopback Host names may reach it, or a
+  // page whose name was rebound to 127.0.0.1 would be same-origin to the browser (DNS rebinding).
+  const allowedHosts = options.allowedHosts ?? (!credentials && !options.authenticate ? 'loopback' : undefined)
+
   function hostAllowed(req: IncomingMessage): boolean {
-    const allowed = options.allowedHosts
+    const allowed = allowedHosts
     if (allowed === undefined) return true
     const host = req.headers.host ?? ''
     if (allowed === 'loopback') return isLoopbackHost(host)
