@@ -538,6 +538,43 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       expect(await dlqCount(t)).to.equal(1)
     })
 
+    it('skip mode never strips the key of a job enqueued and fetched by a worker while the retry runs', async () => {
+      await insertDlq(t, [{task: 'new_task', jobKey: 'K', payload: {v: 'old failed'}}])
+      // X holds new_task's row in _private_tasks uncommitted: the retry's add_jobs() waits on it,
+      // after its statement's snapshot (no job K then) and before add_jobs() looks at job K.
+      const x = new pg.Client({connectionString: t.url})
+      await x.connect()
+      try {
+        await x.query('begin')
+        await x.query(`insert into ${t.quoted}._private_tasks (identifier) values ('new_task')`)
+        const retry = retryDlq(t.db, {selector: {}})
+        for (let i = 0; i < 250; i++) {
+          const [w] = await t.query<{n: number}>(
+            `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and strpos(query, $1) > 0`,
+            [t.schema],
+          )
+          if (w!.n > 0) break
+          await new Promise((r) => setTimeout(r, 20))
+        }
+        // Meanwhile the application enqueues key K and a worker fetches it (attempt 1 running).
+        await t.query(`select ${t.quoted}.add_job('send_email', '{"v":"NEW"}', job_key => 'K')`)
+        await t.query(
+          `update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-test', attempts = 1 where key = 'K'`,
+        )
+        await x.query('rollback')
+        const result = await retry
+        expect({retried: result.retried, keyConflict: result.skipped.keyConflict}).to.deep.equal({
+          retried: 0,
+          keyConflict: 1,
+        })
+      } finally {
+        await x.end()
+      }
+      const jobs = await t.jobs()
+      expect(jobs.map((j) => [j.key, j.payload, j.attempts, j.max_attempts])).to.deep.equal([['K', {v: 'NEW'}, 1, 25]])
+      expect(await dlqCount(t)).to.equal(1)
+    })
+
     it('two retries at once enqueue every entry exactly once in total', async () => {
       await fillDlq(t, 3000)
       const [a, b] = await Promise.all([

@@ -1,7 +1,7 @@
 import type {Database} from '../db.js'
 import {InternalError, UsageError} from '../errors.js'
 import {DEFAULT_MAX_ATTEMPTS, flagsForPriority, isBulkPriority} from '../jobs/priority.js'
-import {retryLockedEntries, retryNextEntries} from '../sql/dlq-actions.js'
+import {retryLockedEntries, retryNextEntries, retryStrippedKeys} from '../sql/dlq-actions.js'
 import type {RowOf} from '../sql/statement.js'
 import {auditContext, type AuditOptions} from './audit.js'
 import {forEachBatch} from './scan.js'
@@ -206,7 +206,8 @@ type RetryCommon = [
  * Runs a retry statement under a savepoint, and undoes and reruns it when the statement's
  * snapshot was overtaken: graphile's add_jobs() returned no job for an entry (its enqueue
  * race, graphile #580), or, in skip mode, it replaced a job someone enqueued with the same
- * key after the snapshot (the rerun sees that job and leaves the entry in the DLQ).
+ * key after the snapshot, or cleared the key of such a job that a worker had already fetched
+ * (retryStrippedKeys); the rerun sees that job and leaves the entry in the DLQ.
  */
 async function withRetriedRace(
   tx: Database,
@@ -216,9 +217,13 @@ async function withRetriedRace(
   for (let attempt = 1; ; attempt++) {
     await tx.execScript('savepoint backfill_retry_batch')
     const rows = await run()
-    const overtaken = rows.some(
-      (r) => r.status === 'retried' && (r.job_id === null || (keyConflict === 'skip' && r.replaced === true)),
-    )
+    const overtaken =
+      rows.some(
+        (r) => r.status === 'retried' && (r.job_id === null || (keyConflict === 'skip' && r.replaced === true)),
+      ) ||
+      (keyConflict === 'skip' &&
+        rows.some((r) => r.status === 'retried') &&
+        (await tx.one(retryStrippedKeys, [])).stripped)
     if (!overtaken) {
       await tx.execScript('release savepoint backfill_retry_batch')
       return rows

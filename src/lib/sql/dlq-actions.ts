@@ -154,6 +154,26 @@ export const retryLockedEntries = statement({
   sql: (s) => retrySql(s, `select ${CANDIDATE_FIELDS} from ${s}.backfill_dlq d where d.id = any($14::bigint[])`),
 })
 
+/**
+ * After a retry statement in skip mode, in its transaction: did its add_jobs() clear the key
+ * of a job that was not available (running, or permanently failed)? add_jobs() looks for such
+ * jobs with a snapshot of its own, so a job enqueued with an entry's key after the retry
+ * statement's snapshot and fetched by a worker before add_jobs() ran loses its key and is put
+ * on its last attempt (graphile's replace of a locked job) although the statement saw no key
+ * conflict. Those rows are exhausted, keyless and updated at now() (this transaction's start):
+ * found through idx_backfill_jobs_exhausted. Another transaction started in the same
+ * microsecond doing the same would only make the caller redo the batch.
+ */
+export const retryStrippedKeys = statement({
+  id: 'dlq.retry_stripped_keys',
+  params: [],
+  columns: {stripped: 'bool'},
+  sql: (s) => `select exists (
+  select 1 from ${s}._private_jobs j
+  where j.attempts >= j.max_attempts and j.key is null and j.updated_at = now()
+) as stripped`,
+})
+
 const PURGE_COLUMNS = {id: 'int8', task_identifier: 'text', audit_id: 'int8?', max_id: 'int8'} as const
 
 /** Deletes the `candidates` (locked) and writes the audit row; $1..$5 audit. */
