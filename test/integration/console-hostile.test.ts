@@ -108,6 +108,46 @@ describe('console under attack (hostile callers and payloads)', function () {
     })
   })
 
+  describe('sessions', () => {
+    it('signing out ends the session: the cookie it had is refused afterwards', async () => {
+      c = await startConsole(t, {auth: {token: TOKEN}})
+      const login = await fetch(`${c.origin}/login`, {
+        method: 'POST',
+        headers: {'content-type': 'application/x-www-form-urlencoded'},
+        body: new URLSearchParams({token: TOKEN}).toString(),
+        redirect: 'manual',
+      })
+      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string
+      const browser = new ApiClient(c.origin, {cookie})
+      expect((await browser.get('/api/v1/session')).status).to.equal(200)
+      const logout = await fetch(`${c.origin}/logout`, {method: 'POST', headers: {cookie}, redirect: 'manual'})
+      expect(logout.status).to.equal(303)
+      expect(logout.headers.get('set-cookie')).to.match(/Max-Age=0/)
+      // A copy of the cookie (another tab's, a stolen one) is no session any more.
+      expect((await browser.get('/api/v1/session')).status).to.equal(401)
+      const page = await fetch(`${c.origin}/jobs`, {headers: {cookie}, redirect: 'manual'})
+      expect(page.status).to.equal(303)
+      expect(page.headers.get('location')).to.match(/^\/login/)
+    })
+  })
+
+  describe('errors', () => {
+    it('a page scrubs the secrets from an error message as the API envelope does', async () => {
+      // The schema name stands in for a password that reaches an error message.
+      c = await startConsole(t, {secrets: [t.schema]})
+      await t.query(`drop table ${t.quoted}.backfill_dlq cascade`)
+      const api = await new ApiClient(c.origin).get<{error: {message: string}}>('/api/v1/dlq')
+      expect(api.status).to.equal(409)
+      expect(api.body.error.message).to.include('***')
+      expect(api.body.error.message).to.not.include(t.schema)
+      const page = await fetch(`${c.origin}/dlq/entries`)
+      expect(page.status).to.equal(409)
+      const text = await page.text()
+      expect(text).to.include('***')
+      expect(text).to.not.include(t.schema)
+    })
+  })
+
   describe('sign-in redirects', () => {
     it('next= never sends the browser to another origin after sign-in', async () => {
       c = await startConsole(t, {auth: {token: TOKEN}})

@@ -83,6 +83,8 @@ const SESSION_TTL_MS = 12 * 3600_000
  */
 export class SessionKeys {
   private readonly secret: Buffer
+  /** Signed-out cookie values until they would have expired (the cookie alone cannot be recalled). */
+  private readonly revoked = new Map<string, number>()
 
   constructor(secret: Buffer = randomBytes(32)) {
     this.secret = secret
@@ -106,9 +108,9 @@ export class SessionKeys {
   }
 
   /** The identity of a valid, unexpired session cookie, and the cookie value (CSRF binding). */
-  readSession(req: IncomingMessage): {identity: Identity; value: string} | undefined {
+  readSession(req: IncomingMessage): {identity: Identity; value: string; expires: number} | undefined {
     const value = readCookie(req, SESSION_COOKIE)
-    if (!value) return undefined
+    if (!value || this.revoked.has(value)) return undefined
     const dot = value.indexOf('.')
     if (dot <= 0) return undefined
     const payload = value.slice(0, dot)
@@ -116,10 +118,17 @@ export class SessionKeys {
     try {
       const parsed = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as {n: string; m: string; e: number}
       if (typeof parsed.e !== 'number' || parsed.e < Date.now() || typeof parsed.n !== 'string') return undefined
-      return {identity: {name: parsed.n, method: 'session'}, value}
+      return {identity: {name: parsed.n, method: 'session'}, value, expires: parsed.e}
     } catch {
       return undefined
     }
+  }
+
+  /** Ends a session for good: its cookie value is refused from now on (sign out). */
+  revoke(session: {value: string; expires: number}): void {
+    const now = Date.now()
+    for (const [value, expires] of this.revoked) if (expires < now) this.revoked.delete(value)
+    this.revoked.set(session.value, session.expires)
   }
 
   /** The CSRF token for a credential binding (session cookie, user, or the anonymous loopback). */

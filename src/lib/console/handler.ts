@@ -1,5 +1,6 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 
+import {scrubSecrets} from '../connection.js'
 import type {Database} from '../db.js'
 import {errorEnvelope} from '../envelope.js'
 import {jsonDocument} from '../json-document.js'
@@ -71,6 +72,8 @@ export interface PageContext extends RouteContext {
   pathname: string
   prefix: string
   method: string
+  /** Removes the console's secrets (the database password) from text shown, as error envelopes do. */
+  scrub: (text: string) => string
   /** Calls an API route in process (the same code path as HTTP). */
   api: (method: 'GET' | 'POST', path: string, params?: Record<string, unknown>) => Promise<StoredResponse>
 }
@@ -380,6 +383,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
           pathname,
           prefix,
           method,
+          scrub: (text) => scrubSecrets(text, secrets),
           api: (m, p, extra) => callRoute(ctx, m, p, extra),
         })
         if (page) {
@@ -421,6 +425,8 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     const path = cookiePath
     if (pathname === '/logout') {
       if (method !== 'POST') throw new HttpError(405, 'E_METHOD', 'sign out with POST')
+      const session = keys.readSession(req)
+      if (session) keys.revoke(session)
       send(res, 303, '', {location: `${prefix}/login`, 'set-cookie': SessionKeys.clearCookie(path)})
       return 303
     }

@@ -74,11 +74,11 @@ export function createPages(): PageRenderer {
           status: statusFor(error),
           body: html`<h1>Something went wrong</h1>
             <div class="banner error" role="alert">
-              <p>${error.message}</p>
+              <p>${ctx.scrub(error.message)}</p>
               ${
                 error.suggestions.length
                   ? html`<ul>
-                      ${error.suggestions.map((s) => html`<li>${s}</li>`)}
+                      ${error.suggestions.map((s) => html`<li>${ctx.scrub(s)}</li>`)}
                     </ul>`
                   : ''
               }
