@@ -44,8 +44,11 @@ describe('backfill enqueue --ndjson: interrupted means nothing enqueued (real bi
       }
       expect(waiting, 'add_jobs never waited on the lock').to.equal(true)
       child.kill('SIGINT')
-      // Let the handler run before the batch can go through.
-      await new Promise((resolve) => setTimeout(resolve, 300))
+      // Let the handler run before the batch can go through: it says so on stderr as it aborts
+      // (a fixed pause could end first on a loaded machine, and the batch would then commit).
+      for (let i = 0; i < 400 && !/received SIGINT/.test(stderr); i += 1)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(stderr, 'the signal was handled').to.match(/received SIGINT/)
     } finally {
       await blocker.query('rollback')
       await blocker.end()

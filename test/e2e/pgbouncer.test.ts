@@ -220,8 +220,10 @@ describe('PgBouncer for real (Debian pgbouncer on loopback)', function () {
         'the worker to run',
         async () => (await fetch(url!.replace('/metrics', '/readyz'))).status === 200,
       )
-      const enqueued = Date.now()
       await cli(bouncer, t)(['enqueue', 'work', '--payload', '{"n":1}'])
+      // Timed from the enqueue's exit (the job is committed by then), not from its spawn: a CLI
+      // start on a loaded machine takes seconds, and is not what this bound is about.
+      const enqueued = Date.now()
       await waitUntil('the job to run', async () => (await t.query(`select 1 from ${ledger}`)).length === 1, 10_000)
       expect(Date.now() - enqueued).to.be.below(5000)
       await waitUntil(

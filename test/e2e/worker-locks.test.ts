@@ -42,7 +42,10 @@ describe('a worker killed with SIGKILL mid-job (real binaries)', function () {
       {LEDGER_TABLE: ledger},
     )
     workers.push(doomed)
-    for (let i = 0; i < 200 && (await t.query(`select 1 from ${ledger}`)).length < 3; i++) await sleep(50)
+    // Bounded generously (a worker starting on a loaded machine), and asserted: the kill below is only
+    // meaningful once all three jobs run, and the lock counts after it depend on that.
+    for (let i = 0; i < 600 && (await t.query(`select 1 from ${ledger}`)).length < 3; i++) await sleep(50)
+    expect(await t.query(`select 1 from ${ledger}`), 'all three jobs started').to.have.length(3)
     const [{owner}] = (await t.query<{owner: string}>(
       `select distinct locked_by as owner from ${t.quoted}._private_jobs where locked_at is not null`,
     )) as [{owner: string}]

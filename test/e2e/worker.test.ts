@@ -169,9 +169,12 @@ describe('backfill worker (real binary, real signals)', function () {
   })
 
   it('two worker processes share the work without running any job twice', async () => {
-    await addJobs(t, 600, {payload: {ms: 2}})
     const a = start(['--concurrency', '4'])
     const b = start(['--concurrency', '4'])
+    // Both running before the jobs exist: enqueued earlier, whichever process started first on a
+    // loaded machine could drain all 600 (~1 s of work) before the other one fetched anything.
+    await Promise.all([a.waitFor(/worker started/), b.waitFor(/worker started/)])
+    await addJobs(t, 600, {payload: {ms: 2}})
     await waitUntil(
       async () => (await count(`select count(*)::int as n from $S._private_jobs`)) === 0,
       60_000,

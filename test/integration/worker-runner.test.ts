@@ -10,6 +10,16 @@ import {rustMigration20Sql} from '../fixtures/rust.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/** Polls until check() holds; false after timeoutMs (callers assert it, so a slow machine only waits longer). */
+async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await check()) return true
+    if (Date.now() > deadline) return false
+    await sleep(50)
+  }
+}
+
 describe('WorkerRunner (library, in process)', function () {
   this.timeout(60_000)
   let t: TestSchema
@@ -32,7 +42,8 @@ describe('WorkerRunner (library, in process)', function () {
     const controller = new AbortController()
     const done = runner.run(controller.signal)
     await t.query(`select ${t.quoted}.add_job('hello', json_build_object('n', i)) from generate_series(1, 5) i`)
-    for (let i = 0; i < 100 && seen.length < 5; i++) await sleep(50)
+    // The abort drains what runs, it does not wait for queued jobs: all five must have run first.
+    expect(await eventually(() => seen.length === 5), `all five ran (saw ${seen.length})`).to.equal(true)
     controller.abort()
     const summary = await done
     expect(seen.sort()).to.deep.equal(['1', '2', '3', '4', '5'])
@@ -69,12 +80,15 @@ describe('WorkerRunner (library, in process)', function () {
         `select last_heartbeat_at as at from ${t.quoted}.backfill_workers where pool_id = $1`,
         [poolId],
       )
-      await sleep(600)
-      const [second] = await t.query<{at: Date}>(
-        `select last_heartbeat_at as at from ${t.quoted}.backfill_workers where pool_id = $1`,
-        [poolId],
-      )
-      expect(second!.at.getTime()).to.be.greaterThan(first!.at.getTime())
+      // Every 200 ms, but a loaded machine may delay a beat past any fixed sleep: wait for one.
+      const beat = async (): Promise<boolean> => {
+        const [now] = await t.query<{at: Date}>(
+          `select last_heartbeat_at as at from ${t.quoted}.backfill_workers where pool_id = $1`,
+          [poolId],
+        )
+        return now!.at.getTime() > first!.at.getTime()
+      }
+      expect(await eventually(beat, 10_000), 'a heartbeat after registration').to.equal(true)
     } finally {
       await handle.stop()
     }
@@ -100,12 +114,14 @@ describe('WorkerRunner (library, in process)', function () {
         [poolId],
       )
       expect(first, 'registered at start').to.not.equal(undefined)
-      await sleep(600)
-      const [second] = await t.query<{at: Date}>(
-        `select last_heartbeat_at as at from ${t.quoted}._private_workers where id = $1`,
-        [poolId],
-      )
-      expect(second!.at.getTime()).to.be.greaterThan(first!.at.getTime())
+      const beat = async (): Promise<boolean> => {
+        const [now] = await t.query<{at: Date}>(
+          `select last_heartbeat_at as at from ${t.quoted}._private_workers where id = $1`,
+          [poolId],
+        )
+        return now!.at.getTime() > first!.at.getTime()
+      }
+      expect(await eventually(beat, 10_000), 'a mirrored heartbeat after registration').to.equal(true)
     } finally {
       await handle.stop()
     }
@@ -128,7 +144,11 @@ describe('WorkerRunner (library, in process)', function () {
     })
     const handle = await runner.start()
     await t.query(`select ${t.quoted}.add_job('slow', '{}')`)
-    await sleep(500)
+    // The job must be running when the heartbeats hang (what is checked below is that it was
+    // aborted and failed); a fixed sleep could end before a loaded machine fetched it.
+    const fetched = async (): Promise<boolean> =>
+      (await t.query(`select 1 from ${t.quoted}._private_jobs where locked_at is not null`)).length === 1
+    expect(await eventually(fetched), 'the job is running').to.equal(true)
     // Another session holds the registry row: heartbeats hang as on a half-open connection.
     const blocker = await t.db.pool.connect()
     try {
