@@ -131,6 +131,24 @@ describe('console under attack (hostile callers and payloads)', function () {
     })
   })
 
+  describe('cookies', () => {
+    it('the session cookie is Secure when the sign-in came over HTTPS (a TLS-terminating proxy says so)', async () => {
+      c = await startConsole(t, {auth: {token: TOKEN}})
+      const signIn = async (headers: Record<string, string>): Promise<string> =>
+        (
+          await fetch(`${c!.origin}/login`, {
+            method: 'POST',
+            headers: {'content-type': 'application/x-www-form-urlencoded', ...headers},
+            body: new URLSearchParams({token: TOKEN}).toString(),
+            redirect: 'manual',
+          })
+        ).headers.get('set-cookie') ?? ''
+      expect(await signIn({'x-forwarded-proto': 'https'})).to.match(/; Secure/)
+      // Plain HTTP (backfill ui on loopback): a Secure cookie would never come back.
+      expect(await signIn({})).to.not.match(/Secure/)
+    })
+  })
+
   describe('errors', () => {
     it('a page scrubs the secrets from an error message as the API envelope does', async () => {
       // The schema name stands in for a password that reaches an error message.

@@ -52,7 +52,10 @@ export interface ConsoleOptions {
   /** How long a preview can be confirmed (default 10 minutes). */
   confirmTtlMs?: number
   liveness?: LivenessOptions
-  /** Session cookies only over HTTPS (set when behind TLS). */
+  /**
+   * Session cookies only over HTTPS. Default: when the sign-in came over TLS (this server's, or a
+   * proxy's X-Forwarded-Proto: https; a forged header only makes the forger's own cookie Secure).
+   */
   secureCookies?: boolean
   /** One line per request and per failure (never credentials, bodies or query strings). */
   log?: (line: string) => void
@@ -456,7 +459,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     const target = localTarget(prefix, params.string('next'))
     send(res, 303, '', {
       location: target,
-      'set-cookie': keys.sessionCookie(identity, options.secureCookies ?? false, path),
+      'set-cookie': keys.sessionCookie(identity, options.secureCookies ?? overHttps(req), path),
     })
     return 303
   }
@@ -546,6 +549,12 @@ function rawPath(req: IncomingMessage): string {
   const target = originalUrl(req)
   const path = target.startsWith('/') ? target : (requestUrl(target)?.pathname ?? '')
   return path.split(/[?#]/, 1)[0] ?? ''
+}
+
+function overHttps(req: IncomingMessage): boolean {
+  if ((req.socket as {encrypted?: boolean}).encrypted) return true
+  const proto = req.headers['x-forwarded-proto']
+  return (Array.isArray(proto) ? proto[0] : proto)?.split(',')[0]?.trim().toLowerCase() === 'https'
 }
 
 function originalUrl(req: IncomingMessage): string {
