@@ -10,9 +10,10 @@ import {previewSelection} from '../../src/lib/dlq/preview.js'
 import {purgeDlq} from '../../src/lib/dlq/purge.js'
 import {retryDlq} from '../../src/lib/dlq/retry.js'
 import {countSelection} from '../../src/lib/dlq/scan.js'
-import type {DlqSelector} from '../../src/lib/dlq/selector.js'
+import {selectionAsOfNow, type DlqSelector} from '../../src/lib/dlq/selector.js'
 import {dlqStats} from '../../src/lib/dlq/stats.js'
 import {BULK_FLAG} from '../../src/lib/jobs/priority.js'
+import type {Database} from '../../src/lib/db.js'
 import {type JobRow, TestSchema} from '../support/db.js'
 import {fillDlq, insertDlq, whereIsEverything} from '../support/dlq.js'
 
@@ -672,6 +673,27 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       const where = await whereIsEverything(t)
       expect(where.dlq).to.deep.equal([])
       expect(where.jobs).to.have.length(retried.retried)
+    })
+
+    it('a wide purge also deletes a selected entry that a concurrent update moved to a page added at the end', async () => {
+      await fillDlq(t, 2000)
+      await t.query(`analyze ${t.quoted}.backfill_dlq`)
+      const selector = await selectionAsOfNow(t.db, {tasks: ['task_0', 'task_1', 'task_2']})
+      // Between the first two batches, the crate's requeue bookkeeping (or the fingerprint backfill
+      // of a starting worker) updates the last entry: its new version no longer fits its full page.
+      let transactions = 0
+      const db = Object.create(t.db) as Database
+      db.transaction = async (run) => {
+        transactions += 1
+        if (transactions === 2)
+          await t.query(
+            `update ${t.quoted}.backfill_dlq set notes = 'requeued', error_fingerprint = 'x' where id = (select max(id) from ${t.quoted}.backfill_dlq)`,
+          )
+        return t.db.transaction(run)
+      }
+      const result = await purgeDlq(db, {selector, batchSize: 100})
+      expect(transactions).to.be.greaterThan(2)
+      expect({purged: result.purged, left: await dlqCount(t)}).to.deep.equal({purged: 2000, left: 0})
     })
 
     it('purges only what the selector matches (older-than, group, limit)', async () => {

@@ -32,6 +32,8 @@ export const DEFAULT_PURGE_BATCH = 10_000
 const BATCH_TARGET_MS = 200
 /** The largest adaptive batch, in rows. */
 const MAX_ADAPTIVE_BATCH = 500_000
+/** Rounds over the pages the table grew by while a page-range purge ran. */
+const MAX_EXTENSIONS = 3
 /** Rows per page assumed before the table was ever analysed. */
 const FALLBACK_ROWS_PER_PAGE = 40
 
@@ -43,7 +45,7 @@ const FALLBACK_ROWS_PER_PAGE = 40
  * PostgreSQL >= 14): as cheap per row as one DELETE of the whole selection. Rows a concurrent
  * retry holds are waited for (then found gone), and a batch chosen as a deadlock victim (a
  * capture upserting the same rows) is simply run again. Entries that land in the DLQ while
- * the purge runs may or may not be included.
+ * the purge runs may or may not be included; pages the table grew by meanwhile are walked too.
  *
  * With ids or job keys (found by index), --limit (the first N in id order) or --group
  * (fingerprinted here), batches walk the ids and lock with skip locked instead.
@@ -78,42 +80,56 @@ export async function purgeDlq(db: Database, options: PurgeOptions): Promise<Pur
     // purging 100k entries costs about one DELETE, and 10M still never holds rows for long.
     const adaptive = options.batchSize === undefined
     const maxStep = Math.max(step, Math.floor(MAX_ADAPTIVE_BATCH / rowsPerPage))
-    // Pages added while we run (the table grew) are not visited: see the note above.
-    for (let page = 0, next = step; page < Number(table.pages); page = next, next = page + step) {
-      const batchStarted = performance.now()
-      if (options.signal?.aborted) {
-        result.interrupted = true
-        break
+    let page = 0
+    let end = Number(table.pages)
+    for (let extension = 0; ; extension++) {
+      for (let next = page + step; page < end; page = next, next = page + step) {
+        const batchStarted = performance.now()
+        if (options.signal?.aborted) {
+          result.interrupted = true
+          break
+        }
+        // The delete and its audit row commit together; a deadlock victim is run again.
+        const deleted = await withDeadlockRetry(() =>
+          db.transaction(async (tx) => {
+            const count = await tx.exec(purgePageRange, [...params, `(${page},0)`, `(${next},0)`])
+            const [osUser, hostname, reason, sel, details] = auditParams()
+            if (count > 0)
+              await tx.rows(insertDlqAudit, [
+                'purge',
+                count,
+                null,
+                null,
+                osUser,
+                hostname,
+                reason,
+                sel,
+                {...details, pages: [page, next]},
+              ])
+            return count
+          }),
+        )
+        if (adaptive) {
+          const ms = performance.now() - batchStarted
+          if (ms < BATCH_TARGET_MS / 4) step = Math.min(maxStep, step * 4)
+          else if (ms > BATCH_TARGET_MS) step = Math.max(1, Math.floor(step / 2))
+        }
+        if (deleted === 0) continue
+        result.batches += 1
+        result.purged += deleted
+        options.onBatch?.({batch: result.batches, purged: result.purged})
       }
-      // The delete and its audit row commit together; a deadlock victim is run again.
-      const deleted = await withDeadlockRetry(() =>
-        db.transaction(async (tx) => {
-          const count = await tx.exec(purgePageRange, [...params, `(${page},0)`, `(${next},0)`])
-          const [osUser, hostname, reason, sel, details] = auditParams()
-          if (count > 0)
-            await tx.rows(insertDlqAudit, [
-              'purge',
-              count,
-              null,
-              null,
-              osUser,
-              hostname,
-              reason,
-              sel,
-              {...details, pages: [page, next]},
-            ])
-          return count
-        }),
-      )
-      if (adaptive) {
-        const ms = performance.now() - batchStarted
-        if (ms < BATCH_TARGET_MS / 4) step = Math.min(maxStep, step * 4)
-        else if (ms > BATCH_TARGET_MS) step = Math.max(1, Math.floor(step / 2))
-      }
-      if (deleted === 0) continue
-      result.batches += 1
-      result.purged += deleted
-      options.onBatch?.({batch: result.batches, purged: result.purged})
+      // A selected entry updated while we ran (the crate's requeue bookkeeping, the fingerprint
+      // backfill of a starting worker) gets a new row version, on a page added at the end when
+      // the pages have no room: walk the pages added since (a few rounds: writers may keep
+      // adding). A version placed in a page already walked (room a vacuum freed meanwhile)
+      // is still missed; rerunning the purge takes it.
+      if (result.interrupted || extension >= MAX_EXTENSIONS) break
+      const grown = Number((await db.maybeOne(dlqTablePages, [db.schema]))?.pages ?? 0)
+      if (grown <= end) break
+      // From the old end: the last range may have reached past it before those pages existed.
+      page = Math.min(page, end)
+      end = grown
     }
     result.durationMs = performance.now() - started
     return result
