@@ -59,7 +59,7 @@ describe('worker across a database outage (lost completion writes, prefetched jo
     })
     const handle = await runner.start()
     await t.query(`select ${t.quoted}.add_job('gate', '{}') from generate_series(1, 20)`)
-    for (let i = 0; i < 200 && gates.size < 3; i++) await sleep(25)
+    for (let i = 0; i < 800 && gates.size < 3; i++) await sleep(25)
     expect([...gates.keys()], 'three jobs running').to.deep.equal(['1', '2', '3'])
     expect(await countLockedBy(t, handle.poolIds), 'every job locked by the pool (running or prefetched)').to.equal(20)
 
@@ -71,7 +71,9 @@ describe('worker across a database outage (lost completion writes, prefetched jo
     // write: two that settle before the last one are what leave graphile's batcher unable to
     // release, so its shutdown never ends.
     const open = async (id: string): Promise<void> => {
-      for (let i = 0; i < 100 && !gates.has(id); i++) await sleep(10)
+      // Bounded for a loaded machine, and asserted (not a TypeError on a missing gate).
+      for (let i = 0; i < 1000 && !gates.has(id); i++) await sleep(10)
+      expect(gates.has(id), `job ${id} started`).to.equal(true)
       gates.get(id)!()
       await sleep(400)
     }
