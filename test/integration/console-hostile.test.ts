@@ -250,6 +250,29 @@ describe('console under attack (hostile callers and payloads)', function () {
     })
   })
 
+  describe('proxied requests', () => {
+    it('without credentials, a request a proxy on this machine forwarded from elsewhere is refused', async () => {
+      await fillDlq(t, 2, {tasks: 1})
+      c = await startConsole(t)
+      // A reverse proxy on this machine connects from 127.0.0.1 on behalf of anyone it serves.
+      const relayed: Record<string, string>[] = [
+        {'x-forwarded-for': '203.0.113.9'},
+        {forwarded: 'for=203.0.113.9;proto=https'},
+        {'x-real-ip': '203.0.113.9'},
+      ]
+      for (const header of relayed) {
+        const res = await new ApiClient(c.origin, header).get<{error: {code: string}}>('/api/v1/session')
+        expect(res.status, JSON.stringify(header)).to.equal(403)
+        expect(res.body.error.code).to.equal('E_FORBIDDEN')
+        const purge = await new ApiClient(c.origin, header).post('/api/v1/dlq/purge', {all: true, yes: true})
+        expect(purge.status).to.equal(403)
+      }
+      expect((await whereIsEverything(t)).dlq).to.have.length(2)
+      // The machine itself (an SSH tunnel ends here too) still gets in.
+      expect((await new ApiClient(c.origin).get('/api/v1/session')).status).to.equal(200)
+    })
+  })
+
   describe('request targets', () => {
     it('a "//host/prefix/…" request-target is not read as under the prefix', async () => {
       c = await startConsole(t, {prefix: '/ops'})

@@ -167,7 +167,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     const session = keys.readSession(req)
     if (session) return {identity: session.identity, csrfBinding: `session:${session.value}`}
     // No credentials configured: only this machine may use the console.
-    if (!credentials && isLoopbackAddress(remote))
+    if (!credentials && fromThisMachine(req, remote))
       return {identity: {name: 'local', method: 'anonymous'}, csrfBinding: 'anonymous'}
     return undefined
   }
@@ -318,13 +318,15 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
         status = 200
         return
       }
-      if (!credentials && !options.authenticate && !isLoopbackAddress(remote))
+      if (!credentials && !options.authenticate && !fromThisMachine(req, remote))
         throw new HttpError(
           403,
           'E_FORBIDDEN',
           'no credentials are configured: the console only answers this machine',
           {
-            suggestions: ['set BACKFILL_UI_TOKEN or BACKFILL_UI_USERS to serve other machines'],
+            suggestions: [
+              'set BACKFILL_UI_TOKEN or BACKFILL_UI_USERS to serve other machines (a reverse proxy included)',
+            ],
           },
         )
       const who = await authenticate(req, remote)
@@ -549,6 +551,15 @@ function rawPath(req: IncomingMessage): string {
   const target = originalUrl(req)
   const path = target.startsWith('/') ? target : (requestUrl(target)?.pathname ?? '')
   return path.split(/[?#]/, 1)[0] ?? ''
+}
+
+/**
+ * A loopback client that is not a proxy relaying someone else: a reverse proxy on this machine
+ * connects from 127.0.0.1 for every client it serves, and says so in these headers.
+ */
+function fromThisMachine(req: IncomingMessage, remote: string): boolean {
+  const h = req.headers
+  return isLoopbackAddress(remote) && !h.forwarded && !h['x-forwarded-for'] && !h['x-real-ip']
 }
 
 function overHttps(req: IncomingMessage): boolean {
