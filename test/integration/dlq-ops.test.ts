@@ -696,6 +696,36 @@ describe('DLQ operations (library against PostgreSQL)', () => {
       expect({purged: result.purged, left: await dlqCount(t)}).to.deep.equal({purged: 2000, left: 0})
     })
 
+    it('--group leaves an entry that failed again after the selection was taken (its new version is re-checked against the whole selector)', async () => {
+      const hourAgo = new Date(Date.now() - 3_600_000)
+      await insertDlq(t, [
+        {jobKey: 'k1', queue: 'mail', lastError: 'SMTP 421 for user 1', failedAt: hourAgo},
+        {jobKey: 'k2', queue: 'mail', lastError: 'SMTP 421 for user 2', failedAt: hourAgo},
+      ])
+      const group = fingerprint('send_email', 'SMTP 421 for user 1').fingerprint
+      const selector = await selectionAsOfNow(t.db, {group, queues: ['mail']})
+      // Between the walk's read and its lock, k1's job fails again (the crate's upsert: same
+      // failure group, failed_at = now), and k2 is moved to another queue by a capture's upsert.
+      const db = Object.create(t.db) as Database
+      db.transaction = (run) =>
+        t.db.transaction((tx) => {
+          const locking = Object.create(tx) as Database
+          locking.rows = (async (statement: {id: string}, params: unknown[]) => {
+            if (statement.id === 'dlq.lock_ids') {
+              await t.query(
+                `update ${t.quoted}.backfill_dlq set failed_at = now(), failure_count = failure_count + 1, last_error = to_jsonb('SMTP 421 for user 9'::text) where job_key = 'k1'`,
+              )
+              await t.query(`update ${t.quoted}.backfill_dlq set queue_name = 'other' where job_key = 'k2'`)
+            }
+            return tx.rows(statement as never, params as never)
+          }) as Database['rows']
+          return run(locking)
+        })
+      const result = await purgeDlq(db, {selector, batchSize: 10})
+      expect(result.purged).to.equal(0)
+      expect(await dlqCount(t)).to.equal(2)
+    })
+
     it('purges only what the selector matches (older-than, group, limit)', async () => {
       const old = new Date(Date.now() - 40 * 86_400_000)
       await insertDlq(t, [

@@ -86,7 +86,7 @@ export async function forEachBatch<R>(
           fingerprinter.of(c.task_identifier, c.error_line).fingerprint === group
         const candidates = await tx.rows(peekDlqBatch, [...params, after, batchSize, true])
         const matching = candidates.filter(matches).map((c) => c.id)
-        const locked = matching.length > 0 ? await tx.rows(lockDlqIds, [matching]) : []
+        const locked = matching.length > 0 ? await tx.rows(lockDlqIds, [...params, matching]) : []
         let ids = locked.filter(matches).map((c) => c.id)
         if (ids.length > remaining) ids = ids.slice(0, remaining)
         const rows = ids.length > 0 ? await actions.locked(tx, ids) : []

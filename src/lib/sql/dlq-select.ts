@@ -417,17 +417,20 @@ export const setLocalSeqscan = statement({
 const CANDIDATE_COLUMNS = {id: 'int8', task_identifier: 'text', error_line: 'text?'} as const
 
 /**
- * Locks the entries $1 for this transaction, skipping those another transaction holds, and
- * returns them (in id order) with their error line, to re-check a --group match on the
- * locked version.
+ * Locks the entries $8 that still match the selector ($1..$7) for this transaction, skipping
+ * those another transaction holds, and returns them (in id order) with their error line, to
+ * re-check a --group match on the locked version. The selector is applied again because an
+ * entry may have changed since it was read (failed again after the selection's `until`, moved
+ * to another queue by an upsert, its error rewritten within the same failure group).
  */
 export const lockDlqIds = statement({
   id: 'dlq.lock_ids',
-  params: ['_int8'],
+  params: [...SELECTOR_PARAMS, '_int8'],
   columns: {id: 'int8', task_identifier: 'text', error_line: 'text'},
+  prepare: false,
   sql: (s) => `select d.id, d.task_identifier::text as task_identifier, ${errorLineSql('d')} as error_line
 from ${s}.backfill_dlq d
-where d.id = any($1::bigint[])
+where d.id = any($8::bigint[]) and ${SELECTOR_WHERE}
 order by d.id
 for update of d skip locked`,
 })
