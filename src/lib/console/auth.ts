@@ -20,6 +20,8 @@ export interface AuthConfig {
   users?: ReadonlyMap<string, string>
 }
 
+const RESERVED_NAMES = ['token', 'local']
+
 export function authFromEnv(env: NodeJS.ProcessEnv = process.env): AuthConfig {
   const config: {token?: string; users?: Map<string, string>} = {}
   const token = env.BACKFILL_UI_TOKEN?.trim()
@@ -43,6 +45,13 @@ export function authFromEnv(env: NodeJS.ProcessEnv = process.env): AuthConfig {
         throw new ConfigError('BACKFILL_UI_USERS must be a comma-separated list of user:password pairs', {
           code: 'E_BAD_USERS',
           suggestions: ['e.g. BACKFILL_UI_USERS="alice:correct-horse,bob:battery-staple"'],
+        })
+      // The bearer token signs in as "token" and a credential-less local client as "local": a user
+      // of the same name would be indistinguishable in the audit trail (and own their previews).
+      if (RESERVED_NAMES.includes(name))
+        throw new ConfigError(`BACKFILL_UI_USERS: the user name "${name}" is reserved`, {
+          code: 'E_BAD_USERS',
+          suggestions: [`name the user otherwise (${RESERVED_NAMES.map((n) => `"${n}"`).join(' and ')} are taken)`],
         })
       map.set(name, password)
     }
