@@ -6,6 +6,7 @@ import {backfillFingerprints} from '../../src/lib/dlq/fingerprint-store.js'
 import {purgeDlq} from '../../src/lib/dlq/purge.js'
 import {retryDlq} from '../../src/lib/dlq/retry.js'
 import {selectionAsOfNow} from '../../src/lib/dlq/selector.js'
+import {dlqStats, type StatsSource} from '../../src/lib/dlq/stats.js'
 import {failJobs, removeJobs} from '../../src/lib/jobs/actions.js'
 import {Database} from '../../src/lib/db.js'
 import {TestSchema} from '../support/db.js'
@@ -150,6 +151,17 @@ describe('DLQ under many concurrent operators (group counts, nothing lost or dou
 
     const {kept, fresh} = await recountDiff(t)
     expect(kept).to.deep.equal(fresh)
+    // What `dlq stats` answers from the counts is what a scan of the entries answers.
+    await backfillFingerprints(t.db)
+    const stats = async (source: 'auto' | 'scan'): Promise<{used?: StatsSource; stats: object}> => {
+      let used: StatsSource | undefined
+      const {durationMs: _, ...rest} = await dlqStats(t.db, {selector: {}, source, onSource: (s) => (used = s)})
+      return {used, stats: rest}
+    }
+    const counted = await stats('auto')
+    const scanned = await stats('scan')
+    expect(counted.used).to.equal('group-counts')
+    expect(counted.stats).to.deep.equal(scanned.stats)
 
     // Every kept job once: in the DLQ or in the jobs table.
     const places = await t.query<{i: number; n: number}>(
