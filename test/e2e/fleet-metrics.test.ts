@@ -1,4 +1,5 @@
 import {expect} from 'chai'
+import pg from 'pg'
 
 import {parseJson, runCli} from '../support/cli.js'
 import {TestSchema} from '../support/db.js'
@@ -91,18 +92,36 @@ describe('fleet metrics: worker leader, probes, exporter (real binary)', functio
   })
 
   it('/readyz turns 503 while a worker drains, /healthz stays 200', async () => {
-    await t.query(`select ${t.quoted}.add_job('work', '{"ms":4000}')`)
-    const w = worker(['--shutdown-timeout', '20'])
-    const [, base] = await w.waitFor(METRICS_URL)
-    await waitUntil('the job to start', async () => (await t.query(`select 1 from ${ledger}`)).length === 1)
-    expect((await probe(`${base}/readyz`)).status).to.equal(200)
-    w.child.kill('SIGTERM')
-    await waitUntil('readyz to report stopping', async () => {
-      const r = await probe(`${base}/readyz`)
-      return r.status === 503 && r.body === 'fail: stopping\n'
-    })
-    expect(await probe(`${base}/healthz`)).to.deep.equal({status: 200, body: 'ok: stopping\n'})
-    expect((await w.exited).code).to.equal(0)
+    // The job finishes only when the test lets it (its last ledger write waits on an advisory
+    // lock the test holds): with a fixed-length job the drain could end, and the worker exit,
+    // before a slow machine's probes saw it draining.
+    const gate = new pg.Client({connectionString: t.url})
+    await gate.connect()
+    try {
+      await gate.query(`select pg_advisory_lock(hashtext($1))`, [t.schema])
+      await t.query(`create function ${t.quoted}.hold_done() returns trigger language plpgsql as $$
+        begin perform pg_advisory_xact_lock(hashtext('${t.schema}')); return new; end $$`)
+      await t.query(
+        `create trigger hold_done before update on ${ledger} for each row execute function ${t.quoted}.hold_done()`,
+      )
+      await t.query(`select ${t.quoted}.add_job('work', '{}')`)
+      const w = worker(['--shutdown-timeout', '60'])
+      const [, base] = await w.waitFor(METRICS_URL)
+      await waitUntil('the job to start', async () => (await t.query(`select 1 from ${ledger}`)).length === 1)
+      expect((await probe(`${base}/readyz`)).status).to.equal(200)
+      w.child.kill('SIGTERM')
+      await waitUntil('readyz to report stopping', async () => {
+        const r = await probe(`${base}/readyz`)
+        return r.status === 503 && r.body === 'fail: stopping\n'
+      })
+      expect(await probe(`${base}/healthz`)).to.deep.equal({status: 200, body: 'ok: stopping\n'})
+      expect(w.child.exitCode, 'still draining').to.equal(null)
+      await gate.query(`select pg_advisory_unlock(hashtext($1))`, [t.schema])
+      expect((await w.exited).code, w.output).to.equal(0)
+      expect(await t.query(`select 1 from ${ledger} where done_at is not null`), 'the job finished').to.have.length(1)
+    } finally {
+      await gate.end()
+    }
   })
 
   it('backfill metrics serve: scans, serves, probes; stops on SIGTERM with a --json summary', async () => {
