@@ -131,6 +131,43 @@ describe('WorkerRunner (library, in process)', function () {
     ).to.have.length(0)
   })
 
+  it('starts mirroring into _private_workers when a Rust service adds it (migration 20) while the worker runs', async () => {
+    // A Rust service deployed after the worker started migrates the shared schema to 20 and
+    // sweeps: a lock holder without a _private_workers row is an orphan to it once its lock
+    // is 5 min old, and recover_dead_worker_jobs then unlocks every job of that pool.
+    const runner = new WorkerRunner({
+      db: t.db,
+      tasks: {noop: async () => undefined},
+      config: {heartbeatIntervalMs: 200},
+    })
+    const handle = await runner.start()
+    const [poolId] = handle.poolIds
+    try {
+      await t.db.execScript(rustMigration20Sql(t.quoted))
+      const mirrored = async (): Promise<boolean> =>
+        (await t.query(`select 1 from ${t.quoted}._private_workers where id = $1`, [poolId])).length === 1
+      expect(await eventually(mirrored, 10_000), 'registered in the Rust registry once it exists').to.equal(true)
+      const [row] = await t.query<{metadata: {runtime?: string}}>(
+        `select metadata from ${t.quoted}._private_workers where id = $1`,
+        [poolId],
+      )
+      expect(row!.metadata.runtime).to.equal('backfill')
+      // The Rust sweeper's own test for orphans finds none among our locks.
+      await t.query(`select ${t.quoted}.add_job('noop', '{}')`)
+      const orphans = await t.query(
+        `select worker_id from ${t.quoted}.list_orphan_locked_workers(interval '0 seconds') where worker_id = $1`,
+        [poolId],
+      )
+      expect(orphans).to.have.length(0)
+    } finally {
+      await handle.stop()
+    }
+    expect(
+      await t.query(`select 1 from ${t.quoted}._private_workers where id = $1`, [poolId]),
+      'deregistered on stop',
+    ).to.have.length(0)
+  })
+
   it('fences itself: when its heartbeat cannot be recorded, it aborts its jobs and stops with a failure', async () => {
     const runner = new WorkerRunner({
       db: t.db,

@@ -52,8 +52,7 @@ export class WorkerPresence {
 
   async start(): Promise<void> {
     await this.connect()
-    const signature = `${this.db.quotedSchema}.worker_heartbeat(text,json)`
-    this.rustRegistry = (await this.db.one(rustHeartbeatAvailable, [signature])).available
+    this.rustRegistry = await this.rustRegistryExists()
     await this.register()
     this.timer = setInterval(() => {
       this.beating ??= this.beat()
@@ -71,7 +70,26 @@ export class WorkerPresence {
     if (facts) await this.db.exec(heartbeatWorkerWithFacts, [this.options.poolId, JSON.stringify(facts)])
     else await this.db.exec(heartbeatWorker, [this.options.poolId])
     if (this.rustRegistry) await this.db.exec(rustWorkerHeartbeat, [this.options.poolId, null])
+    else if (await this.rustRegistryExists()) {
+      // A Rust service migrated the schema to its 20 after this worker started: from now on
+      // its sweeper takes lock holders without a row for orphans, so register at once.
+      await this.rustRegister()
+      this.rustRegistry = true
+    }
     this.lastHeartbeatOk = Date.now()
+  }
+
+  /** The Rust port's worker registry (its migration 20) is in the schema. */
+  private async rustRegistryExists(): Promise<boolean> {
+    const signature = `${this.db.quotedSchema}.worker_heartbeat(text,json)`
+    return (await this.db.one(rustHeartbeatAvailable, [signature])).available
+  }
+
+  private async rustRegister(): Promise<void> {
+    await this.db.exec(rustWorkerHeartbeat, [
+      this.options.poolId,
+      JSON.stringify({pid: process.pid, hostname: os.hostname(), runtime: 'backfill'}),
+    ])
   }
 
   /** The presence session is open (it is reopened after the server drops it). */
@@ -92,12 +110,7 @@ export class WorkerPresence {
       this.options.version,
       JSON.stringify({...this.options.metadata, heartbeatIntervalMs: this.options.heartbeatIntervalMs}),
     ])
-    if (this.rustRegistry) {
-      await this.db.exec(rustWorkerHeartbeat, [
-        this.options.poolId,
-        JSON.stringify({pid: process.pid, hostname: os.hostname(), runtime: 'backfill'}),
-      ])
-    }
+    if (this.rustRegistry) await this.rustRegister()
     this.lastHeartbeatOk = Date.now()
   }
 
