@@ -149,6 +149,25 @@ describe('console under attack (hostile callers and payloads)', function () {
     })
   })
 
+  describe('limits', () => {
+    it("a body over the limit is a 413 that closes the connection, so the client's next request works", async () => {
+      c = await startConsole(t, {auth: {token: TOKEN}})
+      const api = new ApiClient(c.origin, {authorization: `Bearer ${TOKEN}`})
+      for (let round = 0; round < 3; round++) {
+        const big = await fetch(`${c.origin}/api/v1/dlq/purge`, {
+          method: 'POST',
+          headers: {'content-type': 'application/json', authorization: `Bearer ${TOKEN}`},
+          body: JSON.stringify({reason: 'x'.repeat(200_000)}),
+        })
+        expect(big.status).to.equal(413)
+        expect(big.headers.get('connection')).to.equal('close')
+        expect(((await big.json()) as {error: {code: string}}).error.code).to.equal('E_TOO_LARGE')
+        // fetch keeps connections alive: this one must not be handed a connection the server dropped.
+        expect((await api.get('/api/v1/session')).status).to.equal(200)
+      }
+    })
+  })
+
   describe('errors', () => {
     it('a page scrubs the secrets from an error message as the API envelope does', async () => {
       // The schema name stands in for a password that reaches an error message.

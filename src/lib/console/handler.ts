@@ -399,7 +399,9 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       }
       throw new HttpError(404, 'E_NOT_FOUND', `not found: ${pathname}`)
     } catch (error) {
-      status = sendError(res, error, wantsHtml)
+      // The rest of an oversized body was never read: the connection cannot carry another request.
+      const close = error instanceof HttpError && error.status === 413
+      status = sendError(res, error, wantsHtml, close ? {connection: 'close'} : {})
       if (status >= 500)
         log(`error ${method} ${pathname}: ${errorEnvelope(asBackfillError(error), secrets).error.message}`)
     } finally {
