@@ -34,11 +34,13 @@ describe('schemas shared with the Rust port', function () {
     const handle = await runner.start()
     try {
       await t.query(`select ${t.quoted}.add_job('hold', '{}')`)
-      for (let i = 0; i < 100; i++) {
-        const locked = await t.query(`select 1 from ${t.quoted}._private_jobs where locked_at is not null`)
-        if (locked.length > 0) break
-        await sleep(50)
+      // Asserted: the sweeper hazard checked at the end needs a Node lock next to the Rust heartbeat.
+      let locked = 0
+      for (let i = 0; i < 400 && locked === 0; i++) {
+        locked = (await t.query(`select 1 from ${t.quoted}._private_jobs where locked_at is not null`)).length
+        if (locked === 0) await sleep(50)
       }
+      expect(locked, 'the job is running (locked by the pool)').to.equal(1)
       // The worker mirrors its heartbeat into the Rust registry (so a Rust sweeper spares it).
       const mirrored = await t.query(`select id from ${t.quoted}._private_workers`)
       expect(mirrored.map((r) => r.id)).to.deep.equal(handle.poolIds)
