@@ -5,6 +5,7 @@ import {schemaStatus} from '../../src/lib/health/doctor.js'
 import {queueStatus} from '../../src/lib/health/status.js'
 import {listLocks} from '../../src/lib/locks/list.js'
 import {WorkerRunner} from '../../src/lib/worker/runner.js'
+import {isBackfillError} from '../../src/lib/errors.js'
 import {migrate} from '../../src/lib/schema/migrate.js'
 import {rustMigration19Sql, rustMigration20Sql} from '../fixtures/rust.js'
 import {TestSchema} from '../support/db.js'
@@ -96,5 +97,49 @@ describe('schemas shared with the Rust port', function () {
     await t.query(`update ${t.quoted}.migrations set breaking = true where id = 19`)
     expect(await codes()).not.to.include('rust-add-jobs-missing')
     expect((await migrate(t.db, {dryRun: true})).notes.join('\n')).not.to.contain('m000019.sql')
+  })
+
+  it("a schema at revision 18 that Rust workers hold locks in (graphile_worker <= 0.11.2): migrate refuses Node's breaking 19, which would keep them from starting", async () => {
+    // As a Rust graphile_worker 0.4-0.11.2 (the backfill crate 1.1.x) leaves it: 18 migrations;
+    // Node's 19 is a marker only (select 1), so dropping its ledger row gives that schema.
+    await t.query(`delete from ${t.quoted}.migrations where id = 19`)
+    await t.query(`select ${t.quoted}.add_job('rust_task', '{}', queue_name => 'user:1')`)
+    await t.query(`select ${t.quoted}.add_job('node_task', '{}')`)
+    const rustId = 'graphile_worker_0123456789abcdef01'
+    await t.query(
+      `update ${t.quoted}._private_jobs j set locked_at = now(), locked_by = $1, attempts = 1
+       from ${t.quoted}._private_tasks k where k.id = j.task_id and k.identifier = 'rust_task'`,
+      [rustId],
+    )
+    const ledger = async (): Promise<number[]> =>
+      (await t.query<{id: number}>(`select id from ${t.quoted}.migrations order by id`)).map((r) => r.id)
+    const refused = async (dryRun: boolean): Promise<void> => {
+      const error = await migrate(t.db, {dryRun}).catch((e: unknown) => e)
+      expect(isBackfillError(error), String(error)).to.equal(true)
+      expect((error as {code: string}).code).to.equal('E_RUST_WORKERS_TOO_OLD')
+      expect((error as Error).message)
+        .to.contain(rustId)
+        .and.contain('0.11.2')
+    }
+    await refused(true)
+    await refused(false)
+    expect(await ledger()).to.not.include(19)
+    const doctor = await schemaStatus(t.db)
+    const finding = doctor.findings.find((f) => f.code === 'rust-workers-block-19')
+    expect(finding?.severity).to.equal('error')
+    expect(finding?.message).to.contain(rustId)
+
+    // A queue lock alone is evidence too.
+    await t.query(`update ${t.quoted}._private_jobs set locked_at = null, locked_by = null`)
+    await t.query(`update ${t.quoted}._private_job_queues set locked_at = now(), locked_by = $1`, [rustId])
+    await refused(false)
+
+    // Node pools holding locks are not Rust workers; with no Rust lock left, 19 is applied.
+    await t.query(`update ${t.quoted}._private_job_queues set locked_at = null, locked_by = null`)
+    await t.query(`update ${t.quoted}._private_jobs set locked_at = now(), locked_by = 'pool-0123456789abcdef01'`)
+    expect((await schemaStatus(t.db)).findings.map((f) => f.code)).not.to.include('rust-workers-block-19')
+    const result = await migrate(t.db)
+    expect(result.applied).to.deep.equal([19])
+    expect(await ledger()).to.include(19)
   })
 })

@@ -161,6 +161,19 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
       message: `graphile-worker migrations ${rangeText(g.pending)} are pending${breaking}`,
       action: `backfill migrate${flag}`,
     })
+    const rustOwners = [
+      ...new Set(listing?.locks.filter((l) => ownerFamily(l.owner) === 'rust').map((l) => l.owner as string) ?? []),
+    ]
+    if (g.pending.includes(19) && g.revision !== null && g.revision >= 16 && rustOwners.length > 0) {
+      // Same test as migrate's refusal (E_RUST_WORKERS_TOO_OLD).
+      findings.push({
+        severity: 'error',
+        code: 'rust-workers-block-19',
+        message: `Rust graphile_worker workers hold locks here (${rustOwners.slice(0, 5).join(', ')}) on a schema at revision ${g.revision}: they are graphile_worker ≤ 0.11.2, which refuses to start after graphile-worker's breaking migration 19, so backfill migrate refuses to apply it`,
+        action:
+          'upgrade the Rust services to graphile_worker ≥ 0.11.3 (it applies its own, non-breaking migration 19), or, if those workers are gone, backfill locks clean',
+      })
+    }
     if (pendingBreaking.length > 0 && recentJobs > 0) {
       findings.push({
         severity: 'error',

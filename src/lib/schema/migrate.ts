@@ -4,7 +4,7 @@ import {type GroupCountsRecount, recountGroupCounts} from '../dlq/group-counts.j
 import {PreconditionError, isBackfillError} from '../errors.js'
 import {mapPgError} from '../pg-errors.js'
 import {requireSession} from '../pooler.js'
-import {advisoryLock, advisoryUnlock, duplicateDlqJobKeys} from '../sql/schema.js'
+import {advisoryLock, advisoryUnlock, duplicateDlqJobKeys, rustLockOwners} from '../sql/schema.js'
 import {
   BACKFILL_OBJECTS,
   type BackfillObject,
@@ -76,6 +76,7 @@ const VACUUM_AFTER_FINGERPRINTS = 10_000
 export async function migrate(db: Database, options: MigrateOptions = {}): Promise<MigrateResult> {
   const before = await inspectSchema(db)
   checkCompatible(before)
+  await checkRustWorkersAccept19(db, before)
   const notes = describeForeignState(before)
   if (await rustAddJobsFixMissing(db, before)) notes.push(`${RUST_ADD_JOBS_MESSAGE}; to fix: ${RUST_ADD_JOBS_ACTION}`)
   if (options.dryRun) {
@@ -128,6 +129,7 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
     // Re-read under the lock: another installer may have finished meanwhile.
     const current = await inspectSchema(locked)
     checkCompatible(current)
+    await checkRustWorkersAccept19(locked, current)
     if (current.graphile.pending.length > 0) {
       options.onProgress?.(
         `applying graphile-worker migrations ${rangeText(current.graphile.pending)} to schema "${db.schema}"`,
@@ -323,6 +325,31 @@ function checkCompatible(inspection: SchemaInspection): void {
       },
     )
   }
+}
+
+/**
+ * graphile-worker 0.17's migration 19 is a breaking marker only. The Rust graphile_worker
+ * <= 0.11.2 (the backfill crate 1.1.x) knows 18 migrations and refuses to start on a schema
+ * whose latest breaking migration is above that (IncompatbleRevision); >= 0.11.3 applies its
+ * own, non-breaking 19 when it starts. So Rust workers holding locks on a schema still at 18
+ * are old ones, which would all fail at their next start: refuse, change nothing.
+ */
+async function checkRustWorkersAccept19(db: Database, inspection: SchemaInspection): Promise<void> {
+  const {revision, pending, packageVersion} = inspection.graphile
+  if (revision === null || revision < 16 || !pending.includes(19)) return
+  const owners = await db.rows(rustLockOwners, [])
+  if (owners.length === 0) return
+  throw new PreconditionError(
+    `schema "${inspection.schema}" is at revision ${revision} and Rust graphile_worker workers hold locks in it (${owners.map((o) => o.locked_by).join(', ')}): a Rust graphile_worker at this revision is 0.11.2 or older, and after graphile-worker ${packageVersion}'s breaking migration 19 it refuses to start (incompatible revision); nothing was changed`,
+    {
+      code: 'E_RUST_WORKERS_TOO_OLD',
+      details: {schema: inspection.schema, revision, rustLockOwners: owners.map((o) => o.locked_by)},
+      suggestions: [
+        'upgrade the Rust services to graphile_worker >= 0.11.3 first: the first one to start applies the Rust migration 19 (non-breaking), and backfill migrate then has nothing to apply',
+        'if those Rust workers are gone for good, release their locks (backfill locks clean; --force for locks younger than its timeouts) and rerun backfill migrate',
+      ],
+    },
+  )
 }
 
 /**

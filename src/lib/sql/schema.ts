@@ -111,3 +111,22 @@ export const databaseNow = statement({
   columns: {now: 'timestamptz'},
   sql: () => `select clock_timestamp() as now`,
 })
+
+/**
+ * Lock holders with the Rust graphile_worker's worker id (graphile_worker_<hex>), newest lock
+ * first: on a schema still at revision 18 they are Rust workers of graphile_worker <= 0.11.2
+ * (a newer one applies its own migration 19 when it starts).
+ */
+export const rustLockOwners = statement({
+  id: 'schema.rust_lock_owners',
+  params: [],
+  columns: {locked_by: 'text', locked_at: 'timestamptz'},
+  sql: (s) => `select o.locked_by, max(o.locked_at) as locked_at from (
+  select locked_by, locked_at from ${s}._private_jobs where locked_at is not null and locked_by like 'graphile\\_worker\\_%'
+  union all
+  select locked_by, locked_at from ${s}._private_job_queues where locked_at is not null and locked_by like 'graphile\\_worker\\_%'
+) o
+group by o.locked_by
+order by 2 desc
+limit 5`,
+})
