@@ -24,13 +24,21 @@ describe('worker vs migrations announced in the same database', function () {
     await t.drop()
   })
 
-  /** Until a session of this database listens to graphile's channels (pools LISTEN in the background). */
-  const listening = async (schema: TestSchema): Promise<void> => {
-    for (let i = 0; i < 400; i++) {
-      const rows = await schema.query(
-        `select 1 from pg_stat_activity where datname = current_database() and query like 'LISTEN "jobs:insert"%'`,
+  /** Sessions of this database whose last statement was graphile's LISTEN (channels name no schema). */
+  const listeners = async (schema: TestSchema): Promise<number[]> =>
+    (
+      await schema.query<{pid: number}>(
+        `select pid from pg_stat_activity where datname = current_database() and query like 'LISTEN "jobs:insert"%'`,
       )
-      if (rows.length > 0) return
+    ).map((r) => r.pid)
+
+  /**
+   * Until a session that did not listen before (`earlier`) listens to graphile's channels (pools
+   * LISTEN in the background): one left by another test's pool must not count as this one's.
+   */
+  const listening = async (schema: TestSchema, earlier: readonly number[]): Promise<void> => {
+    for (let i = 0; i < 400; i++) {
+      if ((await listeners(schema)).some((pid) => !earlier.includes(pid))) return
       await sleep(50)
     }
     throw new Error('no pool listens')
@@ -59,8 +67,9 @@ describe('worker vs migrations announced in the same database', function () {
       config: {concurrency: 2, pollIntervalMs: 100},
       onEvent: (e) => events.push(e),
     })
+    const earlier = await listeners(t)
     const handle = await runner.start()
-    await listening(t)
+    await listening(t, earlier)
     others.push(await TestSchema.create({migrated: true, prefix: 'wmig_other'}))
     expect(await settledWithin(handle.done, 1500), 'the worker stopped after another schema was migrated').to.equal(
       false,
@@ -94,6 +103,7 @@ describe('worker vs migrations announced in the same database', function () {
   })
 
   it('plain graphile-worker pools still stop on any schema’s breaking migration (upstream behaviour the README documents)', async () => {
+    const earlier = await listeners(t)
     const runner = await run({
       pgPool: t.db.pool,
       schema: t.schema,
@@ -104,7 +114,7 @@ describe('worker vs migrations announced in the same database', function () {
       parsedCronItems: [],
     })
     try {
-      await listening(t)
+      await listening(t, earlier)
       others.push(await TestSchema.create({migrated: true, prefix: 'wmig_other'}))
       // A positive check: wait as long as a loaded machine needs (a fixed 3 s window could end first).
       expect(await settledWithin(runner.promise, 20_000)).to.equal(true)
