@@ -168,6 +168,23 @@ describe('WorkerRunner (library, in process)', function () {
     ).to.have.length(0)
   })
 
+  it("with migrate: false, refuses a schema with pending graphile migrations (graphile's run() would apply them itself)", async () => {
+    // A schema at revision 18 (Node's 19 is a marker only): with --no-migrate the worker started
+    // and graphile's run() recorded the breaking 19, bypassing migrate's checks.
+    await t.query(`delete from ${t.quoted}.migrations where id = 19`)
+    const runner = new WorkerRunner({db: t.db, tasks: {noop: async () => undefined}, config: {migrate: false}})
+    const error = await runner.start().then(
+      async (handle) => {
+        await handle.stop()
+        return undefined
+      },
+      (e: unknown) => e,
+    )
+    expect((error as {code?: string} | undefined)?.code, String(error)).to.equal('E_NOT_MIGRATED')
+    expect((error as Error).message).to.contain('migrations 19 are pending')
+    expect(await t.query(`select 1 from ${t.quoted}.migrations where id = 19`)).to.have.length(0)
+  })
+
   it('fences itself: when its heartbeat cannot be recorded, it aborts its jobs and stops with a failure', async () => {
     const runner = new WorkerRunner({
       db: t.db,

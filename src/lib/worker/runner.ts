@@ -5,6 +5,7 @@ import type {ParsedCronItem, Runner, TaskList, WorkerPool} from 'graphile-worker
 
 import type {Database} from '../db.js'
 import {BULK_FLAG} from '../jobs/priority.js'
+import {NotMigratedError} from '../errors.js'
 import {isAmbiguousOutcome} from '../pg-errors.js'
 import {requireSession} from '../pooler.js'
 import {requireMigrated} from '../schema/inspect.js'
@@ -365,7 +366,17 @@ export class WorkerRunner {
     )
     if (this.config.migrate) await migrate(this.db)
     // Also after migrating: a role that may migrate may still not see the jobs (row security).
-    await requireMigrated(this.db, {dlq: true})
+    const inspection = await requireMigrated(this.db, {dlq: true})
+    // graphile's run() applies pending migrations itself, whatever --no-migrate says, and
+    // without migrate's checks (e.g. a breaking 19 under Rust workers that reject it).
+    const pending = inspection.graphile.pending
+    if (!this.config.migrate && pending.length > 0) {
+      const flag = this.db.schema === 'graphile_worker' ? '' : ` --schema ${this.db.schema}`
+      throw new NotMigratedError(
+        `graphile-worker migrations ${pending.join(', ')} are pending in schema "${this.db.schema}": graphile-worker would apply them when the worker starts, and --no-migrate requires the schema to be up to date`,
+        {suggestions: [`run: backfill migrate${flag} (backfill schema status says what it would do)`]},
+      )
+    }
     await this.migrations.start()
     if (this.dlq) await this.capture.run('startup')
     await this.lockCleanup?.run('startup')
