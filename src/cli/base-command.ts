@@ -15,6 +15,7 @@ import {errorEnvelope, toBackfillError} from './errors.js'
 import {duration, durationDefault} from './flags.js'
 import {jsonDocument, MAX_COLOURED_JSON} from './json.js'
 import {loadStyles, Output} from './output.js'
+import {interceptProcessWarnings} from './process-warnings.js'
 import {terminalSafe} from './terminal-safe.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
@@ -63,6 +64,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
         code: 'E_USAGE',
         suggestions: [`backfill ${(this.id ?? '').replaceAll(':', ' ')} --json`],
       })
+    interceptProcessWarnings((text) => this.out.warn(text))
     const {args, flags} = await this.parse({
       args: this.ctor.args,
       baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
