@@ -552,6 +552,14 @@ describe('console admin API over HTTP (backfill ui)', function () {
       expect(jobs.map((j) => [j.task, j.queue])).to.deep.equal([['send_email', 'mail']])
       const bad = await api.post<{error: {code: string}}>('/api/v1/jobs', {task: ''})
       expect(bad.status).to.equal(400)
+      // Audited with the console's identity and address; the refused one left no row.
+      const audit = await t.query<{count: number; os_user: string; hostname: string; job_ids: string[]}>(
+        `select count, os_user, hostname, job_ids::text[] from ${t.quoted}.backfill_dlq_audit where action = 'jobs.enqueue'`,
+      )
+      expect(audit).to.have.length(1)
+      expect(audit[0]).to.deep.include({count: 1, job_ids: [created.body.job.id]})
+      expect(audit[0]?.os_user).to.match(/^console:/)
+      expect(audit[0]?.hostname).to.match(/127\.0\.0\.1/)
     })
 
     it('locks clean: the preview shows the stale lock; confirming releases exactly it', async () => {
@@ -583,6 +591,20 @@ describe('console admin API over HTTP (backfill ui)', function () {
       expect(done.body.jobLocks).to.equal(1)
       expect(await locked(stale)).to.equal(false)
       expect(await locked(fresh)).to.equal(true)
+      // The release is in the audit trail with the console's identity and the client's address.
+      const audit = await t.query<{
+        action: string
+        count: number
+        os_user: string
+        hostname: string
+        job_ids: string[]
+      }>(
+        `select action, count, os_user, hostname, job_ids::text[] from ${t.quoted}.backfill_dlq_audit where action = 'locks.clean'`,
+      )
+      expect(audit).to.have.length(1)
+      expect(audit[0]).to.deep.include({action: 'locks.clean', count: 1, job_ids: [stale]})
+      expect(audit[0]?.os_user).to.match(/^console:/)
+      expect(audit[0]?.hostname).to.match(/127\.0\.0\.1/)
     })
   })
 

@@ -189,6 +189,30 @@ describe('locks: owner liveness and release', function () {
         `select count(*)::int as count from ${t.quoted}._private_jobs`,
       )) as [{count: number}]
       expect(count, 'no job is deleted').to.equal(2)
+      // Without audit options (the worker's own cleanup) no audit row is written.
+      expect(await t.query(`select 1 from ${t.quoted}.backfill_dlq_audit`)).to.have.length(0)
+    })
+
+    it('an operator release writes one locks.clean audit row in its transaction; the worker cleanup none', async () => {
+      const t = await fresh()
+      const dead = poolId()
+      await registerWorker(t, dead, {heartbeatAgo: '90 seconds', hostname: 'host-gone'})
+      const a = await lockedJob(t, {owner: dead, lockedAgo: '2 seconds'})
+      const b = await lockedJob(t, {owner: dead, lockedAgo: '2 seconds', queue: 'user:1'})
+      const result = await cleanLocks(t.db, {
+        ...L,
+        audit: {reason: 'INC-1', actor: {osUser: 'oncall', hostname: 'laptop'}},
+      })
+      expect(result).to.include({jobLocks: 2, queueLocks: 1})
+      const rows = await t.query<{action: string; count: number; os_user: string; reason: string; job_ids: string[]}>(
+        `select action, count, os_user, reason, job_ids::text[] from ${t.quoted}.backfill_dlq_audit`,
+      )
+      expect(rows).to.have.length(1)
+      expect(rows[0]).to.deep.include({action: 'locks.clean', count: 3, os_user: 'oncall', reason: 'INC-1'})
+      expect([...(rows[0]?.job_ids ?? [])].sort()).to.deep.equal([a, b].sort())
+      // Nothing released: nothing audited.
+      await cleanLocks(t.db, {...L, audit: {}})
+      expect(await t.query(`select 1 from ${t.quoted}.backfill_dlq_audit`)).to.have.length(1)
     })
 
     it("releases unknown owners' locks only past the stale timeouts", async () => {

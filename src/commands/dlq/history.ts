@@ -10,7 +10,7 @@ export type HistoryResult = DlqHistoryDocument
 export default class DlqHistory extends DlqCommand<typeof DlqHistory> {
   static override summary =
     'Show the audit trail: who retried, purged or captured DLQ entries, or removed, failed or rescheduled jobs, when and why.'
-  static override description = `One row per run of dlq retry, purge or capture and of jobs remove, fail, run-now or reschedule (actions jobs.remove, jobs.move-to-dlq, jobs.fail, jobs.run-now, jobs.reschedule; a run's batches are summed), newest first: when, the OS user and host, the database role, the reason given, the selection, how many entries or jobs it changed and how many it left alone. --json adds the selection and options of each run; the audit table (backfill_dlq_audit) also keeps the entry and job ids of every batch.`
+  static override description = `One row per run of dlq retry, purge or capture, of jobs remove, fail, run-now or reschedule (actions jobs.remove, jobs.move-to-dlq, jobs.fail, jobs.run-now, jobs.reschedule), of locks clean (locks.clean) and of each job the web console enqueued (jobs.enqueue); a run's batches are summed, newest first: when, the OS user and host, the database role, the reason given, the selection, how many entries or jobs it changed and how many it left alone. --json adds the selection and options of each run; the audit table (backfill_dlq_audit) also keeps the entry and job ids of every batch.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %>',

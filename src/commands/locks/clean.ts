@@ -16,7 +16,7 @@ Released jobs become runnable at once and keep their attempt count (the interrup
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --dry-run',
-    '<%= config.bin %> <%= command.id %> --yes',
+    '<%= config.bin %> <%= command.id %> --yes --reason "INC-123: host worker-7 died"',
     '<%= config.bin %> <%= command.id %> --owner pool-0a1b2c3d4e5f607182 --force --yes',
     '<%= config.bin %> <%= command.id %> --stale-job-lock-timeout 2h --json --yes',
   ]
@@ -38,6 +38,7 @@ Released jobs become runnable at once and keep their attempt count (the interrup
     }),
     'dry-run': Flags.boolean({summary: 'Show what would be released; change nothing.'}),
     yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.'}),
+    reason: Flags.string({summary: 'Why, recorded in the audit trail (dlq history) when the DLQ tables exist.'}),
     ...livenessFlags,
   }
 
@@ -69,7 +70,11 @@ Released jobs become runnable at once and keep their attempt count (the interrup
       message: `Release ${describeCounts(plan.jobLocks, plan.queueLocks)} in schema "${this.schema}"?`,
       action: 'release locks',
     })
-    const result = await cleanLocks(db, {...options, only: releasing.map((l) => l.key)})
+    const result = await cleanLocks(db, {
+      ...options,
+      only: releasing.map((l) => l.key),
+      audit: {reason: flags.reason},
+    })
     this.render(result)
     return result
   }

@@ -1,5 +1,6 @@
-import type {Actor} from '../dlq/audit.js'
-import {dlqHistory, AUDIT_ACTIONS, type AuditAction, type HistoryRun} from '../dlq/audit.js'
+import {BackfillClient, type EnqueueOutcome} from '../client/client.js'
+import type {JobSpec} from '../client/spec.js'
+import {auditContext, dlqHistory, AUDIT_ACTIONS, type Actor, type AuditAction, type HistoryRun} from '../dlq/audit.js'
 import {listDlq, showDlqEntry, type DlqEntry, type ListResult, type ShowResult} from '../dlq/entries.js'
 import {entryDocument, jobDocument} from '../json-document.js'
 import {previewSelection, type SelectionPreview} from '../dlq/preview.js'
@@ -29,6 +30,7 @@ import type {LivenessOptions} from '../locks/owners.js'
 import {locksReport, type LocksListResult, type LocksReportOptions} from '../locks/report.js'
 import {requireMigrated} from '../schema/inspect.js'
 import {consoleCapabilities, consoleJobIdHighWater} from '../sql/console.js'
+import {insertDlqAudit} from '../sql/dlq-actions.js'
 import {estimateThroughput, type ThroughputEstimate, type ThroughputRing} from './throughput.js'
 
 // --- result documents: exactly what the CLI prints under --json ------------------------------
@@ -326,8 +328,48 @@ export async function planLockClean(
   return {plan: {kind: 'locks', options, keys}, preview}
 }
 
-export async function performLockClean(db: Database, plan: LocksPlan, actor: string): Promise<CleanLocksResult> {
+export async function performLockClean(
+  db: Database,
+  plan: LocksPlan,
+  audit: {actor: Actor; reason?: string},
+): Promise<CleanLocksResult> {
   if (plan.keys.length === 0) return {...(await cleanLocks(db, {...plan.options, dryRun: true})), dryRun: false}
   // Releases only the locks the preview showed, each only if it is still the very lock judged.
-  return cleanLocks(db, {...plan.options, only: plan.keys, actor})
+  return cleanLocks(db, {
+    ...plan.options,
+    only: plan.keys,
+    actor: `the console (${audit.actor.osUser ?? 'console'} from ${audit.actor.hostname ?? 'an unknown address'})`,
+    audit: {actor: audit.actor, reason: audit.reason},
+  })
+}
+
+/**
+ * Enqueues one job (graphile's add_job) and, when the audit table exists, records who did it
+ * in the same transaction (action `jobs.enqueue`): the console's enqueue is an operator action.
+ */
+export async function enqueueAudited(
+  db: Database,
+  job: {task: string; payload: unknown; spec: JobSpec},
+  audit: {actor: Actor},
+): Promise<EnqueueOutcome> {
+  const context = auditContext({actor: audit.actor})
+  return db.transaction(async (tx) => {
+    const inspection = await requireMigrated(tx)
+    const client = await BackfillClient.fromDatabase(tx, {ensureSchema: false})
+    const outcome = await client.enqueue(job.task, job.payload, job.spec)
+    if (outcome.status === 'enqueued' && inspection.backfill.catalog.relations.has('backfill_dlq_audit')) {
+      await tx.rows(insertDlqAudit, [
+        'jobs.enqueue',
+        1,
+        null,
+        [outcome.job.id],
+        context.actor.osUser,
+        context.actor.hostname,
+        null,
+        {task: job.task, queue: job.spec.queue ?? null, jobKey: job.spec.jobKey ?? null},
+        {run: context.run, action: outcome.action},
+      ])
+    }
+    return outcome
+  })
 }

@@ -1,6 +1,5 @@
 import type {IncomingMessage} from 'node:http'
 
-import {BackfillClient} from '../client/client.js'
 import {parsePriority, parseRunAt, validateFlags} from '../client/spec.js'
 import type {Actor} from '../dlq/audit.js'
 import type {Database} from '../db.js'
@@ -259,7 +258,6 @@ export const ROUTES: readonly Route[] = [
     handle: async (ctx) => {
       const body = ctx.params
       const run = async (): Promise<StoredResponse> => {
-        const client = await BackfillClient.fromDatabase(ctx.db, {ensureSchema: false})
         const payloadText = body.get('payload')
         let payload: unknown = {}
         if (payloadText !== undefined) {
@@ -270,7 +268,7 @@ export const ROUTES: readonly Route[] = [
           }
         }
         const priority = body.get('priority')
-        const outcome = await client.enqueue(body.get('task') ?? '', payload, {
+        const spec = {
           queue: body.string('queue') ?? null,
           priority:
             priority === undefined ? undefined : /^-?\d+$/.test(priority) ? Number(priority) : (priority as never),
@@ -279,7 +277,12 @@ export const ROUTES: readonly Route[] = [
           jobKey: body.string('jobKey') ?? null,
           jobKeyMode: body.string('jobKeyMode') as never,
           flags: body.all('flags') ? validateFlags(body.all('flags'), 'flags') : undefined,
-        })
+        }
+        const outcome = await ops.enqueueAudited(
+          ctx.db,
+          {task: body.get('task') ?? '', payload, spec},
+          {actor: actorOf(ctx)},
+        )
         ctx.cache.clear()
         return {status: outcome.status === 'enqueued' && outcome.action === 'created' ? 201 : 200, body: outcome}
       }
@@ -532,7 +535,7 @@ export const ROUTES: readonly Route[] = [
         ctx,
         'locks clean',
         () => ops.planLockClean(ctx.db, options),
-        (plan) => ops.performLockClean(ctx.db, plan, `the console (${ctx.identity.name} from ${ctx.remoteAddress})`),
+        (plan, reason) => ops.performLockClean(ctx.db, plan, {actor: actorOf(ctx), reason}),
       )
     },
   },

@@ -50,8 +50,9 @@ export function auditContext(options: AuditOptions): AuditContext {
 }
 
 /**
- * Actions recorded in backfill_dlq_audit: the DLQ's own, and the jobs actions on the live
- * queue (jobs/actions.ts), in the same table and format so one trail shows both.
+ * Actions recorded in backfill_dlq_audit: the DLQ's own, the jobs actions on the live queue
+ * (jobs/actions.ts), jobs the console enqueued and locks released by an operator, in the same
+ * table and format so one trail shows them all.
  */
 export const AUDIT_ACTIONS = [
   'retry',
@@ -62,6 +63,8 @@ export const AUDIT_ACTIONS = [
   'jobs.fail',
   'jobs.run-now',
   'jobs.reschedule',
+  'jobs.enqueue',
+  'locks.clean',
 ] as const
 export type AuditAction = (typeof AUDIT_ACTIONS)[number]
 

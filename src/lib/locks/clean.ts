@@ -1,7 +1,9 @@
 import type {Database} from '../db.js'
+import {auditContext, type AuditOptions} from '../dlq/audit.js'
 import {UsageError} from '../errors.js'
 import {formatDuration} from '../duration.js'
 import {requireMigrated, type SchemaInspection} from '../schema/inspect.js'
+import {insertDlqAudit} from '../sql/dlq-actions.js'
 import {releaseJobLocks, releaseQueueLocks} from '../sql/locks.js'
 import {listLocks, type LockEntry, type LockOwner} from './list.js'
 import type {LivenessOptions} from './owners.js'
@@ -48,6 +50,12 @@ export interface CleanLocksOptions extends LivenessOptions {
   only?: readonly string[]
   /** Who releases, recorded in each released job's last_error (default "backfill locks clean"). */
   actor?: string
+  /**
+   * Records the release in the audit trail (backfill_dlq_audit, action `locks.clean`, in the
+   * same transaction) when that table exists: what an operator does (the CLI, the console).
+   * The worker's own periodic cleanup leaves it out.
+   */
+  audit?: AuditOptions
   /** A fresh inspection of the schema (skips requireMigrated). */
   inspection?: SchemaInspection
 }
@@ -171,6 +179,7 @@ export async function cleanLocks(db: Database, options: CleanLocksOptions = {}):
   const releaseQueues = locks.filter((l) => l.action === 'release' && l.kind === 'queue')
   if (!result.dryRun && (releaseJobs.length > 0 || releaseQueues.length > 0)) {
     const actor = options.actor ?? 'backfill locks clean'
+    const audit = options.audit ? auditContext(options.audit) : undefined
     const {jobIds, queueIds} = await db.transaction(async (tx) => {
       const jobRows =
         releaseJobs.length === 0
@@ -191,6 +200,30 @@ export async function cleanLocks(db: Database, options: CleanLocksOptions = {}):
               releaseQueues.map((l) => l.lockedAt),
               force,
             ])
+      if (
+        audit &&
+        inspection.backfill.catalog.relations.has('backfill_dlq_audit') &&
+        jobRows.length + queueRows.length > 0
+      ) {
+        await tx.rows(insertDlqAudit, [
+          'locks.clean',
+          jobRows.length + queueRows.length,
+          null,
+          jobRows.map((r) => r.job_id),
+          audit.actor.osUser,
+          audit.actor.hostname,
+          audit.reason,
+          {owners: options.owners ?? null, force, only: options.only ? 'confirmed' : null},
+          {
+            run: audit.run,
+            queueIds: queueRows.map((r) => r.queue_id),
+            timeouts: {queueMs, jobMs},
+            released: releaseJobs
+              .filter((l) => jobRows.some((r) => r.job_id === l.jobId))
+              .map((l) => ({job: l.jobId, owner: l.owner, reason: l.reason})),
+          },
+        ])
+      }
       return {jobIds: new Set(jobRows.map((r) => r.job_id)), queueIds: new Set(queueRows.map((r) => r.queue_id))}
     })
     for (const lock of locks) {
