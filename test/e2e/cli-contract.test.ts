@@ -437,6 +437,32 @@ describe('operator contract, every command in the manifest (real binary)', funct
       }
     })
 
+    it("the worker's log (--once) never prints the connection's password, even when a task's error quotes the URL", async () => {
+      // worker start is an alias of worker (same flags); --once ends by itself.
+      const own = await TestSchema.create({migrated: true})
+      schemas.push(own)
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'bf-leaky-'))
+      writeFileSync(
+        path.join(dir, 'leaky.js'),
+        'module.exports = async () => { throw new Error(`cannot reach ${process.env.DATABASE_URL}`) }\n',
+      )
+      try {
+        await addJob(own, 'leaky', {maxAttempts: 1})
+        for (const format of ['text', 'json']) {
+          const result = await runCli(
+            ['worker', '--tasks', dir, '--once', '--schema', own.schema, '--log-format', format],
+            {databaseUrl: url()},
+          )
+          expect(result.code, result.stderr).to.equal(0)
+          expect(result.stdout, `--log-format ${format}`).to.contain('cannot reach postgres://postgres:***@')
+          expectClean(result, `worker --log-format ${format}`)
+          await addJob(own, 'leaky', {maxAttempts: 1})
+        }
+      } finally {
+        rmSync(dir, {recursive: true, force: true})
+      }
+    })
+
     it('destructive commands refuse without --yes when there is no TTY (text and --json), exit 2, and change nothing', async () => {
       for (const command of ofKind('destructive')) {
         expect(command.flags['dry-run'], `${command.id} --dry-run`).to.exist

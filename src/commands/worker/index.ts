@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {DbCommand, withoutSessionLimitFlag} from '../../cli/base-command.js'
 import {duration} from '../../cli/flags.js'
 import {formatJson, formatText, type LogLevel, shouldLog} from '../../cli/worker-log.js'
+import {scrubSecrets} from '../../lib/connection.js'
 import {InternalError, UsageError} from '../../lib/errors.js'
 import {preparedStatementsFromEnv} from '../../lib/pooler.js'
 import type {WorkerConfigInput} from '../../lib/worker/config.js'
@@ -348,7 +349,10 @@ export default class Worker extends DbCommand<typeof Worker> {
       // then, so no task of this process runs on once other workers may take its jobs over.
       if (event.type === 'error' && event.where === 'liveness') setTimeout(() => process.exit(1), 3000).unref()
       if (!shouldLog(event, level)) return
-      stream.write(`${format === 'json' ? formatJson(event) : formatText(event, color)}\n`)
+      // Task errors and database messages may quote the connection string (a task that reads
+      // DATABASE_URL): the password stays out of the log like out of every error.
+      const line = format === 'json' ? formatJson(event) : formatText(event, color)
+      stream.write(`${scrubSecrets(line, this.secrets)}\n`)
     }
   }
 }
