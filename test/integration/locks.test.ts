@@ -106,6 +106,9 @@ describe('locks: owner liveness and release', function () {
       expect(of(stale)).to.include({liveness: 'dead', evidence: 'rust-heartbeat'})
       expect(of(resilient)).to.include({liveness: 'live', holdsResilientJob: true})
       expect(listing.workers.filter((w) => w.runtime === 'rust')).to.have.length(3)
+      // A Rust fleet configured with a longer heartbeat (--rust-heartbeat-timeout): the 6-minute-old one is live.
+      const patient = await listLocks(t.db, {...L, rustHeartbeatTimeoutMs: 10 * 60_000})
+      expect(patient.owners.find((o) => o.owner === stale)).to.include({liveness: 'live', evidence: 'rust-heartbeat'})
     })
 
     it('after a server restart no registered owner is dead before one bound has passed (restartGrace)', async () => {
