@@ -55,4 +55,26 @@ describe('the --json contract for mistakes (in process)', function () {
     expect(help.code).to.equal(0)
     expect(help.stdout).to.contain('dlq list')
   })
+  it('backfill --json (flags, no command) is a JSON usage error naming the commands, exit 2; without --json one Error line', async () => {
+    for (const argv of [['--json'], ['--json', '--quiet'], ['--quiet', '--json']]) {
+      const result = await runInProcess(argv, {env})
+      expect(result.code, argv.join(' ')).to.equal(2)
+      expect(result.stderr, argv.join(' ')).to.equal('')
+      const envelope = JSON.parse(result.stdout) as {
+        error: {code: string; exitCode: number; message: string; details: {commands: {command: string}[]}}
+      }
+      expect(envelope.error).to.include({code: 'E_MISSING_COMMAND', exitCode: 2})
+      expect(envelope.error.message).to.equal('`backfill` needs a command (flags come after it)')
+      expect(envelope.error.details.commands.map((c) => c.command)).to.include.members([
+        'backfill status',
+        'backfill dlq list',
+      ])
+    }
+    const text = await runInProcess(['--quiet'], {env})
+    expect(text.code).to.equal(2)
+    expect(text.stdout).to.equal('')
+    expect(text.stderr).to.match(
+      /^Error: `backfill` needs a command \(flags come after it\)\n {2}→ see: backfill --help\n$/,
+    )
+  })
 })

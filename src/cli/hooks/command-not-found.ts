@@ -9,6 +9,24 @@ import {errorEnvelope} from '../errors.js'
  * naming the stray argument when a known command precedes it.
  */
 const hook: Hook.CommandNotFound = async function (options) {
+  const argv = [options.id, ...(options.argv ?? [])]
+  const json = argv.some((a) => a === '--json' || a.startsWith('--json='))
+  // `backfill --json` (flags, no command): oclif takes the first flag for the command's name.
+  if (options.id.startsWith('-')) {
+    const commands = options.config.commands
+      .filter((c) => !c.hidden)
+      .map((c) => ({command: `backfill ${c.id.replaceAll(':', ' ')}`, summary: c.summary ?? ''}))
+      .sort((a, b) => a.command.localeCompare(b.command))
+    report(
+      new UsageError('`backfill` needs a command (flags come after it)', {
+        code: 'E_MISSING_COMMAND',
+        suggestions: ['see: backfill --help'],
+        details: {commands},
+      }),
+      json,
+    )
+    return
+  }
   const words = options.id.split(':')
   let known: string | undefined
   for (let n = words.length - 1; n > 0 && !known; n--) {
@@ -26,9 +44,12 @@ const hook: Hook.CommandNotFound = async function (options) {
         code: 'E_UNKNOWN_COMMAND',
         suggestions: ['see: backfill --help'],
       })
+  report(error, json)
+}
+
+function report(error: UsageError, json: boolean): void {
   process.exitCode = error.exitCode
-  if ((options.argv ?? []).some((a) => a === '--json' || a.startsWith('--json=')))
-    process.stdout.write(`${JSON.stringify(errorEnvelope(error, []), null, 2)}\n`)
+  if (json) process.stdout.write(`${JSON.stringify(errorEnvelope(error, []), null, 2)}\n`)
   else process.stderr.write(`Error: ${error.message}\n${error.suggestions.map((s) => `  → ${s}\n`).join('')}`)
 }
 
