@@ -6,6 +6,8 @@ import {NotMigratedError} from '../../src/lib/errors.js'
 import {cleanLocks} from '../../src/lib/locks/clean.js'
 import {listLocks} from '../../src/lib/locks/list.js'
 import {rustMigration20Sql} from '../fixtures/rust.js'
+import {resolveWorkerConfig} from '../../src/lib/worker/config.js'
+import {defaultCleanLocks} from '../../src/lib/worker/lock-cleanup.js'
 import {TestSchema} from '../support/db.js'
 import {jobRow, lockedJob, lockedQueue, poolId, presenceSession, queueLock, registerWorker} from '../support/locks.js'
 
@@ -109,6 +111,15 @@ describe('locks: owner liveness and release', function () {
       // A Rust fleet configured with a longer heartbeat (--rust-heartbeat-timeout): the 6-minute-old one is live.
       const patient = await listLocks(t.db, {...L, rustHeartbeatTimeoutMs: 10 * 60_000})
       expect(patient.owners.find((o) => o.owner === stale)).to.include({liveness: 'live', evidence: 'rust-heartbeat'})
+      // The worker's own cleanup takes the bound too (worker --rust-heartbeat-timeout): 10 min keeps
+      // every Rust owner; a bound a quarter of the youngest heartbeat age makes all three dead.
+      // Ages count from the server's start when that is later (restart grace): hence the uptime.
+      const [{uptime}] = (await t.query<{uptime: number}>(
+        `select (extract(epoch from now() - pg_postmaster_start_time()) * 1000)::float8 as uptime`,
+      )) as [{uptime: number}]
+      const worker = (ms: number) => defaultCleanLocks(t.db, resolveWorkerConfig({rustHeartbeatTimeoutMs: ms}))
+      expect((await worker(10 * 60_000)).jobLocks).to.equal(0)
+      expect((await worker(Math.min(uptime, 20_000) / 4)).jobLocks).to.equal(3)
     })
 
     it('after a server restart no registered owner is dead before one bound has passed (restartGrace)', async () => {

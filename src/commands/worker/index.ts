@@ -116,6 +116,12 @@ export default class Worker extends DbCommand<typeof Worker> {
       defaultUnit: 's',
       summary: "Age after which an unknown owner's job lock is released (default 30m; keep it above your longest job).",
     }),
+    'rust-heartbeat-timeout': duration({
+      env: 'BACKFILL_RUST_HEARTBEAT_TIMEOUT_SECS',
+      defaultUnit: 's',
+      summary:
+        "The lock cleanup's bound on a Rust graphile_worker's heartbeat (default 5m, the Rust recovery's; raise it for Rust services with a longer heartbeat).",
+    }),
     'heartbeat-interval': duration({
       env: 'BACKFILL_HEARTBEAT_INTERVAL',
       defaultUnit: 's',
@@ -332,6 +338,7 @@ export default class Worker extends DbCommand<typeof Worker> {
       lockCleanupIntervalMs: flags['lock-cleanup-interval'],
       staleQueueLockTimeoutMs: flags['stale-queue-lock-timeout'],
       staleJobLockTimeoutMs: flags['stale-job-lock-timeout'],
+      rustHeartbeatTimeoutMs: flags['rust-heartbeat-timeout'],
       localQueueSize: flags['local-queue-size'],
       completeBatchDelayMs: flags['batch-delay'],
       failBatchDelayMs: flags['batch-delay'],

@@ -25,6 +25,8 @@ export interface WorkerConfig {
   lockCleanupIntervalMs: number | null
   staleQueueLockTimeoutMs: number
   staleJobLockTimeoutMs: number
+  /** Age of a Rust worker's heartbeat that makes it dead to the lock cleanup (unset: 5 min, the Rust recovery's). */
+  rustHeartbeatTimeoutMs?: number
   /** How often the worker proves it is alive (registry heartbeat). */
   heartbeatIntervalMs: number
   /** Graceful shutdown: how long running jobs may take to finish before they are aborted. */
@@ -85,6 +87,7 @@ export function resolveWorkerConfig(input: WorkerConfigInput = {}): WorkerConfig
       input.lockCleanupIntervalMs === undefined ? WORKER_DEFAULTS.lockCleanupIntervalMs : input.lockCleanupIntervalMs,
     staleQueueLockTimeoutMs: input.staleQueueLockTimeoutMs ?? WORKER_DEFAULTS.staleQueueLockTimeoutMs,
     staleJobLockTimeoutMs: input.staleJobLockTimeoutMs ?? WORKER_DEFAULTS.staleJobLockTimeoutMs,
+    ...(input.rustHeartbeatTimeoutMs === undefined ? {} : {rustHeartbeatTimeoutMs: input.rustHeartbeatTimeoutMs}),
     heartbeatIntervalMs: input.heartbeatIntervalMs ?? WORKER_DEFAULTS.heartbeatIntervalMs,
     shutdownTimeoutMs: input.shutdownTimeoutMs ?? WORKER_DEFAULTS.shutdownTimeoutMs,
     preparedStatements: input.preparedStatements ?? true,

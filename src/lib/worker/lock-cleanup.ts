@@ -74,11 +74,12 @@ export class LockCleanup {
   }
 }
 
-async function defaultCleanLocks(db: Database, config: WorkerConfig): Promise<CleanLocksResult> {
+export async function defaultCleanLocks(db: Database, config: WorkerConfig): Promise<CleanLocksResult> {
   const {cleanLocks} = await import('../locks/clean.js')
   const result = await cleanLocks(db, {
     staleQueueLockTimeoutMs: config.staleQueueLockTimeoutMs,
     staleJobLockTimeoutMs: config.staleJobLockTimeoutMs,
+    ...(config.rustHeartbeatTimeoutMs === undefined ? {} : {rustHeartbeatTimeoutMs: config.rustHeartbeatTimeoutMs}),
     actor: 'backfill worker',
   })
   return {
