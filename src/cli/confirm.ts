@@ -9,6 +9,23 @@ export interface ConfirmOptions {
   message: string
   /** What is refused without a TTY, e.g. "retry DLQ entries". */
   action: string
+  /** Colour on stderr (off with --no-color or NO_COLOR): the prompt follows it. */
+  color: boolean
+}
+
+const plain = (text: string): string => text
+/** The prompt's default theme without its colours (inquirer only knows NO_COLOR, not --no-color). */
+const PLAIN_THEME = {
+  prefix: {idle: '?', done: '✔'},
+  style: {
+    answer: plain,
+    message: plain,
+    error: (text: string) => `> ${text}`,
+    defaultAnswer: (text: string) => `(${text})`,
+    help: plain,
+    highlight: plain,
+    key: (text: string) => `<${text}>`,
+  },
 }
 
 /**
@@ -29,7 +46,10 @@ export async function confirmDestructive(options: ConfirmOptions): Promise<void>
   const {confirm} = await import('@inquirer/prompts')
   let answer: boolean
   try {
-    answer = await confirm({message: options.message, default: false}, {output: process.stderr})
+    answer = await confirm(
+      {message: options.message, default: false, ...(options.color ? {} : {theme: PLAIN_THEME})},
+      {output: process.stderr},
+    )
   } catch (error) {
     if ((error as Error)?.name === 'ExitPromptError')
       throw new InterruptedError('interrupted at the confirmation prompt')

@@ -232,6 +232,7 @@ export abstract class JobsActionCommand<T extends typeof Command> extends JobsCo
     await confirmDestructive({
       yes: flags.yes,
       json: this.jsonEnabled(),
+      color: this.out.errColor.level > 0,
       message: `${words.prompt(jobs(selection.count))} (schema "${this.schema}")?${left}`,
       action: `${words.verb} ${jobs(selection.count)}`,
     })

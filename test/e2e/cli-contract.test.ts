@@ -3,6 +3,7 @@
  * list): a new command fails the first case until it is classified below, and is then covered
  * by every part that applies to its kind.
  */
+import {spawnSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -10,7 +11,7 @@ import path from 'node:path'
 import {expect} from 'chai'
 import {Logger} from 'graphile-worker'
 
-import {ROOT, runCli, type CliResult} from '../support/cli.js'
+import {BIN, cleanEnv, ROOT, runCli, type CliResult} from '../support/cli.js'
 import {catalogSnapshot} from '../support/catalog.js'
 import {sql, testDatabaseName, TestSchema, testUrl, uniqueName, urlForDatabase} from '../support/db.js'
 import {insertDlq} from '../support/dlq.js'
@@ -54,7 +55,8 @@ const COMMANDS: Record<string, Spec> = {
   'dev:stop': {kind: 'dev', argv: none},
   'dev:url': {kind: 'dev', argv: none},
   'metrics:serve': {kind: 'serves', argv: none},
-  'locks:clean': {kind: 'destructive', argv: none},
+  // --force: the fixture's locks are then released whatever liveness makes of their owners.
+  'locks:clean': {kind: 'destructive', argv: () => ['--force']},
   'locks:list': {kind: 'read-only', argv: none},
   'dlq:capture': {kind: 'destructive', argv: none},
   'dlq:history': {kind: 'read-only', argv: none},
@@ -463,6 +465,30 @@ describe('operator contract, every command in the manifest (real binary)', funct
       }
     })
 
+    it('on a terminal, destructive commands ask; declining exits 5 and changes nothing; --no-color leaves the prompt plain', async function () {
+      // util-linux script(1) gives the command a pseudo-terminal (stdin and stderr are TTYs).
+      if (spawnSync('script', ['--version']).status !== 0) this.skip()
+      const sgr = /\u001B\[[0-9;]*m/
+      for (const command of ofKind('destructive')) {
+        const argv = [...words(command.id), ...spec(command.id).argv(fixture), '--schema', t.schema, '--no-color']
+        const data = await dataSnapshot(t)
+        const line = ['env', `DATABASE_URL=${url()}`, process.execPath, BIN, ...argv].map(shellQuote).join(' ')
+        const result = spawnSync('script', ['-qec', line, '/dev/null'], {
+          input: 'n\r',
+          encoding: 'utf8',
+          timeout: 60_000,
+          env: cleanEnv({TERM: 'xterm'}),
+        })
+        const out = result.stdout
+        expect(result.status, `${command.id}: ${out}`).to.equal(5)
+        expect(out, command.id).to.match(/\(y\/N\)/)
+        expect(out, command.id).to.contain('Error: aborted: nothing was changed')
+        expect(out, `${command.id} --no-color: colour in the prompt`).not.to.match(sgr)
+        expect(out, command.id).not.to.contain(PASSWORD)
+        expect(await dataSnapshot(t), `${command.id} changed data after a declined prompt`).to.deep.equal(data)
+      }
+    })
+
     it('destructive commands refuse without --yes when there is no TTY (text and --json), exit 2, and change nothing', async () => {
       for (const command of ofKind('destructive')) {
         expect(command.flags['dry-run'], `${command.id} --dry-run`).to.exist
@@ -510,4 +536,8 @@ async function catalogSnapshotOrEmpty(schema: string): Promise<Record<string, st
 
 function quietLogger() {
   return new Logger(() => () => undefined)
+}
+
+function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", "'\\''")}'`
 }

@@ -28,6 +28,7 @@ export default class DevReset extends BaseCommand<typeof DevReset> {
     await confirmDestructive({
       yes: this.flags.yes,
       json: this.jsonEnabled(),
+      color: this.out.errColor.level > 0,
       message: `Delete the development database in ${location.dir}?`,
       action: 'delete the development database',
     })

@@ -52,6 +52,7 @@ export default class DlqCapture extends DlqCommand<typeof DlqCapture> {
       await confirmDestructive({
         yes: flags.yes,
         json: this.jsonEnabled(),
+        color: this.out.errColor.level > 0,
         message: `Move ${count} exhausted job(s) into the DLQ (schema "${this.schema}")?`,
         action: 'capture jobs',
       })

@@ -82,6 +82,7 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
     await confirmDestructive({
       yes: flags.yes,
       json: this.jsonEnabled(),
+      color: this.out.errColor.level > 0,
       message: `Delete ${count} DLQ entr${count === 1 ? 'y' : 'ies'} for good (schema "${this.schema}")?`,
       action: 'purge DLQ entries',
     })

@@ -97,6 +97,7 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
     await confirmDestructive({
       yes: flags.yes,
       json: this.jsonEnabled(),
+      color: this.out.errColor.level > 0,
       message: `Retry ${count} DLQ entr${count === 1 ? 'y' : 'ies'} (schema "${this.schema}")?`,
       action: 'retry DLQ entries',
     })

@@ -67,6 +67,7 @@ Released jobs become runnable at once and keep their attempt count (the interrup
     await confirmDestructive({
       yes: flags.yes,
       json: this.jsonEnabled(),
+      color: this.out.errColor.level > 0,
       message: `Release ${describeCounts(plan.jobLocks, plan.queueLocks)} in schema "${this.schema}"?`,
       action: 'release locks',
     })
