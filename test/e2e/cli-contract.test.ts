@@ -206,6 +206,12 @@ describe('operator contract, every command in the manifest (real binary)', funct
       expect(result.stdout, `${command.id} --help`).to.contain('EXAMPLES')
       expectClean(result, `${command.id} --help`)
     }
+    // -h is --help, for the root, a topic and a command (oclif.additionalHelpFlags).
+    for (const argv of [['-h'], ['dlq', '-h'], ['status', '-h']]) {
+      const short = await runCli(argv, {databaseUrl: UNREACHABLE})
+      expect(short.code, `${argv.join(' ')}: ${short.stderr}`).to.equal(0)
+      expect(short.stdout, argv.join(' ')).to.contain('USAGE')
+    }
   })
 
   it('unreachable database, password in the URL: one JSON error envelope with a documented code, or one line of text; no password', async () => {
