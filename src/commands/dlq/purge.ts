@@ -42,7 +42,7 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
     yes: Flags.boolean({char: 'y', summary: 'Do not ask for confirmation.'}),
     reason: Flags.string({summary: 'Why, recorded in the audit trail (dlq history).'}),
     'batch-size': Flags.integer({
-      summary: `Entries per transaction (default ${DEFAULT_PURGE_BATCH}; wide selections: sized by time).`,
+      summary: `Entries per transaction (default ${DEFAULT_PURGE_BATCH}; wide selections go by ranges of pages: about this many, estimated from the table's statistics, and sized by time without this flag).`,
       min: 1,
       max: 100_000,
     }),
