@@ -74,6 +74,19 @@ const SELECTORS: DlqSelector[] = [
   {error: 'declined'},
 ]
 
+/** A job that has used all its attempts with this error (what capture moves), optionally keyed. */
+async function addExhausted(t: TestSchema, task: string, error: string | null, key?: string): Promise<string> {
+  const [job] = await t.query<{id: string}>(
+    `select id from ${t.quoted}.add_job($1, '{}'::json, job_key => $2, max_attempts => 3)`,
+    [task, key ?? null],
+  )
+  await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = $2 where id = $1`, [
+    job!.id,
+    error,
+  ])
+  return job!.id
+}
+
 describe('DLQ fingerprints stored at capture (stats from the index)', () => {
   let t: TestSchema
   beforeEach(async () => {
@@ -131,21 +144,10 @@ describe('DLQ fingerprints stored at capture (stats from the index)', () => {
   })
 
   it('every capture path stores the fingerprint with the entry (capture, dlq capture, jobs remove --to-dlq, fail --capture)', async () => {
-    const add = async (task: string, error: string, key?: string): Promise<string> => {
-      const [job] = await t.query<{id: string}>(
-        `select id from ${t.quoted}.add_job($1, '{}'::json, job_key => $2, max_attempts => 3)`,
-        [task, key ?? null],
-      )
-      await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = $2 where id = $1`, [
-        job!.id,
-        error,
-      ])
-      return job!.id
-    }
-    await add('send_email', 'SMTP 421 for user 1')
-    await add('send_email', 'SMTP 421 for user 2', 'k1')
+    await addExhausted(t, 'send_email', 'SMTP 421 for user 1')
+    await addExhausted(t, 'send_email', 'SMTP 421 for user 2', 'k1')
     expect((await captureExhausted(t.db)).captured).to.equal(2)
-    await add('charge', 'card 4242 declined')
+    await addExhausted(t, 'charge', 'card 4242 declined')
     expect((await captureNow(t.db)).captured).to.equal(1)
     await t.query(`select ${t.quoted}.add_job('resize', '{}'::json)`)
     expect((await removeJobs(t.db, {selector: {tasks: ['resize']}, toDlq: true, reason: 'bad'})).movedToDlq).to.equal(1)
@@ -153,7 +155,7 @@ describe('DLQ fingerprints stored at capture (stats from the index)', () => {
     expect((await failJobs(t.db, {selector: {tasks: ['report']}, capture: true})).movedToDlq).to.equal(1)
     await expectAllFingerprinted(t)
     // The upsert of a recaptured key refreshes the fingerprint with the error.
-    await add('send_email', 'disk full on node 3', 'k1')
+    await addExhausted(t, 'send_email', 'disk full on node 3', 'k1')
     await captureExhausted(t.db)
     await expectAllFingerprinted(t)
     const stats = await statsOf(t, {})
@@ -181,17 +183,8 @@ describe('DLQ fingerprints stored at capture (stats from the index)', () => {
       `${'é'.repeat(150)} ${'😀'.repeat(200)} tail 9`, // the 300-character cut in the middle of astral characters
       '  tabs\tand   spaces 12  ',
     ]
-    const add = async (task: string, error: string | null, key?: string): Promise<void> => {
-      const [job] = await t.query<{id: string}>(
-        `select id from ${t.quoted}.add_job($1, '{}'::json, job_key => $2, max_attempts => 3)`,
-        [task, key ?? null],
-      )
-      await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = $2 where id = $1`, [
-        job!.id,
-        error,
-      ])
-    }
-    for (const [i, error] of errors.entries()) await add(i % 2 === 0 ? 'send_email' : 'charge', error, `k${i}`)
+    for (const [i, error] of errors.entries())
+      await addExhausted(t, i % 2 === 0 ? 'send_email' : 'charge', error, `k${i}`)
     // Every row written to backfill_dlq, by operation (a test trigger; it commits with the move).
     await t.query(`create table ${t.quoted}.test_dlq_writes (op text not null, id bigint not null)`)
     await t.query(`create function ${t.quoted}.test_log_dlq_write() returns trigger language plpgsql as $$
@@ -210,7 +203,7 @@ describe('DLQ fingerprints stored at capture (stats from the index)', () => {
     expect(await writes()).to.deep.equal({INSERT: errors.length})
     await expectAllFingerprinted(t)
     // A recaptured key: the upsert's update is the entry's only write, fingerprint included.
-    await add('charge', 'disk full on node 3', 'k1')
+    await addExhausted(t, 'charge', 'disk full on node 3', 'k1')
     await t.query(`truncate ${t.quoted}.test_dlq_writes`)
     expect((await captureExhausted(t.db)).captured).to.equal(1)
     expect(await writes()).to.deep.equal({UPDATE: 1})
