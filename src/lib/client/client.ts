@@ -4,7 +4,7 @@ import {redactUrl, targetFromUrl, type ConnectionTarget} from '../connection.js'
 import {Database} from '../db.js'
 import {isBackfillError, UsageError} from '../errors.js'
 import {DEFAULT_SCHEMA, parseSchemaName} from '../identifiers.js'
-import {requireMigrated} from '../schema/inspect.js'
+import {requireMigrated, type SchemaInspection} from '../schema/inspect.js'
 import {migrate} from '../schema/migrate.js'
 import {addJob, getJob, getJobByKey, removeJob} from '../sql/jobs.js'
 import {addJobParams, JobBatchWriter, type BatchTotals} from './batch.js'
@@ -96,13 +96,16 @@ export class BackfillClient {
     }
   }
 
-  /** On an existing Database handle (the CLI's); ensureSchema as in connect(). */
+  /**
+   * On an existing Database handle (the CLI's); ensureSchema as in connect(). A caller that
+   * has just checked the schema passes its inspection, and it is not read again.
+   */
   static async fromDatabase(
     db: Database,
-    options: Pick<BackfillClientOptions, 'ensureSchema'> = {},
+    options: Pick<BackfillClientOptions, 'ensureSchema'> & {inspection?: SchemaInspection} = {},
   ): Promise<BackfillClient> {
     if (options.ensureSchema ?? true) await migrate(db)
-    else await requireMigrated(db)
+    else if (!options.inspection) await requireMigrated(db)
     return new BackfillClient(db)
   }
 

@@ -355,7 +355,7 @@ export async function enqueueAudited(
   const context = auditContext({actor: audit.actor})
   return db.transaction(async (tx) => {
     const inspection = await requireMigrated(tx)
-    const client = await BackfillClient.fromDatabase(tx, {ensureSchema: false})
+    const client = await BackfillClient.fromDatabase(tx, {ensureSchema: false, inspection})
     const outcome = await client.enqueue(job.task, job.payload, job.spec)
     if (outcome.status === 'enqueued' && inspection.backfill.catalog.relations.has('backfill_dlq_audit')) {
       await tx.rows(insertDlqAudit, [

@@ -200,31 +200,29 @@ export async function cleanLocks(db: Database, options: CleanLocksOptions = {}):
               releaseQueues.map((l) => l.lockedAt),
               force,
             ])
-      if (
-        audit &&
-        inspection.backfill.catalog.relations.has('backfill_dlq_audit') &&
-        jobRows.length + queueRows.length > 0
-      ) {
+      const jobIds = new Set(jobRows.map((r) => r.job_id))
+      const queueIds = new Set(queueRows.map((r) => r.queue_id))
+      if (audit && inspection.backfill.catalog.relations.has('backfill_dlq_audit') && jobIds.size + queueIds.size > 0) {
         await tx.rows(insertDlqAudit, [
           'locks.clean',
-          jobRows.length + queueRows.length,
+          jobIds.size + queueIds.size,
           null,
-          jobRows.map((r) => r.job_id),
+          [...jobIds],
           audit.actor.osUser,
           audit.actor.hostname,
           audit.reason,
           {owners: options.owners ?? null, force, only: options.only ? 'confirmed' : null},
           {
             run: audit.run,
-            queueIds: queueRows.map((r) => r.queue_id),
+            queueIds: [...queueIds],
             timeouts: {queueMs, jobMs},
             released: releaseJobs
-              .filter((l) => jobRows.some((r) => r.job_id === l.jobId))
+              .filter((l) => jobIds.has(l.jobId as string))
               .map((l) => ({job: l.jobId, owner: l.owner, reason: l.reason})),
           },
         ])
       }
-      return {jobIds: new Set(jobRows.map((r) => r.job_id)), queueIds: new Set(queueRows.map((r) => r.queue_id))}
+      return {jobIds, queueIds}
     })
     for (const lock of locks) {
       if (lock.action !== 'release') continue
