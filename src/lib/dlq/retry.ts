@@ -221,8 +221,9 @@ async function withRetriedRace(
       rows.some(
         (r) => r.status === 'retried' && (r.job_id === null || (keyConflict === 'skip' && r.replaced === true)),
       ) ||
+      // Only a keyed entry's add_jobs() can strip a key: unkeyed batches skip the probe.
       (keyConflict === 'skip' &&
-        rows.some((r) => r.status === 'retried') &&
+        rows.some((r) => r.status === 'retried' && r.keyed) &&
         (await tx.one(retryStrippedKeys, [])).stripped)
     if (!overtaken) {
       await tx.execScript('release savepoint backfill_retry_batch')

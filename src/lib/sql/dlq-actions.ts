@@ -31,6 +31,7 @@ const RETRY_COLUMNS = {
   audit_id: 'int8?',
   max_id: 'int8',
   replaced: 'bool?',
+  keyed: 'bool',
 } as const
 
 /**
@@ -65,7 +66,8 @@ function retrySql(s: string, candidates: string): string {
                    or c.job_key = '' or length(c.job_key) > 512 then 'invalid'
               when not $6::bool and c.job_key is not null
                    and exists (select 1 from ${s}._private_jobs j where j.key = c.job_key) then 'key_conflict'
-              else 'retried' end as status
+              else 'retried' end as status,
+         c.job_key is not null as keyed
   from candidates c
 ), moved as (
   -- = any(array): an index scan of the batch (a join would scan the whole table per batch).
@@ -118,7 +120,7 @@ function retrySql(s: string, candidates: string): string {
     audit_id = excluded.audit_id
 )
 select e.id as dlq_id, mp.job_id, e.status, e.task_identifier, (select id from audit) as audit_id,
-       (select max(id) from candidates) as max_id, mp.revision > 0 as replaced
+       (select max(id) from candidates) as max_id, mp.revision > 0 as replaced, e.keyed
 from entries e left join mapped mp on mp.id = e.id
 order by e.id`
 }
@@ -161,7 +163,8 @@ export const retryLockedEntries = statement({
  * statement's snapshot and fetched by a worker before add_jobs() ran loses its key and is put
  * on its last attempt (graphile's replace of a locked job) although the statement saw no key
  * conflict. Those rows are exhausted, keyless and updated at now() (this transaction's start):
- * found through idx_backfill_jobs_exhausted. Another transaction started in the same
+ * read through idx_backfill_jobs_exhausted when it exists (every exhausted job not yet
+ * captured, usually few), and run only after batches that retried a keyed entry. Another transaction started in the same
  * microsecond doing the same would only make the caller redo the batch.
  */
 export const retryStrippedKeys = statement({
