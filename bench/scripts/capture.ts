@@ -9,6 +9,7 @@ import path from 'node:path'
 
 import {EmbeddedPostgres} from '../../src/lib/embedded/postgres.js'
 import {captureRounds} from '../worker.bench.js'
+import {median} from '../lib/stats.js'
 
 const rounds = Number(process.argv[2] ?? 5)
 const dir = mkdtempSync(path.join('/dev/shm', 'bfb-'))
@@ -18,7 +19,6 @@ try {
   const ctx = {url: server.url, quick: false, rounds: 1, workDir: os.tmpdir(), log: () => undefined}
   await captureRounds(ctx)
   const {capture, single} = await captureRounds({...ctx, rounds})
-  const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] as number
   capture.forEach((c, i) => {
     const s = single[i] as number
     process.stdout.write(

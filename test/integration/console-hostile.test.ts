@@ -145,7 +145,9 @@ describe('console under attack (hostile callers and payloads)', function () {
         ).headers.get('set-cookie') ?? ''
       expect(await signIn({'x-forwarded-proto': 'https'})).to.match(/; Secure/)
       // Plain HTTP (backfill ui on loopback): a Secure cookie would never come back.
-      expect(await signIn({})).to.not.match(/Secure/)
+      const plain = await signIn({})
+      expect(plain, 'plain HTTP still gets its session cookie').to.match(/HttpOnly/)
+      expect(plain).to.not.match(/Secure/)
     })
   })
 

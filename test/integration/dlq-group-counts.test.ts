@@ -256,7 +256,7 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
         select task, '{}', 'x', task || '-e', '2024-01-01', '2024-01-01' from unnest(array['zz1', 'zz2']) task`)
       await b.query('begin')
       const bDelete = b.query(`delete from ${t.quoted}.backfill_dlq where task_identifier in ('zz2', 'zz1')`)
-      await new Promise((resolve) => setTimeout(resolve, 200))
+      await untilWaiting(t, a) // B waits on the count row A holds
       await a.query('commit')
       await bDelete
       await b.query('commit')
@@ -267,7 +267,7 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
       await a.query(`delete from ${t.quoted}.backfill_dlq where task_identifier = 'zz3'`)
       await b.query('begin')
       const bInsert = b.query(fp('zz3', 'e'))
-      await new Promise((resolve) => setTimeout(resolve, 200))
+      await untilWaiting(t, a)
       await a.query('commit')
       await bInsert
       await b.query('commit')
@@ -647,7 +647,7 @@ describe('DLQ group counts kept by triggers (dlq stats without a scan)', functio
     expect(rebuilt.recount).to.deep.equal({groups: 0, entries: 0, total: 19, dryRun: false})
   })
 
-  it('schema print creates the counts, their triggers and the index; applied to an empty schema, writes are counted', async () => {
+  it('schema print creates the counts, their triggers and the index; applied again over a migrated schema (idempotent), writes are counted', async () => {
     const printed = printSchemaSql(parseSchemaName(t.schema), {graphile: false})
     expect(printed).to.include('create table if not exists')
     expect(printed).to.include('backfill_dlq_group_counts')

@@ -549,14 +549,16 @@ describe('DLQ operations (library against PostgreSQL)', () => {
         await x.query('begin')
         await x.query(`insert into ${t.quoted}._private_tasks (identifier) values ('new_task')`)
         const retry = retryDlq(t.db, {selector: {}})
-        for (let i = 0; i < 250; i++) {
+        let waited = false
+        for (let i = 0; i < 500 && !waited; i++) {
           const [w] = await t.query<{n: number}>(
             `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and strpos(query, $1) > 0`,
             [t.schema],
           )
-          if (w!.n > 0) break
-          await new Promise((r) => setTimeout(r, 20))
+          waited = w!.n > 0
+          if (!waited) await new Promise((r) => setTimeout(r, 20))
         }
+        expect(waited, "the retry's add_jobs() waits on new_task's row").to.equal(true)
         // Meanwhile the application enqueues key K and a worker fetches it (attempt 1 running).
         await t.query(`select ${t.quoted}.add_job('send_email', '{"v":"NEW"}', job_key => 'K')`)
         await t.query(
