@@ -23,20 +23,30 @@ on conflict (pool_id) do update set hostname = excluded.hostname, pid = excluded
   metadata = excluded.metadata, last_heartbeat_at = now(), stopped_at = null`,
 })
 
+/**
+ * The heartbeat; it also tells whether the Rust port's registry ($2: its worker_heartbeat
+ * signature) exists, so a worker notices a Rust service's migration 20 without a query of its own.
+ */
 export const heartbeatWorker = statement({
   id: 'worker.heartbeat',
-  params: ['text'],
-  columns: {},
-  sql: (s) => `update ${s}.backfill_workers set last_heartbeat_at = now() where pool_id = $1::text`,
+  params: ['text', 'text'],
+  columns: {rust_registry: 'bool'},
+  sql: (s) => `with beat as (
+  update ${s}.backfill_workers set last_heartbeat_at = now() where pool_id = $1::text
+)
+select to_regprocedure($2::text) is not null as rust_registry`,
 })
 
 /** The heartbeat of a pool that reports live facts ($2, merged into metadata: e.g. its prefetch size). */
 export const heartbeatWorkerWithFacts = statement({
   id: 'worker.heartbeat_with_facts',
-  params: ['text', 'jsonb'],
-  columns: {},
-  sql: (s) =>
-    `update ${s}.backfill_workers set last_heartbeat_at = now(), metadata = coalesce(metadata, '{}'::jsonb) || $2::jsonb where pool_id = $1::text`,
+  params: ['text', 'jsonb', 'text'],
+  columns: {rust_registry: 'bool'},
+  sql: (s) => `with beat as (
+  update ${s}.backfill_workers set last_heartbeat_at = now(), metadata = coalesce(metadata, '{}'::jsonb) || $2::jsonb
+  where pool_id = $1::text
+)
+select to_regprocedure($3::text) is not null as rust_registry`,
 })
 
 export const stopWorker = statement({

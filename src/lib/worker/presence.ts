@@ -67,10 +67,12 @@ export class WorkerPresence {
 
   private async beat(): Promise<void> {
     const facts = this.options.liveFacts?.()
-    if (facts) await this.db.exec(heartbeatWorkerWithFacts, [this.options.poolId, JSON.stringify(facts)])
-    else await this.db.exec(heartbeatWorker, [this.options.poolId])
+    const signature = this.rustSignature()
+    const {rust_registry: rustRegistry} = facts
+      ? await this.db.one(heartbeatWorkerWithFacts, [this.options.poolId, JSON.stringify(facts), signature])
+      : await this.db.one(heartbeatWorker, [this.options.poolId, signature])
     if (this.rustRegistry) await this.db.exec(rustWorkerHeartbeat, [this.options.poolId, null])
-    else if (await this.rustRegistryExists()) {
+    else if (rustRegistry) {
       // A Rust service migrated the schema to its 20 after this worker started: from now on
       // its sweeper takes lock holders without a row for orphans, so register at once.
       await this.rustRegister()
@@ -81,8 +83,11 @@ export class WorkerPresence {
 
   /** The Rust port's worker registry (its migration 20) is in the schema. */
   private async rustRegistryExists(): Promise<boolean> {
-    const signature = `${this.db.quotedSchema}.worker_heartbeat(text,json)`
-    return (await this.db.one(rustHeartbeatAvailable, [signature])).available
+    return (await this.db.one(rustHeartbeatAvailable, [this.rustSignature()])).available
+  }
+
+  private rustSignature(): string {
+    return `${this.db.quotedSchema}.worker_heartbeat(text,json)`
   }
 
   private async rustRegister(): Promise<void> {
