@@ -591,6 +591,11 @@ describe('console admin API over HTTP (backfill ui)', function () {
       expect(done.body.jobLocks).to.equal(1)
       expect(await locked(stale)).to.equal(false)
       expect(await locked(fresh)).to.equal(true)
+      const [released] = await t.query<{last_error: string}>(
+        `select last_error from ${t.quoted}._private_jobs where id = $1`,
+        [stale],
+      )
+      expect(released!.last_error).to.match(/^Lock released by the console \(\w+ from [^)]*127\.0\.0\.1\): /)
       // The release is in the audit trail with the console's identity and the client's address.
       const audit = await t.query<{
         action: string

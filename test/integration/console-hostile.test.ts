@@ -301,7 +301,12 @@ describe('console under attack (hostile callers and payloads)', function () {
       expect((await rawRequest(c.origin, '/ops/api/v1/session')).status).to.equal(200)
       // "//x/ops/…" is the path "//x/ops/…", not "/ops/…" on a host x: a proxy or an application
       // guarding "/ops" does not see it as the console's, so the console must not either.
-      for (const path of ['//x/ops/api/v1/session', '/x/../ops/api/v1/session', '/x/%2e%2e/ops/api/v1/session']) {
+      for (const path of [
+        '//x/ops/api/v1/session',
+        '/x/../ops/api/v1/session',
+        '/x/%2e%2e/ops/api/v1/session',
+        `${c.origin}/x/../ops/api/v1/session`, // absolute form: the same dots
+      ]) {
         const smuggled = await rawRequest(c.origin, path)
         expect(smuggled.status, path).to.equal(404)
         expect(smuggled.body, path).to.not.include('csrfToken')

@@ -279,7 +279,13 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       // Under the prefix only if the path as sent is too: "//host/ops/…" or "/x/../ops/…" is
       // not what an application or proxy guarding "/ops" sees as the console's.
       if (next) return next()
-      sendError(res, new HttpError(url ? 404 : 400, url ? 'E_NOT_FOUND' : 'E_BAD_PATH', 'not found'), false)
+      sendError(
+        res,
+        url
+          ? new HttpError(404, 'E_NOT_FOUND', 'not found')
+          : new HttpError(400, 'E_BAD_PATH', 'malformed request target'),
+        false,
+      )
       return
     }
     const isApi = pathname.startsWith('/api/')
@@ -550,8 +556,9 @@ function requestUrl(target: string): URL | undefined {
 
 /** The path as sent, before dot segments are resolved. */
 function rawPath(req: IncomingMessage): string {
-  const target = originalUrl(req)
-  const path = target.startsWith('/') ? target : (requestUrl(target)?.pathname ?? '')
+  // As text: an absolute-form target ("http://h/x/../ops/…") loses its scheme and authority
+  // only; parsing it as a URL would resolve the dot segments this check is about.
+  const path = originalUrl(req).replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '')
   return path.split(/[?#]/, 1)[0] ?? ''
 }
 

@@ -331,14 +331,14 @@ export async function planLockClean(
 export async function performLockClean(
   db: Database,
   plan: LocksPlan,
-  audit: {actor: Actor; reason?: string},
+  audit: {actor: Actor; reason?: string; who: string},
 ): Promise<CleanLocksResult> {
   if (plan.keys.length === 0) return {...(await cleanLocks(db, {...plan.options, dryRun: true})), dryRun: false}
   // Releases only the locks the preview showed, each only if it is still the very lock judged.
   return cleanLocks(db, {
     ...plan.options,
     only: plan.keys,
-    actor: `the console (${audit.actor.osUser ?? 'console'} from ${audit.actor.hostname ?? 'an unknown address'})`,
+    actor: `the console (${audit.who})`,
     audit: {actor: audit.actor, reason: audit.reason},
   })
 }

@@ -535,7 +535,12 @@ export const ROUTES: readonly Route[] = [
         ctx,
         'locks clean',
         () => ops.planLockClean(ctx.db, options),
-        (plan, reason) => ops.performLockClean(ctx.db, plan, {actor: actorOf(ctx), reason}),
+        (plan, reason) =>
+          ops.performLockClean(ctx.db, plan, {
+            actor: actorOf(ctx),
+            reason,
+            who: `${ctx.identity.name} from ${ctx.remoteAddress}`,
+          }),
       )
     },
   },
