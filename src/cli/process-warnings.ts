@@ -8,7 +8,7 @@
  */
 const PG_SSLMODE_NOTICE = /^SECURITY WARNING: The SSL modes 'prefer', 'require', and 'verify-ca' are treated as aliases/
 
-export const SSLMODE_WARNING =
+const SSLMODE_WARNING =
   "sslmode=prefer, require and verify-ca check the server's certificate and host name here, as verify-full does; write sslmode=verify-full to say so, or sslmode=no-verify to skip the check"
 
 let warn: ((text: string) => void) | undefined
@@ -22,8 +22,8 @@ export function interceptProcessWarnings(sink: (text: string) => void): void {
   const emitWarning = process.emitWarning.bind(process)
   process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
     const text = typeof warning === 'string' ? warning : warning?.message
-    if (warn && typeof text === 'string' && PG_SSLMODE_NOTICE.test(text)) {
-      warn(SSLMODE_WARNING)
+    if (typeof text === 'string' && PG_SSLMODE_NOTICE.test(text)) {
+      warn?.(SSLMODE_WARNING)
       return
     }
     ;(emitWarning as (...args: unknown[]) => void)(warning, ...rest)

@@ -141,7 +141,7 @@ export const GROUP_COUNTS_TRIGGERS = [
 ] as const
 
 /** The counts are exact only while every trigger fires ('O': origin and local sessions, 'A': always). */
-export function groupCountTriggersEnabled(catalog: BackfillCatalog): boolean {
+function groupCountTriggersEnabled(catalog: BackfillCatalog): boolean {
   return GROUP_COUNTS_TRIGGERS.every((name) => ['O', 'A'].includes(catalog.dlqTriggers.get(name) ?? ''))
 }
 

@@ -44,7 +44,7 @@ function taskIdentifierSql(a: string): string {
  * writes (last_error as a JSON string, else the failure reason). Lets the fingerprint be
  * computed before the move; capture checks it against the line the move returns.
  */
-export function jobErrorLineSql(a: string, failureReasonSql: string): string {
+function jobErrorLineSql(a: string, failureReasonSql: string): string {
   return `left(split_part(coalesce(${a}.last_error, ${failureReasonSql}), E'\\n', 1), 300)`
 }
 
@@ -136,7 +136,7 @@ from inserted i`
 }
 
 /** What capture locks before the move: each job and what its entry's fingerprint is computed from. */
-export const LOCKED_JOB_COLUMNS = {id: 'int8', task_identifier: 'text', error_line: 'text'} as const
+const LOCKED_JOB_COLUMNS = {id: 'int8', task_identifier: 'text', error_line: 'text'} as const
 export type LockedJob = RowOf<typeof LOCKED_JOB_COLUMNS>
 
 function lockExhaustedSql(s: string, where: string, limit = ''): string {

@@ -134,7 +134,7 @@ export interface GraphileLogSink {
 }
 
 /** The scope graphile's Logger hands its log factory (job and worker loggers add to the pool's). */
-export interface GraphileLogScope {
+interface GraphileLogScope {
   label?: unknown
   workerId?: unknown
   taskIdentifier?: unknown

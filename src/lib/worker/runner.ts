@@ -467,7 +467,8 @@ export class WorkerRunner {
 
   private poolEnded(pool: RunningPool, failure: string): void {
     if (this.stopping) return
-    // graphile shuts a pool down by itself after a fatal error (e.g. a lost batch write).
+    // The fallback for a pool that ended without telling us first (poolShuttingDown handles a
+    // fatal error graphile announces, e.g. a lost batch write): stop with its reason.
     this.failure ??= failure
     this.requestStop?.()
   }
