@@ -11,6 +11,7 @@ import {
 import {EXIT_CODES, InterruptedError, UsageError, type BackfillError} from '../lib/errors.js'
 import {parseSchemaName, DEFAULT_SCHEMA, type SchemaName} from '../lib/identifiers.js'
 import {preparedStatementsFromEnv} from '../lib/pooler.js'
+import {confirmDestructive, type ConfirmOptions} from './confirm.js'
 import {errorEnvelope, toBackfillError} from './errors.js'
 import {duration, durationDefault} from './flags.js'
 import {jsonDocument, MAX_COLOURED_JSON} from './json.js'
@@ -79,6 +80,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   /** --json, and a mistaken --json=VALUE too: its usage error is then the JSON envelope the caller asked for. */
+  /** confirmDestructive with this command's --json and colour (the prompt must follow both). */
+  protected confirm(options: Omit<ConfirmOptions, 'json' | 'color'>): Promise<void> {
+    return confirmDestructive({...options, json: this.jsonEnabled(), color: this.out.errColor.level > 0})
+  }
+
   override jsonEnabled(): boolean {
     return super.jsonEnabled() || jsonWithValue(this.argv) !== undefined
   }

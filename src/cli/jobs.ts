@@ -19,7 +19,6 @@ import {
 import type {JobEntry} from '../lib/jobs/entries.js'
 import {buildJobSelector, isEmptyJobSelector, type JobSelector} from '../lib/jobs/selector.js'
 import {JOB_STATES} from '../lib/jobs/states.js'
-import {confirmDestructive} from './confirm.js'
 import {age} from './dlq.js'
 import type {Column} from './output.js'
 import {ProgressLine} from './progress.js'
@@ -229,10 +228,8 @@ export abstract class JobsActionCommand<T extends typeof Command> extends JobsCo
       // The sample's payloads exactly as stored in the --json document.
       return {dryRun: true, selection: {...selection, sample: selection.sample.map(jobJson) as unknown as JobEntry[]}}
     }
-    await confirmDestructive({
+    await this.confirm({
       yes: flags.yes,
-      json: this.jsonEnabled(),
-      color: this.out.errColor.level > 0,
       message: `${words.prompt(jobs(selection.count))} (schema "${this.schema}")?${left}`,
       action: `${words.verb} ${jobs(selection.count)}`,
     })

@@ -2,6 +2,7 @@ import type {Hook} from '@oclif/core'
 
 import {UsageError} from '../../lib/errors.js'
 import {errorEnvelope} from '../errors.js'
+import {commandList, wantsJson} from './command-list.js'
 
 /**
  * `backfill status extra` reaches oclif as the unknown command "status:extra". Report it in
@@ -10,13 +11,10 @@ import {errorEnvelope} from '../errors.js'
  */
 const hook: Hook.CommandNotFound = async function (options) {
   const argv = [options.id, ...(options.argv ?? [])]
-  const json = argv.some((a) => a === '--json' || a.startsWith('--json='))
+  const json = wantsJson(argv)
   // `backfill --json` (flags, no command): oclif takes the first flag for the command's name.
   if (options.id.startsWith('-')) {
-    const commands = options.config.commands
-      .filter((c) => !c.hidden)
-      .map((c) => ({command: `backfill ${c.id.replaceAll(':', ' ')}`, summary: c.summary ?? ''}))
-      .sort((a, b) => a.command.localeCompare(b.command))
+    const commands = commandList(options.config)
     report(
       new UsageError('`backfill` needs a command (flags come after it)', {
         code: 'E_MISSING_COMMAND',

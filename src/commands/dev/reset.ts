@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {confirmDestructive} from '../../cli/confirm.js'
 import {devServer, devServerLocation} from '../../lib/embedded/dev.js'
 
 export default class DevReset extends BaseCommand<typeof DevReset> {
@@ -25,10 +24,8 @@ export default class DevReset extends BaseCommand<typeof DevReset> {
       this.out.result(`would stop the server and delete ${location.dir}`)
       return {deleted: location.dir, dryRun: true}
     }
-    await confirmDestructive({
+    await this.confirm({
       yes: this.flags.yes,
-      json: this.jsonEnabled(),
-      color: this.out.errColor.level > 0,
       message: `Delete the development database in ${location.dir}?`,
       action: 'delete the development database',
     })

@@ -1,6 +1,5 @@
 import {Flags} from '@oclif/core'
 
-import {confirmDestructive} from '../../cli/confirm.js'
 import {DlqCommand, queueLabel, schemaFlag} from '../../cli/dlq.js'
 import {captureNow, type CaptureRunResult} from '../../lib/dlq/capture-run.js'
 import {DEFAULT_CAPTURE_BATCH} from '../../lib/dlq/capture.js'
@@ -49,10 +48,8 @@ export default class DlqCapture extends DlqCommand<typeof DlqCapture> {
         }
       }
       const count = flags.limit === undefined ? waiting : Math.min(waiting, flags.limit)
-      await confirmDestructive({
+      await this.confirm({
         yes: flags.yes,
-        json: this.jsonEnabled(),
-        color: this.out.errColor.level > 0,
         message: `Move ${count} exhausted job(s) into the DLQ (schema "${this.schema}")?`,
         action: 'capture jobs',
       })

@@ -1,6 +1,5 @@
 import {Flags} from '@oclif/core'
 
-import {confirmDestructive} from '../../cli/confirm.js'
 import type {DlqEntry} from '../../lib/dlq/entries.js'
 import {selectionAsOfNow} from '../../lib/dlq/selector.js'
 import {
@@ -79,10 +78,8 @@ export default class DlqPurge extends DlqCommand<typeof DlqPurge> {
       this.out.result('nothing to purge: no DLQ entries match the selection')
       return {dryRun: false, selection, run: '', purged: 0, batches: 0, interrupted: false, durationMs: 0}
     }
-    await confirmDestructive({
+    await this.confirm({
       yes: flags.yes,
-      json: this.jsonEnabled(),
-      color: this.out.errColor.level > 0,
       message: `Delete ${count} DLQ entr${count === 1 ? 'y' : 'ies'} for good (schema "${this.schema}")?`,
       action: 'purge DLQ entries',
     })

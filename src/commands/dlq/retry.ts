@@ -1,6 +1,5 @@
 import {Flags} from '@oclif/core'
 
-import {confirmDestructive} from '../../cli/confirm.js'
 import {duration, maxAttempts, priority, PRIORITY_SUMMARY, timestamp} from '../../cli/flags.js'
 import {
   DlqCommand,
@@ -94,10 +93,8 @@ export default class DlqRetry extends DlqCommand<typeof DlqRetry> {
       this.out.result('nothing to retry: no DLQ entries match the selection')
       return {dryRun: false, selection, ...emptyResult()}
     }
-    await confirmDestructive({
+    await this.confirm({
       yes: flags.yes,
-      json: this.jsonEnabled(),
-      color: this.out.errColor.level > 0,
       message: `Retry ${count} DLQ entr${count === 1 ? 'y' : 'ies'} (schema "${this.schema}")?`,
       action: 'retry DLQ entries',
     })

@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {DbCommand} from '../../cli/base-command.js'
-import {confirmDestructive} from '../../cli/confirm.js'
 import {duration, durationDefault} from '../../cli/flags.js'
 import {livenessFlags, livenessOptions} from '../../cli/liveness-flags.js'
 import {formatDuration} from '../../lib/duration.js'
@@ -64,10 +63,8 @@ Released jobs become runnable at once and keep their attempt count (the interrup
     const live = releasing.filter((l) => l.liveness === 'live').length
     if (live > 0) this.out.warn(`${live} of these locks are held by LIVE owners: their jobs may run twice`)
     this.out.info(`would release ${describeCounts(plan.jobLocks, plan.queueLocks)}`)
-    await confirmDestructive({
+    await this.confirm({
       yes: flags.yes,
-      json: this.jsonEnabled(),
-      color: this.out.errColor.level > 0,
       message: `Release ${describeCounts(plan.jobLocks, plan.queueLocks)} in schema "${this.schema}"?`,
       action: 'release locks',
     })

@@ -3,7 +3,7 @@ import {listLocks, type LockListing} from '../locks/list.js'
 import {ownerFamily} from '../locks/owners.js'
 import {backfillMeta} from '../sql/schema.js'
 import {functionFingerprints, recentJobLocks} from '../sql/status.js'
-import {inspectSchema, type SchemaInspection} from '../schema/inspect.js'
+import {inspectSchema, pending19BlocksOldRust, type SchemaInspection} from '../schema/inspect.js'
 import {
   FINGERPRINT_INDEX,
   GROUP_COUNTS_FUNCTION,
@@ -164,7 +164,7 @@ export async function schemaStatus(db: Database): Promise<SchemaStatus> {
     const rustOwners = [
       ...new Set(listing?.locks.filter((l) => ownerFamily(l.owner) === 'rust').map((l) => l.owner as string) ?? []),
     ]
-    if (g.pending.includes(19) && g.revision !== null && g.revision >= 16 && rustOwners.length > 0) {
+    if (pending19BlocksOldRust(g) && rustOwners.length > 0) {
       // Same test as migrate's refusal (E_RUST_WORKERS_TOO_OLD).
       findings.push({
         severity: 'error',

@@ -197,3 +197,12 @@ function describeForeignLedger(columnList: {table: string; column: string; type:
     ledger.every((c) => expected[c.column] === c.type)
   return graphile ? null : `columns ${ledger.map((c) => `${c.column} ${c.type}`).join(', ') || '(none)'}`
 }
+
+/**
+ * graphile-worker's pending migration 19 would stop old Rust workers (graphile_worker <= 0.11.2)
+ * on this schema: it is at revision 16-18, where only those hold locks as `graphile_worker_…`.
+ * The test `migrate` refuses on and `schema status` reports (given such lock owners).
+ */
+export function pending19BlocksOldRust(graphile: SchemaInspection['graphile']): boolean {
+  return graphile.revision !== null && graphile.revision >= 16 && graphile.pending.includes(19)
+}

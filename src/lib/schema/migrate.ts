@@ -18,7 +18,7 @@ import {
   graphileObjectNames,
   graphilePackage,
 } from './graphile-migrations.js'
-import {inspectSchema, type SchemaInspection} from './inspect.js'
+import {inspectSchema, pending19BlocksOldRust, type SchemaInspection} from './inspect.js'
 import {RUST_ADD_JOBS_ACTION, RUST_ADD_JOBS_MESSAGE, rustAddJobsFixMissing} from './rust-add-jobs.js'
 
 export interface InitDlqResult {
@@ -335,8 +335,8 @@ function checkCompatible(inspection: SchemaInspection): void {
  * are old ones, which would all fail at their next start: refuse, change nothing.
  */
 async function checkRustWorkersAccept19(db: Database, inspection: SchemaInspection): Promise<void> {
-  const {revision, pending, packageVersion} = inspection.graphile
-  if (revision === null || revision < 16 || !pending.includes(19)) return
+  const {revision, packageVersion} = inspection.graphile
+  if (!pending19BlocksOldRust(inspection.graphile)) return
   const owners = await db.rows(rustLockOwners, [])
   if (owners.length === 0) return
   throw new PreconditionError(
