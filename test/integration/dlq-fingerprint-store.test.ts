@@ -10,6 +10,7 @@ import {failJobs, removeJobs} from '../../src/lib/jobs/actions.js'
 import {initDlq, migrate} from '../../src/lib/schema/migrate.js'
 import {TestSchema} from '../support/db.js'
 import {insertDlq, type DlqRowSpec} from '../support/dlq.js'
+import {addJob, setJob} from '../support/jobs.js'
 
 /** Stats without the timing (the only field allowed to differ between two runs). */
 async function statsOf(
@@ -76,15 +77,9 @@ const SELECTORS: DlqSelector[] = [
 
 /** A job that has used all its attempts with this error (what capture moves), optionally keyed. */
 async function addExhausted(t: TestSchema, task: string, error: string | null, key?: string): Promise<string> {
-  const [job] = await t.query<{id: string}>(
-    `select id from ${t.quoted}.add_job($1, '{}'::json, job_key => $2, max_attempts => 3)`,
-    [task, key ?? null],
-  )
-  await t.query(`update ${t.quoted}._private_jobs set attempts = max_attempts, last_error = $2 where id = $1`, [
-    job!.id,
-    error,
-  ])
-  return job!.id
+  const id = await addJob(t, task, {maxAttempts: 3, ...(key === undefined ? {} : {key})})
+  await setJob(t, id, 'attempts = max_attempts, last_error = $2', [error])
+  return id
 }
 
 describe('DLQ fingerprints stored at capture (stats from the index)', () => {
